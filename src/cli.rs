@@ -1,0 +1,39 @@
+//! What every treeward binary shares on its command line, and the one place
+//! where a program's result becomes its exit status.
+
+use crate::error::{Error, EXIT_ERROR};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Options every binary takes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Common {
+    /// Configuration file (default: $TREEWARD_CONFIG, else
+    /// /etc/treeward/config.toml if it exists, else embedded defaults).
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Print one JSON document on stdout instead of the human summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs a program body and turns its result into the exit status.
+///
+/// Errors are printed once, here, prefixed with the program's name, so that
+/// every binary reports them the same way. A panic is caught and reported as
+/// an internal error with status 2 rather than Rust's 101: scripts only know
+/// the statuses the SPEC documents.
+pub fn run(program: &str, body: impl FnOnce() -> Result<u8, Error>) -> ExitCode {
+    crate::logging::init();
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
+        Ok(Ok(code)) => ExitCode::from(code),
+        Ok(Err(e)) => {
+            eprintln!("{program}: error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+        Err(_) => {
+            eprintln!("{program}: internal error (a bug in treeward; nothing further was done)");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! treeward: keeps the git worktrees that automated agents create from piling
+//! up, without ever losing the work inside them.
+//!
+//! The binaries in `src/bin/` are thin entries over this crate, so that an
+//! orchestrator written in Rust can call the same code in-process.
+
+pub mod check;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod in_use;
+pub mod ledger;
+pub mod logging;
+pub mod risk;
+pub mod roots;
