@@ -67,7 +67,9 @@ pub struct Ledger {
 
 impl Ledger {
     pub fn new(path: &Path) -> Ledger {
-        Ledger { path: path.to_path_buf() }
+        Ledger {
+            path: path.to_path_buf(),
+        }
     }
 
     pub fn path(&self) -> &Path {

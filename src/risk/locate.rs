@@ -1,0 +1,182 @@
+//! Where is the repository of a path? Answered from the filesystem alone,
+//! before libgit2 is asked anything, so that a directory that is not a
+//! worktree, a `.git` file that points nowhere and a repository that is gone
+//! each get a clear verdict instead of a git error.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// What a path is, as far as git is concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// Nothing at the path.
+    Missing,
+    /// A symbolic link: never followed; removing it removes only the link.
+    Symlink,
+    /// A regular file, FIFO, socket or device.
+    NotADirectory,
+    /// A directory with no `.git` (e.g. a crash between `mkdir` and
+    /// `git worktree add`).
+    Plain { empty: bool },
+    /// A directory whose `.git` is the repository itself (a clone).
+    Main { common: PathBuf },
+    /// A linked worktree (`git worktree add`).
+    Linked {
+        /// The worktree's admin dir, `<common>/worktrees/<name>`.
+        gitdir: PathBuf,
+        common: PathBuf,
+        name: String,
+    },
+    /// A `.git` that points at an admin dir or repository that no longer
+    /// exists, or cannot be read.
+    Broken { why: String },
+}
+
+/// Classifies `path` without following a symlink at `path` itself.
+pub fn locate(path: &Path) -> Location {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Location::Missing,
+        Err(e) => {
+            return Location::Broken {
+                why: format!("cannot stat {}: {e}", path.display()),
+            }
+        }
+    };
+    if meta.file_type().is_symlink() {
+        return Location::Symlink;
+    }
+    if !meta.is_dir() {
+        return Location::NotADirectory;
+    }
+    let dotgit = path.join(".git");
+    match fs::symlink_metadata(&dotgit) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Location::Plain {
+            empty: is_empty_dir(path),
+        },
+        Err(e) => Location::Broken {
+            why: format!("cannot stat {}: {e}", dotgit.display()),
+        },
+        Ok(m) if m.is_dir() => Location::Main { common: dotgit },
+        Ok(m) if m.is_file() => locate_gitfile(path, &dotgit),
+        Ok(_) => Location::Broken {
+            why: format!("{} is neither a file nor a directory", dotgit.display()),
+        },
+    }
+}
+
+fn is_empty_dir(path: &Path) -> bool {
+    fs::read_dir(path)
+        .map(|mut d| d.next().is_none())
+        .unwrap_or(false)
+}
+
+/// Follows a `.git` file (`gitdir: <path>`) to the admin dir and from there
+/// (`commondir`) to the common repository.
+fn locate_gitfile(worktree: &Path, dotgit: &Path) -> Location {
+    let text = match fs::read_to_string(dotgit) {
+        Ok(t) => t,
+        Err(e) => {
+            return Location::Broken {
+                why: format!("cannot read {}: {e}", dotgit.display()),
+            }
+        }
+    };
+    let Some(target) = parse_gitfile(&text) else {
+        return Location::Broken {
+            why: format!("{} does not say `gitdir: <path>`", dotgit.display()),
+        };
+    };
+    let gitdir = worktree.join(target);
+    if !gitdir.is_dir() {
+        return Location::Broken {
+            why: format!(
+                "{} points to {}, which does not exist",
+                dotgit.display(),
+                gitdir.display()
+            ),
+        };
+    }
+    let common = match fs::read_to_string(gitdir.join("commondir")) {
+        // A gitdir without `commondir` is a repository of its own (a
+        // submodule or `--separate-git-dir` clone), not a linked worktree.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Location::Main { common: gitdir },
+        Err(e) => {
+            return Location::Broken {
+                why: format!("cannot read {}/commondir: {e}", gitdir.display()),
+            }
+        }
+        Ok(t) => gitdir.join(t.trim_end_matches(['\n', '\r'])),
+    };
+    if !common.join("HEAD").is_file() {
+        return Location::Broken {
+            why: format!(
+                "the repository {} of this worktree no longer exists",
+                common.display()
+            ),
+        };
+    }
+    let name = gitdir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Location::Linked {
+        gitdir,
+        common: normalize(&common),
+        name,
+    }
+}
+
+/// The target of a `.git` file, if it has the one form git writes.
+fn parse_gitfile(text: &str) -> Option<&str> {
+    let target = text.strip_prefix("gitdir:")?.trim();
+    (!target.is_empty()).then_some(target)
+}
+
+/// Removes `.` and `name/..` pairs lexically (a `commondir` of `../..` is the
+/// norm), so reports show `/repo/.git` rather than `/repo/.git/worktrees/x/../..`.
+/// Lexical is right here: git itself resolves `commondir` this way.
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                if !out.pop() {
+                    out.push(c);
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gitfile_forms() {
+        assert_eq!(
+            parse_gitfile("gitdir: /r/.git/worktrees/a\n"),
+            Some("/r/.git/worktrees/a")
+        );
+        assert_eq!(
+            parse_gitfile("gitdir: ../.git/worktrees/a"),
+            Some("../.git/worktrees/a")
+        );
+        assert_eq!(parse_gitfile("gitdir:   \n"), None);
+        assert_eq!(parse_gitfile("ref: refs/heads/main\n"), None);
+    }
+
+    #[test]
+    fn normalize_folds_dot_dot() {
+        assert_eq!(
+            normalize(Path::new("/r/.git/worktrees/a/../..")),
+            PathBuf::from("/r/.git")
+        );
+        assert_eq!(normalize(Path::new("/r/./x")), PathBuf::from("/r/x"));
+    }
+}

@@ -1,0 +1,125 @@
+//! Test fixtures built with the real `git` binary in temp dirs.
+#![allow(dead_code)] // each test crate uses a different part of the kit
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Runs git in `dir` with a fixed identity and no user/system config, and
+/// returns stdout; panics with git's stderr on failure.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = git_output(dir, args);
+    assert!(
+        out.status.success(),
+        "git {args:?} in {} failed: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim_end().to_owned()
+}
+
+pub fn git_output(dir: &Path, args: &[&str]) -> Output {
+    Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_AUTHOR_NAME", "Test")
+        .env("GIT_AUTHOR_EMAIL", "test@example.com")
+        .env("GIT_COMMITTER_NAME", "Test")
+        .env("GIT_COMMITTER_EMAIL", "test@example.com")
+        .output()
+        .expect("git runs")
+}
+
+pub fn write(path: &Path, text: &str) {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).unwrap();
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+/// A repository with a `main` branch holding two commits, an `origin` (a bare
+/// repository) that has `main`, and `origin/HEAD` set.
+pub struct Fixture {
+    pub tmp: tempfile::TempDir,
+    pub repo: PathBuf,
+    pub origin: PathBuf,
+}
+
+impl Fixture {
+    pub fn new() -> Fixture {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = tmp.path().join("repo");
+        let origin = tmp.path().join("origin.git");
+        std::fs::create_dir_all(&repo).unwrap();
+        git(
+            tmp.path(),
+            &[
+                "init",
+                "-q",
+                "--bare",
+                "-b",
+                "main",
+                origin.to_str().unwrap(),
+            ],
+        );
+        git(&repo, &["init", "-q", "-b", "main"]);
+        write(&repo.join("README"), "hello\n");
+        write(&repo.join("src/lib.txt"), "one\ntwo\nthree\n");
+        write(&repo.join(".gitignore"), "*.log\ntarget/\n");
+        git(&repo, &["add", "-A"]);
+        git(&repo, &["commit", "-q", "-m", "initial"]);
+        write(&repo.join("src/lib.txt"), "one\ntwo\nthree\nfour\n");
+        git(&repo, &["commit", "-q", "-am", "second"]);
+        git(
+            &repo,
+            &["remote", "add", "origin", origin.to_str().unwrap()],
+        );
+        git(&repo, &["push", "-q", "-u", "origin", "main"]);
+        git(&repo, &["remote", "set-head", "origin", "main"]);
+        Fixture { tmp, repo, origin }
+    }
+
+    /// `git worktree add -b <branch> <tmp>/wt/<name> main`.
+    pub fn worktree(&self, name: &str, branch: &str) -> PathBuf {
+        let path = self.tmp.path().join("wt").join(name);
+        git(
+            &self.repo,
+            &[
+                "worktree",
+                "add",
+                "-q",
+                "-b",
+                branch,
+                path.to_str().unwrap(),
+                "main",
+            ],
+        );
+        path
+    }
+
+    /// `git worktree add --detach <tmp>/wt/<name> main`.
+    pub fn detached_worktree(&self, name: &str) -> PathBuf {
+        let path = self.tmp.path().join("wt").join(name);
+        git(
+            &self.repo,
+            &[
+                "worktree",
+                "add",
+                "-q",
+                "--detach",
+                path.to_str().unwrap(),
+                "main",
+            ],
+        );
+        path
+    }
+
+    /// Commits a change to `file` in `dir`.
+    pub fn commit(&self, dir: &Path, file: &str, text: &str, message: &str) -> String {
+        write(&dir.join(file), text);
+        git(dir, &["add", file]);
+        git(dir, &["commit", "-q", "-m", message]);
+        git(dir, &["rev-parse", "HEAD"])
+    }
+}
