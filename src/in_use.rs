@@ -43,3 +43,8 @@ impl ProcessTable {
 pub fn flock_held(_dir: &Path) -> std::io::Result<bool> {
     todo!()
 }
+
+/// Whether a process with this pid exists.
+pub fn pid_alive(_pid: u32) -> bool {
+    todo!()
+}

@@ -43,7 +43,7 @@ pub struct Record {
 }
 
 /// The whole document.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Document {
     pub schema: u32,
     pub records: Vec<Record>,

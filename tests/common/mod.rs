@@ -123,3 +123,67 @@ impl Fixture {
         git(dir, &["rev-parse", "HEAD"])
     }
 }
+
+/// Everything a user could notice about a tree: each path's type, mode,
+/// owner, size, mtime and content (symlink targets for links).
+pub type Snapshot = std::collections::BTreeMap<PathBuf, (u32, u32, u64, i64, i64, Vec<u8>)>;
+
+pub fn snapshot(dir: &Path) -> Snapshot {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Snapshot::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let m = std::fs::symlink_metadata(&p).unwrap();
+        let content = if m.file_type().is_symlink() {
+            std::fs::read_link(&p)
+                .unwrap()
+                .into_os_string()
+                .into_encoded_bytes()
+        } else if m.is_file() {
+            std::fs::read(&p).unwrap()
+        } else {
+            for e in std::fs::read_dir(&p).unwrap() {
+                stack.push(e.unwrap().path());
+            }
+            Vec::new()
+        };
+        out.insert(
+            p,
+            (
+                m.mode(),
+                m.uid(),
+                m.size(),
+                m.mtime(),
+                m.mtime_nsec(),
+                content,
+            ),
+        );
+    }
+    out
+}
+
+/// A config file in `dir` with one root and a ledger, and its path.
+pub fn config_file(dir: &Path, root: &Path, extra_root_keys: &str) -> PathBuf {
+    let path = dir.join("treeward.toml");
+    let text = format!(
+        "ledger = \"{}\"\n\n[[root]]\npath = \"{}\"\npatterns = [\"*\"]\n{extra_root_keys}\n",
+        dir.join("ledger.json").display(),
+        root.display()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Kills and reaps a child when dropped, so a failing test leaves no process.
+pub struct ChildGuard(pub std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn is_root() -> bool {
+    nix::unistd::Uid::effective().is_root()
+}

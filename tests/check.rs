@@ -1,0 +1,413 @@
+//! `treeward-check` as a user runs it: exit statuses, the JSON contract, the
+//! table, strict read-only behaviour (also as root on another user's
+//! repository), in-use detection with real processes, and bad configuration.
+
+mod common;
+
+use common::{config_file, git, git_output, is_root, snapshot, write, ChildGuard, Fixture};
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+fn check(config: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_treeward-check"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env_remove("TREEWARD_CONFIG")
+        .output()
+        .unwrap()
+}
+
+fn check_json(config: &Path, args: &[&str]) -> (i32, Value) {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let out = check(config, &all);
+    let doc: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)));
+    (out.status.code().unwrap(), doc)
+}
+
+/// A fixture plus a config whose root holds its worktrees.
+fn setup() -> (Fixture, std::path::PathBuf) {
+    let f = Fixture::new();
+    std::fs::create_dir_all(f.tmp.path().join("wt")).unwrap();
+    let cfg = config_file(f.tmp.path(), &f.tmp.path().join("wt"), "");
+    (f, cfg)
+}
+
+#[test]
+fn exit_status_follows_the_verdict() {
+    let (f, cfg) = setup();
+    let clean = f.worktree("clean", "b-clean");
+    let dirty = f.worktree("dirty", "b-dirty");
+    write(&dirty.join("wip.txt"), "work\n");
+
+    assert_eq!(
+        check(&cfg, &[clean.to_str().unwrap()]).status.code(),
+        Some(0)
+    );
+    assert_eq!(
+        check(&cfg, &[dirty.to_str().unwrap()]).status.code(),
+        Some(1)
+    );
+    assert_eq!(
+        check(&cfg, &[clean.to_str().unwrap(), dirty.to_str().unwrap()])
+            .status
+            .code(),
+        Some(1)
+    );
+    let missing = check(&cfg, &[f.tmp.path().join("wt/nope").to_str().unwrap()]);
+    assert_eq!(missing.status.code(), Some(2));
+}
+
+#[test]
+fn default_path_is_the_current_directory() {
+    let (f, cfg) = setup();
+    let dirty = f.worktree("cwd", "b-cwd");
+    write(&dirty.join("wip.txt"), "work\n");
+    let out = Command::new(env!("CARGO_BIN_EXE_treeward-check"))
+        .args(["--json", "--config", cfg.to_str().unwrap()])
+        .current_dir(&dirty)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["worktrees"][0]["path"], dirty.to_str().unwrap());
+    assert_eq!(
+        doc["worktrees"][0]["in_use"], false,
+        "the checker does not count itself"
+    );
+}
+
+#[test]
+fn json_document_carries_the_contract_fields() {
+    let (f, cfg) = setup();
+    let wt = f.worktree("review-1", "task-1");
+    f.commit(&wt, "feature.txt", "f\n", "feature");
+    write(&wt.join("README"), "changed\n");
+    let detached = f.detached_worktree("review-2");
+
+    let (code, doc) = check_json(&cfg, &[wt.to_str().unwrap(), detached.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    let w = &doc["worktrees"][0];
+    for key in [
+        "path",
+        "repository",
+        "branch",
+        "head",
+        "at_risk",
+        "reasons",
+        "integrated",
+        "locked",
+        "in_use",
+        "error",
+    ] {
+        assert!(w.get(key).is_some(), "field {key} missing in {w}");
+    }
+    assert_eq!(w["path"], wt.to_str().unwrap());
+    assert_eq!(w["repository"], f.repo.join(".git").to_str().unwrap());
+    assert_eq!(w["branch"], "task-1");
+    assert_eq!(w["head"], git(&wt, &["rev-parse", "HEAD"]));
+    assert_eq!(w["at_risk"], true);
+    assert_eq!(
+        w["reasons"],
+        serde_json::json!(["modified", "unpushed", "unmerged"])
+    );
+    assert_eq!(w["integrated"], false);
+    assert_eq!(w["locked"], false);
+    assert_eq!(w["in_use"], false);
+    assert_eq!(w["error"], Value::Null);
+
+    let d = &doc["worktrees"][1];
+    assert_eq!(d["branch"], Value::Null, "detached: branch is null");
+    assert_eq!(d["integrated"], Value::Null);
+    assert_eq!(d["at_risk"], false);
+}
+
+#[test]
+fn human_table_spells_out_reasons() {
+    let (f, cfg) = setup();
+    let wt = f.worktree("human", "b-human");
+    write(&wt.join("a.txt"), "a\n");
+    write(&wt.join("b.txt"), "b\n");
+    let out = check(&cfg, &[wt.to_str().unwrap()]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("AT RISK"), "{text}");
+    assert!(text.contains("2 untracked file(s)"), "{text}");
+    assert!(text.contains("1 of 1 at risk"), "{text}");
+}
+
+#[test]
+fn all_covers_root_entries_and_ledger_records() {
+    let (f, cfg) = setup();
+    f.worktree("one", "b-one");
+    let two = f.worktree("two", "b-two");
+    write(&two.join("x"), "x\n");
+    std::fs::create_dir(f.tmp.path().join("wt/plain")).unwrap();
+    let (code, doc) = check_json(&cfg, &["--all"]);
+    assert_eq!(code, 1);
+    let paths: Vec<&str> = doc["worktrees"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["path"].as_str().unwrap())
+        .collect();
+    let root = f.tmp.path().join("wt");
+    let want: Vec<String> = ["one", "plain", "two"]
+        .iter()
+        .map(|n| root.join(n).display().to_string())
+        .collect();
+    assert_eq!(paths, want);
+}
+
+/// Refs, index, files and the mtimes of index and ledger are untouched.
+fn assert_read_only_run(f: &Fixture, cfg: &Path, wt: &Path) -> Value {
+    let ledger = f.tmp.path().join("ledger.json");
+    std::fs::write(&ledger, br#"{"schema":1,"records":[]}"#).unwrap();
+    let before = snapshot(f.tmp.path());
+    let (code, doc) = check_json(cfg, &[wt.to_str().unwrap(), "--all"]);
+    assert_eq!(code, 1, "{doc}");
+    let after = snapshot(f.tmp.path());
+    for (path, state) in &before {
+        assert_eq!(after.get(path), Some(state), "{} changed", path.display());
+    }
+    let added: Vec<_> = after.keys().filter(|p| !before.contains_key(*p)).collect();
+    assert!(added.is_empty(), "the check created {added:?}");
+    doc
+}
+
+/// A worktree with every kind of state, including a racily-clean index
+/// (files written in the same second as the index), which tempts a status
+/// implementation to refresh and rewrite the index.
+fn busy_worktree(f: &Fixture) -> std::path::PathBuf {
+    let wt = f.worktree("busy", "b-busy");
+    f.commit(&wt, "feature.txt", "f\n", "feature");
+    write(&wt.join("README"), "changed\n");
+    write(&wt.join("new.txt"), "new\n");
+    git(&wt, &["add", "new.txt"]);
+    write(&wt.join("untracked.txt"), "u\n");
+    wt
+}
+
+#[test]
+fn check_is_strictly_read_only() {
+    let (f, cfg) = setup();
+    let wt = busy_worktree(&f);
+    let doc = assert_read_only_run(&f, &cfg, &wt);
+    assert_eq!(
+        doc["worktrees"][0]["reasons"],
+        serde_json::json!(["staged", "modified", "untracked", "unpushed", "unmerged"])
+    );
+}
+
+#[test]
+fn as_root_on_another_users_repository_reads_without_lying() {
+    if !is_root() {
+        eprintln!("skipped: needs root to own a repository as uid 4242 and check it as root");
+        return;
+    }
+    let (f, cfg) = setup();
+    let wt = busy_worktree(&f);
+    let chown = Command::new("chown")
+        .args(["-R", "4242:4242"])
+        .arg(f.tmp.path())
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    // git itself refuses this repository as root: the scenario is real.
+    let refused = git_output(&wt, &["status"]);
+    assert!(
+        !refused.status.success()
+            && String::from_utf8_lossy(&refused.stderr).contains("dubious ownership")
+    );
+
+    let doc = assert_read_only_run(&f, &cfg, &wt);
+    let w = &doc["worktrees"][0];
+    assert_eq!(w["repository_owner"], 4242);
+    assert_eq!(w["error"], Value::Null, "{w}");
+    assert_eq!(
+        w["reasons"],
+        serde_json::json!(["staged", "modified", "untracked", "unpushed", "unmerged"])
+    );
+    let root_owned = Command::new("find")
+        .arg(f.tmp.path())
+        .args(["-uid", "0"])
+        .output()
+        .unwrap();
+    assert!(
+        root_owned.stdout.is_empty(),
+        "root-owned files appeared: {}",
+        String::from_utf8_lossy(&root_owned.stdout)
+    );
+}
+
+fn in_use_of(cfg: &Path, wt: &Path) -> Value {
+    let (_, doc) = check_json(cfg, &[wt.to_str().unwrap()]);
+    doc["worktrees"][0].clone()
+}
+
+#[test]
+fn a_process_with_its_cwd_inside_is_in_use() {
+    let (f, cfg) = setup();
+    let wt = f.worktree("busy-cwd", "b-busy-cwd");
+    let sibling = f.worktree("busy-cwd-2", "b-busy-cwd-2");
+    std::fs::create_dir(wt.join("sub")).unwrap();
+    let sleeper = ChildGuard(
+        Command::new("sleep")
+            .arg("30")
+            .current_dir(wt.join("sub"))
+            .spawn()
+            .unwrap(),
+    );
+    let w = in_use_of(&cfg, &wt);
+    assert_eq!(w["in_use"], true, "{w}");
+    assert_eq!(w["in_use_by"][0]["pid"], sleeper.0.id());
+    assert_eq!(w["in_use_by"][0]["how"], "cwd");
+    assert_eq!(
+        in_use_of(&cfg, &sibling)["in_use"],
+        false,
+        "a name sharing a prefix is not inside"
+    );
+    drop(sleeper);
+    assert_eq!(in_use_of(&cfg, &wt)["in_use"], false);
+}
+
+#[test]
+fn a_flock_on_the_directory_is_in_use() {
+    let (f, cfg) = setup();
+    let wt = f.worktree("locked-dir", "b-locked-dir");
+    let holder = ChildGuard(
+        Command::new("flock")
+            .arg(&wt)
+            .args(["sleep", "30"])
+            .current_dir("/")
+            .spawn()
+            .unwrap(),
+    );
+    // flock(1) takes the lock before it runs sleep; wait until it holds it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while treeward::in_use::flock_held(&wt).ok() != Some(true) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "flock(1) never took the lock"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let w = in_use_of(&cfg, &wt);
+    assert_eq!(
+        (w["in_use"].clone(), w["flock_held"].clone()),
+        (Value::Bool(true), Value::Bool(true)),
+        "{w}"
+    );
+    drop(holder);
+    assert_eq!(in_use_of(&cfg, &wt)["in_use"], false);
+}
+
+/// Runs the checker on a bad config file and returns (status, stderr).
+fn with_config_text(text: &str) -> (Option<i32>, String) {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("bad.toml");
+    std::fs::write(&cfg, text).unwrap();
+    let out = check(&cfg, &[tmp.path().to_str().unwrap()]);
+    assert!(
+        out.stdout.is_empty(),
+        "nothing is checked with a bad config"
+    );
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bad_configuration_is_78_with_file_line_and_key() {
+    let root = "[[root]]\npath = \"/srv/agents/wt\"\npatterns = [\"*\"]\n";
+    let cases: &[(&str, String, &str, &str)] = &[
+        (
+            "unknown key",
+            format!("{root}colour = \"red\"\n"),
+            "colour",
+            ":4",
+        ),
+        (
+            "missing key",
+            "[[root]]\npatterns = [\"*\"]\n".to_owned(),
+            "path",
+            ":1",
+        ),
+        (
+            "wrong type",
+            format!("{root}sweep = \"yes\"\n"),
+            "sweep",
+            ":4",
+        ),
+        (
+            "bad duration",
+            format!("{root}grace = \"1 fortnight\"\n"),
+            "grace",
+            ":4",
+        ),
+        (
+            "bad glob",
+            "[[root]]\npath = \"/srv/agents/wt\"\npatterns = [\"review-[\"]\n".to_owned(),
+            "patterns",
+            ":3",
+        ),
+        (
+            "relative root",
+            "[[root]]\npath = \"agents/wt\"\npatterns = [\"*\"]\n".to_owned(),
+            "path",
+            ":2",
+        ),
+        (
+            "overlapping",
+            format!("{root}\n[[root]]\npath = \"/srv/agents/wt/inner\"\npatterns = [\"*\"]\n"),
+            "path",
+            ":6",
+        ),
+        (
+            "slash",
+            "[[root]]\npath = \"/\"\npatterns = [\"*\"]\n".to_owned(),
+            "path",
+            ":2",
+        ),
+        (
+            "system dir",
+            "[[root]]\npath = \"/usr\"\npatterns = [\"*\"]\n".to_owned(),
+            "path",
+            ":2",
+        ),
+        (
+            "home dir",
+            "[[root]]\npath = \"/root\"\npatterns = [\"*\"]\n".to_owned(),
+            "path",
+            ":2",
+        ),
+        ("syntax", "ledger = \n".to_owned(), "bad.toml", ":1"),
+    ];
+    for (what, text, key, line) in cases {
+        let (code, err) = with_config_text(text);
+        assert_eq!(code, Some(78), "{what}: {err}");
+        assert!(err.contains("bad.toml"), "{what}: names the file: {err}");
+        assert!(err.contains(key), "{what}: names {key}: {err}");
+        assert!(err.contains(line), "{what}: names line {line}: {err}");
+    }
+}
+
+#[test]
+fn a_named_config_file_that_does_not_exist_is_78() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("nope.toml");
+    let out = check(&missing, &[tmp.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nope.toml"));
+
+    let out = Command::new(env!("CARGO_BIN_EXE_treeward-check"))
+        .arg(tmp.path())
+        .env("TREEWARD_CONFIG", &missing)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+}
