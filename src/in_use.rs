@@ -775,8 +775,3 @@ mod tests {
         assert!(value("unreadable") > 0, "{line}");
     }
 }
-
-/// Whether a process with this pid exists.
-pub fn pid_alive(_pid: u32) -> bool {
-    todo!()
-}
