@@ -1,1 +1,140 @@
-fn main() {}
+//! treeward's benchmark suite: `cargo bench --bench treeward`.
+//!
+//! Builds its fixtures with the real `git` in a temp dir, runs each
+//! measurement side by side with the obvious alternative in the same run
+//! (alternating, after a warm-up, median of several rounds), and prints the
+//! ratio against the goal from the issue that set it. Timed tests would be
+//! flaky on shared machines; ratios measured in one run are not.
+
+#[path = "../tests/common/mod.rs"]
+#[allow(dead_code)]
+mod common;
+
+use common::{config_file, git, write};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const ROUNDS: usize = 5;
+
+/// One side-by-side measurement.
+struct Comparison {
+    name: &'static str,
+    theirs: &'static str,
+    /// The goal: ours / theirs at most this.
+    max_ratio: f64,
+}
+
+/// Times `ours` and `theirs` alternately, after one warm-up each, and prints
+/// the medians and their ratio.
+fn compare(c: &Comparison, mut ours: impl FnMut(), mut theirs: impl FnMut()) {
+    ours();
+    theirs();
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        a.push(time(&mut ours));
+        b.push(time(&mut theirs));
+    }
+    let (ma, mb) = (median(&mut a), median(&mut b));
+    let ratio = ma.as_secs_f64() / mb.as_secs_f64();
+    let verdict = if ratio <= c.max_ratio { "meets" } else { "MISSES" };
+    println!(
+        "{:<44} {:>9.1} ms  vs {:<44} {:>9.1} ms  ratio {:>5.2}x  ({verdict} goal <= {:.2}x)",
+        c.name,
+        ms(ma),
+        c.theirs,
+        ms(mb),
+        ratio,
+        c.max_ratio
+    );
+}
+
+fn time(f: &mut impl FnMut()) -> Duration {
+    let t = Instant::now();
+    f();
+    t.elapsed()
+}
+
+fn median(v: &mut [Duration]) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().expect("command runs");
+    assert!(
+        out.status.success() || out.status.code() == Some(1),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A repository of `files` files in directories of 100, committed on `main`.
+fn repository(dir: &Path, files: usize) -> std::path::PathBuf {
+    let repo = dir.join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    for i in 0..files {
+        let path = repo.join(format!("d{:04}/f{:03}.txt", i / 100, i % 100));
+        if i % 100 == 0 {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        }
+        std::fs::write(&path, format!("file {i}\nline two\n")).unwrap();
+    }
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-q", "-m", "fixture"]);
+    repo
+}
+
+/// Issue 2: `treeward-check` on a 100,000-file worktree with a few hundred
+/// changes, against `git status --porcelain=v2 --untracked-files=all` plus
+/// `git rev-list --count` on the same worktree.
+fn bench_check(tmp: &Path) {
+    let repo = repository(tmp, 100_000);
+    let wt = tmp.join("wt/bench");
+    git(&repo, &["worktree", "add", "-q", "-b", "bench", wt.to_str().unwrap(), "main"]);
+    for i in 0..300 {
+        write(&wt.join(format!("d{:04}/f{:03}.txt", i * 3, i % 100)), "changed\n");
+        write(&wt.join(format!("new/n{i:03}.txt")), "new\n");
+    }
+    let cfg = config_file(tmp, &tmp.join("wt"), "");
+    // An index as git leaves it after any command (stat data refreshed).
+    git(&wt, &["status", "--porcelain"]);
+    compare(
+        &Comparison {
+            name: "check: treeward-check, 100k-file worktree",
+            theirs: "git status -uall + git rev-list --count",
+            max_ratio: 1.2,
+        },
+        || {
+            run(Command::new(env!("CARGO_BIN_EXE_treeward-check"))
+                .args(["--json", "--config", cfg.to_str().unwrap()])
+                .arg(&wt))
+        },
+        || {
+            run(Command::new("git")
+                .args(["status", "--porcelain=v2", "--untracked-files=all"])
+                .current_dir(&wt));
+            run(Command::new("git").args(["rev-list", "--count", "main..HEAD"]).current_dir(&wt));
+        },
+    );
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; a filter argument selects by name.
+    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let tmp = tempfile::tempdir().unwrap();
+    println!("treeward benchmarks (median of {ROUNDS} rounds after a warm-up; ratio = treeward / alternative)");
+    let suites: [(&str, fn(&Path)); 1] = [("check", bench_check)];
+    for (name, bench) in suites {
+        if filter.as_deref().is_none_or(|f| name.contains(f)) {
+            let dir = tmp.path().join(name);
+            std::fs::create_dir_all(&dir).unwrap();
+            bench(&dir);
+        }
+    }
+}
