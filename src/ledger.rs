@@ -436,8 +436,10 @@ fn open_lock_file(ledger: &Path, path: &Path) -> Result<File, LedgerError> {
         .open(path);
     let file = match created {
         Ok(f) => {
+            // Only root can give the lock file away; anyone else keeps it.
+            let is_root = nix::unistd::geteuid().is_root();
             let want = match std::fs::symlink_metadata(ledger) {
-                Ok(meta) if meta.is_file() => Ownership {
+                Ok(meta) if meta.is_file() && is_root => Ownership {
                     mode: NEW_FILE_MODE,
                     ..Ownership::of(&meta)
                 },
@@ -725,6 +727,523 @@ impl Ledger {
             path: self.path.clone(),
             found,
             supported: SCHEMA_VERSION,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+    use std::time::Duration;
+
+    fn ledger_in(dir: &tempfile::TempDir) -> Ledger {
+        Ledger::new(&dir.path().join("ledger.json"))
+    }
+
+    fn sample(path: &str) -> Record {
+        let mut r = Record::new(Path::new(path), Path::new("/srv/repo.git"), 1000);
+        r.branch = Some("review-1".into());
+        r.preserved_refs = vec!["refs/treeward/preserved/x".into()];
+        r
+    }
+
+    /// Names in `dir`, sorted.
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    /// Backdates a file's mtime so that any rewrite is visible.
+    fn backdate(path: &Path) -> SystemTime {
+        let old = SystemTime::now() - Duration::from_secs(3600);
+        let f = OpenOptions::new().write(true).open(path).unwrap();
+        f.set_modified(old).unwrap();
+        std::fs::metadata(path).unwrap().modified().unwrap()
+    }
+
+    #[test]
+    fn round_trip_keeps_every_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = ledger_in(&dir);
+        let mut rec = sample("/tmp/adf-worktrees/review-1");
+        rec.worktree_name = Some("review-1".into());
+        rec.base_commit = Some("0123abcd".into());
+        rec.state = State::RetryRemove;
+        rec.attempts = 3;
+        rec.last_error = Some("EBUSY".into());
+        rec.owner_pid = Some(42);
+        let stored = rec.clone();
+        ledger.update(|doc| doc.records.push(rec)).unwrap();
+
+        let doc = ledger.read().unwrap();
+        assert_eq!(doc.schema, SCHEMA_VERSION);
+        assert_eq!(doc.records, vec![stored.clone()]);
+        assert_eq!(doc.recovered_from, None);
+        let text = std::fs::read_to_string(ledger.path()).unwrap();
+        assert!(text.contains("\"schema\": 1"), "{text}");
+        assert!(text.contains("\"state\": \"retry_remove\""), "{text}");
+        assert!(text.ends_with("}\n"));
+        assert_eq!(names(dir.path()), ["ledger.json", "ledger.json.lock"]);
+    }
+
+    #[test]
+    fn read_of_missing_ledger_is_empty_and_creates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::new(&dir.path().join("state/ledger.json"));
+        assert_eq!(ledger.read().unwrap(), Document::empty());
+        assert!(names(dir.path()).is_empty(), "{:?}", names(dir.path()));
+    }
+
+    #[test]
+    fn read_changes_nothing_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.json");
+        let text = r#"{"schema": 1, "records": []}"#;
+        std::fs::write(&path, text).unwrap();
+        let mtime = backdate(&path);
+
+        assert_eq!(Ledger::new(&path).read().unwrap().records, vec![]);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+        assert_eq!(std::fs::metadata(&path).unwrap().modified().unwrap(), mtime);
+        assert_eq!(names(dir.path()), ["ledger.json"]);
+    }
+
+    #[test]
+    fn read_of_corrupt_ledger_is_an_error_and_moves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = ledger_in(&dir);
+        std::fs::write(ledger.path(), "{\"schema\": 1, \"records\": [").unwrap();
+        let err = ledger.read().unwrap_err();
+        assert!(matches!(err, LedgerError::Corrupt { .. }), "{err:?}");
+        let msg = err.to_string();
+        assert!(msg.contains("ledger.json is corrupt"), "{msg}");
+        assert!(msg.contains("EOF"), "parse error missing: {msg}");
+        assert_eq!(names(dir.path()), ["ledger.json"]);
+    }
+
+    fn assert_recovers_from(bytes: &[u8]) {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = ledger_in(&dir);
+        std::fs::write(ledger.path(), bytes).unwrap();
+        let before = SystemTime::now() - Duration::from_secs(1);
+
+        let seen = ledger
+            .update(|doc| {
+                let seen = (doc.records.len(), doc.recovered_from.clone());
+                doc.records.push(sample("/tmp/adf-worktrees/rebuilt"));
+                seen
+            })
+            .unwrap();
+
+        let (count, aside) = seen;
+        assert_eq!(count, 0);
+        let aside = aside.expect("recovery is visible to the caller");
+        let aside_name = aside.file_name().unwrap().to_string_lossy().into_owned();
+        let stamp = aside_name
+            .strip_prefix("ledger.json.corrupt-")
+            .unwrap_or_else(|| panic!("bad aside name {aside_name}"));
+        let t = parse_timestamp(stamp).expect("aside name ends with an RFC 3339 time");
+        assert!(t >= before && t <= SystemTime::now(), "{stamp}");
+        assert!(stamp.ends_with('Z'), "UTC: {stamp}");
+        assert_eq!(aside.parent(), Some(dir.path()));
+        assert_eq!(
+            std::fs::read(&aside).unwrap(),
+            bytes,
+            "aside keeps the bytes"
+        );
+
+        let doc = ledger.read().unwrap();
+        assert_eq!(doc.records.len(), 1);
+        assert_eq!(doc.recovered_from, None, "not stored");
+        let mut expected = vec![
+            "ledger.json".to_string(),
+            "ledger.json.lock".into(),
+            aside_name,
+        ];
+        expected.sort();
+        assert_eq!(names(dir.path()), expected);
+    }
+
+    #[test]
+    fn update_moves_corrupt_ledger_aside_and_starts_empty() {
+        assert_recovers_from(b"this is not json\x00\xff");
+    }
+
+    #[test]
+    fn update_moves_truncated_ledger_aside_and_starts_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = ledger_in(&dir);
+        ledger
+            .update(|doc| doc.records.push(sample("/tmp/adf-worktrees/a")))
+            .unwrap();
+        let full = std::fs::read(ledger.path()).unwrap();
+        assert_recovers_from(&full[..full.len() / 2]);
+        assert_recovers_from(b"");
+    }
+
+    #[test]
+    fn update_recovers_from_valid_json_that_is_not_a_ledger() {
+        assert_recovers_from(br#"{"schema": 1, "records": [{"id": 7}]}"#);
+        assert_recovers_from(br#"{"schema": 0, "records": []}"#);
+        assert_recovers_from(b"[1, 2, 3]");
+    }
+
+    #[test]
+    fn move_aside_never_overwrites_an_existing_aside_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = ledger_in(&dir);
+        std::fs::write(ledger.path(), "garbage").unwrap();
+        // Occupy the names of this second and the next few.
+        let now = SystemTime::now();
+        let mut taken = Vec::new();
+        for s in 0..3 {
+            let stamp = format_timestamp(now + Duration::from_secs(s));
+            let p = dir.path().join(format!("ledger.json.corrupt-{stamp}"));
+            std::fs::write(&p, format!("older aside {s}")).unwrap();
+            taken.push(p);
+        }
+
+        let aside = ledger.update(|doc| doc.recovered_from.clone()).unwrap();
+
+        let aside = aside.expect("recovered");
+        assert!(!taken.contains(&aside), "{}", aside.display());
+        assert_eq!(std::fs::read_to_string(&aside).unwrap(), "garbage");
+        for (s, p) in taken.iter().enumerate() {
+            assert_eq!(
+                std::fs::read_to_string(p).unwrap(),
+                format!("older aside {s}")
+            );
+        }
+    }
+
+    #[test]
+    fn newer_schema_is_refused_and_left_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = ledger_in(&dir);
+        // Records in a shape this build cannot parse: still "newer", not corrupt.
+        let text = r#"{"schema": 2, "records": [{"totally": "different"}]}"#;
+        std::fs::write(ledger.path(), text).unwrap();
+        let mtime = backdate(ledger.path());
+        let ino = std::fs::metadata(ledger.path()).unwrap().ino();
+
+        let read_err = ledger.read().unwrap_err();
+        let mut called = false;
+        let update_err = ledger.update(|_| called = true).unwrap_err();
+
+        assert!(!called, "the closure must not run on a newer ledger");
+        for err in [read_err, update_err] {
+            assert!(
+                matches!(
+                    err,
+                    LedgerError::NewerSchema {
+                        found: 2,
+                        supported: 1,
+                        ..
+                    }
+                ),
+                "{err:?}"
+            );
+            let msg = err.to_string();
+            assert!(
+                msg.contains("schema 2") && msg.contains("schema 1"),
+                "{msg}"
+            );
+        }
+        let meta = std::fs::metadata(ledger.path()).unwrap();
+        assert_eq!(std::fs::read_to_string(ledger.path()).unwrap(), text);
+        assert_eq!(meta.modified().unwrap(), mtime);
+        assert_eq!(meta.ino(), ino);
+        assert!(!names(dir.path()).iter().any(|n| n.contains("corrupt")));
+    }
+
+    #[test]
+    fn update_creates_missing_directory_and_a_0644_ledger() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("var/lib/treeward/ledger.json");
+        Ledger::new(&path)
+            .update(|doc| doc.records.push(sample("/tmp/adf-worktrees/x")))
+            .unwrap();
+        for d in ["var", "var/lib", "var/lib/treeward"] {
+            let meta = std::fs::metadata(dir.path().join(d)).unwrap();
+            assert_eq!(meta.mode() & 0o7777, 0o755, "{d}");
+        }
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(meta.mode() & 0o7777, 0o644);
+        assert_eq!(meta.uid(), nix::unistd::geteuid().as_raw());
+        assert_eq!(Ledger::new(&path).read().unwrap().records.len(), 1);
+    }
+
+    #[test]
+    fn update_keeps_mode_of_existing_ledger() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = ledger_in(&dir);
+        ledger.update(|_| ()).unwrap();
+        std::fs::set_permissions(ledger.path(), Permissions::from_mode(0o600)).unwrap();
+        ledger
+            .update(|doc| doc.records.push(sample("/tmp/adf-worktrees/y")))
+            .unwrap();
+        let meta = std::fs::metadata(ledger.path()).unwrap();
+        assert_eq!(meta.mode() & 0o7777, 0o600);
+    }
+
+    #[test]
+    fn root_update_keeps_a_users_owner_and_mode() {
+        if !nix::unistd::Uid::effective().is_root() {
+            eprintln!("skipping root_update_keeps_a_users_owner_and_mode: needs root");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = ledger_in(&dir);
+        std::fs::write(ledger.path(), r#"{"schema": 1, "records": []}"#).unwrap();
+        std::os::unix::fs::chown(ledger.path(), Some(4242), Some(4242)).unwrap();
+        std::fs::set_permissions(ledger.path(), Permissions::from_mode(0o640)).unwrap();
+
+        ledger
+            .update(|doc| doc.records.push(sample("/tmp/adf-worktrees/r")))
+            .unwrap();
+
+        let meta = std::fs::metadata(ledger.path()).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (4242, 4242));
+        assert_eq!(meta.mode() & 0o7777, 0o640);
+        let lock = std::fs::metadata(lock_path(ledger.path())).unwrap();
+        assert_eq!(
+            (lock.uid(), lock.gid()),
+            (4242, 4242),
+            "lock file keeps owner"
+        );
+        assert_eq!(ledger.read().unwrap().records.len(), 1);
+    }
+
+    #[test]
+    fn root_recovery_keeps_a_users_owner_and_mode() {
+        if !nix::unistd::Uid::effective().is_root() {
+            eprintln!("skipping root_recovery_keeps_a_users_owner_and_mode: needs root");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = ledger_in(&dir);
+        std::fs::write(ledger.path(), "{\"schema\": 1, \"rec").unwrap();
+        std::os::unix::fs::chown(ledger.path(), Some(4242), Some(4242)).unwrap();
+        std::fs::set_permissions(ledger.path(), Permissions::from_mode(0o600)).unwrap();
+
+        let aside = ledger.update(|doc| doc.recovered_from.clone()).unwrap();
+
+        assert!(aside.is_some());
+        let meta = std::fs::metadata(ledger.path()).unwrap();
+        assert_eq!(
+            (meta.uid(), meta.gid(), meta.mode() & 0o7777),
+            (4242, 4242, 0o600)
+        );
+    }
+
+    #[test]
+    fn symlinked_ledger_is_refused_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("elsewhere.json");
+        let text = r#"{"schema": 1, "records": []}"#;
+        std::fs::write(&target, text).unwrap();
+        let ledger = ledger_in(&dir);
+        std::os::unix::fs::symlink(&target, ledger.path()).unwrap();
+
+        let read_err = ledger.read().unwrap_err();
+        let update_err = ledger.update(|_| ()).unwrap_err();
+
+        for err in [read_err, update_err] {
+            assert!(
+                matches!(err, LedgerError::NotARegularFile { .. }),
+                "{err:?}"
+            );
+        }
+        assert!(std::fs::symlink_metadata(ledger.path())
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), text);
+    }
+
+    #[test]
+    fn update_that_changes_nothing_does_not_rewrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = ledger_in(&dir);
+        ledger
+            .update(|doc| doc.records.push(sample("/tmp/adf-worktrees/z")))
+            .unwrap();
+        let mtime = backdate(ledger.path());
+        let ino = std::fs::metadata(ledger.path()).unwrap().ino();
+
+        let n = ledger.update(|doc| doc.records.len()).unwrap();
+
+        assert_eq!(n, 1);
+        let meta = std::fs::metadata(ledger.path()).unwrap();
+        assert_eq!((meta.modified().unwrap(), meta.ino()), (mtime, ino));
+    }
+
+    #[test]
+    fn stale_temp_files_are_removed_and_none_are_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = ledger_in(&dir);
+        let stale = dir.path().join(".ledger.json.tmp.999999");
+        std::fs::write(&stale, "half a ledg").unwrap();
+        let unrelated = dir.path().join(".other.json.tmp.1");
+        std::fs::write(&unrelated, "not ours").unwrap();
+
+        ledger
+            .update(|doc| doc.records.push(sample("/tmp/adf-worktrees/t")))
+            .unwrap();
+
+        assert!(!stale.exists());
+        assert!(unrelated.exists());
+        assert_eq!(
+            names(dir.path()),
+            [".other.json.tmp.1", "ledger.json", "ledger.json.lock"]
+        );
+    }
+
+    #[test]
+    fn temp_name_matching_is_exact() {
+        let p = temp_prefix(std::ffi::OsStr::new("ledger.json"));
+        assert!(is_temp_of(".ledger.json.tmp.123", &p));
+        assert!(!is_temp_of(".ledger.json.tmp.", &p));
+        assert!(!is_temp_of(".ledger.json.tmp.12x", &p));
+        assert!(!is_temp_of("ledger.json", &p));
+        assert!(!is_temp_of(".ledger.json.lock", &p));
+    }
+
+    #[test]
+    fn threads_never_lose_a_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = ledger_in(&dir);
+        std::thread::scope(|s| {
+            for t in 0..16 {
+                let ledger = ledger.clone();
+                s.spawn(move || {
+                    for i in 0..20 {
+                        let path = format!("/tmp/adf-worktrees/t{t}-{i}");
+                        ledger
+                            .update(|doc| doc.records.push(sample(&path)))
+                            .unwrap();
+                    }
+                });
+            }
+        });
+        let doc = ledger.read().unwrap();
+        assert_eq!(doc.records.len(), 320);
+        for t in 0..16 {
+            for i in 0..20 {
+                let path = PathBuf::from(format!("/tmp/adf-worktrees/t{t}-{i}"));
+                assert!(doc.find_by_path(&path).is_some(), "{}", path.display());
+            }
+        }
+        assert_eq!(names(dir.path()), ["ledger.json", "ledger.json.lock"]);
+    }
+
+    const CHILD_ENV: &str = "TREEWARD_LEDGER_TEST_CHILD";
+    const CHILD_UPDATES: usize = 25;
+
+    /// Run only as a child of `processes_never_lose_a_record`.
+    #[test]
+    #[ignore = "child process of processes_never_lose_a_record"]
+    fn child_process_appends_records() {
+        let Some((path, tag)) = std::env::var(CHILD_ENV).ok().and_then(|spec| {
+            spec.split_once('|')
+                .map(|(p, t)| (p.to_string(), t.to_string()))
+        }) else {
+            eprintln!("skipping: only run as a child of processes_never_lose_a_record");
+            return;
+        };
+        let ledger = Ledger::new(Path::new(&path));
+        for i in 0..CHILD_UPDATES {
+            let p = format!("/tmp/adf-worktrees/{tag}-{i}");
+            ledger.update(|doc| doc.records.push(sample(&p))).unwrap();
+        }
+    }
+
+    #[test]
+    fn processes_never_lose_a_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = ledger_in(&dir);
+        let exe = std::env::current_exe().unwrap();
+        let children: Vec<_> = (0..6)
+            .map(|p| {
+                std::process::Command::new(&exe)
+                    .args([
+                        "--exact",
+                        "ledger::tests::child_process_appends_records",
+                        "--ignored",
+                        "--test-threads=1",
+                    ])
+                    .env(CHILD_ENV, format!("{}|p{p}", ledger.path().display()))
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success(), "child failed: {stdout}");
+            assert!(stdout.contains("1 passed"), "child did not run: {stdout}");
+        }
+        let doc = ledger.read().unwrap();
+        assert_eq!(doc.records.len(), 6 * CHILD_UPDATES);
+        let mut ids: Vec<&str> = doc.records.iter().map(|r| r.id.as_str()).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 6 * CHILD_UPDATES, "ids are unique");
+        assert_eq!(names(dir.path()), ["ledger.json", "ledger.json.lock"]);
+    }
+
+    #[test]
+    fn find_helpers_and_transitions() {
+        let mut doc = Document::empty();
+        doc.records.push(sample("/tmp/adf-worktrees/a"));
+        doc.records.push(sample("/tmp/adf-worktrees/b"));
+        let id = doc.records[1].id.clone();
+        assert_ne!(doc.records[0].id, id);
+        assert_eq!(
+            doc.find_by_id(&id).map(|r| r.path.clone()),
+            Some(PathBuf::from("/tmp/adf-worktrees/b"))
+        );
+        assert!(doc
+            .find_by_path(Path::new("/tmp/adf-worktrees/c"))
+            .is_none());
+        let rec = doc
+            .find_by_path_mut(Path::new("/tmp/adf-worktrees/a"))
+            .unwrap();
+        rec.transition(State::Released);
+        assert_eq!(doc.records[0].state, State::Released);
+        assert!(parse_timestamp(&doc.records[0].last_transition).is_some());
+        assert!(doc.find_by_id_mut("nope").is_none());
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc_seconds() {
+        let t = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(format_timestamp(t), "2023-11-14T22:13:20Z");
+        assert_eq!(parse_timestamp("2023-11-14T22:13:20Z"), Some(t));
+        assert_eq!(parse_timestamp("yesterday"), None);
+    }
+
+    #[test]
+    fn records_missing_optional_fields_still_parse() {
+        let text = r#"{"schema": 1, "records": [{"id": "a", "path": "/w/a",
+            "repository": "/r.git", "uid": 0, "created_at": "2024-01-01T00:00:00Z",
+            "last_transition": "2024-01-01T00:00:00Z", "state": "kept"}]}"#;
+        match decode(text.as_bytes()) {
+            Decoded::Valid(doc) => {
+                assert_eq!(doc.records[0].state, State::Kept);
+                assert!(doc.records[0].preserved_refs.is_empty());
+            }
+            other => panic!("{other:?}"),
         }
     }
 }
