@@ -1,10 +1,50 @@
-//! The ledger: the JSON state file. STUB: contract only.
+//! The ledger: the JSON state file every treeward binary shares (SPEC
+//! invariant 5).
+//!
+//! On disk it is one pretty-printed JSON object, `{"schema": 1, "records":
+//! [...]}`, ending with a newline, so an admin can read and diff it.
+//!
+//! Contract:
+//! - [`Ledger::read`] changes nothing on disk: no lock file, no directory, no
+//!   move-aside, not even an mtime. It takes no lock: every write replaces the
+//!   file with one `rename`, so a reader always sees a whole old or a whole new
+//!   document. A missing file is an empty document; a corrupt one, or one with
+//!   a newer schema, is an error.
+//! - [`Ledger::update`] is a read-modify-write under an exclusive `flock` on
+//!   the sidecar `<ledger>.lock` (not on the ledger, which is replaced by
+//!   rename, so a lock on it would be on the old inode). The new document goes
+//!   to `.<name>.tmp.<pid>` in the same directory, gets the old ledger's owner
+//!   and mode (a new ledger: the caller's uid, mode 0644), is fsynced, renamed
+//!   over the ledger, and the directory is fsynced. Flock locks belong to the
+//!   open file description and every update opens the lock file anew, so
+//!   updates exclude each other across processes and threads alike.
+//! - A corrupt or truncated ledger met by `update` is moved aside to
+//!   `<name>.corrupt-<UTC timestamp>` (never over an existing file), logged at
+//!   error level with both paths, and replaced by an empty document whose
+//!   [`Document::recovered_from`] names the aside file, so the caller can
+//!   rebuild from what is on disk. A newer schema is refused and left
+//!   untouched. Temp files left by a crash are removed by the next update
+//!   (holding the lock proves nobody is writing them).
+//! - The ledger and its lock are opened with `O_NOFOLLOW` and must be regular
+//!   files: a symlink planted at the ledger's path is refused, never followed.
 
+use nix::errno::Errno;
+use nix::fcntl::{renameat2, Flock, FlockArg, RenameFlags, AT_FDCWD};
 use serde::{Deserialize, Serialize};
+use std::fs::{File, Metadata, OpenOptions, Permissions};
+use std::io::{ErrorKind, Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The schema version this build reads and writes.
 pub const SCHEMA_VERSION: u32 = 1;
+
+/// Mode of a ledger (and lock file) that did not exist before.
+const NEW_FILE_MODE: u32 = 0o644;
+/// Mode of a ledger directory that did not exist before.
+const NEW_DIR_MODE: u32 = 0o755;
 
 /// Lifecycle state of a record (SPEC "Lifecycle states").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,8 +66,11 @@ pub struct Record {
     /// The common git dir.
     pub repository: PathBuf,
     /// The worktree's admin name under `<common>/worktrees/`.
+    #[serde(default)]
     pub worktree_name: Option<String>,
+    #[serde(default)]
     pub branch: Option<String>,
+    #[serde(default)]
     pub base_commit: Option<String>,
     pub uid: u32,
     /// RFC 3339, UTC.
@@ -35,11 +78,72 @@ pub struct Record {
     /// RFC 3339, UTC.
     pub last_transition: String,
     pub state: State,
+    #[serde(default)]
     pub preserved_refs: Vec<String>,
+    #[serde(default)]
     pub attempts: u32,
+    #[serde(default)]
     pub last_error: Option<String>,
     /// A process that owns the worktree while it lives (in use).
+    #[serde(default)]
     pub owner_pid: Option<u32>,
+}
+
+impl Record {
+    /// A new `active` record created now, with a fresh id.
+    pub fn new(path: &Path, repository: &Path, uid: u32) -> Record {
+        let created = now();
+        Record {
+            id: Record::new_id(),
+            path: path.to_path_buf(),
+            repository: repository.to_path_buf(),
+            worktree_name: None,
+            branch: None,
+            base_commit: None,
+            uid,
+            created_at: created.clone(),
+            last_transition: created,
+            state: State::Active,
+            preserved_refs: Vec::new(),
+            attempts: 0,
+            last_error: None,
+            owner_pid: None,
+        }
+    }
+
+    /// An id unique across processes and threads: nanoseconds since the
+    /// epoch, pid and a per-process counter, in hex (`<nanos>-<pid>-<n>`).
+    pub fn new_id() -> String {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        format!("{nanos:x}-{:x}-{n:x}", std::process::id())
+    }
+
+    /// Moves the record to `state`, stamping `last_transition` with now.
+    pub fn transition(&mut self, state: State) {
+        self.state = state;
+        self.last_transition = now();
+    }
+}
+
+/// The current time as RFC 3339 UTC with second precision
+/// (`2024-05-01T12:00:00Z`): the one format of every ledger timestamp.
+pub fn now() -> String {
+    format_timestamp(SystemTime::now())
+}
+
+/// `t` as RFC 3339 UTC with second precision.
+pub fn format_timestamp(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// Parses a ledger timestamp (RFC 3339 UTC); `None` if it is not one.
+pub fn parse_timestamp(s: &str) -> Option<SystemTime> {
+    humantime::parse_rfc3339_weak(s).ok()
 }
 
 /// The whole document.
@@ -47,17 +151,492 @@ pub struct Record {
 pub struct Document {
     pub schema: u32,
     pub records: Vec<Record>,
+    /// Not stored. Set by [`Ledger::update`] when the ledger was corrupt: the
+    /// file it was moved aside to. The document is then empty and the caller
+    /// should rebuild it from what is on disk.
+    #[serde(skip)]
+    pub recovered_from: Option<PathBuf>,
 }
 
+impl Default for Document {
+    fn default() -> Document {
+        Document::empty()
+    }
+}
+
+impl Document {
+    /// A document with no records at the current schema.
+    pub fn empty() -> Document {
+        Document {
+            schema: SCHEMA_VERSION,
+            records: Vec::new(),
+            recovered_from: None,
+        }
+    }
+
+    /// The record for the worktree at exactly `path`.
+    pub fn find_by_path(&self, path: &Path) -> Option<&Record> {
+        self.records.iter().find(|r| r.path == path)
+    }
+
+    /// The record for the worktree at exactly `path`, to change it.
+    pub fn find_by_path_mut(&mut self, path: &Path) -> Option<&mut Record> {
+        self.records.iter_mut().find(|r| r.path == path)
+    }
+
+    /// The record with this id.
+    pub fn find_by_id(&self, id: &str) -> Option<&Record> {
+        self.records.iter().find(|r| r.id == id)
+    }
+
+    /// The record with this id, to change it.
+    pub fn find_by_id_mut(&mut self, id: &str) -> Option<&mut Record> {
+        self.records.iter_mut().find(|r| r.id == id)
+    }
+}
+
+/// Why the ledger could not be read or written. Every variant names the file.
 #[derive(Debug)]
-pub struct LedgerError;
+#[non_exhaustive]
+pub enum LedgerError {
+    /// A system call failed; `action` says what treeward was doing.
+    Io {
+        path: PathBuf,
+        action: &'static str,
+        source: std::io::Error,
+    },
+    /// The file is not valid ledger JSON (from [`Ledger::read`]; `update`
+    /// moves such a file aside instead).
+    Corrupt { path: PathBuf, detail: String },
+    /// The file was written by a newer treeward; it was left untouched.
+    NewerSchema {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
+    /// The path is a symlink, directory or device, not a regular file.
+    NotARegularFile { path: PathBuf },
+}
 
 impl std::fmt::Display for LedgerError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("stub")
+        match self {
+            LedgerError::Io {
+                path,
+                action,
+                source,
+            } => write!(f, "ledger {}: cannot {action}: {source}", path.display()),
+            LedgerError::Corrupt { path, detail } => {
+                write!(f, "ledger {} is corrupt: {detail}", path.display())
+            }
+            LedgerError::NewerSchema {
+                path,
+                found,
+                supported,
+            } => write!(
+                f,
+                "ledger {} has schema {found}, newer than schema {supported} that this \
+                 treeward understands; upgrade treeward (the file was left untouched)",
+                path.display()
+            ),
+            LedgerError::NotARegularFile { path } => write!(
+                f,
+                "ledger {} is not a regular file (a symlink, directory or device); \
+                 refusing to use it",
+                path.display()
+            ),
+        }
     }
 }
-impl std::error::Error for LedgerError {}
+
+impl std::error::Error for LedgerError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            LedgerError::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+fn io_error(path: &Path, action: &'static str, source: std::io::Error) -> LedgerError {
+    LedgerError::Io {
+        path: path.to_path_buf(),
+        action,
+        source,
+    }
+}
+
+/// What the bytes of a ledger file turned out to be.
+#[derive(Debug)]
+enum Decoded {
+    Valid(Document),
+    Corrupt(String),
+    NewerSchema(u32),
+}
+
+/// Only the schema, so that a newer document whose records this build cannot
+/// parse is recognised as newer rather than as corrupt.
+#[derive(Deserialize)]
+struct SchemaProbe {
+    schema: u32,
+}
+
+/// Pure: classifies a ledger's bytes.
+fn decode(bytes: &[u8]) -> Decoded {
+    let probe: SchemaProbe = match serde_json::from_slice(bytes) {
+        Ok(p) => p,
+        Err(e) => return Decoded::Corrupt(e.to_string()),
+    };
+    if probe.schema > SCHEMA_VERSION {
+        return Decoded::NewerSchema(probe.schema);
+    }
+    if probe.schema < 1 {
+        return Decoded::Corrupt(format!(
+            "schema {} is not a version treeward ever wrote",
+            probe.schema
+        ));
+    }
+    match serde_json::from_slice::<Document>(bytes) {
+        Ok(doc) => Decoded::Valid(doc),
+        Err(e) => Decoded::Corrupt(e.to_string()),
+    }
+}
+
+/// Pure: the bytes written for `doc` (pretty JSON and a final newline).
+fn encode(doc: &Document) -> Result<Vec<u8>, serde_json::Error> {
+    let mut bytes = serde_json::to_vec_pretty(doc)?;
+    bytes.push(b'\n');
+    Ok(bytes)
+}
+
+/// The ledger file as found: its bytes and metadata, or `None` if missing.
+struct OnDisk {
+    bytes: Vec<u8>,
+    meta: Metadata,
+}
+
+/// Reads the ledger without following a symlink and without blocking on a
+/// FIFO; changes nothing on disk.
+fn read_on_disk(path: &Path) -> Result<Option<OnDisk>, LedgerError> {
+    let opened = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc_flags::NOFOLLOW | libc_flags::NONBLOCK)
+        .open(path);
+    let mut file = match opened {
+        Ok(f) => f,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(Errno::ELOOP as i32) => {
+            return Err(LedgerError::NotARegularFile {
+                path: path.to_path_buf(),
+            })
+        }
+        Err(e) => return Err(io_error(path, "open it for reading", e)),
+    };
+    let meta = file.metadata().map_err(|e| io_error(path, "stat it", e))?;
+    if !meta.is_file() {
+        return Err(LedgerError::NotARegularFile {
+            path: path.to_path_buf(),
+        });
+    }
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)
+        .map_err(|e| io_error(path, "read it", e))?;
+    Ok(Some(OnDisk { bytes, meta }))
+}
+
+/// The open flags this module needs, named.
+mod libc_flags {
+    use nix::fcntl::OFlag;
+    pub const NOFOLLOW: i32 = OFlag::O_NOFOLLOW.bits();
+    pub const NONBLOCK: i32 = OFlag::O_NONBLOCK.bits();
+}
+
+/// Owner and permission bits a ledger file should get.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Ownership {
+    uid: u32,
+    gid: u32,
+    mode: u32,
+}
+
+impl Ownership {
+    fn of(meta: &Metadata) -> Ownership {
+        Ownership {
+            uid: meta.uid(),
+            gid: meta.gid(),
+            mode: meta.mode() & 0o777,
+        }
+    }
+
+    /// A file that did not exist before: the caller's, mode 0644.
+    fn new_file() -> Ownership {
+        Ownership {
+            uid: nix::unistd::geteuid().as_raw(),
+            gid: nix::unistd::getegid().as_raw(),
+            mode: NEW_FILE_MODE,
+        }
+    }
+}
+
+/// Gives `file` (new, owned by us) the owner and mode of `want`. Root must
+/// succeed; an unprivileged writer that may not give the file away keeps the
+/// group and mode, and the change of owner is logged.
+fn apply_ownership(file: &File, path: &Path, want: Ownership) -> Result<(), LedgerError> {
+    let meta = file.metadata().map_err(|e| io_error(path, "stat it", e))?;
+    if meta.uid() != want.uid || meta.gid() != want.gid {
+        if let Err(e) = std::os::unix::fs::fchown(file, Some(want.uid), Some(want.gid)) {
+            if nix::unistd::geteuid().is_root() || e.kind() != ErrorKind::PermissionDenied {
+                return Err(io_error(path, "give it the ledger's owner", e));
+            }
+            // Best effort on the group; the owner becomes us.
+            let _ = std::os::unix::fs::fchown(file, None, Some(want.gid));
+            log::warn!(
+                "ledger {}: not allowed to keep owner uid {} gid {}; it is now owned by uid {}",
+                path.display(),
+                want.uid,
+                want.gid,
+                meta.uid()
+            );
+        }
+    }
+    file.set_permissions(Permissions::from_mode(want.mode))
+        .map_err(|e| io_error(path, "give it the ledger's mode", e))
+}
+
+/// The sidecar lock file's path: `<ledger>.lock`.
+fn lock_path(ledger: &Path) -> PathBuf {
+    let mut p = ledger.as_os_str().to_owned();
+    p.push(".lock");
+    PathBuf::from(p)
+}
+
+/// Opens (creating if needed) the lock file and takes an exclusive flock on
+/// it, waiting as long as another updater holds it. A lock file this call
+/// creates next to an existing ledger gets that ledger's owner.
+fn lock_exclusive(ledger: &Path) -> Result<Flock<File>, LedgerError> {
+    let path = lock_path(ledger);
+    let file = open_lock_file(ledger, &path)?;
+    let mut file = file;
+    loop {
+        match Flock::lock(file, FlockArg::LockExclusive) {
+            Ok(lock) => return Ok(lock),
+            Err((f, Errno::EINTR)) => file = f,
+            Err((_, errno)) => return Err(io_error(&path, "lock it", std::io::Error::from(errno))),
+        }
+    }
+}
+
+fn open_lock_file(ledger: &Path, path: &Path) -> Result<File, LedgerError> {
+    let created = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(NEW_FILE_MODE)
+        .custom_flags(libc_flags::NOFOLLOW)
+        .open(path);
+    let file = match created {
+        Ok(f) => {
+            // Only root can give the lock file away; anyone else keeps it.
+            let is_root = nix::unistd::geteuid().is_root();
+            let want = match std::fs::symlink_metadata(ledger) {
+                Ok(meta) if meta.is_file() && is_root => Ownership {
+                    mode: NEW_FILE_MODE,
+                    ..Ownership::of(&meta)
+                },
+                _ => Ownership::new_file(),
+            };
+            apply_ownership(&f, path, want)?;
+            f
+        }
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+            // Read-only is enough for flock, and lets any user who can write
+            // the ledger lock a lock file another user created.
+            OpenOptions::new()
+                .read(true)
+                .custom_flags(libc_flags::NOFOLLOW | libc_flags::NONBLOCK)
+                .open(path)
+                .map_err(|e| match e.raw_os_error() {
+                    Some(code) if code == Errno::ELOOP as i32 => LedgerError::NotARegularFile {
+                        path: path.to_path_buf(),
+                    },
+                    _ => io_error(path, "open the lock file", e),
+                })?
+        }
+        Err(e) if e.raw_os_error() == Some(Errno::ELOOP as i32) => {
+            return Err(LedgerError::NotARegularFile {
+                path: path.to_path_buf(),
+            })
+        }
+        Err(e) => return Err(io_error(path, "create the lock file", e)),
+    };
+    let meta = file
+        .metadata()
+        .map_err(|e| io_error(path, "stat the lock file", e))?;
+    if !meta.is_file() {
+        return Err(LedgerError::NotARegularFile {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(file)
+}
+
+/// The directory holding the ledger (`.` for a bare file name).
+fn parent_dir(ledger: &Path) -> &Path {
+    match ledger.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// The ledger's file name, or an error for a path like `/` or `..`.
+fn file_name(ledger: &Path) -> Result<&std::ffi::OsStr, LedgerError> {
+    ledger
+        .file_name()
+        .ok_or_else(|| LedgerError::NotARegularFile {
+            path: ledger.to_path_buf(),
+        })
+}
+
+/// Creates `dir` and its missing ancestors with mode 0755 (not subject to
+/// the umask).
+fn ensure_dir(dir: &Path) -> Result<(), LedgerError> {
+    let missing: Vec<&Path> = dir
+        .ancestors()
+        .filter(|a| !a.as_os_str().is_empty())
+        .take_while(|a| std::fs::symlink_metadata(a).is_err())
+        .collect();
+    for d in missing.into_iter().rev() {
+        match std::fs::create_dir(d) {
+            Ok(()) => std::fs::set_permissions(d, Permissions::from_mode(NEW_DIR_MODE))
+                .map_err(|e| io_error(d, "set the mode of the new directory", e))?,
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io_error(d, "create the ledger's directory", e)),
+        }
+    }
+    Ok(())
+}
+
+/// The temp file prefix `.<name>.tmp.`; a temp file is the prefix and a pid.
+fn temp_prefix(name: &std::ffi::OsStr) -> String {
+    format!(".{}.tmp.", name.to_string_lossy())
+}
+
+/// Pure: whether `entry` is a temp file of the ledger called `name`.
+fn is_temp_of(entry: &str, prefix: &str) -> bool {
+    entry
+        .strip_prefix(prefix)
+        .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Removes temp files a crashed writer left. Called with the lock held, so
+/// no live writer owns any of them. Failures are logged, not fatal.
+fn remove_stale_temps(dir: &Path, prefix: &str) {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            log::warn!(
+                "cannot list {} for stale ledger temp files: {e}",
+                dir.display()
+            );
+            return;
+        }
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if !is_temp_of(&name.to_string_lossy(), prefix) {
+            continue;
+        }
+        let path = entry.path();
+        match std::fs::remove_file(&path) {
+            Ok(()) => log::warn!(
+                "removed a ledger temp file left by a crash: {}",
+                path.display()
+            ),
+            Err(e) => log::warn!(
+                "cannot remove stale ledger temp file {}: {e}",
+                path.display()
+            ),
+        }
+    }
+}
+
+/// Pure: the aside name for a corrupt ledger; `attempt` > 0 disambiguates
+/// two recoveries within the same second.
+fn corrupt_name(name: &std::ffi::OsStr, stamp: &str, attempt: u32) -> String {
+    let base = format!("{}.corrupt-{stamp}", name.to_string_lossy());
+    if attempt == 0 {
+        base
+    } else {
+        format!("{base}.{attempt}")
+    }
+}
+
+/// Renames the corrupt ledger to `<name>.corrupt-<UTC timestamp>`, never
+/// over an existing file. Returns the new path.
+fn move_aside(ledger: &Path) -> Result<PathBuf, LedgerError> {
+    let dir = parent_dir(ledger);
+    let name = file_name(ledger)?;
+    let stamp = now();
+    for attempt in 0..1000 {
+        let aside = dir.join(corrupt_name(name, &stamp, attempt));
+        match renameat2(
+            AT_FDCWD,
+            ledger,
+            AT_FDCWD,
+            &aside,
+            RenameFlags::RENAME_NOREPLACE,
+        ) {
+            Ok(()) => return Ok(aside),
+            Err(Errno::EEXIST) => continue,
+            Err(errno) => {
+                return Err(io_error(
+                    ledger,
+                    "move the corrupt ledger aside",
+                    std::io::Error::from(errno),
+                ))
+            }
+        }
+    }
+    Err(io_error(
+        ledger,
+        "move the corrupt ledger aside",
+        std::io::Error::new(ErrorKind::AlreadyExists, "every aside name is taken"),
+    ))
+}
+
+/// Writes `bytes` to the ledger atomically: temp file, owner and mode,
+/// fsync, rename, fsync of the directory. The temp file is removed on error.
+fn replace_atomically(ledger: &Path, bytes: &[u8], want: Ownership) -> Result<(), LedgerError> {
+    let dir = parent_dir(ledger);
+    let name = file_name(ledger)?;
+    let temp = dir.join(format!("{}{}", temp_prefix(name), std::process::id()));
+    let result = write_temp(&temp, bytes, want).and_then(|()| {
+        std::fs::rename(&temp, ledger)
+            .map_err(|e| io_error(ledger, "rename the new ledger into place", e))
+    });
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&temp);
+        return Err(e);
+    }
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_error(dir, "fsync the ledger's directory", e))
+}
+
+fn write_temp(temp: &Path, bytes: &[u8], want: Ownership) -> Result<(), LedgerError> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc_flags::NOFOLLOW)
+        .open(temp)
+        .map_err(|e| io_error(temp, "create the temp file", e))?;
+    file.write_all(bytes)
+        .map_err(|e| io_error(temp, "write the temp file", e))?;
+    apply_ownership(&file, temp, want)?;
+    file.sync_all()
+        .map_err(|e| io_error(temp, "fsync the temp file", e))
+}
 
 /// A ledger file.
 #[derive(Debug, Clone)]
@@ -80,11 +659,591 @@ impl Ledger {
     /// move-aside): a missing file is an empty document; a corrupt one is an
     /// error.
     pub fn read(&self) -> Result<Document, LedgerError> {
-        todo!()
+        let Some(on_disk) = read_on_disk(&self.path)? else {
+            return Ok(Document::empty());
+        };
+        match decode(&on_disk.bytes) {
+            Decoded::Valid(doc) => Ok(doc),
+            Decoded::Corrupt(detail) => Err(LedgerError::Corrupt {
+                path: self.path.clone(),
+                detail,
+            }),
+            Decoded::NewerSchema(found) => Err(self.newer_schema(found)),
+        }
     }
 
     /// Read-modify-write under an exclusive lock, replaced atomically.
-    pub fn update<R>(&self, _f: impl FnOnce(&mut Document) -> R) -> Result<R, LedgerError> {
-        todo!()
+    ///
+    /// `f` sees the current document; if the ledger was corrupt it sees an
+    /// empty one with [`Document::recovered_from`] set. An update that
+    /// changes nothing in a valid ledger does not rewrite it.
+    pub fn update<R>(&self, f: impl FnOnce(&mut Document) -> R) -> Result<R, LedgerError> {
+        let dir = parent_dir(&self.path);
+        let name = file_name(&self.path)?;
+        ensure_dir(dir)?;
+        let _lock = lock_exclusive(&self.path)?;
+        remove_stale_temps(dir, &temp_prefix(name));
+
+        let on_disk = read_on_disk(&self.path)?;
+        let (mut doc, before, want) = match on_disk {
+            None => (Document::empty(), None, Ownership::new_file()),
+            Some(found) => {
+                let want = Ownership::of(&found.meta);
+                match decode(&found.bytes) {
+                    Decoded::Valid(doc) => (doc.clone(), Some(doc), want),
+                    Decoded::NewerSchema(v) => return Err(self.newer_schema(v)),
+                    Decoded::Corrupt(detail) => {
+                        let aside = move_aside(&self.path)?;
+                        log::error!(
+                            "ledger {} is corrupt ({detail}); moved it aside to {} and \
+                             starting from an empty ledger to rebuild from disk",
+                            self.path.display(),
+                            aside.display()
+                        );
+                        let mut doc = Document::empty();
+                        doc.recovered_from = Some(aside);
+                        (doc, None, want)
+                    }
+                }
+            }
+        };
+
+        let result = f(&mut doc);
+        doc.schema = SCHEMA_VERSION;
+        if before.as_ref() == Some(&doc) {
+            return Ok(result);
+        }
+        let bytes = encode(&doc).map_err(|e| LedgerError::Io {
+            path: self.path.clone(),
+            action: "serialize it",
+            source: std::io::Error::other(e),
+        })?;
+        replace_atomically(&self.path, &bytes, want)?;
+        Ok(result)
+    }
+
+    fn newer_schema(&self, found: u32) -> LedgerError {
+        LedgerError::NewerSchema {
+            path: self.path.clone(),
+            found,
+            supported: SCHEMA_VERSION,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+    use std::time::Duration;
+
+    fn ledger_in(dir: &tempfile::TempDir) -> Ledger {
+        Ledger::new(&dir.path().join("ledger.json"))
+    }
+
+    fn sample(path: &str) -> Record {
+        let mut r = Record::new(Path::new(path), Path::new("/srv/repo.git"), 1000);
+        r.branch = Some("review-1".into());
+        r.preserved_refs = vec!["refs/treeward/preserved/x".into()];
+        r
+    }
+
+    /// Names in `dir`, sorted.
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    /// Backdates a file's mtime so that any rewrite is visible.
+    fn backdate(path: &Path) -> SystemTime {
+        let old = SystemTime::now() - Duration::from_secs(3600);
+        let f = OpenOptions::new().write(true).open(path).unwrap();
+        f.set_modified(old).unwrap();
+        std::fs::metadata(path).unwrap().modified().unwrap()
+    }
+
+    #[test]
+    fn round_trip_keeps_every_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = ledger_in(&dir);
+        let mut rec = sample("/tmp/adf-worktrees/review-1");
+        rec.worktree_name = Some("review-1".into());
+        rec.base_commit = Some("0123abcd".into());
+        rec.state = State::RetryRemove;
+        rec.attempts = 3;
+        rec.last_error = Some("EBUSY".into());
+        rec.owner_pid = Some(42);
+        let stored = rec.clone();
+        ledger.update(|doc| doc.records.push(rec)).unwrap();
+
+        let doc = ledger.read().unwrap();
+        assert_eq!(doc.schema, SCHEMA_VERSION);
+        assert_eq!(doc.records, vec![stored.clone()]);
+        assert_eq!(doc.recovered_from, None);
+        let text = std::fs::read_to_string(ledger.path()).unwrap();
+        assert!(text.contains("\"schema\": 1"), "{text}");
+        assert!(text.contains("\"state\": \"retry_remove\""), "{text}");
+        assert!(text.ends_with("}\n"));
+        assert_eq!(names(dir.path()), ["ledger.json", "ledger.json.lock"]);
+    }
+
+    #[test]
+    fn read_of_missing_ledger_is_empty_and_creates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::new(&dir.path().join("state/ledger.json"));
+        assert_eq!(ledger.read().unwrap(), Document::empty());
+        assert!(names(dir.path()).is_empty(), "{:?}", names(dir.path()));
+    }
+
+    #[test]
+    fn read_changes_nothing_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.json");
+        let text = r#"{"schema": 1, "records": []}"#;
+        std::fs::write(&path, text).unwrap();
+        let mtime = backdate(&path);
+
+        assert_eq!(Ledger::new(&path).read().unwrap().records, vec![]);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+        assert_eq!(std::fs::metadata(&path).unwrap().modified().unwrap(), mtime);
+        assert_eq!(names(dir.path()), ["ledger.json"]);
+    }
+
+    #[test]
+    fn read_of_corrupt_ledger_is_an_error_and_moves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = ledger_in(&dir);
+        std::fs::write(ledger.path(), "{\"schema\": 1, \"records\": [").unwrap();
+        let err = ledger.read().unwrap_err();
+        assert!(matches!(err, LedgerError::Corrupt { .. }), "{err:?}");
+        let msg = err.to_string();
+        assert!(msg.contains("ledger.json is corrupt"), "{msg}");
+        assert!(msg.contains("EOF"), "parse error missing: {msg}");
+        assert_eq!(names(dir.path()), ["ledger.json"]);
+    }
+
+    fn assert_recovers_from(bytes: &[u8]) {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = ledger_in(&dir);
+        std::fs::write(ledger.path(), bytes).unwrap();
+        let before = SystemTime::now() - Duration::from_secs(1);
+
+        let seen = ledger
+            .update(|doc| {
+                let seen = (doc.records.len(), doc.recovered_from.clone());
+                doc.records.push(sample("/tmp/adf-worktrees/rebuilt"));
+                seen
+            })
+            .unwrap();
+
+        let (count, aside) = seen;
+        assert_eq!(count, 0);
+        let aside = aside.expect("recovery is visible to the caller");
+        let aside_name = aside.file_name().unwrap().to_string_lossy().into_owned();
+        let stamp = aside_name
+            .strip_prefix("ledger.json.corrupt-")
+            .unwrap_or_else(|| panic!("bad aside name {aside_name}"));
+        let t = parse_timestamp(stamp).expect("aside name ends with an RFC 3339 time");
+        assert!(t >= before && t <= SystemTime::now(), "{stamp}");
+        assert!(stamp.ends_with('Z'), "UTC: {stamp}");
+        assert_eq!(aside.parent(), Some(dir.path()));
+        assert_eq!(
+            std::fs::read(&aside).unwrap(),
+            bytes,
+            "aside keeps the bytes"
+        );
+
+        let doc = ledger.read().unwrap();
+        assert_eq!(doc.records.len(), 1);
+        assert_eq!(doc.recovered_from, None, "not stored");
+        let mut expected = vec![
+            "ledger.json".to_string(),
+            "ledger.json.lock".into(),
+            aside_name,
+        ];
+        expected.sort();
+        assert_eq!(names(dir.path()), expected);
+    }
+
+    #[test]
+    fn update_moves_corrupt_ledger_aside_and_starts_empty() {
+        assert_recovers_from(b"this is not json\x00\xff");
+    }
+
+    #[test]
+    fn update_moves_truncated_ledger_aside_and_starts_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = ledger_in(&dir);
+        ledger
+            .update(|doc| doc.records.push(sample("/tmp/adf-worktrees/a")))
+            .unwrap();
+        let full = std::fs::read(ledger.path()).unwrap();
+        assert_recovers_from(&full[..full.len() / 2]);
+        assert_recovers_from(b"");
+    }
+
+    #[test]
+    fn update_recovers_from_valid_json_that_is_not_a_ledger() {
+        assert_recovers_from(br#"{"schema": 1, "records": [{"id": 7}]}"#);
+        assert_recovers_from(br#"{"schema": 0, "records": []}"#);
+        assert_recovers_from(b"[1, 2, 3]");
+    }
+
+    #[test]
+    fn move_aside_never_overwrites_an_existing_aside_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = ledger_in(&dir);
+        std::fs::write(ledger.path(), "garbage").unwrap();
+        // Occupy the names of this second and the next few.
+        let now = SystemTime::now();
+        let mut taken = Vec::new();
+        for s in 0..3 {
+            let stamp = format_timestamp(now + Duration::from_secs(s));
+            let p = dir.path().join(format!("ledger.json.corrupt-{stamp}"));
+            std::fs::write(&p, format!("older aside {s}")).unwrap();
+            taken.push(p);
+        }
+
+        let aside = ledger.update(|doc| doc.recovered_from.clone()).unwrap();
+
+        let aside = aside.expect("recovered");
+        assert!(!taken.contains(&aside), "{}", aside.display());
+        assert_eq!(std::fs::read_to_string(&aside).unwrap(), "garbage");
+        for (s, p) in taken.iter().enumerate() {
+            assert_eq!(
+                std::fs::read_to_string(p).unwrap(),
+                format!("older aside {s}")
+            );
+        }
+    }
+
+    #[test]
+    fn newer_schema_is_refused_and_left_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = ledger_in(&dir);
+        // Records in a shape this build cannot parse: still "newer", not corrupt.
+        let text = r#"{"schema": 2, "records": [{"totally": "different"}]}"#;
+        std::fs::write(ledger.path(), text).unwrap();
+        let mtime = backdate(ledger.path());
+        let ino = std::fs::metadata(ledger.path()).unwrap().ino();
+
+        let read_err = ledger.read().unwrap_err();
+        let mut called = false;
+        let update_err = ledger.update(|_| called = true).unwrap_err();
+
+        assert!(!called, "the closure must not run on a newer ledger");
+        for err in [read_err, update_err] {
+            assert!(
+                matches!(
+                    err,
+                    LedgerError::NewerSchema {
+                        found: 2,
+                        supported: 1,
+                        ..
+                    }
+                ),
+                "{err:?}"
+            );
+            let msg = err.to_string();
+            assert!(
+                msg.contains("schema 2") && msg.contains("schema 1"),
+                "{msg}"
+            );
+        }
+        let meta = std::fs::metadata(ledger.path()).unwrap();
+        assert_eq!(std::fs::read_to_string(ledger.path()).unwrap(), text);
+        assert_eq!(meta.modified().unwrap(), mtime);
+        assert_eq!(meta.ino(), ino);
+        assert!(!names(dir.path()).iter().any(|n| n.contains("corrupt")));
+    }
+
+    #[test]
+    fn update_creates_missing_directory_and_a_0644_ledger() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("var/lib/treeward/ledger.json");
+        Ledger::new(&path)
+            .update(|doc| doc.records.push(sample("/tmp/adf-worktrees/x")))
+            .unwrap();
+        for d in ["var", "var/lib", "var/lib/treeward"] {
+            let meta = std::fs::metadata(dir.path().join(d)).unwrap();
+            assert_eq!(meta.mode() & 0o7777, 0o755, "{d}");
+        }
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(meta.mode() & 0o7777, 0o644);
+        assert_eq!(meta.uid(), nix::unistd::geteuid().as_raw());
+        assert_eq!(Ledger::new(&path).read().unwrap().records.len(), 1);
+    }
+
+    #[test]
+    fn update_keeps_mode_of_existing_ledger() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = ledger_in(&dir);
+        ledger.update(|_| ()).unwrap();
+        std::fs::set_permissions(ledger.path(), Permissions::from_mode(0o600)).unwrap();
+        ledger
+            .update(|doc| doc.records.push(sample("/tmp/adf-worktrees/y")))
+            .unwrap();
+        let meta = std::fs::metadata(ledger.path()).unwrap();
+        assert_eq!(meta.mode() & 0o7777, 0o600);
+    }
+
+    #[test]
+    fn root_update_keeps_a_users_owner_and_mode() {
+        if !nix::unistd::Uid::effective().is_root() {
+            eprintln!("skipping root_update_keeps_a_users_owner_and_mode: needs root");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = ledger_in(&dir);
+        std::fs::write(ledger.path(), r#"{"schema": 1, "records": []}"#).unwrap();
+        std::os::unix::fs::chown(ledger.path(), Some(4242), Some(4242)).unwrap();
+        std::fs::set_permissions(ledger.path(), Permissions::from_mode(0o640)).unwrap();
+
+        ledger
+            .update(|doc| doc.records.push(sample("/tmp/adf-worktrees/r")))
+            .unwrap();
+
+        let meta = std::fs::metadata(ledger.path()).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (4242, 4242));
+        assert_eq!(meta.mode() & 0o7777, 0o640);
+        let lock = std::fs::metadata(lock_path(ledger.path())).unwrap();
+        assert_eq!(
+            (lock.uid(), lock.gid()),
+            (4242, 4242),
+            "lock file keeps owner"
+        );
+        assert_eq!(ledger.read().unwrap().records.len(), 1);
+    }
+
+    #[test]
+    fn root_recovery_keeps_a_users_owner_and_mode() {
+        if !nix::unistd::Uid::effective().is_root() {
+            eprintln!("skipping root_recovery_keeps_a_users_owner_and_mode: needs root");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = ledger_in(&dir);
+        std::fs::write(ledger.path(), "{\"schema\": 1, \"rec").unwrap();
+        std::os::unix::fs::chown(ledger.path(), Some(4242), Some(4242)).unwrap();
+        std::fs::set_permissions(ledger.path(), Permissions::from_mode(0o600)).unwrap();
+
+        let aside = ledger.update(|doc| doc.recovered_from.clone()).unwrap();
+
+        assert!(aside.is_some());
+        let meta = std::fs::metadata(ledger.path()).unwrap();
+        assert_eq!(
+            (meta.uid(), meta.gid(), meta.mode() & 0o7777),
+            (4242, 4242, 0o600)
+        );
+    }
+
+    #[test]
+    fn symlinked_ledger_is_refused_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("elsewhere.json");
+        let text = r#"{"schema": 1, "records": []}"#;
+        std::fs::write(&target, text).unwrap();
+        let ledger = ledger_in(&dir);
+        std::os::unix::fs::symlink(&target, ledger.path()).unwrap();
+
+        let read_err = ledger.read().unwrap_err();
+        let update_err = ledger.update(|_| ()).unwrap_err();
+
+        for err in [read_err, update_err] {
+            assert!(
+                matches!(err, LedgerError::NotARegularFile { .. }),
+                "{err:?}"
+            );
+        }
+        assert!(std::fs::symlink_metadata(ledger.path())
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), text);
+    }
+
+    #[test]
+    fn update_that_changes_nothing_does_not_rewrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = ledger_in(&dir);
+        ledger
+            .update(|doc| doc.records.push(sample("/tmp/adf-worktrees/z")))
+            .unwrap();
+        let mtime = backdate(ledger.path());
+        let ino = std::fs::metadata(ledger.path()).unwrap().ino();
+
+        let n = ledger.update(|doc| doc.records.len()).unwrap();
+
+        assert_eq!(n, 1);
+        let meta = std::fs::metadata(ledger.path()).unwrap();
+        assert_eq!((meta.modified().unwrap(), meta.ino()), (mtime, ino));
+    }
+
+    #[test]
+    fn stale_temp_files_are_removed_and_none_are_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = ledger_in(&dir);
+        let stale = dir.path().join(".ledger.json.tmp.999999");
+        std::fs::write(&stale, "half a ledg").unwrap();
+        let unrelated = dir.path().join(".other.json.tmp.1");
+        std::fs::write(&unrelated, "not ours").unwrap();
+
+        ledger
+            .update(|doc| doc.records.push(sample("/tmp/adf-worktrees/t")))
+            .unwrap();
+
+        assert!(!stale.exists());
+        assert!(unrelated.exists());
+        assert_eq!(
+            names(dir.path()),
+            [".other.json.tmp.1", "ledger.json", "ledger.json.lock"]
+        );
+    }
+
+    #[test]
+    fn temp_name_matching_is_exact() {
+        let p = temp_prefix(std::ffi::OsStr::new("ledger.json"));
+        assert!(is_temp_of(".ledger.json.tmp.123", &p));
+        assert!(!is_temp_of(".ledger.json.tmp.", &p));
+        assert!(!is_temp_of(".ledger.json.tmp.12x", &p));
+        assert!(!is_temp_of("ledger.json", &p));
+        assert!(!is_temp_of(".ledger.json.lock", &p));
+    }
+
+    #[test]
+    fn threads_never_lose_a_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = ledger_in(&dir);
+        std::thread::scope(|s| {
+            for t in 0..16 {
+                let ledger = ledger.clone();
+                s.spawn(move || {
+                    for i in 0..20 {
+                        let path = format!("/tmp/adf-worktrees/t{t}-{i}");
+                        ledger
+                            .update(|doc| doc.records.push(sample(&path)))
+                            .unwrap();
+                    }
+                });
+            }
+        });
+        let doc = ledger.read().unwrap();
+        assert_eq!(doc.records.len(), 320);
+        for t in 0..16 {
+            for i in 0..20 {
+                let path = PathBuf::from(format!("/tmp/adf-worktrees/t{t}-{i}"));
+                assert!(doc.find_by_path(&path).is_some(), "{}", path.display());
+            }
+        }
+        assert_eq!(names(dir.path()), ["ledger.json", "ledger.json.lock"]);
+    }
+
+    const CHILD_ENV: &str = "TREEWARD_LEDGER_TEST_CHILD";
+    const CHILD_UPDATES: usize = 25;
+
+    /// Run only as a child of `processes_never_lose_a_record`.
+    #[test]
+    #[ignore = "child process of processes_never_lose_a_record"]
+    fn child_process_appends_records() {
+        let Some((path, tag)) = std::env::var(CHILD_ENV).ok().and_then(|spec| {
+            spec.split_once('|')
+                .map(|(p, t)| (p.to_string(), t.to_string()))
+        }) else {
+            eprintln!("skipping: only run as a child of processes_never_lose_a_record");
+            return;
+        };
+        let ledger = Ledger::new(Path::new(&path));
+        for i in 0..CHILD_UPDATES {
+            let p = format!("/tmp/adf-worktrees/{tag}-{i}");
+            ledger.update(|doc| doc.records.push(sample(&p))).unwrap();
+        }
+    }
+
+    #[test]
+    fn processes_never_lose_a_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = ledger_in(&dir);
+        let exe = std::env::current_exe().unwrap();
+        let children: Vec<_> = (0..6)
+            .map(|p| {
+                std::process::Command::new(&exe)
+                    .args([
+                        "--exact",
+                        "ledger::tests::child_process_appends_records",
+                        "--ignored",
+                        "--test-threads=1",
+                    ])
+                    .env(CHILD_ENV, format!("{}|p{p}", ledger.path().display()))
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success(), "child failed: {stdout}");
+            assert!(stdout.contains("1 passed"), "child did not run: {stdout}");
+        }
+        let doc = ledger.read().unwrap();
+        assert_eq!(doc.records.len(), 6 * CHILD_UPDATES);
+        let mut ids: Vec<&str> = doc.records.iter().map(|r| r.id.as_str()).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 6 * CHILD_UPDATES, "ids are unique");
+        assert_eq!(names(dir.path()), ["ledger.json", "ledger.json.lock"]);
+    }
+
+    #[test]
+    fn find_helpers_and_transitions() {
+        let mut doc = Document::empty();
+        doc.records.push(sample("/tmp/adf-worktrees/a"));
+        doc.records.push(sample("/tmp/adf-worktrees/b"));
+        let id = doc.records[1].id.clone();
+        assert_ne!(doc.records[0].id, id);
+        assert_eq!(
+            doc.find_by_id(&id).map(|r| r.path.clone()),
+            Some(PathBuf::from("/tmp/adf-worktrees/b"))
+        );
+        assert!(doc
+            .find_by_path(Path::new("/tmp/adf-worktrees/c"))
+            .is_none());
+        let rec = doc
+            .find_by_path_mut(Path::new("/tmp/adf-worktrees/a"))
+            .unwrap();
+        rec.transition(State::Released);
+        assert_eq!(doc.records[0].state, State::Released);
+        assert!(parse_timestamp(&doc.records[0].last_transition).is_some());
+        assert!(doc.find_by_id_mut("nope").is_none());
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc_seconds() {
+        let t = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(format_timestamp(t), "2023-11-14T22:13:20Z");
+        assert_eq!(parse_timestamp("2023-11-14T22:13:20Z"), Some(t));
+        assert_eq!(parse_timestamp("yesterday"), None);
+    }
+
+    #[test]
+    fn records_missing_optional_fields_still_parse() {
+        let text = r#"{"schema": 1, "records": [{"id": "a", "path": "/w/a",
+            "repository": "/r.git", "uid": 0, "created_at": "2024-01-01T00:00:00Z",
+            "last_transition": "2024-01-01T00:00:00Z", "state": "kept"}]}"#;
+        match decode(text.as_bytes()) {
+            Decoded::Valid(doc) => {
+                assert_eq!(doc.records[0].state, State::Kept);
+                assert!(doc.records[0].preserved_refs.is_empty());
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }
