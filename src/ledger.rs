@@ -147,7 +147,7 @@ pub fn parse_timestamp(s: &str) -> Option<SystemTime> {
 }
 
 /// The whole document.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Document {
     pub schema: u32,
     pub records: Vec<Record>,
