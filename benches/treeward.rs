@@ -7,7 +7,6 @@
 //! flaky on shared machines; ratios measured in one run are not.
 
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code)]
 mod common;
 
 use common::{config_file, git, write};
@@ -16,6 +15,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 const ROUNDS: usize = 5;
+
+/// A named group of measurements with the temp dir it builds fixtures in.
+type Suite = (&'static str, fn(&Path));
 
 /// One side-by-side measurement.
 struct Comparison {
@@ -37,7 +39,11 @@ fn compare(c: &Comparison, mut ours: impl FnMut(), mut theirs: impl FnMut()) {
     }
     let (ma, mb) = (median(&mut a), median(&mut b));
     let ratio = ma.as_secs_f64() / mb.as_secs_f64();
-    let verdict = if ratio <= c.max_ratio { "meets" } else { "MISSES" };
+    let verdict = if ratio <= c.max_ratio {
+        "meets"
+    } else {
+        "MISSES"
+    };
     println!(
         "{:<44} {:>9.1} ms  vs {:<44} {:>9.1} ms  ratio {:>5.2}x  ({verdict} goal <= {:.2}x)",
         c.name,
@@ -96,9 +102,23 @@ fn repository(dir: &Path, files: usize) -> std::path::PathBuf {
 fn bench_check(tmp: &Path) {
     let repo = repository(tmp, 100_000);
     let wt = tmp.join("wt/bench");
-    git(&repo, &["worktree", "add", "-q", "-b", "bench", wt.to_str().unwrap(), "main"]);
+    git(
+        &repo,
+        &[
+            "worktree",
+            "add",
+            "-q",
+            "-b",
+            "bench",
+            wt.to_str().unwrap(),
+            "main",
+        ],
+    );
     for i in 0..300 {
-        write(&wt.join(format!("d{:04}/f{:03}.txt", i * 3, i % 100)), "changed\n");
+        write(
+            &wt.join(format!("d{:04}/f{:03}.txt", i * 3, i % 100)),
+            "changed\n",
+        );
         write(&wt.join(format!("new/n{i:03}.txt")), "new\n");
     }
     let cfg = config_file(tmp, &tmp.join("wt"), "");
@@ -119,7 +139,9 @@ fn bench_check(tmp: &Path) {
             run(Command::new("git")
                 .args(["status", "--porcelain=v2", "--untracked-files=all"])
                 .current_dir(&wt));
-            run(Command::new("git").args(["rev-list", "--count", "main..HEAD"]).current_dir(&wt));
+            run(Command::new("git")
+                .args(["rev-list", "--count", "main..HEAD"])
+                .current_dir(&wt));
         },
     );
 }
@@ -129,7 +151,7 @@ fn main() {
     let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let tmp = tempfile::tempdir().unwrap();
     println!("treeward benchmarks (median of {ROUNDS} rounds after a warm-up; ratio = treeward / alternative)");
-    let suites: [(&str, fn(&Path)); 1] = [("check", bench_check)];
+    let suites: [Suite; 1] = [("check", bench_check)];
     for (name, bench) in suites {
         if filter.as_deref().is_none_or(|f| name.contains(f)) {
             let dir = tmp.path().join(name);

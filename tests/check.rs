@@ -164,8 +164,10 @@ fn all_covers_root_entries_and_ledger_records() {
 
 /// Refs, index, files and the mtimes of index and ledger are untouched.
 fn assert_read_only_run(f: &Fixture, cfg: &Path, wt: &Path) -> Value {
-    let ledger = f.tmp.path().join("ledger.json");
-    std::fs::write(&ledger, br#"{"schema":1,"records":[]}"#).unwrap();
+    assert!(
+        f.tmp.path().join("ledger.json").is_file(),
+        "a ledger to watch"
+    );
     let before = snapshot(f.tmp.path());
     let (code, doc) = check_json(cfg, &[wt.to_str().unwrap(), "--all"]);
     assert_eq!(code, 1, "{doc}");
@@ -182,6 +184,11 @@ fn assert_read_only_run(f: &Fixture, cfg: &Path, wt: &Path) -> Value {
 /// (files written in the same second as the index), which tempts a status
 /// implementation to refresh and rewrite the index.
 fn busy_worktree(f: &Fixture) -> std::path::PathBuf {
+    std::fs::write(
+        f.tmp.path().join("ledger.json"),
+        br#"{"schema":1,"records":[]}"#,
+    )
+    .unwrap();
     let wt = f.worktree("busy", "b-busy");
     f.commit(&wt, "feature.txt", "f\n", "feature");
     write(&wt.join("README"), "changed\n");
@@ -278,15 +285,17 @@ fn a_process_with_its_cwd_inside_is_in_use() {
 fn a_flock_on_the_directory_is_in_use() {
     let (f, cfg) = setup();
     let wt = f.worktree("locked-dir", "b-locked-dir");
+    // The shell takes the lock on fd 9 and becomes `sleep`, so killing it
+    // releases the lock (flock(1) with a command would leave a locked child).
     let holder = ChildGuard(
-        Command::new("flock")
+        Command::new("sh")
+            .args(["-c", "exec 9<\"$1\"; flock -x 9; exec sleep 30", "sh"])
             .arg(&wt)
-            .args(["sleep", "30"])
             .current_dir("/")
             .spawn()
             .unwrap(),
     );
-    // flock(1) takes the lock before it runs sleep; wait until it holds it.
+    // Wait until the lock is taken.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while treeward::in_use::flock_held(&wt).ok() != Some(true) {
         assert!(

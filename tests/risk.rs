@@ -327,3 +327,47 @@ fn git_error_is_at_risk_with_its_text() {
     assert!(a.reasons.contains(&Reason::Error), "{a:?}");
     assert!(a.error.as_deref().is_some_and(|e| !e.is_empty()));
 }
+
+#[test]
+fn squash_merged_then_edited_further_on_main_is_integrated() {
+    let f = Fixture::new();
+    let wt = f.worktree("further", "b-further");
+    f.commit(
+        &wt,
+        "src/lib.txt",
+        "ONE\ntwo\nthree\nfour\n",
+        "branch edits line 1",
+    );
+    git(&f.repo, &["merge", "-q", "--squash", "b-further"]);
+    git(&f.repo, &["commit", "-q", "-m", "squash"]);
+    f.commit(
+        &f.repo,
+        "src/lib.txt",
+        "ONE\ntwo\nthree\nFOUR\n",
+        "main edits line 4 after",
+    );
+    git(&f.repo, &["push", "-q", "origin", "main"]);
+    let a = assess(&wt);
+    assert_eq!((a.integrated, a.at_risk), (Some(true), false), "{a:?}");
+}
+
+#[test]
+fn same_file_changed_differently_on_main_is_not_integrated() {
+    let f = Fixture::new();
+    let wt = f.worktree("differ", "b-differ");
+    f.commit(
+        &wt,
+        "src/lib.txt",
+        "ONE\ntwo\nthree\nfour\n",
+        "branch edits line 1",
+    );
+    f.commit(
+        &f.repo,
+        "src/lib.txt",
+        "one\ntwo\nthree\nFOUR\n",
+        "main edits line 4",
+    );
+    git(&f.repo, &["push", "-q", "origin", "main"]);
+    let a = assess(&wt);
+    assert_eq!((a.integrated, a.at_risk), (Some(false), true), "{a:?}");
+}

@@ -3,9 +3,10 @@
 //! Read-only by construction: the repository is opened through libgit2 (which
 //! runs no hooks, filters or fsmonitor commands, so reading another user's
 //! repository as root executes nothing of theirs), the index is never
-//! refreshed, and an in-memory object backend sits in front of the object
-//! database so that even the simulated merge of the integration test writes
-//! nothing to disk. Any git error is reported as the reason `error` with its
+//! refreshed, the integration test merges in memory (see `branch`), and an
+//! in-memory object backend sits in front of the object database as a
+//! second guard: should any libgit2 call want to write an object, it lands in
+//! memory. Any git error is reported as the reason `error` with its
 //! text: at risk, because nothing was proven (fail closed).
 
 mod branch;
@@ -176,6 +177,15 @@ fn open_read_only(path: &Path) -> Result<Repository, git2::Error> {
     Ok(repo)
 }
 
+/// Stash entries, counted from the stash's reflog file: libgit2's reflog
+/// reader creates the file when it is missing, and the checker writes
+/// nothing.
+fn stash_entries(common: &Path) -> usize {
+    std::fs::read(common.join("logs/refs/stash"))
+        .map(|log| log.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count())
+        .unwrap_or(0)
+}
+
 /// Gathers the facts from git and turns them into the verdict.
 fn inspect(a: &mut Assessment, common: &Path) -> Result<(), git2::Error> {
     let repo = open_read_only(&a.path)?;
@@ -188,7 +198,7 @@ fn inspect(a: &mut Assessment, common: &Path) -> Result<(), git2::Error> {
                 .filter(|r| !r.is_empty());
         }
     }
-    a.stashes = repo.reflog("refs/stash").map(|r| r.len()).unwrap_or(0);
+    a.stashes = stash_entries(common);
 
     let mut facts = Facts {
         changes: changes::count(&repo)?,
