@@ -39,6 +39,8 @@ pub struct Seen {
     pub in_use: bool,
     /// The entry lives on the root's filesystem (a rename can move it).
     pub same_filesystem: bool,
+    /// Its `.git` points at an admin dir that names another path.
+    pub foreign_admin: bool,
 }
 
 /// The blocking decision.
@@ -56,18 +58,24 @@ pub enum First {
     Keep,
 }
 
+const MOUNT_POINT: &str = "a mount point: another filesystem is never crossed";
+const FOREIGN_ADMIN: &str = "its .git names an admin dir that belongs to another path";
+
 /// Decides what happens to an entry before anything moves.
 ///
 /// Use beats everything: an entry in use is never touched. A lock is an
 /// owner's explicit "keep". A clone under a root is a whole repository with
 /// every branch in it; only `policy = "discard"` removes it. An entry on
-/// another filesystem (a mount point as an entry) is never crossed into.
+/// another filesystem (a mount point as an entry) is never crossed into. A
+/// worktree whose admin dir does not name it back is not provably what its
+/// `.git` claims, so nothing is done to it or to that admin dir.
 pub fn first(seen: Seen, policy: Policy) -> First {
     match seen {
         Seen { in_use: true, .. } => First::SkipInUse,
         Seen { locked: true, .. } => First::SkipLocked,
         Seen { kind: EntryKind::Symlink | EntryKind::NotADirectory, .. } => First::Unlink,
-        Seen { same_filesystem: false, .. } => First::Refuse("a mount point: another filesystem is never crossed"),
+        Seen { same_filesystem: false, .. } => First::Refuse(MOUNT_POINT),
+        Seen { foreign_admin: true, .. } => First::Refuse(FOREIGN_ADMIN),
         Seen { kind: EntryKind::Main, .. } if policy != Policy::Discard => First::Keep,
         _ => First::Quarantine,
     }
@@ -114,8 +122,8 @@ mod tests {
     const KINDS: [EntryKind; 6] = [Symlink, NotADirectory, Plain, Linked, Broken, Main];
     const POLICIES: [Policy; 3] = [Policy::Preserve, Policy::Keep, Policy::Discard];
 
-    fn seen(kind: EntryKind, locked: bool, in_use: bool, same_filesystem: bool) -> Seen {
-        Seen { kind, locked, in_use, same_filesystem }
+    fn seen(kind: EntryKind, locked: bool, in_use: bool, same_filesystem: bool, foreign_admin: bool) -> Seen {
+        Seen { kind, locked, in_use, same_filesystem, foreign_admin }
     }
 
     #[test]
@@ -124,8 +132,8 @@ mod tests {
             for policy in POLICIES {
                 for locked in [false, true] {
                     for in_use in [false, true] {
-                        for same in [false, true] {
-                            let got = first(seen(kind, locked, in_use, same), policy);
+                        for (same, foreign) in [(false, false), (true, false), (true, true), (false, true)] {
+                            let got = first(seen(kind, locked, in_use, same, foreign), policy);
                             let want = if in_use {
                                 First::SkipInUse
                             } else if locked {
@@ -133,13 +141,15 @@ mod tests {
                             } else if matches!(kind, Symlink | NotADirectory) {
                                 First::Unlink
                             } else if !same {
-                                First::Refuse("a mount point: another filesystem is never crossed")
+                                First::Refuse(MOUNT_POINT)
+                            } else if foreign {
+                                First::Refuse(FOREIGN_ADMIN)
                             } else if kind == Main && policy != Policy::Discard {
                                 First::Keep
                             } else {
                                 First::Quarantine
                             };
-                            assert_eq!(got, want, "{kind:?} {policy:?} locked={locked} in_use={in_use} same_fs={same}");
+                            assert_eq!(got, want, "{kind:?} {policy:?} locked={locked} in_use={in_use} same_fs={same} foreign={foreign}");
                         }
                     }
                 }

@@ -1,0 +1,271 @@
+//! What a sweep did, in the vocabulary scripts rely on (SPEC "Contracts"):
+//! one [`Outcome`] per entry and the counts derived from them, rendered as a
+//! human summary, one JSON document, and journald fields.
+
+use serde::Serialize;
+use std::path::PathBuf;
+
+/// What happened to one entry. The names are a contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Deleted; nothing was at risk (or the policy is `discard`).
+    Removed,
+    /// Its work was recorded under `refs/treeward/preserved/`, then deleted.
+    Preserved,
+    /// At risk and left in place (policy `keep`, or work that cannot be
+    /// preserved), reported.
+    Kept,
+    /// `git worktree lock`ed by its owner: left alone.
+    SkippedLocked,
+    /// A process uses it: left alone.
+    SkippedInUse,
+    /// Younger than the root's grace period (reaper only).
+    SkippedYoung,
+    /// Not safe to act on (see `error`): left alone.
+    Refused,
+    /// Something failed; retried on the next pass (see `error`).
+    Failed,
+    /// Owned by root and this pass is not root: left for the sweep.
+    RootOwnedSkipped,
+    /// Quarantined, but the time budget ran out before it was drained: it
+    /// waits in the root's trash for the next sweep or reap.
+    Deferred,
+    /// `--dry-run`: what would have happened is in `planned`.
+    Planned,
+}
+
+/// One entry's line in the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub path: PathBuf,
+    pub action: Action,
+    /// Under `--dry-run`, the action that would have been taken.
+    pub planned: Option<Action>,
+    pub preserved_refs: Vec<String>,
+    /// Whether the branch was deleted (integrated) or kept.
+    pub branch: Option<String>,
+    pub branch_deleted: bool,
+    pub bytes_freed: u64,
+    pub error: Option<String>,
+}
+
+impl Outcome {
+    pub fn new(path: PathBuf, action: Action) -> Outcome {
+        Outcome {
+            path,
+            action,
+            planned: None,
+            preserved_refs: Vec::new(),
+            branch: None,
+            branch_deleted: false,
+            bytes_freed: 0,
+            error: None,
+        }
+    }
+
+    pub fn with_error(mut self, error: impl Into<String>) -> Outcome {
+        self.error = Some(error.into());
+        self
+    }
+}
+
+/// A root that was not swept, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct RefusedRoot {
+    pub path: PathBuf,
+    pub error: String,
+}
+
+/// The whole report: `treeward-sweep --json` prints it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub dry_run: bool,
+    pub swept_count: usize,
+    pub failed_count: usize,
+    pub root_owned_skipped: usize,
+    pub prune_succeeded: bool,
+    pub duration_ms: u64,
+    /// `swept_count + root_owned_skipped`: residue that piled up since the
+    /// last start. Over `backlog_warn`, crashes are piling up.
+    pub backlog_count: usize,
+    pub preserved_count: usize,
+    pub kept_count: usize,
+    pub locked_count: usize,
+    pub in_use_count: usize,
+    pub refused_count: usize,
+    pub deferred_count: usize,
+    pub bytes_freed: u64,
+    /// How long the service's start was held up: until no entry was left
+    /// under the roots' live names.
+    pub blocking_ms: u64,
+    pub refused_roots: Vec<RefusedRoot>,
+    pub entries: Vec<Outcome>,
+}
+
+impl Report {
+    /// Derives the counts from the entries.
+    pub fn new(
+        dry_run: bool,
+        entries: Vec<Outcome>,
+        refused_roots: Vec<RefusedRoot>,
+        prune_succeeded: bool,
+        blocking_ms: u64,
+        duration_ms: u64,
+    ) -> Report {
+        let count = |a: Action| entries.iter().filter(|e| e.action == a).count();
+        let preserved_count = count(Action::Preserved);
+        let swept_count = count(Action::Removed) + preserved_count;
+        let root_owned_skipped = count(Action::RootOwnedSkipped);
+        Report {
+            dry_run,
+            swept_count,
+            failed_count: count(Action::Failed),
+            root_owned_skipped,
+            prune_succeeded,
+            duration_ms,
+            backlog_count: swept_count + root_owned_skipped,
+            preserved_count,
+            kept_count: count(Action::Kept),
+            locked_count: count(Action::SkippedLocked),
+            in_use_count: count(Action::SkippedInUse),
+            refused_count: count(Action::Refused) + refused_roots.len(),
+            deferred_count: count(Action::Deferred),
+            bytes_freed: entries.iter().map(|e| e.bytes_freed).sum(),
+            blocking_ms,
+            refused_roots,
+            entries,
+        }
+    }
+
+    /// The report's counts as journald fields (`TREEWARD_SWEPT=12`, …).
+    pub fn fields(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("swept", self.swept_count.to_string()),
+            ("failed", self.failed_count.to_string()),
+            ("root_owned_skipped", self.root_owned_skipped.to_string()),
+            ("prune_succeeded", self.prune_succeeded.to_string()),
+            ("duration_ms", self.duration_ms.to_string()),
+            ("backlog", self.backlog_count.to_string()),
+            ("preserved", self.preserved_count.to_string()),
+            ("kept", self.kept_count.to_string()),
+            ("locked", self.locked_count.to_string()),
+            ("in_use", self.in_use_count.to_string()),
+            ("refused", self.refused_count.to_string()),
+            ("deferred", self.deferred_count.to_string()),
+            ("bytes_freed", self.bytes_freed.to_string()),
+            ("blocking_ms", self.blocking_ms.to_string()),
+        ]
+    }
+
+    /// The one-line summary (also the log message and sd_notify STATUS).
+    pub fn summary(&self) -> String {
+        let verb = if self.dry_run { "would sweep" } else { "swept" };
+        format!(
+            "{verb} {} ({} preserved), {} failed, {} kept, {} locked, {} in use, {} refused, {} deferred, {} root-owned skipped; {} freed; blocked {} ms of {} ms",
+            self.swept_count,
+            self.preserved_count,
+            self.failed_count,
+            self.kept_count,
+            self.locked_count,
+            self.in_use_count,
+            self.refused_count,
+            self.deferred_count,
+            self.root_owned_skipped,
+            human_bytes(self.bytes_freed),
+            self.blocking_ms,
+            self.duration_ms
+        )
+    }
+
+    /// The human report: one line per entry that was not simply removed,
+    /// then the summary.
+    pub fn render_human(&self) -> String {
+        let mut out = String::new();
+        for root in &self.refused_roots {
+            out.push_str(&format!("refused root {}: {}\n", root.path.display(), root.error));
+        }
+        for e in &self.entries {
+            let action = e.planned.map_or(e.action, |p| p);
+            let label = serde_json::to_value(action).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+            let mut line = format!("{label:<18} {}", e.path.display());
+            if !e.preserved_refs.is_empty() {
+                line.push_str(&format!("  -> {}", e.preserved_refs.join(", ")));
+            }
+            if let Some(err) = &e.error {
+                line.push_str(&format!("  ({err})"));
+            }
+            out.push_str(&line);
+            out.push('\n');
+        }
+        out.push_str(&self.summary());
+        out.push('\n');
+        out
+    }
+}
+
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(action: Action) -> Outcome {
+        Outcome::new(PathBuf::from("/r/x"), action)
+    }
+
+    #[test]
+    fn counts_derive_from_entries() {
+        let entries = vec![
+            outcome(Action::Removed),
+            outcome(Action::Removed),
+            outcome(Action::Preserved),
+            outcome(Action::Failed),
+            outcome(Action::RootOwnedSkipped),
+            outcome(Action::SkippedLocked),
+            outcome(Action::SkippedInUse),
+            outcome(Action::Kept),
+            outcome(Action::Refused),
+            outcome(Action::Deferred),
+        ];
+        let r = Report::new(false, entries, vec![RefusedRoot { path: "/x".into(), error: "e".into() }], true, 5, 9);
+        assert_eq!((r.swept_count, r.preserved_count, r.failed_count), (3, 1, 1));
+        assert_eq!((r.root_owned_skipped, r.backlog_count), (1, 4));
+        assert_eq!((r.locked_count, r.in_use_count, r.kept_count), (1, 1, 1));
+        assert_eq!((r.refused_count, r.deferred_count), (2, 1));
+    }
+
+    #[test]
+    fn json_uses_the_contract_names() {
+        let mut e = outcome(Action::Planned);
+        e.planned = Some(Action::SkippedInUse);
+        let v = serde_json::to_value(Report::new(true, vec![e], vec![], true, 0, 0)).unwrap();
+        for key in ["swept_count", "failed_count", "root_owned_skipped", "prune_succeeded", "duration_ms", "backlog_count"] {
+            assert!(v.get(key).is_some(), "{key}");
+        }
+        assert_eq!(v["entries"][0]["action"], "planned");
+        assert_eq!(v["entries"][0]["planned"], "skipped_in_use");
+        assert_eq!(v["entries"][0]["preserved_refs"], serde_json::json!([]));
+        assert_eq!(v["entries"][0]["error"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn bytes_read_as_people_write_them() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(3 * 1024 * 1024 * 1024), "3.0 GiB");
+    }
+}

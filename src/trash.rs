@@ -1,0 +1,128 @@
+//! The trash of a root: `<root>/.treeward-trash/<batch>/<entry name>`.
+//!
+//! The sweep holds up the service's start only for as long as it takes to
+//! *rename* its residue out of the way (one `renameat2` per entry, on the
+//! root's own filesystem), not to delete it. The trash keeps each entry under
+//! its original name inside a batch directory, so an entry left there by a
+//! crash or by the time budget is still known for what it was and is
+//! finished by the next sweep or reap pass. The trash belongs to the root's
+//! owner (so the unprivileged reaper can drain it) and is private to it
+//! (mode 0700); a trash that is not a private directory of that owner is
+//! refused, never used.
+
+use crate::roots::{OpenRoot, TRASH};
+use nix::errno::Errno;
+use nix::fcntl::{openat, renameat2, OFlag, RenameFlags};
+use nix::sys::stat::{fstat, mkdirat, Mode};
+use nix::unistd::{fchown, unlinkat, Gid, Uid, UnlinkatFlags};
+use std::ffi::{OsStr, OsString};
+use std::os::fd::{AsFd, OwnedFd};
+
+fn dir_flags() -> OFlag {
+    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC
+}
+
+/// A private directory of `uid` under `parent`: created if missing (mode
+/// 0700, chowned to `uid:gid`), refused if it exists as anything else.
+fn private_dir(parent: &OwnedFd, name: &OsStr, uid: u32, gid: u32, create: bool) -> Result<Option<OwnedFd>, String> {
+    if create {
+        match mkdirat(parent.as_fd(), name, Mode::S_IRWXU) {
+            Ok(()) | Err(Errno::EEXIST) => {}
+            Err(e) => return Err(format!("cannot create {}: {e}", name.to_string_lossy())),
+        }
+    }
+    let fd = match openat(parent.as_fd(), name, dir_flags(), Mode::empty()) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT) if !create => return Ok(None),
+        Err(e) => return Err(format!("{} is not a directory we can open without following links: {e}", name.to_string_lossy())),
+    };
+    let st = fstat(fd.as_fd()).map_err(|e| format!("cannot stat {}: {e}", name.to_string_lossy()))?;
+    if st.st_uid != uid && Uid::effective().is_root() && st.st_uid == 0 {
+        // Created just now by root: hand it to the root's owner.
+        fchown(fd.as_fd(), Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
+            .map_err(|e| format!("cannot chown {}: {e}", name.to_string_lossy()))?;
+    } else if st.st_uid != uid {
+        return Err(format!("{} is owned by uid {}, not by the root's owner (uid {uid}): refused", name.to_string_lossy(), st.st_uid));
+    }
+    if st.st_mode & 0o077 != 0 {
+        return Err(format!("{} has mode {:o}; a trash must be private (0700): refused", name.to_string_lossy(), st.st_mode & 0o7777));
+    }
+    Ok(Some(fd))
+}
+
+/// A root's trash, open.
+#[derive(Debug)]
+pub struct Trash {
+    fd: OwnedFd,
+    uid: u32,
+    gid: u32,
+}
+
+/// One batch directory of a trash: the entries one sweep quarantined.
+#[derive(Debug)]
+pub struct Batch {
+    pub name: OsString,
+    pub fd: OwnedFd,
+}
+
+impl Trash {
+    /// Opens the trash of `root`, creating it when `create` is set; `None`
+    /// when it does not exist and `create` is not set.
+    pub fn open(root: &OpenRoot, create: bool) -> Result<Option<Trash>, String> {
+        let fd = private_dir(&root.fd, OsStr::new(TRASH), root.uid, root.gid, create)?;
+        Ok(fd.map(|fd| Trash { fd, uid: root.uid, gid: root.gid }))
+    }
+
+    /// A new, empty batch named for this moment and process.
+    pub fn new_batch(&self) -> Result<Batch, String> {
+        let stamp = crate::ledger::now().replace([':', '-'], "");
+        let name = OsString::from(format!("{stamp}-{}", std::process::id()));
+        let fd = private_dir(&self.fd, &name, self.uid, self.gid, true)?
+            .ok_or_else(|| "batch directory vanished".to_owned())?;
+        Ok(Batch { name, fd })
+    }
+
+    /// Every batch in the trash, oldest first (names sort by time). Anything
+    /// in the trash that is not a private batch directory is reported in the
+    /// second list and left alone.
+    pub fn batches(&self) -> Result<(Vec<Batch>, Vec<String>), String> {
+        let mut names = crate::remove::list_names(self.fd.as_fd()).map_err(|e| format!("cannot list the trash: {e}"))?;
+        names.sort();
+        let (mut batches, mut problems) = (Vec::new(), Vec::new());
+        for name in names {
+            match private_dir(&self.fd, &name, self.uid, self.gid, false) {
+                Ok(Some(fd)) => batches.push(Batch { name, fd }),
+                Ok(None) => {}
+                Err(e) => problems.push(e),
+            }
+        }
+        Ok((batches, problems))
+    }
+
+    /// Removes a batch directory if it is empty (its entries all drained).
+    pub fn remove_if_empty(&self, batch: &Batch) {
+        let _ = unlinkat(self.fd.as_fd(), batch.name.as_os_str(), UnlinkatFlags::RemoveDir);
+    }
+}
+
+impl Batch {
+    /// The names of the entries waiting in this batch, sorted.
+    pub fn entries(&self) -> Result<Vec<OsString>, String> {
+        let mut names = crate::remove::list_names(self.fd.as_fd()).map_err(|e| format!("cannot list a trash batch: {e}"))?;
+        names.sort();
+        Ok(names)
+    }
+}
+
+/// Moves entry `name` of the root into the batch, under the same name. Never
+/// replaces anything (`RENAME_NOREPLACE`); the rename is atomic, so the entry
+/// is either still live or in the trash, whatever happens.
+pub fn quarantine(root: &OpenRoot, name: &OsStr, batch: &Batch) -> nix::Result<()> {
+    renameat2(root.fd.as_fd(), name, batch.fd.as_fd(), name, RenameFlags::RENAME_NOREPLACE)
+}
+
+/// Moves a quarantined entry back to its place in the root (for work that
+/// is kept). Fails with `EEXIST` if the name has been taken meanwhile.
+pub fn put_back(root: &OpenRoot, name: &OsStr, batch: &Batch) -> nix::Result<()> {
+    renameat2(batch.fd.as_fd(), name, root.fd.as_fd(), name, RenameFlags::RENAME_NOREPLACE)
+}
