@@ -8,10 +8,10 @@
 //! nothing to disk. Any git error is reported as the reason `error` with its
 //! text: at risk, because nothing was proven (fail closed).
 
-mod branch;
+pub mod branch;
 mod changes;
 mod locate;
-mod reach;
+pub mod reach;
 mod verdict;
 
 pub use locate::{locate, Location};
