@@ -185,7 +185,7 @@ pub fn preserve_at(worktree: &Path, time: SystemTime) -> Result<Preserved, Prese
     .map_err(git_err(worktree, "opening the repository"))?;
     let head = read_head(&repo).map_err(git_err(worktree, "reading HEAD"))?;
 
-    let work = match snapshot_trees(&repo, worktree, &gitdir.join("index"))? {
+    let work = match snapshot_trees(&repo, worktree, &gitdir.join("index"), &head)? {
         Some(trees) => Some(
             commit_work(&repo, &head, &trees)
                 .map_err(git_err(worktree, "writing the work commit"))?,
@@ -211,11 +211,7 @@ pub fn preserve_at(worktree: &Path, time: SystemTime) -> Result<Preserved, Prese
     let stamp = compact_stamp(&ledger::format_timestamp(time));
     let refs = write_refs(&repo, &base, &stamp, &planned)
         .map_err(git_err(&common, "writing the preserved refs"))?;
-    log::info!(
-        "preserved {}: {}",
-        worktree.display(),
-        refs.join(", ")
-    );
+    log::info!("preserved {}: {}", worktree.display(), refs.join(", "));
     Ok(Preserved {
         refs,
         work: work.map(|w| w.to_string()),
@@ -278,18 +274,25 @@ fn snapshot_trees(
     repo: &Repository,
     worktree: &Path,
     index_path: &Path,
+    head: &Head<'_>,
 ) -> Result<Option<Trees>, PreserveError> {
+    let head_tree = match &head.commit {
+        Some(c) => c.tree_id(),
+        None => Oid::hash_object(ObjectType::Tree, &[])
+            .map_err(git_err(worktree, "hashing the empty tree"))?,
+    };
     // A copy of the worktree's index: read from its file, changed only in
     // memory, never written back (no `write()` call exists in this module).
-    let mut index =
-        Index::open(index_path).map_err(git_err(index_path, "reading the index"))?;
+    let mut index = Index::open(index_path).map_err(git_err(index_path, "reading the index"))?;
     let conflicted =
         take_ours_for_conflicts(&mut index).map_err(git_err(index_path, "reading conflicts"))?;
     let index_tree = index
         .write_tree_to(repo)
         .map_err(git_err(index_path, "writing the index tree"))?;
-    let changes = workdir_changes(repo, &index)
-        .map_err(git_err(worktree, "comparing the working tree with the index"))?;
+    let changes = workdir_changes(repo, &index).map_err(git_err(
+        worktree,
+        "comparing the working tree with the index",
+    ))?;
 
     let mut work = Index::new().map_err(git_err(worktree, "creating an index"))?;
     let tree = repo
@@ -341,14 +344,6 @@ fn snapshot_trees(
                 .map_err(git_err(worktree, "writing the untracked tree"))?,
         )
     };
-    let head_tree = match repo.head() {
-        Ok(h) => h
-            .peel_to_tree()
-            .map_err(git_err(worktree, "reading HEAD's tree"))?
-            .id(),
-        Err(_) => Oid::hash_object(ObjectType::Tree, &[])
-            .map_err(git_err(worktree, "hashing the empty tree"))?,
-    };
     let trees = Trees {
         index: index_tree,
         work: work_tree,
@@ -359,10 +354,7 @@ fn snapshot_trees(
 
 /// Whether the trees hold anything HEAD does not.
 fn has_work(head_tree: Oid, trees: &Trees, conflicted: bool) -> bool {
-    conflicted
-        || trees.untracked.is_some()
-        || trees.index != head_tree
-        || trees.work != trees.index
+    conflicted || trees.untracked.is_some() || trees.index != head_tree || trees.work != trees.index
 }
 
 /// Replaces each conflict in `index` by its "ours" side (stage 2, which is
@@ -478,7 +470,9 @@ fn refuse_nested_repository(abs: &Path) -> Result<(), PreserveError> {
 /// What kind of working-tree file a path is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum FileKind {
-    Regular { executable: bool },
+    Regular {
+        executable: bool,
+    },
     Symlink,
     /// A directory, socket, FIFO or device: no file content to record.
     Other,
@@ -799,10 +793,7 @@ pub fn delete_branch_if_integrated(
                 .peel_to_commit()
                 .map_err(git_err(here, "reading the branch"))?
                 .id();
-            Some(
-                branch::integrated(&repo, tip, *d)
-                    .map_err(git_err(here, "testing integration"))?,
-            )
+            Some(branch::integrated(&repo, tip, *d).map_err(git_err(here, "testing integration"))?)
         }
         _ => None,
     };
@@ -891,7 +882,6 @@ fn checked_out_anywhere(common: &Path, branch: &str) -> Result<bool, PreserveErr
                 Ok(text) if names_branch(&text, branch) => return Ok(true),
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) if e.kind() == io::ErrorKind::NotADirectory => {}
                 Err(source) => {
                     return Err(PreserveError::Io {
                         path,
@@ -931,8 +921,14 @@ mod tests {
     #[test]
     fn stamp_of_takes_the_component_under_base() {
         let base = "refs/treeward/preserved/wt";
-        assert_eq!(stamp_of(base, "refs/treeward/preserved/wt/S/work"), Some("S"));
-        assert_eq!(stamp_of(base, "refs/treeward/preserved/wt/S-1"), Some("S-1"));
+        assert_eq!(
+            stamp_of(base, "refs/treeward/preserved/wt/S/work"),
+            Some("S")
+        );
+        assert_eq!(
+            stamp_of(base, "refs/treeward/preserved/wt/S-1"),
+            Some("S-1")
+        );
         assert_eq!(stamp_of(base, "refs/treeward/preserved/wt2/S/work"), None);
         assert_eq!(stamp_of(base, "refs/treeward/preserved/wt"), None);
     }
@@ -996,10 +992,19 @@ mod tests {
         let exec = FileKind::Regular { executable: true };
         let plain = FileKind::Regular { executable: false };
         assert_eq!(entry_mode(exec, true, None), Some(MODE_EXECUTABLE));
-        assert_eq!(entry_mode(plain, true, Some(MODE_EXECUTABLE)), Some(MODE_FILE));
-        assert_eq!(entry_mode(plain, false, Some(MODE_EXECUTABLE)), Some(MODE_EXECUTABLE));
+        assert_eq!(
+            entry_mode(plain, true, Some(MODE_EXECUTABLE)),
+            Some(MODE_FILE)
+        );
+        assert_eq!(
+            entry_mode(plain, false, Some(MODE_EXECUTABLE)),
+            Some(MODE_EXECUTABLE)
+        );
         assert_eq!(entry_mode(exec, false, None), Some(MODE_EXECUTABLE));
-        assert_eq!(entry_mode(FileKind::Symlink, true, Some(MODE_FILE)), Some(MODE_SYMLINK));
+        assert_eq!(
+            entry_mode(FileKind::Symlink, true, Some(MODE_FILE)),
+            Some(MODE_SYMLINK)
+        );
         assert_eq!(entry_mode(FileKind::Other, true, None), None);
     }
 
@@ -1010,11 +1015,26 @@ mod tests {
             is_default,
             integrated,
         };
-        assert_eq!(branch_fate(&s(true, false, Some(true))), BranchFate::KeptCheckedOut);
-        assert_eq!(branch_fate(&s(false, true, Some(true))), BranchFate::KeptDefaultBranch);
-        assert_eq!(branch_fate(&s(false, false, Some(true))), BranchFate::Deleted);
-        assert_eq!(branch_fate(&s(false, false, Some(false))), BranchFate::KeptUnintegrated);
-        assert_eq!(branch_fate(&s(false, false, None)), BranchFate::KeptUnintegrated);
+        assert_eq!(
+            branch_fate(&s(true, false, Some(true))),
+            BranchFate::KeptCheckedOut
+        );
+        assert_eq!(
+            branch_fate(&s(false, true, Some(true))),
+            BranchFate::KeptDefaultBranch
+        );
+        assert_eq!(
+            branch_fate(&s(false, false, Some(true))),
+            BranchFate::Deleted
+        );
+        assert_eq!(
+            branch_fate(&s(false, false, Some(false))),
+            BranchFate::KeptUnintegrated
+        );
+        assert_eq!(
+            branch_fate(&s(false, false, None)),
+            BranchFate::KeptUnintegrated
+        );
     }
 
     #[test]
@@ -1031,6 +1051,9 @@ mod tests {
         assert!(names_branch("refs/heads/task-1\n", "task-1"));
         assert!(names_branch("task-1\n", "task-1"));
         assert!(!names_branch("ref: refs/heads/task-10\n", "task-1"));
-        assert!(!names_branch("0123456789abcdef0123456789abcdef01234567\n", "task-1"));
+        assert!(!names_branch(
+            "0123456789abcdef0123456789abcdef01234567\n",
+            "task-1"
+        ));
     }
 }
