@@ -9,10 +9,10 @@
 //! memory. Any git error is reported as the reason `error` with its
 //! text: at risk, because nothing was proven (fail closed).
 
-mod branch;
+pub mod branch;
 mod changes;
 mod locate;
-mod reach;
+pub mod reach;
 mod verdict;
 
 pub use locate::{locate, Location};
