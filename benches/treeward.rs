@@ -37,7 +37,11 @@ fn compare(c: &Comparison, mut ours: impl FnMut(), mut theirs: impl FnMut()) {
     }
     let (ma, mb) = (median(&mut a), median(&mut b));
     let ratio = ma.as_secs_f64() / mb.as_secs_f64();
-    let verdict = if ratio <= c.max_ratio { "meets" } else { "MISSES" };
+    let verdict = if ratio <= c.max_ratio {
+        "meets"
+    } else {
+        "MISSES"
+    };
     println!(
         "{:<44} {:>9.1} ms  vs {:<44} {:>9.1} ms  ratio {:>5.2}x  ({verdict} goal <= {:.2}x)",
         c.name,
@@ -96,9 +100,23 @@ fn repository(dir: &Path, files: usize) -> std::path::PathBuf {
 fn bench_check(tmp: &Path) {
     let repo = repository(tmp, 100_000);
     let wt = tmp.join("wt/bench");
-    git(&repo, &["worktree", "add", "-q", "-b", "bench", wt.to_str().unwrap(), "main"]);
+    git(
+        &repo,
+        &[
+            "worktree",
+            "add",
+            "-q",
+            "-b",
+            "bench",
+            wt.to_str().unwrap(),
+            "main",
+        ],
+    );
     for i in 0..300 {
-        write(&wt.join(format!("d{:04}/f{:03}.txt", i * 3, i % 100)), "changed\n");
+        write(
+            &wt.join(format!("d{:04}/f{:03}.txt", i * 3, i % 100)),
+            "changed\n",
+        );
         write(&wt.join(format!("new/n{i:03}.txt")), "new\n");
     }
     let cfg = config_file(tmp, &tmp.join("wt"), "");
@@ -119,7 +137,9 @@ fn bench_check(tmp: &Path) {
             run(Command::new("git")
                 .args(["status", "--porcelain=v2", "--untracked-files=all"])
                 .current_dir(&wt));
-            run(Command::new("git").args(["rev-list", "--count", "main..HEAD"]).current_dir(&wt));
+            run(Command::new("git")
+                .args(["rev-list", "--count", "main..HEAD"])
+                .current_dir(&wt));
         },
     );
 }
