@@ -98,7 +98,7 @@ pub enum Response {
         pid: u32,
     },
     Assessed {
-        assessment: Assessment,
+        assessment: Box<Assessment>,
     },
     /// The worktree is locked; `newly_locked` is false when it already was
     /// (by anyone, for `reason`).
@@ -660,7 +660,7 @@ pub fn serve_request(request: &Request) -> Response {
     match request {
         Request::Probe => probe(),
         Request::Assess { path } => Response::Assessed {
-            assessment: risk::assess(path),
+            assessment: Box::new(risk::assess(path)),
         },
         Request::LockWorktree { path, reason } => lock_worktree(path, reason.as_deref())
             .unwrap_or_else(|e| failed(path, "cannot lock the worktree", &e)),
@@ -1074,7 +1074,7 @@ mod tests {
                 pid: 7,
             },
             Response::Assessed {
-                assessment: risk::assess(Path::new("/nonexistent/treeward-test")),
+                assessment: Box::new(risk::assess(Path::new("/nonexistent/treeward-test"))),
             },
             Response::Locked {
                 newly_locked: true,
@@ -1143,7 +1143,7 @@ mod tests {
         assert!(identity_mismatch(&envelope(0, 0, &[0]), &ids(0, 0, &[0]))
             .unwrap()
             .contains("root"));
-        assert!(ids(4242, 4242, &[]).has_root() == false && saved.has_root());
+        assert!(!ids(4242, 4242, &[]).has_root() && saved.has_root());
     }
 
     #[test]
