@@ -23,8 +23,15 @@ pub struct Common {
 /// every binary reports them the same way. A panic is caught and reported as
 /// an internal error with status 2 rather than Rust's 101: scripts only know
 /// the statuses the SPEC documents.
+///
+/// Started with [`crate::as_owner::WORKER_FLAG`] as its first argument, any
+/// binary is an `as_owner` worker instead and `body` is never called.
 pub fn run(program: &str, body: impl FnOnce() -> Result<u8, Error>) -> ExitCode {
     crate::logging::init();
+    // A worker serving another process (see `as_owner`) never runs the program.
+    if let Some(code) = crate::as_owner::serve_if_worker() {
+        return code;
+    }
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
         Ok(Ok(code)) => ExitCode::from(code),
         Ok(Err(e)) => {

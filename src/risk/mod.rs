@@ -19,7 +19,7 @@ pub use locate::{locate, Location};
 pub use verdict::{reasons, BranchFacts, Changes, Facts, Reason};
 
 use git2::{Repository, RepositoryOpenFlags, WorktreeLockStatus};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -36,7 +36,7 @@ pub fn allow_foreign_owners() -> Result<(), git2::Error> {
 }
 
 /// What kind of thing was assessed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     LinkedWorktree,
@@ -48,14 +48,14 @@ pub enum Kind {
 }
 
 /// The upstream of a branch and how far the branch is ahead of it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Upstream {
     pub name: String,
     pub ahead: usize,
 }
 
 /// Everything the checker knows about one path.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Assessment {
     pub path: PathBuf,
     pub kind: Kind,

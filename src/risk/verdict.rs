@@ -2,11 +2,11 @@
 //! removal would lose work. Pure, so every combination is unit-tested without
 //! a repository.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Why removing a worktree would lose work (or why that cannot be known).
 /// The names are a contract (SPEC `treeward-check --json`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Reason {
     /// Changes in the index that no commit holds.
@@ -43,7 +43,7 @@ pub enum Reason {
 }
 
 /// Counts of uncommitted changes, as `git status` would show them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Changes {
     pub staged: usize,
     pub modified: usize,
