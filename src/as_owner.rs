@@ -35,7 +35,9 @@
 //! passes ([`AsOwnerError::TimedOut`]); a response that cannot be produced
 //! is a [`Response::Failed`] for that request alone.
 
+use crate::config::Policy;
 use crate::error::EXIT_ERROR;
+use crate::reclaim::{self, Reclaimed};
 use crate::risk::{self, Assessment};
 use nix::unistd::{Gid, Pid, Uid};
 use serde::{Deserialize, Serialize};
@@ -84,6 +86,20 @@ pub enum Request {
         #[serde(with = "wire_path")]
         path: PathBuf,
     },
+    /// [`reclaim::relocate`]: point the admin entry `gitdir` at `worktree`.
+    Relocate {
+        #[serde(with = "wire_path")]
+        gitdir: PathBuf,
+        #[serde(with = "wire_path")]
+        worktree: PathBuf,
+    },
+    /// [`reclaim::reclaim`] of the linked worktree at `path`.
+    Reclaim {
+        #[serde(with = "wire_path")]
+        path: PathBuf,
+        policy: Policy,
+        dry_run: bool,
+    },
 }
 
 /// The answer to one [`Request`], in the same position of the batch.
@@ -109,6 +125,10 @@ pub enum Response {
     /// The worktree is unlocked; `was_locked` says whether it had a lock.
     Unlocked {
         was_locked: bool,
+    },
+    Relocated,
+    Reclaimed {
+        reclaimed: Reclaimed,
     },
     /// This request failed; the others in the batch are unaffected.
     Failed {
@@ -667,6 +687,13 @@ pub fn serve_request(request: &Request) -> Response {
         Request::UnlockWorktree { path } => {
             unlock_worktree(path).unwrap_or_else(|e| failed(path, "cannot unlock the worktree", &e))
         }
+        Request::Relocate { gitdir, worktree } => match reclaim::relocate(gitdir, worktree) {
+            Ok(()) => Response::Relocated,
+            Err(message) => Response::Failed { message },
+        },
+        Request::Reclaim { path, policy, dry_run } => Response::Reclaimed {
+            reclaimed: reclaim::reclaim(path, *policy, *dry_run),
+        },
     }
 }
 

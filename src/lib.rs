@@ -13,5 +13,8 @@ pub mod in_use;
 pub mod ledger;
 pub mod logging;
 pub mod preserve;
+pub mod reclaim;
 pub mod risk;
 pub mod roots;
+pub mod sweep;
+pub mod trash;

@@ -45,6 +45,15 @@ pub fn init() {
     });
 }
 
+/// Tells systemd how a long pass is going (`sd_notify` `STATUS=`), when it
+/// listens (`NOTIFY_SOCKET`); a no-op otherwise. Failures are ignored:
+/// progress reports must never stop a pass.
+pub fn status(message: &str) {
+    if std::env::var_os("NOTIFY_SOCKET").is_some() {
+        let _ = libsystemd::daemon::notify(false, &[libsystemd::daemon::NotifyState::Status(message.to_owned())]);
+    }
+}
+
 /// Logs `message` with structured `fields`. Under journald each field is
 /// sent as its own journal field (names normalised by [`journal_field_name`],
 /// unusable names dropped); elsewhere the line reads `message key=value …`

@@ -6,46 +6,60 @@
 //! its original name inside a batch directory, so an entry left there by a
 //! crash or by the time budget is still known for what it was and is
 //! finished by the next sweep or reap pass. The trash belongs to the root's
-//! owner (so the unprivileged reaper can drain it) and is private to it
-//! (mode 0700); a trash that is not a private directory of that owner is
+//! owner (so the unprivileged reaper can drain it), and only that owner can
+//! list or change it (mode 0711: a repository's owner, whose worker reclaims
+//! a quarantined worktree, can still reach the entry by its name, as it could
+//! in the root); a trash that is not such a directory of that owner is
 //! refused, never used.
 
 use crate::roots::{OpenRoot, TRASH};
 use nix::errno::Errno;
 use nix::fcntl::{openat, renameat2, OFlag, RenameFlags};
-use nix::sys::stat::{fstat, mkdirat, Mode};
+use nix::sys::stat::{fchmod, fstat, mkdirat, Mode};
 use nix::unistd::{fchown, unlinkat, Gid, Uid, UnlinkatFlags};
 use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsFd, OwnedFd};
+
+/// rwx for the owner, search (not list) for everyone else.
+const TRASH_MODE: Mode = Mode::S_IRWXU.union(Mode::S_IXGRP).union(Mode::S_IXOTH);
 
 fn dir_flags() -> OFlag {
     OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC
 }
 
-/// A private directory of `uid` under `parent`: created if missing (mode
-/// 0700, chowned to `uid:gid`), refused if it exists as anything else.
+/// A directory of `uid` under `parent` that no one else can list or change:
+/// created if missing (mode 0711, chowned to `uid:gid`), refused if it exists
+/// as anything else.
 fn private_dir(parent: &OwnedFd, name: &OsStr, uid: u32, gid: u32, create: bool) -> Result<Option<OwnedFd>, String> {
-    if create {
-        match mkdirat(parent.as_fd(), name, Mode::S_IRWXU) {
-            Ok(()) | Err(Errno::EEXIST) => {}
-            Err(e) => return Err(format!("cannot create {}: {e}", name.to_string_lossy())),
-        }
-    }
+    let shown = name.to_string_lossy();
+    let created = create
+        && match mkdirat(parent.as_fd(), name, Mode::S_IRWXU) {
+            Ok(()) => true,
+            Err(Errno::EEXIST) => false,
+            Err(e) => return Err(format!("cannot create {shown}: {e}")),
+        };
     let fd = match openat(parent.as_fd(), name, dir_flags(), Mode::empty()) {
         Ok(fd) => fd,
         Err(Errno::ENOENT) if !create => return Ok(None),
-        Err(e) => return Err(format!("{} is not a directory we can open without following links: {e}", name.to_string_lossy())),
+        Err(e) => return Err(format!("{shown} is not a directory we can open without following links: {e}")),
     };
-    let st = fstat(fd.as_fd()).map_err(|e| format!("cannot stat {}: {e}", name.to_string_lossy()))?;
-    if st.st_uid != uid && Uid::effective().is_root() && st.st_uid == 0 {
-        // Created just now by root: hand it to the root's owner.
-        fchown(fd.as_fd(), Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
-            .map_err(|e| format!("cannot chown {}: {e}", name.to_string_lossy()))?;
-    } else if st.st_uid != uid {
-        return Err(format!("{} is owned by uid {}, not by the root's owner (uid {uid}): refused", name.to_string_lossy(), st.st_uid));
+    if created {
+        // Exactly TRASH_MODE whatever the umask, owned by the root's owner.
+        fchmod(fd.as_fd(), TRASH_MODE).map_err(|e| format!("cannot chmod {shown}: {e}"))?;
+        if Uid::effective().as_raw() != uid {
+            fchown(fd.as_fd(), Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
+                .map_err(|e| format!("cannot chown {shown}: {e}"))?;
+        }
     }
-    if st.st_mode & 0o077 != 0 {
-        return Err(format!("{} has mode {:o}; a trash must be private (0700): refused", name.to_string_lossy(), st.st_mode & 0o7777));
+    let st = fstat(fd.as_fd()).map_err(|e| format!("cannot stat {shown}: {e}"))?;
+    if st.st_uid != uid {
+        return Err(format!("{shown} is owned by uid {}, not by the root's owner (uid {uid}): refused", st.st_uid));
+    }
+    if st.st_mode & 0o066 != 0 {
+        return Err(format!(
+            "{shown} has mode {:o}; a trash must be unreadable and unwritable by others (0711): refused",
+            st.st_mode & 0o7777
+        ));
     }
     Ok(Some(fd))
 }

@@ -72,7 +72,8 @@ impl fmt::Display for Source {
 }
 
 /// What to do with work at risk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Policy {
     Preserve,
     Keep,

@@ -187,3 +187,42 @@ impl Drop for ChildGuard {
 pub fn is_root() -> bool {
     nix::unistd::Uid::effective().is_root()
 }
+
+/// Runs git in `dir` as `uid` (gid = uid), the way the repository's owner
+/// would; returns stdout, panics with stderr on failure.
+pub fn git_as(uid: u32, dir: &Path, args: &[&str]) -> String {
+    use std::os::unix::process::CommandExt;
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .uid(uid)
+        .gid(uid)
+        .env("HOME", "/nonexistent")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_AUTHOR_NAME", "Test")
+        .env("GIT_AUTHOR_EMAIL", "test@example.com")
+        .env("GIT_COMMITTER_NAME", "Test")
+        .env("GIT_COMMITTER_EMAIL", "test@example.com")
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?} as {uid} in {} failed: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim_end().to_owned()
+}
+
+/// `chown -R uid:uid path`.
+pub fn chown_r(path: &Path, uid: u32) {
+    let ok = Command::new("chown").arg("-R").arg(format!("{uid}:{uid}")).arg(path).status().unwrap();
+    assert!(ok.success());
+}
+
+/// Paths under `dir` owned by uid 0 (`find -uid 0`), `dir` itself excluded.
+pub fn root_owned(dir: &Path) -> Vec<String> {
+    let out = Command::new("find").arg(dir).args(["-mindepth", "1", "-uid", "0"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
+}

@@ -1,0 +1,64 @@
+//! `treeward-sweep [--dry-run] [--budget 10s] [--json]`: clear the residue
+//! under the sweep roots before the agent service starts. Runs as root from
+//! `ExecStartPre=+` and from a oneshot unit at boot.
+//!
+//! Exit status: 0 done (per-entry failures are in the report, and are
+//! retried next pass: a sweep must not keep the service down for one stuck
+//! entry), 2 an error, 78 bad configuration (nothing touched).
+
+use clap::Parser;
+use std::process::ExitCode;
+use std::time::Duration;
+use treeward::as_owner::Worker;
+use treeward::cli::{self, Common};
+use treeward::config::{parse_duration, Config};
+use treeward::error::{Error, EXIT_OK};
+use treeward::sweep::{self, Options};
+
+/// Clear worktree residue under the sweep roots, preserving work at risk.
+#[derive(Debug, Parser)]
+#[command(name = "treeward-sweep", version)]
+struct Args {
+    #[command(flatten)]
+    common: Common,
+    /// Plan and report what would be done; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// How long the drain (assess, preserve, delete) may run after the
+    /// residue is out of the way; the rest waits in the trash for the next
+    /// pass. Such as 10s, 2m.
+    #[arg(long, default_value = "10s", value_parser = budget)]
+    budget: Duration,
+}
+
+fn budget(text: &str) -> Result<Duration, String> {
+    parse_duration(text)
+}
+
+fn main() -> ExitCode {
+    cli::run("treeward-sweep", || run(Args::parse()))
+}
+
+fn run(args: Args) -> Result<u8, Error> {
+    let config = Config::load(args.common.config.as_deref())?;
+    treeward::risk::allow_foreign_owners().map_err(|e| Error::Failed(e.message().to_owned()))?;
+    let opts = Options { dry_run: args.dry_run, budget: args.budget, worker: Worker::current() };
+    let report = sweep::sweep(&config, &opts);
+    let level = if report.backlog_count > config.backlog_warn as usize { log::Level::Warn } else { log::Level::Info };
+    if level == log::Level::Warn {
+        log::warn!(
+            "backlog of {} entries exceeds backlog_warn = {}: crashes are piling up",
+            report.backlog_count,
+            config.backlog_warn
+        );
+    }
+    treeward::logging::event(level, &report.summary(), &report.fields());
+    treeward::logging::status(&report.summary());
+    if args.common.json {
+        let json = serde_json::to_string_pretty(&report).map_err(|e| Error::Failed(e.to_string()))?;
+        println!("{json}");
+    } else {
+        print!("{}", report.render_human());
+    }
+    Ok(EXIT_OK)
+}

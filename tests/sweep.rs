@@ -1,0 +1,375 @@
+//! `treeward-sweep` as root against real repositories owned by uid 4242:
+//! what is removed, what is preserved (and recovered with plain git), what
+//! is left alone, and that nothing root-owned appears in the repository.
+//! Root-only: skipped with a printed reason otherwise (CI runs as root).
+
+mod common;
+
+use common::{chown_r, git_as, root_owned, snapshot, write, ChildGuard, Fixture};
+use serde_json::Value;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const OWNER: u32 = 4242;
+
+struct Host {
+    f: Fixture,
+    root: PathBuf,
+    cfg: PathBuf,
+}
+
+/// A repository (and its worktrees, added later) under `<tmp>/wt`, a root
+/// with `patterns` and `policy`, and a ledger.
+fn host(patterns: &str, policy: &str) -> Option<Host> {
+    if !common::is_root() {
+        eprintln!("skipped: the sweep tests run as root (CI does) to act for uid {OWNER}");
+        return None;
+    }
+    let f = Fixture::new();
+    std::fs::set_permissions(f.tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let root = f.tmp.path().join("wt");
+    std::fs::create_dir(&root).unwrap();
+    let cfg = f.tmp.path().join("treeward.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "ledger = \"{}\"\n\n[[root]]\npath = \"{}\"\npatterns = {patterns}\npolicy = \"{policy}\"\n",
+            f.tmp.path().join("ledger.json").display(),
+            root.display()
+        ),
+    )
+    .unwrap();
+    Some(Host { f, root, cfg })
+}
+
+impl Host {
+    /// Hands the repository, its origin and every entry to uid 4242.
+    fn hand_over(&self) {
+        chown_r(&self.f.repo, OWNER);
+        chown_r(&self.f.origin, OWNER);
+        for e in std::fs::read_dir(&self.root).unwrap() {
+            let p = e.unwrap().path();
+            if !p.is_symlink() {
+                chown_r(&p, OWNER);
+            }
+        }
+    }
+
+    fn sweep(&self, args: &[&str]) -> (i32, Value) {
+        let out = Command::new(env!("CARGO_BIN_EXE_treeward-sweep"))
+            .arg("--json")
+            .arg("--config")
+            .arg(&self.cfg)
+            .args(args)
+            .output()
+            .unwrap();
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!("not JSON ({e}): {} / {}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+        });
+        (out.status.code().unwrap(), doc)
+    }
+
+    fn git(&self, args: &[&str]) -> String {
+        git_as(OWNER, &self.f.repo, args)
+    }
+
+    fn refs(&self, prefix: &str) -> Vec<String> {
+        let out = self.git(&["for-each-ref", "--format=%(refname)", prefix]);
+        out.lines().map(str::to_owned).collect()
+    }
+
+    /// The live entries of the root (the trash aside).
+    fn live(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(&self.root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n != ".treeward-trash")
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+fn action_of<'a>(doc: &'a Value, path: &Path) -> &'a Value {
+    doc["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["path"] == path.to_str().unwrap())
+        .unwrap_or_else(|| panic!("{} not in report {doc}", path.display()))
+}
+
+#[test]
+fn prefixed_residue_goes_and_siblings_stay() {
+    let Some(h) = host(r#"["review-*"]"#, "preserve") else { return };
+    let a = h.f.worktree("review-1", "task-1");
+    let b = h.f.worktree("review-2", "task-2");
+    let other = h.f.worktree("keepme", "task-3");
+    std::fs::create_dir(h.root.join("review-plain")).unwrap();
+    h.hand_over();
+    let (code, doc) = h.sweep(&[]);
+    assert_eq!(code, 0, "{doc}");
+    assert_eq!(h.live(), vec!["keepme"]);
+    assert!(other.join("README").is_file());
+    for p in [&a, &b] {
+        assert_eq!(action_of(&doc, p)["action"], "removed");
+    }
+    assert_eq!(doc["swept_count"], 3);
+    assert_eq!(doc["backlog_count"], 3);
+    assert_eq!(doc["prune_succeeded"], true);
+    // git forgot them, and the integrated branches went with them.
+    let list = h.git(&["worktree", "list", "--porcelain"]);
+    assert!(!list.contains("review-"), "{list}");
+    assert!(h.refs("refs/heads/task-1").is_empty() && h.refs("refs/heads/task-2").is_empty());
+    assert_eq!(h.refs("refs/heads/task-3").len(), 1);
+}
+
+#[test]
+fn a_star_root_takes_every_name() {
+    let Some(h) = host(r#"["*"]"#, "preserve") else { return };
+    h.f.worktree("anything", "t-1");
+    h.f.worktree("sess-9", "t-2");
+    write(&h.root.join("stray-file"), "x\n");
+    h.hand_over();
+    let (code, doc) = h.sweep(&[]);
+    assert_eq!(code, 0, "{doc}");
+    assert!(h.live().is_empty(), "{:?}", h.live());
+}
+
+#[test]
+fn dirty_work_is_preserved_then_removed_and_recovered_with_plain_git() {
+    let Some(h) = host(r#"["*"]"#, "preserve") else { return };
+    let wt = h.f.worktree("review-dirty", "task-dirty");
+    write(&wt.join("staged.txt"), "staged\n");
+    common::git(&wt, &["add", "staged.txt"]);
+    write(&wt.join("README"), "unstaged edit\n");
+    std::fs::remove_file(wt.join("src/lib.txt")).unwrap();
+    write(&wt.join("notes/untracked.md"), "only copy\n");
+    write(&wt.join("debug.log"), "ignored\n");
+    let status_before = common::git(&wt, &["status", "--porcelain=v2", "--untracked-files=all"]);
+    h.hand_over();
+
+    let (_, doc) = h.sweep(&[]);
+    let e = action_of(&doc, &wt);
+    assert_eq!(e["action"], "preserved", "{doc}");
+    assert!(!wt.exists());
+    let refs: Vec<String> = e["preserved_refs"].as_array().unwrap().iter().map(|r| r.as_str().unwrap().to_owned()).collect();
+    let work = refs.iter().find(|r| r.ends_with("/work")).expect("a work ref");
+    assert!(work.starts_with("refs/treeward/preserved/review-dirty/"), "{work}");
+    assert_eq!(h.refs("refs/treeward/preserved/"), refs);
+
+    // Recover with plain git in a fresh worktree.
+    let back = h.f.tmp.path().join("back");
+    h.git(&["worktree", "add", "-q", back.to_str().unwrap(), "task-dirty"]);
+    git_as(OWNER, &back, &["stash", "apply", "--index", work]);
+    let status_after = git_as(OWNER, &back, &["status", "--porcelain=v2", "--untracked-files=all"]);
+    assert_eq!(status_after, status_before);
+    assert_eq!(std::fs::read_to_string(back.join("notes/untracked.md")).unwrap(), "only copy\n");
+    assert_eq!(std::fs::read_to_string(back.join("README")).unwrap(), "unstaged edit\n");
+    assert!(!back.join("debug.log").exists(), "ignored files are not preserved");
+    assert_eq!(doc["preserved_count"], 1);
+}
+
+#[test]
+fn unmerged_branch_is_kept_and_detached_work_and_worktree_refs_are_preserved() {
+    let Some(h) = host(r#"["*"]"#, "preserve") else { return };
+    let unmerged = h.f.worktree("unmerged", "task-unmerged");
+    let tip = h.f.commit(&unmerged, "feature.txt", "f\n", "feature");
+    let detached = h.f.detached_worktree("detached");
+    let lost = h.f.commit(&detached, "wip.txt", "w\n", "wip");
+    common::git(&detached, &["update-ref", "refs/worktree/checkpoint", "HEAD"]);
+    h.hand_over();
+    let (_, doc) = h.sweep(&[]);
+    assert_eq!(action_of(&doc, &unmerged)["action"], "removed", "branch commits live on in the branch");
+    assert_eq!(h.git(&["rev-parse", "refs/heads/task-unmerged"]), tip, "unmerged branch kept");
+    assert_eq!(action_of(&doc, &detached)["action"], "preserved");
+    let refs = h.refs("refs/treeward/preserved/detached/");
+    let head = refs.iter().find(|r| r.ends_with("/head")).expect("head ref");
+    assert_eq!(h.git(&["rev-parse", head]), lost);
+    assert!(refs.iter().any(|r| r.ends_with("/worktree/checkpoint")), "{refs:?}");
+}
+
+#[test]
+fn locked_in_use_and_flocked_entries_are_left() {
+    let Some(h) = host(r#"["*"]"#, "preserve") else { return };
+    let locked = h.f.worktree("locked", "t-locked");
+    common::git(&h.f.repo, &["worktree", "lock", "--reason", "agent 3", locked.to_str().unwrap()]);
+    let busy = h.f.worktree("busy", "t-busy");
+    let flocked = h.f.worktree("flocked", "t-flocked");
+    h.hand_over();
+    let _cwd = ChildGuard(Command::new("sleep").arg("60").current_dir(&busy).spawn().unwrap());
+    let _lock = ChildGuard(
+        Command::new("sh")
+            .args(["-c", "exec 9<\"$1\"; flock -x 9; exec sleep 60", "sh"])
+            .arg(&flocked)
+            .current_dir("/")
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while treeward::in_use::flock_held(&flocked).ok() != Some(true) {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let (_, doc) = h.sweep(&[]);
+    assert_eq!(action_of(&doc, &locked)["action"], "skipped_locked");
+    assert_eq!(action_of(&doc, &busy)["action"], "skipped_in_use");
+    assert_eq!(action_of(&doc, &flocked)["action"], "skipped_in_use");
+    assert_eq!(h.live(), vec!["busy", "flocked", "locked"]);
+    assert_eq!((doc["locked_count"].clone(), doc["in_use_count"].clone()), (Value::from(1), Value::from(2)));
+}
+
+#[test]
+fn a_symlink_entry_is_removed_as_a_link() {
+    let Some(h) = host(r#"["*"]"#, "preserve") else { return };
+    let target = h.f.tmp.path().join("precious");
+    write(&target.join("data.txt"), "keep me\n");
+    std::os::unix::fs::symlink(&target, h.root.join("link")).unwrap();
+    let before = snapshot(&target);
+    let (_, doc) = h.sweep(&[]);
+    assert_eq!(action_of(&doc, &h.root.join("link"))["action"], "removed");
+    assert!(h.live().is_empty());
+    assert_eq!(snapshot(&target), before);
+}
+
+#[test]
+fn mode_000_subtrees_root_owned_entries_and_broken_worktrees_are_removed() {
+    let Some(h) = host(r#"["*"]"#, "preserve") else { return };
+    let closed = h.f.worktree("closed", "t-closed");
+    write(&closed.join("vault/inner/secret.txt"), "s\n");
+    let gone_repo = Fixture::new();
+    let orphan = h.root.join("orphan");
+    common::git(&gone_repo.repo, &["worktree", "add", "-q", "-b", "o", orphan.to_str().unwrap(), "main"]);
+    write(&orphan.join("wip.txt"), "w\n");
+    h.hand_over();
+    std::fs::set_permissions(closed.join("vault/inner"), std::fs::Permissions::from_mode(0o000)).unwrap();
+    std::fs::set_permissions(closed.join("vault"), std::fs::Permissions::from_mode(0o000)).unwrap();
+    let rooty = h.root.join("root-owned");
+    write(&rooty.join("deep/file"), "r\n");
+    std::fs::remove_dir_all(gone_repo.repo.join(".git")).unwrap();
+    let (code, doc) = h.sweep(&[]);
+    assert_eq!(code, 0);
+    assert!(h.live().is_empty(), "{:?} {doc}", h.live());
+    assert_eq!(action_of(&doc, &orphan)["action"], "removed", "a broken worktree is residue");
+    assert_eq!(action_of(&doc, &rooty)["action"], "removed");
+}
+
+#[test]
+fn nothing_root_owned_appears_in_the_repository() {
+    let Some(h) = host(r#"["*"]"#, "preserve") else { return };
+    let dirty = h.f.worktree("dirty", "t-dirty");
+    write(&dirty.join("new.txt"), "n\n");
+    let merged = h.f.worktree("merged", "t-merged");
+    h.f.commit(&merged, "m.txt", "m\n", "m");
+    common::git(&h.f.repo, &["merge", "-q", "t-merged"]);
+    common::git(&h.f.repo, &["push", "-q", "origin", "main"]);
+    h.hand_over();
+    let (_, doc) = h.sweep(&[]);
+    assert_eq!(action_of(&doc, &dirty)["action"], "preserved");
+    assert_eq!(action_of(&doc, &merged)["branch_deleted"], true, "{doc}");
+    assert_eq!(root_owned(&h.f.repo.join(".git")), Vec::<String>::new());
+}
+
+#[test]
+fn dry_run_changes_nothing_and_plans() {
+    let Some(h) = host(r#"["*"]"#, "preserve") else { return };
+    let dirty = h.f.worktree("dirty", "t-dirty");
+    write(&dirty.join("new.txt"), "n\n");
+    let clean = h.f.worktree("clean", "t-clean");
+    h.hand_over();
+    let before = snapshot(h.f.tmp.path());
+    let (code, doc) = h.sweep(&["--dry-run"]);
+    assert_eq!(code, 0);
+    assert_eq!(snapshot(h.f.tmp.path()), before);
+    assert_eq!(action_of(&doc, &dirty)["planned"], "preserved", "{doc}");
+    assert_eq!(action_of(&doc, &clean)["planned"], "removed");
+    assert_eq!(action_of(&doc, &clean)["action"], "planned");
+}
+
+#[test]
+fn the_budget_leaves_the_rest_in_the_trash_for_the_next_pass() {
+    let Some(h) = host(r#"["*"]"#, "preserve") else { return };
+    let dirty = h.f.worktree("dirty", "t-dirty");
+    write(&dirty.join("new.txt"), "n\n");
+    h.f.worktree("clean", "t-clean");
+    h.hand_over();
+    let (_, doc) = h.sweep(&["--budget", "0s"]);
+    assert!(h.live().is_empty(), "the live names are free at once");
+    assert_eq!(doc["deferred_count"], 2, "{doc}");
+    // Quarantined worktrees stay valid, locked worktrees of their repository.
+    let list = h.git(&["worktree", "list", "--porcelain"]);
+    assert_eq!(list.matches(".treeward-trash").count(), 2, "{list}");
+    assert_eq!(list.matches("locked").count(), 2, "{list}");
+    let (_, doc) = h.sweep(&[]);
+    assert_eq!(doc["preserved_count"], 1, "{doc}");
+    assert_eq!(doc["swept_count"], 2);
+    assert!(std::fs::read_dir(h.root.join(".treeward-trash")).unwrap().next().is_none(), "trash drained");
+    assert_eq!(h.refs("refs/treeward/preserved/").len(), 1);
+}
+
+#[test]
+fn the_ledger_follows_and_keeps_its_owner_and_mode() {
+    let Some(h) = host(r#"["*"]"#, "preserve") else { return };
+    let dirty = h.f.worktree("dirty", "t-dirty");
+    write(&dirty.join("new.txt"), "n\n");
+    let clean = h.f.worktree("clean", "t-clean");
+    let ledger = h.f.tmp.path().join("ledger.json");
+    let rec = |id: &str, p: &Path| {
+        format!(
+            r#"{{"id":"{id}","path":"{}","repository":"{}","uid":{OWNER},"created_at":"2026-01-01T00:00:00Z","last_transition":"2026-01-01T00:00:00Z","state":"active"}}"#,
+            p.display(),
+            h.f.repo.join(".git").display()
+        )
+    };
+    std::fs::write(&ledger, format!(r#"{{"schema":1,"records":[{},{}]}}"#, rec("a", &dirty), rec("b", &clean))).unwrap();
+    h.hand_over();
+    std::os::unix::fs::chown(&ledger, Some(OWNER), Some(OWNER)).unwrap();
+    std::fs::set_permissions(&ledger, std::fs::Permissions::from_mode(0o640)).unwrap();
+    h.sweep(&[]);
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(&ledger).unwrap();
+    assert_eq!((m.uid(), m.mode() & 0o777), (OWNER, 0o640));
+    let doc: Value = serde_json::from_slice(&std::fs::read(&ledger).unwrap()).unwrap();
+    let state = |id: &str| doc["records"].as_array().unwrap().iter().find(|r| r["id"] == id).unwrap()["state"].clone();
+    assert_eq!(state("a"), "preserved");
+    assert_eq!(state("b"), "removed");
+}
+
+#[test]
+fn unsafe_roots_are_refused_and_the_others_still_swept() {
+    let Some(h) = host(r#"["*"]"#, "preserve") else { return };
+    h.f.worktree("ok-entry", "t-ok");
+    h.hand_over();
+    let open = h.f.tmp.path().join("world-writable");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    write(&open.join("victim/file"), "v\n");
+    let foreign = h.f.tmp.path().join("foreign");
+    std::fs::create_dir(&foreign).unwrap();
+    std::os::unix::fs::chown(&foreign, Some(1234), Some(1234)).unwrap();
+    let linked = h.f.tmp.path().join("linked");
+    std::os::unix::fs::symlink(&open, &linked).unwrap();
+    let mut text = std::fs::read_to_string(&h.cfg).unwrap();
+    for p in [&open, &foreign, &linked] {
+        text.push_str(&format!("\n[[root]]\npath = \"{}\"\npatterns = [\"*\"]\n", p.display()));
+    }
+    std::fs::write(&h.cfg, text).unwrap();
+    let (code, doc) = h.sweep(&[]);
+    assert_eq!(code, 0);
+    assert!(h.live().is_empty(), "the good root was swept");
+    assert!(open.join("victim/file").exists());
+    let refused: Vec<&str> = doc["refused_roots"].as_array().unwrap().iter().map(|r| r["path"].as_str().unwrap()).collect();
+    assert_eq!(refused.len(), 3, "{doc}");
+}
+
+#[test]
+fn bad_configuration_is_78_and_touches_nothing() {
+    let Some(h) = host(r#"["*"]"#, "preserve") else { return };
+    h.f.worktree("entry", "t-entry");
+    std::fs::write(&h.cfg, format!("[[root]]\npath = \"{}\"\npatterns = [\"*\"]\ngrace = \"soon\"\n", h.root.display())).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_treeward-sweep")).arg("--config").arg(&h.cfg).output().unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("grace"));
+    assert_eq!(h.live(), vec!["entry"]);
+}
