@@ -11,5 +11,6 @@ pub mod error;
 pub mod in_use;
 pub mod ledger;
 pub mod logging;
+pub mod remove;
 pub mod risk;
 pub mod roots;
