@@ -137,7 +137,7 @@ pub enum Response {
 }
 
 /// Whose ids to act with: the owner (and group) of a repository.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Owner {
     pub uid: u32,
     /// Used only when `uid` has no account (see the module doc).

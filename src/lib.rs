@@ -14,6 +14,7 @@ pub mod ledger;
 pub mod logging;
 pub mod preserve;
 pub mod reclaim;
+pub mod remove;
 pub mod risk;
 pub mod roots;
 pub mod sweep;

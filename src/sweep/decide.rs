@@ -9,7 +9,7 @@
 //! and the root's policy.
 
 use crate::config::Policy;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// What an entry is, as far as the sweep is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,7 +82,7 @@ pub fn first(seen: Seen, policy: Policy) -> First {
 }
 
 /// The drain decision, after the quarantined entry has been assessed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Drain {
     /// Nothing at risk (or `discard`): delete.

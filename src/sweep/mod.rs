@@ -361,7 +361,7 @@ fn drain_chunk(root: &Root, open: &OpenRoot, opts: &Options, chunk: Vec<Waiting>
                     _ => EntryKind::Broken,
                 };
                 let decision = drain(kind, risk::assess(&w.path).at_risk, false, root.policy);
-                out.push(finish(root, open, opts, &w, decision, None, None));
+                out.push(finish(open, opts, &w, decision, None, None));
             }
         }
     }
@@ -372,7 +372,7 @@ fn drain_chunk(root: &Root, open: &OpenRoot, opts: &Options, chunk: Vec<Waiting>
             out.push(match answer {
                 Ok(r) if r.error.is_none() || r.decision == Drain::Keep => {
                     let decision = r.decision;
-                    finish(root, open, opts, &w, decision, Some(r), Some((owner, gitdir)))
+                    finish(open, opts, &w, decision, Some(r), Some((owner, gitdir)))
                 }
                 Ok(r) => failed_reclaim(&w, r),
                 Err(e) => Outcome::new(w.original, Action::Failed).with_error(e),
@@ -389,7 +389,6 @@ fn failed_reclaim(w: &Waiting, r: Reclaimed) -> Outcome {
 
 /// Carries out the drain decision for one entry: delete it, or put it back.
 fn finish(
-    root: &Root,
     open: &OpenRoot,
     opts: &Options,
     w: &Waiting,
