@@ -691,7 +691,11 @@ pub fn serve_request(request: &Request) -> Response {
             Ok(()) => Response::Relocated,
             Err(message) => Response::Failed { message },
         },
-        Request::Reclaim { path, policy, dry_run } => Response::Reclaimed {
+        Request::Reclaim {
+            path,
+            policy,
+            dry_run,
+        } => Response::Reclaimed {
             reclaimed: reclaim::reclaim(path, *policy, *dry_run),
         },
     }

@@ -50,7 +50,10 @@ pub fn init() {
 /// progress reports must never stop a pass.
 pub fn status(message: &str) {
     if std::env::var_os("NOTIFY_SOCKET").is_some() {
-        let _ = libsystemd::daemon::notify(false, &[libsystemd::daemon::NotifyState::Status(message.to_owned())]);
+        let _ = libsystemd::daemon::notify(
+            false,
+            &[libsystemd::daemon::NotifyState::Status(message.to_owned())],
+        );
     }
 }
 

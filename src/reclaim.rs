@@ -42,7 +42,9 @@ pub struct Reclaimed {
 /// Whether removing the worktree with treeward (which keeps unintegrated
 /// branches) would lose work.
 pub fn at_risk_for_removal(a: &Assessment) -> bool {
-    a.reasons.iter().any(|r| !matches!(r, Reason::Unpushed | Reason::Unmerged))
+    a.reasons
+        .iter()
+        .any(|r| !matches!(r, Reason::Unpushed | Reason::Unmerged))
 }
 
 /// Reclaims the linked worktree at `path` under `policy`; with `dry_run`,
@@ -59,7 +61,11 @@ pub fn reclaim(path: &Path, policy: Policy, dry_run: bool) -> Reclaimed {
         error: None,
     };
     if a.kind != Kind::LinkedWorktree {
-        out.error = Some(format!("not a linked worktree ({:?}): {}", a.kind, a.error.as_deref().unwrap_or("")));
+        out.error = Some(format!(
+            "not a linked worktree ({:?}): {}",
+            a.kind,
+            a.error.as_deref().unwrap_or("")
+        ));
         return out;
     }
     out.decision = drain(EntryKind::Linked, at_risk_for_removal(&a), true, policy);
@@ -93,14 +99,26 @@ fn forget(a: &Assessment, out: &mut Reclaimed) -> Result<(), String> {
     let (Some(common), Some(name)) = (&a.repository, &a.worktree_name) else {
         return Err("no repository or admin name".to_owned());
     };
-    let repo = Repository::open_ext(common, RepositoryOpenFlags::NO_SEARCH, std::iter::empty::<&std::ffi::OsStr>())
-        .map_err(|e| format!("opening {}: {}", common.display(), e.message()))?;
-    let wt = repo.find_worktree(name).map_err(|e| format!("finding worktree {name}: {}", e.message()))?;
-    wt.prune(Some(WorktreePruneOptions::new().valid(true).locked(true).working_tree(false)))
-        .map_err(|e| format!("removing the admin entry {name}: {}", e.message()))?;
+    let repo = Repository::open_ext(
+        common,
+        RepositoryOpenFlags::NO_SEARCH,
+        std::iter::empty::<&std::ffi::OsStr>(),
+    )
+    .map_err(|e| format!("opening {}: {}", common.display(), e.message()))?;
+    let wt = repo
+        .find_worktree(name)
+        .map_err(|e| format!("finding worktree {name}: {}", e.message()))?;
+    wt.prune(Some(
+        WorktreePruneOptions::new()
+            .valid(true)
+            .locked(true)
+            .working_tree(false),
+    ))
+    .map_err(|e| format!("removing the admin entry {name}: {}", e.message()))?;
     out.forgotten = true;
     if let Some(branch) = &a.branch {
-        let fate = preserve::delete_branch_if_integrated(common, branch).map_err(|e| e.to_string())?;
+        let fate =
+            preserve::delete_branch_if_integrated(common, branch).map_err(|e| e.to_string())?;
         out.branch_deleted = fate == BranchFate::Deleted;
     }
     Ok(())

@@ -59,7 +59,12 @@ pub fn open(root: &Root) -> Result<Option<OpenRoot>, String> {
     let fd = open_dir_nofollow(&root.path).map_err(|e| format!("cannot open safely: {e}"))?;
     let st = fstat(fd.as_fd()).map_err(|e| format!("cannot stat: {e}"))?;
     vet(st.st_mode, st.st_uid, root.owner.as_ref().map(|o| o.uid))?;
-    Ok(Some(OpenRoot { fd, dev: st.st_dev, uid: st.st_uid, gid: st.st_gid }))
+    Ok(Some(OpenRoot {
+        fd,
+        dev: st.st_dev,
+        uid: st.st_uid,
+        gid: st.st_gid,
+    }))
 }
 
 /// Whether a root with this mode and owner may be acted on.
@@ -72,7 +77,9 @@ pub fn vet(mode: u32, uid: u32, configured_owner: Option<u32>) -> Result<(), Str
     }
     if uid != 0 && Some(uid) != configured_owner {
         return Err(match configured_owner {
-            Some(o) => format!("owned by uid {uid}, neither root nor the configured owner (uid {o})"),
+            Some(o) => {
+                format!("owned by uid {uid}, neither root nor the configured owner (uid {o})")
+            }
             None => format!("owned by uid {uid}, not root, and the root has no `owner` configured"),
         });
     }
@@ -97,9 +104,9 @@ mod tests {
     fn vet_table() {
         let cases: [(u32, u32, Option<u32>, bool); 9] = [
             (0o040755, 0, None, true),
-            (0o041777, 0, None, true),      // /tmp-like
-            (0o040777, 0, None, false),     // world-writable, not sticky
-            (0o040775, 0, None, false),     // group-writable
+            (0o041777, 0, None, true),  // /tmp-like
+            (0o040777, 0, None, false), // world-writable, not sticky
+            (0o040775, 0, None, false), // group-writable
             (0o040755, 4242, Some(4242), true),
             (0o040755, 4242, None, false),
             (0o040755, 4242, Some(1000), false),
@@ -107,7 +114,11 @@ mod tests {
             (0o040757, 4242, Some(4242), false),
         ];
         for (mode, uid, owner, ok) in cases {
-            assert_eq!(vet(mode, uid, owner).is_ok(), ok, "{mode:o} uid {uid} owner {owner:?}");
+            assert_eq!(
+                vet(mode, uid, owner).is_ok(),
+                ok,
+                "{mode:o} uid {uid} owner {owner:?}"
+            );
         }
     }
 }

@@ -30,7 +30,13 @@ fn dir_flags() -> OFlag {
 /// A directory of `uid` under `parent` that no one else can list or change:
 /// created if missing (mode 0711, chowned to `uid:gid`), refused if it exists
 /// as anything else.
-fn private_dir(parent: &OwnedFd, name: &OsStr, uid: u32, gid: u32, create: bool) -> Result<Option<OwnedFd>, String> {
+fn private_dir(
+    parent: &OwnedFd,
+    name: &OsStr,
+    uid: u32,
+    gid: u32,
+    create: bool,
+) -> Result<Option<OwnedFd>, String> {
     let shown = name.to_string_lossy();
     let created = create
         && match mkdirat(parent.as_fd(), name, Mode::S_IRWXU) {
@@ -41,19 +47,30 @@ fn private_dir(parent: &OwnedFd, name: &OsStr, uid: u32, gid: u32, create: bool)
     let fd = match openat(parent.as_fd(), name, dir_flags(), Mode::empty()) {
         Ok(fd) => fd,
         Err(Errno::ENOENT) if !create => return Ok(None),
-        Err(e) => return Err(format!("{shown} is not a directory we can open without following links: {e}")),
+        Err(e) => {
+            return Err(format!(
+                "{shown} is not a directory we can open without following links: {e}"
+            ))
+        }
     };
     if created {
         // Exactly TRASH_MODE whatever the umask, owned by the root's owner.
         fchmod(fd.as_fd(), TRASH_MODE).map_err(|e| format!("cannot chmod {shown}: {e}"))?;
         if Uid::effective().as_raw() != uid {
-            fchown(fd.as_fd(), Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
-                .map_err(|e| format!("cannot chown {shown}: {e}"))?;
+            fchown(
+                fd.as_fd(),
+                Some(Uid::from_raw(uid)),
+                Some(Gid::from_raw(gid)),
+            )
+            .map_err(|e| format!("cannot chown {shown}: {e}"))?;
         }
     }
     let st = fstat(fd.as_fd()).map_err(|e| format!("cannot stat {shown}: {e}"))?;
     if st.st_uid != uid {
-        return Err(format!("{shown} is owned by uid {}, not by the root's owner (uid {uid}): refused", st.st_uid));
+        return Err(format!(
+            "{shown} is owned by uid {}, not by the root's owner (uid {uid}): refused",
+            st.st_uid
+        ));
     }
     if st.st_mode & 0o066 != 0 {
         return Err(format!(
@@ -84,7 +101,11 @@ impl Trash {
     /// when it does not exist and `create` is not set.
     pub fn open(root: &OpenRoot, create: bool) -> Result<Option<Trash>, String> {
         let fd = private_dir(&root.fd, OsStr::new(TRASH), root.uid, root.gid, create)?;
-        Ok(fd.map(|fd| Trash { fd, uid: root.uid, gid: root.gid }))
+        Ok(fd.map(|fd| Trash {
+            fd,
+            uid: root.uid,
+            gid: root.gid,
+        }))
     }
 
     /// A new, empty batch named for this moment and process.
@@ -100,7 +121,8 @@ impl Trash {
     /// in the trash that is not a private batch directory is reported in the
     /// second list and left alone.
     pub fn batches(&self) -> Result<(Vec<Batch>, Vec<String>), String> {
-        let mut names = crate::remove::list_names(self.fd.as_fd()).map_err(|e| format!("cannot list the trash: {e}"))?;
+        let mut names = crate::remove::list_names(self.fd.as_fd())
+            .map_err(|e| format!("cannot list the trash: {e}"))?;
         names.sort();
         let (mut batches, mut problems) = (Vec::new(), Vec::new());
         for name in names {
@@ -115,14 +137,19 @@ impl Trash {
 
     /// Removes a batch directory if it is empty (its entries all drained).
     pub fn remove_if_empty(&self, batch: &Batch) {
-        let _ = unlinkat(self.fd.as_fd(), batch.name.as_os_str(), UnlinkatFlags::RemoveDir);
+        let _ = unlinkat(
+            self.fd.as_fd(),
+            batch.name.as_os_str(),
+            UnlinkatFlags::RemoveDir,
+        );
     }
 }
 
 impl Batch {
     /// The names of the entries waiting in this batch, sorted.
     pub fn entries(&self) -> Result<Vec<OsString>, String> {
-        let mut names = crate::remove::list_names(self.fd.as_fd()).map_err(|e| format!("cannot list a trash batch: {e}"))?;
+        let mut names = crate::remove::list_names(self.fd.as_fd())
+            .map_err(|e| format!("cannot list a trash batch: {e}"))?;
         names.sort();
         Ok(names)
     }
@@ -132,11 +159,23 @@ impl Batch {
 /// replaces anything (`RENAME_NOREPLACE`); the rename is atomic, so the entry
 /// is either still live or in the trash, whatever happens.
 pub fn quarantine(root: &OpenRoot, name: &OsStr, batch: &Batch) -> nix::Result<()> {
-    renameat2(root.fd.as_fd(), name, batch.fd.as_fd(), name, RenameFlags::RENAME_NOREPLACE)
+    renameat2(
+        root.fd.as_fd(),
+        name,
+        batch.fd.as_fd(),
+        name,
+        RenameFlags::RENAME_NOREPLACE,
+    )
 }
 
 /// Moves a quarantined entry back to its place in the root (for work that
 /// is kept). Fails with `EEXIST` if the name has been taken meanwhile.
 pub fn put_back(root: &OpenRoot, name: &OsStr, batch: &Batch) -> nix::Result<()> {
-    renameat2(batch.fd.as_fd(), name, root.fd.as_fd(), name, RenameFlags::RENAME_NOREPLACE)
+    renameat2(
+        batch.fd.as_fd(),
+        name,
+        root.fd.as_fd(),
+        name,
+        RenameFlags::RENAME_NOREPLACE,
+    )
 }

@@ -65,7 +65,11 @@ impl Host {
             .output()
             .unwrap();
         let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!("not JSON ({e}): {} / {}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+            panic!(
+                "not JSON ({e}): {} / {}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
         });
         (out.status.code().unwrap(), doc)
     }
@@ -102,7 +106,9 @@ fn action_of<'a>(doc: &'a Value, path: &Path) -> &'a Value {
 
 #[test]
 fn prefixed_residue_goes_and_siblings_stay() {
-    let Some(h) = host(r#"["review-*"]"#, "preserve") else { return };
+    let Some(h) = host(r#"["review-*"]"#, "preserve") else {
+        return;
+    };
     let a = h.f.worktree("review-1", "task-1");
     let b = h.f.worktree("review-2", "task-2");
     let other = h.f.worktree("keepme", "task-3");
@@ -127,7 +133,9 @@ fn prefixed_residue_goes_and_siblings_stay() {
 
 #[test]
 fn a_star_root_takes_every_name() {
-    let Some(h) = host(r#"["*"]"#, "preserve") else { return };
+    let Some(h) = host(r#"["*"]"#, "preserve") else {
+        return;
+    };
     h.f.worktree("anything", "t-1");
     h.f.worktree("sess-9", "t-2");
     write(&h.root.join("stray-file"), "x\n");
@@ -139,7 +147,9 @@ fn a_star_root_takes_every_name() {
 
 #[test]
 fn dirty_work_is_preserved_then_removed_and_recovered_with_plain_git() {
-    let Some(h) = host(r#"["*"]"#, "preserve") else { return };
+    let Some(h) = host(r#"["*"]"#, "preserve") else {
+        return;
+    };
     let wt = h.f.worktree("review-dirty", "task-dirty");
     write(&wt.join("staged.txt"), "staged\n");
     common::git(&wt, &["add", "staged.txt"]);
@@ -154,51 +164,122 @@ fn dirty_work_is_preserved_then_removed_and_recovered_with_plain_git() {
     let e = action_of(&doc, &wt);
     assert_eq!(e["action"], "preserved", "{doc}");
     assert!(!wt.exists());
-    let refs: Vec<String> = e["preserved_refs"].as_array().unwrap().iter().map(|r| r.as_str().unwrap().to_owned()).collect();
-    let work = refs.iter().find(|r| r.ends_with("/work")).expect("a work ref");
-    assert!(work.starts_with("refs/treeward/preserved/review-dirty/"), "{work}");
+    let refs: Vec<String> = e["preserved_refs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap().to_owned())
+        .collect();
+    let work = refs
+        .iter()
+        .find(|r| r.ends_with("/work"))
+        .expect("a work ref");
+    assert!(
+        work.starts_with("refs/treeward/preserved/review-dirty/"),
+        "{work}"
+    );
     assert_eq!(h.refs("refs/treeward/preserved/"), refs);
 
-    // Recover with plain git in a fresh worktree.
+    // Its branch was integrated (no commits of its own), so it went; the
+    // work is recovered with plain git in a fresh worktree at the same HEAD.
+    assert!(h.refs("refs/heads/task-dirty").is_empty());
     let back = h.f.tmp.path().join("back");
-    h.git(&["worktree", "add", "-q", back.to_str().unwrap(), "task-dirty"]);
+    std::fs::create_dir(&back).unwrap();
+    chown_r(&back, OWNER);
+    h.git(&[
+        "worktree",
+        "add",
+        "-q",
+        "--detach",
+        back.to_str().unwrap(),
+        &format!("{work}^1"),
+    ]);
     git_as(OWNER, &back, &["stash", "apply", "--index", work]);
-    let status_after = git_as(OWNER, &back, &["status", "--porcelain=v2", "--untracked-files=all"]);
+    let status_after = git_as(
+        OWNER,
+        &back,
+        &["status", "--porcelain=v2", "--untracked-files=all"],
+    );
     assert_eq!(status_after, status_before);
-    assert_eq!(std::fs::read_to_string(back.join("notes/untracked.md")).unwrap(), "only copy\n");
-    assert_eq!(std::fs::read_to_string(back.join("README")).unwrap(), "unstaged edit\n");
-    assert!(!back.join("debug.log").exists(), "ignored files are not preserved");
+    assert_eq!(
+        std::fs::read_to_string(back.join("notes/untracked.md")).unwrap(),
+        "only copy\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(back.join("README")).unwrap(),
+        "unstaged edit\n"
+    );
+    assert!(
+        !back.join("debug.log").exists(),
+        "ignored files are not preserved"
+    );
     assert_eq!(doc["preserved_count"], 1);
 }
 
 #[test]
 fn unmerged_branch_is_kept_and_detached_work_and_worktree_refs_are_preserved() {
-    let Some(h) = host(r#"["*"]"#, "preserve") else { return };
+    let Some(h) = host(r#"["*"]"#, "preserve") else {
+        return;
+    };
     let unmerged = h.f.worktree("unmerged", "task-unmerged");
     let tip = h.f.commit(&unmerged, "feature.txt", "f\n", "feature");
     let detached = h.f.detached_worktree("detached");
     let lost = h.f.commit(&detached, "wip.txt", "w\n", "wip");
-    common::git(&detached, &["update-ref", "refs/worktree/checkpoint", "HEAD"]);
+    common::git(
+        &detached,
+        &["update-ref", "refs/worktree/checkpoint", "HEAD"],
+    );
     h.hand_over();
     let (_, doc) = h.sweep(&[]);
-    assert_eq!(action_of(&doc, &unmerged)["action"], "removed", "branch commits live on in the branch");
-    assert_eq!(h.git(&["rev-parse", "refs/heads/task-unmerged"]), tip, "unmerged branch kept");
+    assert_eq!(
+        action_of(&doc, &unmerged)["action"],
+        "removed",
+        "branch commits live on in the branch"
+    );
+    assert_eq!(
+        h.git(&["rev-parse", "refs/heads/task-unmerged"]),
+        tip,
+        "unmerged branch kept"
+    );
     assert_eq!(action_of(&doc, &detached)["action"], "preserved");
     let refs = h.refs("refs/treeward/preserved/detached/");
-    let head = refs.iter().find(|r| r.ends_with("/head")).expect("head ref");
+    let head = refs
+        .iter()
+        .find(|r| r.ends_with("/head"))
+        .expect("head ref");
     assert_eq!(h.git(&["rev-parse", head]), lost);
-    assert!(refs.iter().any(|r| r.ends_with("/worktree/checkpoint")), "{refs:?}");
+    assert!(
+        refs.iter().any(|r| r.ends_with("/worktree/checkpoint")),
+        "{refs:?}"
+    );
 }
 
 #[test]
 fn locked_in_use_and_flocked_entries_are_left() {
-    let Some(h) = host(r#"["*"]"#, "preserve") else { return };
+    let Some(h) = host(r#"["*"]"#, "preserve") else {
+        return;
+    };
     let locked = h.f.worktree("locked", "t-locked");
-    common::git(&h.f.repo, &["worktree", "lock", "--reason", "agent 3", locked.to_str().unwrap()]);
+    common::git(
+        &h.f.repo,
+        &[
+            "worktree",
+            "lock",
+            "--reason",
+            "agent 3",
+            locked.to_str().unwrap(),
+        ],
+    );
     let busy = h.f.worktree("busy", "t-busy");
     let flocked = h.f.worktree("flocked", "t-flocked");
     h.hand_over();
-    let _cwd = ChildGuard(Command::new("sleep").arg("60").current_dir(&busy).spawn().unwrap());
+    let _cwd = ChildGuard(
+        Command::new("sleep")
+            .arg("60")
+            .current_dir(&busy)
+            .spawn()
+            .unwrap(),
+    );
     let _lock = ChildGuard(
         Command::new("sh")
             .args(["-c", "exec 9<\"$1\"; flock -x 9; exec sleep 60", "sh"])
@@ -217,12 +298,17 @@ fn locked_in_use_and_flocked_entries_are_left() {
     assert_eq!(action_of(&doc, &busy)["action"], "skipped_in_use");
     assert_eq!(action_of(&doc, &flocked)["action"], "skipped_in_use");
     assert_eq!(h.live(), vec!["busy", "flocked", "locked"]);
-    assert_eq!((doc["locked_count"].clone(), doc["in_use_count"].clone()), (Value::from(1), Value::from(2)));
+    assert_eq!(
+        (doc["locked_count"].clone(), doc["in_use_count"].clone()),
+        (Value::from(1), Value::from(2))
+    );
 }
 
 #[test]
 fn a_symlink_entry_is_removed_as_a_link() {
-    let Some(h) = host(r#"["*"]"#, "preserve") else { return };
+    let Some(h) = host(r#"["*"]"#, "preserve") else {
+        return;
+    };
     let target = h.f.tmp.path().join("precious");
     write(&target.join("data.txt"), "keep me\n");
     std::os::unix::fs::symlink(&target, h.root.join("link")).unwrap();
@@ -235,15 +321,32 @@ fn a_symlink_entry_is_removed_as_a_link() {
 
 #[test]
 fn mode_000_subtrees_root_owned_entries_and_broken_worktrees_are_removed() {
-    let Some(h) = host(r#"["*"]"#, "preserve") else { return };
+    let Some(h) = host(r#"["*"]"#, "preserve") else {
+        return;
+    };
     let closed = h.f.worktree("closed", "t-closed");
     write(&closed.join("vault/inner/secret.txt"), "s\n");
     let gone_repo = Fixture::new();
     let orphan = h.root.join("orphan");
-    common::git(&gone_repo.repo, &["worktree", "add", "-q", "-b", "o", orphan.to_str().unwrap(), "main"]);
+    common::git(
+        &gone_repo.repo,
+        &[
+            "worktree",
+            "add",
+            "-q",
+            "-b",
+            "o",
+            orphan.to_str().unwrap(),
+            "main",
+        ],
+    );
     write(&orphan.join("wip.txt"), "w\n");
     h.hand_over();
-    std::fs::set_permissions(closed.join("vault/inner"), std::fs::Permissions::from_mode(0o000)).unwrap();
+    std::fs::set_permissions(
+        closed.join("vault/inner"),
+        std::fs::Permissions::from_mode(0o000),
+    )
+    .unwrap();
     std::fs::set_permissions(closed.join("vault"), std::fs::Permissions::from_mode(0o000)).unwrap();
     let rooty = h.root.join("root-owned");
     write(&rooty.join("deep/file"), "r\n");
@@ -251,13 +354,19 @@ fn mode_000_subtrees_root_owned_entries_and_broken_worktrees_are_removed() {
     let (code, doc) = h.sweep(&[]);
     assert_eq!(code, 0);
     assert!(h.live().is_empty(), "{:?} {doc}", h.live());
-    assert_eq!(action_of(&doc, &orphan)["action"], "removed", "a broken worktree is residue");
+    assert_eq!(
+        action_of(&doc, &orphan)["action"],
+        "removed",
+        "a broken worktree is residue"
+    );
     assert_eq!(action_of(&doc, &rooty)["action"], "removed");
 }
 
 #[test]
 fn nothing_root_owned_appears_in_the_repository() {
-    let Some(h) = host(r#"["*"]"#, "preserve") else { return };
+    let Some(h) = host(r#"["*"]"#, "preserve") else {
+        return;
+    };
     let dirty = h.f.worktree("dirty", "t-dirty");
     write(&dirty.join("new.txt"), "n\n");
     let merged = h.f.worktree("merged", "t-merged");
@@ -273,7 +382,9 @@ fn nothing_root_owned_appears_in_the_repository() {
 
 #[test]
 fn dry_run_changes_nothing_and_plans() {
-    let Some(h) = host(r#"["*"]"#, "preserve") else { return };
+    let Some(h) = host(r#"["*"]"#, "preserve") else {
+        return;
+    };
     let dirty = h.f.worktree("dirty", "t-dirty");
     write(&dirty.join("new.txt"), "n\n");
     let clean = h.f.worktree("clean", "t-clean");
@@ -289,7 +400,9 @@ fn dry_run_changes_nothing_and_plans() {
 
 #[test]
 fn the_budget_leaves_the_rest_in_the_trash_for_the_next_pass() {
-    let Some(h) = host(r#"["*"]"#, "preserve") else { return };
+    let Some(h) = host(r#"["*"]"#, "preserve") else {
+        return;
+    };
     let dirty = h.f.worktree("dirty", "t-dirty");
     write(&dirty.join("new.txt"), "n\n");
     h.f.worktree("clean", "t-clean");
@@ -304,13 +417,21 @@ fn the_budget_leaves_the_rest_in_the_trash_for_the_next_pass() {
     let (_, doc) = h.sweep(&[]);
     assert_eq!(doc["preserved_count"], 1, "{doc}");
     assert_eq!(doc["swept_count"], 2);
-    assert!(std::fs::read_dir(h.root.join(".treeward-trash")).unwrap().next().is_none(), "trash drained");
+    assert!(
+        std::fs::read_dir(h.root.join(".treeward-trash"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "trash drained"
+    );
     assert_eq!(h.refs("refs/treeward/preserved/").len(), 1);
 }
 
 #[test]
 fn the_ledger_follows_and_keeps_its_owner_and_mode() {
-    let Some(h) = host(r#"["*"]"#, "preserve") else { return };
+    let Some(h) = host(r#"["*"]"#, "preserve") else {
+        return;
+    };
     let dirty = h.f.worktree("dirty", "t-dirty");
     write(&dirty.join("new.txt"), "n\n");
     let clean = h.f.worktree("clean", "t-clean");
@@ -322,7 +443,15 @@ fn the_ledger_follows_and_keeps_its_owner_and_mode() {
             h.f.repo.join(".git").display()
         )
     };
-    std::fs::write(&ledger, format!(r#"{{"schema":1,"records":[{},{}]}}"#, rec("a", &dirty), rec("b", &clean))).unwrap();
+    std::fs::write(
+        &ledger,
+        format!(
+            r#"{{"schema":1,"records":[{},{}]}}"#,
+            rec("a", &dirty),
+            rec("b", &clean)
+        ),
+    )
+    .unwrap();
     h.hand_over();
     std::os::unix::fs::chown(&ledger, Some(OWNER), Some(OWNER)).unwrap();
     std::fs::set_permissions(&ledger, std::fs::Permissions::from_mode(0o640)).unwrap();
@@ -331,14 +460,24 @@ fn the_ledger_follows_and_keeps_its_owner_and_mode() {
     let m = std::fs::metadata(&ledger).unwrap();
     assert_eq!((m.uid(), m.mode() & 0o777), (OWNER, 0o640));
     let doc: Value = serde_json::from_slice(&std::fs::read(&ledger).unwrap()).unwrap();
-    let state = |id: &str| doc["records"].as_array().unwrap().iter().find(|r| r["id"] == id).unwrap()["state"].clone();
+    let state = |id: &str| {
+        doc["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == id)
+            .unwrap()["state"]
+            .clone()
+    };
     assert_eq!(state("a"), "preserved");
     assert_eq!(state("b"), "removed");
 }
 
 #[test]
 fn unsafe_roots_are_refused_and_the_others_still_swept() {
-    let Some(h) = host(r#"["*"]"#, "preserve") else { return };
+    let Some(h) = host(r#"["*"]"#, "preserve") else {
+        return;
+    };
     h.f.worktree("ok-entry", "t-ok");
     h.hand_over();
     let open = h.f.tmp.path().join("world-writable");
@@ -352,23 +491,44 @@ fn unsafe_roots_are_refused_and_the_others_still_swept() {
     std::os::unix::fs::symlink(&open, &linked).unwrap();
     let mut text = std::fs::read_to_string(&h.cfg).unwrap();
     for p in [&open, &foreign, &linked] {
-        text.push_str(&format!("\n[[root]]\npath = \"{}\"\npatterns = [\"*\"]\n", p.display()));
+        text.push_str(&format!(
+            "\n[[root]]\npath = \"{}\"\npatterns = [\"*\"]\n",
+            p.display()
+        ));
     }
     std::fs::write(&h.cfg, text).unwrap();
     let (code, doc) = h.sweep(&[]);
     assert_eq!(code, 0);
     assert!(h.live().is_empty(), "the good root was swept");
     assert!(open.join("victim/file").exists());
-    let refused: Vec<&str> = doc["refused_roots"].as_array().unwrap().iter().map(|r| r["path"].as_str().unwrap()).collect();
+    let refused: Vec<&str> = doc["refused_roots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["path"].as_str().unwrap())
+        .collect();
     assert_eq!(refused.len(), 3, "{doc}");
 }
 
 #[test]
 fn bad_configuration_is_78_and_touches_nothing() {
-    let Some(h) = host(r#"["*"]"#, "preserve") else { return };
+    let Some(h) = host(r#"["*"]"#, "preserve") else {
+        return;
+    };
     h.f.worktree("entry", "t-entry");
-    std::fs::write(&h.cfg, format!("[[root]]\npath = \"{}\"\npatterns = [\"*\"]\ngrace = \"soon\"\n", h.root.display())).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_treeward-sweep")).arg("--config").arg(&h.cfg).output().unwrap();
+    std::fs::write(
+        &h.cfg,
+        format!(
+            "[[root]]\npath = \"{}\"\npatterns = [\"*\"]\ngrace = \"soon\"\n",
+            h.root.display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_treeward-sweep"))
+        .arg("--config")
+        .arg(&h.cfg)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(78));
     assert!(String::from_utf8_lossy(&out.stderr).contains("grace"));
     assert_eq!(h.live(), vec!["entry"]);

@@ -42,9 +42,17 @@ fn main() -> ExitCode {
 fn run(args: Args) -> Result<u8, Error> {
     let config = Config::load(args.common.config.as_deref())?;
     treeward::risk::allow_foreign_owners().map_err(|e| Error::Failed(e.message().to_owned()))?;
-    let opts = Options { dry_run: args.dry_run, budget: args.budget, worker: Worker::current() };
+    let opts = Options {
+        dry_run: args.dry_run,
+        budget: args.budget,
+        worker: Worker::current(),
+    };
     let report = sweep::sweep(&config, &opts);
-    let level = if report.backlog_count > config.backlog_warn as usize { log::Level::Warn } else { log::Level::Info };
+    let level = if report.backlog_count > config.backlog_warn as usize {
+        log::Level::Warn
+    } else {
+        log::Level::Info
+    };
     if level == log::Level::Warn {
         log::warn!(
             "backlog of {} entries exceeds backlog_warn = {}: crashes are piling up",
@@ -55,7 +63,8 @@ fn run(args: Args) -> Result<u8, Error> {
     treeward::logging::event(level, &report.summary(), &report.fields());
     treeward::logging::status(&report.summary());
     if args.common.json {
-        let json = serde_json::to_string_pretty(&report).map_err(|e| Error::Failed(e.to_string()))?;
+        let json =
+            serde_json::to_string_pretty(&report).map_err(|e| Error::Failed(e.to_string()))?;
         println!("{json}");
     } else {
         print!("{}", report.render_human());

@@ -73,10 +73,22 @@ pub fn first(seen: Seen, policy: Policy) -> First {
     match seen {
         Seen { in_use: true, .. } => First::SkipInUse,
         Seen { locked: true, .. } => First::SkipLocked,
-        Seen { kind: EntryKind::Symlink | EntryKind::NotADirectory, .. } => First::Unlink,
-        Seen { same_filesystem: false, .. } => First::Refuse(MOUNT_POINT),
-        Seen { foreign_admin: true, .. } => First::Refuse(FOREIGN_ADMIN),
-        Seen { kind: EntryKind::Main, .. } if policy != Policy::Discard => First::Keep,
+        Seen {
+            kind: EntryKind::Symlink | EntryKind::NotADirectory,
+            ..
+        } => First::Unlink,
+        Seen {
+            same_filesystem: false,
+            ..
+        } => First::Refuse(MOUNT_POINT),
+        Seen {
+            foreign_admin: true,
+            ..
+        } => First::Refuse(FOREIGN_ADMIN),
+        Seen {
+            kind: EntryKind::Main,
+            ..
+        } if policy != Policy::Discard => First::Keep,
         _ => First::Quarantine,
     }
 }
@@ -122,8 +134,20 @@ mod tests {
     const KINDS: [EntryKind; 6] = [Symlink, NotADirectory, Plain, Linked, Broken, Main];
     const POLICIES: [Policy; 3] = [Policy::Preserve, Policy::Keep, Policy::Discard];
 
-    fn seen(kind: EntryKind, locked: bool, in_use: bool, same_filesystem: bool, foreign_admin: bool) -> Seen {
-        Seen { kind, locked, in_use, same_filesystem, foreign_admin }
+    fn seen(
+        kind: EntryKind,
+        locked: bool,
+        in_use: bool,
+        same_filesystem: bool,
+        foreign_admin: bool,
+    ) -> Seen {
+        Seen {
+            kind,
+            locked,
+            in_use,
+            same_filesystem,
+            foreign_admin,
+        }
     }
 
     #[test]
@@ -132,7 +156,9 @@ mod tests {
             for policy in POLICIES {
                 for locked in [false, true] {
                     for in_use in [false, true] {
-                        for (same, foreign) in [(false, false), (true, false), (true, true), (false, true)] {
+                        for (same, foreign) in
+                            [(false, false), (true, false), (true, true), (false, true)]
+                        {
                             let got = first(seen(kind, locked, in_use, same, foreign), policy);
                             let want = if in_use {
                                 First::SkipInUse
@@ -175,7 +201,11 @@ mod tests {
             (Main, true, false, Policy::Discard, Remove),
         ];
         for (kind, at_risk, preservable, policy, want) in table {
-            assert_eq!(drain(kind, at_risk, preservable, policy), want, "{kind:?} {at_risk} {preservable} {policy:?}");
+            assert_eq!(
+                drain(kind, at_risk, preservable, policy),
+                want,
+                "{kind:?} {at_risk} {preservable} {policy:?}"
+            );
         }
     }
 

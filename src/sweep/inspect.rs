@@ -45,17 +45,36 @@ pub fn inspect(path: &Path, root_dev: u64, processes: &ProcessTable) -> std::io:
         Location::Plain { .. } => (EntryKind::Plain, None, None),
         Location::Broken { .. } => (EntryKind::Broken, None, None),
         Location::Main { .. } => (EntryKind::Main, None, None),
-        Location::Linked { gitdir, common, name } => {
+        Location::Linked {
+            gitdir,
+            common,
+            name,
+        } => {
             let mismatch = backlink_mismatch(path, &gitdir);
             let owner = std::fs::metadata(&common)?;
-            let admin = Admin { gitdir, common, name, uid: owner.uid(), gid: owner.gid() };
+            let admin = Admin {
+                gitdir,
+                common,
+                name,
+                uid: owner.uid(),
+                gid: owner.gid(),
+            };
             (EntryKind::Linked, Some(admin), mismatch)
         }
     };
-    let locked = admin.as_ref().is_some_and(|a| a.gitdir.join("locked").exists());
-    let in_use = is_dir && (!processes.users_of(path).is_empty() || flock_held(path).unwrap_or(false));
+    let locked = admin
+        .as_ref()
+        .is_some_and(|a| a.gitdir.join("locked").exists());
+    let in_use =
+        is_dir && (!processes.users_of(path).is_empty() || flock_held(path).unwrap_or(false));
     Ok(Inspected {
-        seen: Seen { kind, locked, in_use, same_filesystem: meta.dev() == root_dev, foreign_admin: mismatch.is_some() },
+        seen: Seen {
+            kind,
+            locked,
+            in_use,
+            same_filesystem: meta.dev() == root_dev,
+            foreign_admin: mismatch.is_some(),
+        },
         admin,
         mismatch,
         uid: meta.uid(),

@@ -65,21 +65,31 @@ pub fn sweep(config: &Config, opts: &Options) -> Report {
     let mut opened = Vec::new();
     for root in config.roots.iter().filter(|r| r.sweep) {
         match roots::open(root) {
-            Ok(None) => log::info!("root {} does not exist: nothing to sweep", root.path.display()),
-            Ok(Some(open)) => {
-                match block(root, &open, &processes, opts, &mut outcomes) {
-                    Ok(()) => opened.push((root, open)),
-                    Err(error) => refused.push(RefusedRoot { path: root.path.clone(), error }),
-                }
-            }
+            Ok(None) => log::info!(
+                "root {} does not exist: nothing to sweep",
+                root.path.display()
+            ),
+            Ok(Some(open)) => match block(root, &open, &processes, opts, &mut outcomes) {
+                Ok(()) => opened.push((root, open)),
+                Err(error) => refused.push(RefusedRoot {
+                    path: root.path.clone(),
+                    error,
+                }),
+            },
             Err(error) => {
                 log::error!("refusing root {}: {error}", root.path.display());
-                refused.push(RefusedRoot { path: root.path.clone(), error });
+                refused.push(RefusedRoot {
+                    path: root.path.clone(),
+                    error,
+                });
             }
         }
     }
     let blocking = start.elapsed();
-    crate::logging::status(&format!("residue moved out of the way in {} ms; draining", blocking.as_millis()));
+    crate::logging::status(&format!(
+        "residue moved out of the way in {} ms; draining",
+        blocking.as_millis()
+    ));
     if !opts.dry_run {
         let deadline = Instant::now() + opts.budget;
         for (root, open) in &opened {
@@ -87,8 +97,19 @@ pub fn sweep(config: &Config, opts: &Options) -> Report {
         }
         record(&config.ledger, &outcomes);
     }
-    let prune_succeeded = !outcomes.iter().any(|o| o.error.as_deref().is_some_and(|e| e.contains("admin entry")));
-    Report::new(opts.dry_run, outcomes, refused, prune_succeeded, millis(blocking), millis(start.elapsed()))
+    let prune_succeeded = !outcomes.iter().any(|o| {
+        o.error
+            .as_deref()
+            .is_some_and(|e| e.contains("admin entry"))
+    });
+    Report::new(
+        opts.dry_run,
+        outcomes,
+        refused,
+        prune_succeeded,
+        millis(blocking),
+        millis(start.elapsed()),
+    )
 }
 
 fn millis(d: Duration) -> u64 {
@@ -96,7 +117,13 @@ fn millis(d: Duration) -> u64 {
 }
 
 /// The blocking phase for one root. `Err`: the root could not be listed.
-fn block(root: &Root, open: &OpenRoot, processes: &ProcessTable, opts: &Options, out: &mut Vec<Outcome>) -> Result<(), String> {
+fn block(
+    root: &Root,
+    open: &OpenRoot,
+    processes: &ProcessTable,
+    opts: &Options,
+    out: &mut Vec<Outcome>,
+) -> Result<(), String> {
     let names = roots::entry_names(root, open).map_err(|e| format!("cannot list: {e}"))?;
     let mut to_quarantine = Vec::new();
     for name in names {
@@ -105,7 +132,9 @@ fn block(root: &Root, open: &OpenRoot, processes: &ProcessTable, opts: &Options,
             Ok(i) => i,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => {
-                out.push(Outcome::new(path, Action::Failed).with_error(format!("cannot inspect: {e}")));
+                out.push(
+                    Outcome::new(path, Action::Failed).with_error(format!("cannot inspect: {e}")),
+                );
                 continue;
             }
         };
@@ -120,9 +149,9 @@ fn block(root: &Root, open: &OpenRoot, processes: &ProcessTable, opts: &Options,
                 let detail = inspected.mismatch.clone().unwrap_or_else(|| why.to_owned());
                 out.push(Outcome::new(path, Action::Refused).with_error(detail));
             }
-            First::Keep => out.push(
-                Outcome::new(path, Action::Kept).with_error("a clone: removing it would remove its repository (policy discard only)"),
-            ),
+            First::Keep => out.push(Outcome::new(path, Action::Kept).with_error(
+                "a clone: removing it would remove its repository (policy discard only)",
+            )),
         }
     }
     if opts.dry_run {
@@ -146,7 +175,11 @@ fn planned(path: PathBuf, action: Action) -> Outcome {
 
 /// Unlinks a symlink or a file entry (never follows it).
 fn unlink(open: &OpenRoot, name: &OsString, path: PathBuf, inspected: &Inspected) -> Outcome {
-    match unlinkat(open.fd.as_fd(), name.as_os_str(), UnlinkatFlags::NoRemoveDir) {
+    match unlinkat(
+        open.fd.as_fd(),
+        name.as_os_str(),
+        UnlinkatFlags::NoRemoveDir,
+    ) {
         Ok(()) | Err(Errno::ENOENT) => Outcome::new(path, Action::Removed),
         Err(e) => denied(path, inspected.uid, e),
     }
@@ -168,16 +201,33 @@ fn plan(root: &Root, items: Vec<(OsString, Inspected)>, opts: &Options, out: &mu
     for (name, inspected) in items {
         let path = root.path.join(&name);
         match &inspected.admin {
-            Some(a) => linked.entry(Owner { uid: a.uid, gid: a.gid }).or_default().push(path),
+            Some(a) => linked
+                .entry(Owner {
+                    uid: a.uid,
+                    gid: a.gid,
+                })
+                .or_default()
+                .push(path),
             None => {
-                let decision = drain(inspected.seen.kind, risk::assess(&path).at_risk, false, root.policy);
+                let decision = drain(
+                    inspected.seen.kind,
+                    risk::assess(&path).at_risk,
+                    false,
+                    root.policy,
+                );
                 out.push(planned(path, action_of(decision)));
             }
         }
     }
     for (owner, paths) in linked {
-        let requests: Vec<Request> =
-            paths.iter().map(|p| Request::Reclaim { path: p.clone(), policy: root.policy, dry_run: true }).collect();
+        let requests: Vec<Request> = paths
+            .iter()
+            .map(|p| Request::Reclaim {
+                path: p.clone(),
+                policy: root.policy,
+                dry_run: true,
+            })
+            .collect();
         let answers = call(&opts.worker, owner, &requests);
         for (path, answer) in paths.into_iter().zip(answers) {
             out.push(match answer {
@@ -214,16 +264,25 @@ fn call(worker: &Worker, owner: Owner, requests: &[Request]) -> Vec<Result<Recla
 
 /// Calls the worker with a batch of simple requests, turning anything but
 /// `ok` into that entry's error.
-fn call_simple(worker: &Worker, owner: Owner, requests: &[Request], ok: fn(&Response) -> bool) -> Vec<Result<(), String>> {
+fn call_simple(
+    worker: &Worker,
+    owner: Owner,
+    requests: &[Request],
+    ok: fn(&Response) -> bool,
+) -> Vec<Result<(), String>> {
     match worker.call_batch(owner, requests) {
         Ok(responses) => responses
             .iter()
             .map(|r| match r {
                 r if ok(r) => Ok(()),
                 Response::Failed { message } => Err(message.clone()),
-                Response::Locked { newly_locked: false, reason } => {
-                    Err(format!("locked meanwhile by someone else: {}", reason.as_deref().unwrap_or("no reason")))
-                }
+                Response::Locked {
+                    newly_locked: false,
+                    reason,
+                } => Err(format!(
+                    "locked meanwhile by someone else: {}",
+                    reason.as_deref().unwrap_or("no reason")
+                )),
                 other => Err(format!("unexpected answer from the worker: {other:?}")),
             })
             .collect(),
@@ -233,20 +292,44 @@ fn call_simple(worker: &Worker, owner: Owner, requests: &[Request], ok: fn(&Resp
 
 /// Locks the linked worktrees (as their owners), renames every entry into
 /// the batch, then points the admin entries at the new places.
-fn quarantine(root: &Root, open: &OpenRoot, batch: &Batch, items: Vec<(OsString, Inspected)>, opts: &Options, out: &mut Vec<Outcome>) {
+fn quarantine(
+    root: &Root,
+    open: &OpenRoot,
+    batch: &Batch,
+    items: Vec<(OsString, Inspected)>,
+    opts: &Options,
+    out: &mut Vec<Outcome>,
+) {
     let mut by_owner: BTreeMap<Owner, Vec<usize>> = BTreeMap::new();
     for (i, (_, inspected)) in items.iter().enumerate() {
         if let Some(a) = &inspected.admin {
-            by_owner.entry(Owner { uid: a.uid, gid: a.gid }).or_default().push(i);
+            by_owner
+                .entry(Owner {
+                    uid: a.uid,
+                    gid: a.gid,
+                })
+                .or_default()
+                .push(i);
         }
     }
     let mut lock_failed: BTreeMap<usize, String> = BTreeMap::new();
     for (owner, idx) in &by_owner {
         let requests: Vec<Request> = idx
             .iter()
-            .map(|&i| Request::LockWorktree { path: root.path.join(&items[i].0), reason: Some(QUARANTINE_LOCK.to_owned()) })
+            .map(|&i| Request::LockWorktree {
+                path: root.path.join(&items[i].0),
+                reason: Some(QUARANTINE_LOCK.to_owned()),
+            })
             .collect();
-        let answers = call_simple(&opts.worker, *owner, &requests, |r| matches!(r, Response::Locked { newly_locked: true, .. }));
+        let answers = call_simple(&opts.worker, *owner, &requests, |r| {
+            matches!(
+                r,
+                Response::Locked {
+                    newly_locked: true,
+                    ..
+                }
+            )
+        });
         for (&i, answer) in idx.iter().zip(answers) {
             if let Err(e) = answer {
                 lock_failed.insert(i, e);
@@ -258,14 +341,24 @@ fn quarantine(root: &Root, open: &OpenRoot, batch: &Batch, items: Vec<(OsString,
     for (i, (name, inspected)) in items.iter().enumerate() {
         let path = root.path.join(name);
         if let Some(e) = lock_failed.remove(&i) {
-            let action = if e.starts_with("locked meanwhile") { Action::SkippedLocked } else { Action::Failed };
+            let action = if e.starts_with("locked meanwhile") {
+                Action::SkippedLocked
+            } else {
+                Action::Failed
+            };
             out.push(Outcome::new(path, action).with_error(e));
             continue;
         }
         match trash::quarantine(open, name, batch) {
             Ok(()) => {
                 if let Some(a) = &inspected.admin {
-                    moved.entry(Owner { uid: a.uid, gid: a.gid }).or_default().push((a.gitdir.clone(), trash_dir.join(name)));
+                    moved
+                        .entry(Owner {
+                            uid: a.uid,
+                            gid: a.gid,
+                        })
+                        .or_default()
+                        .push((a.gitdir.clone(), trash_dir.join(name)));
                 }
             }
             Err(Errno::ENOENT) => {}
@@ -273,12 +366,26 @@ fn quarantine(root: &Root, open: &OpenRoot, batch: &Batch, items: Vec<(OsString,
         }
     }
     for (owner, places) in moved {
-        let requests: Vec<Request> =
-            places.iter().map(|(gitdir, worktree)| Request::Relocate { gitdir: gitdir.clone(), worktree: worktree.clone() }).collect();
-        for ((_, worktree), answer) in places.iter().zip(call_simple(&opts.worker, owner, &requests, |r| matches!(r, Response::Relocated))) {
+        let requests: Vec<Request> = places
+            .iter()
+            .map(|(gitdir, worktree)| Request::Relocate {
+                gitdir: gitdir.clone(),
+                worktree: worktree.clone(),
+            })
+            .collect();
+        for ((_, worktree), answer) in
+            places
+                .iter()
+                .zip(call_simple(&opts.worker, owner, &requests, |r| {
+                    matches!(r, Response::Relocated)
+                }))
+        {
             if let Err(e) = answer {
                 // Still locked, so still safe; the drain assesses it where it is.
-                log::warn!("{}: admin entry not pointed at the trash: {e}", worktree.display());
+                log::warn!(
+                    "{}: admin entry not pointed at the trash: {e}",
+                    worktree.display()
+                );
             }
         }
     }
@@ -296,7 +403,13 @@ struct Waiting<'a> {
 
 /// The drain: reclaims and deletes what waits in the trash, oldest batch
 /// first, until the deadline.
-fn drain_trash(root: &Root, open: &OpenRoot, opts: &Options, deadline: Instant, out: &mut Vec<Outcome>) {
+fn drain_trash(
+    root: &Root,
+    open: &OpenRoot,
+    opts: &Options,
+    deadline: Instant,
+    out: &mut Vec<Outcome>,
+) {
     let trash = match Trash::open(open, false) {
         Ok(Some(t)) => t,
         Ok(None) => return,
@@ -324,7 +437,9 @@ fn drain_trash(root: &Root, open: &OpenRoot, opts: &Options, deadline: Instant, 
                 original: root.path.join(&name),
                 name,
             })),
-            Err(e) => out.push(Outcome::new(root.path.join(TRASH).join(&batch.name), Action::Failed).with_error(e)),
+            Err(e) => out.push(
+                Outcome::new(root.path.join(TRASH).join(&batch.name), Action::Failed).with_error(e),
+            ),
         }
     }
     let mut queue = waiting.into_iter().peekable();
@@ -343,13 +458,22 @@ fn drain_trash(root: &Root, open: &OpenRoot, opts: &Options, deadline: Instant, 
 
 /// Reclaims a chunk of waiting entries (linked worktrees through their
 /// owners' workers, one call per owner) and deletes what may go.
-fn drain_chunk(root: &Root, open: &OpenRoot, opts: &Options, chunk: Vec<Waiting>, out: &mut Vec<Outcome>) {
+fn drain_chunk(
+    root: &Root,
+    open: &OpenRoot,
+    opts: &Options,
+    chunk: Vec<Waiting>,
+    out: &mut Vec<Outcome>,
+) {
     let mut linked: BTreeMap<Owner, Vec<(Waiting, PathBuf)>> = BTreeMap::new();
     for w in chunk {
         match risk::locate(&w.path) {
             Location::Linked { common, gitdir, .. } => match as_owner::owner_of(&common) {
                 Ok(owner) => linked.entry(owner).or_default().push((w, gitdir)),
-                Err(e) => out.push(Outcome::new(w.original, Action::Failed).with_error(format!("owner of {}: {e}", common.display()))),
+                Err(e) => out.push(
+                    Outcome::new(w.original, Action::Failed)
+                        .with_error(format!("owner of {}: {e}", common.display())),
+                ),
             },
             Location::Missing => {}
             other => {
@@ -366,8 +490,14 @@ fn drain_chunk(root: &Root, open: &OpenRoot, opts: &Options, chunk: Vec<Waiting>
         }
     }
     for (owner, items) in linked {
-        let requests: Vec<Request> =
-            items.iter().map(|(w, _)| Request::Reclaim { path: w.path.clone(), policy: root.policy, dry_run: false }).collect();
+        let requests: Vec<Request> = items
+            .iter()
+            .map(|(w, _)| Request::Reclaim {
+                path: w.path.clone(),
+                policy: root.policy,
+                dry_run: false,
+            })
+            .collect();
         for ((w, gitdir), answer) in items.into_iter().zip(call(&opts.worker, owner, &requests)) {
             out.push(match answer {
                 Ok(r) if r.error.is_none() || r.decision == Drain::Keep => {
@@ -382,7 +512,8 @@ fn drain_chunk(root: &Root, open: &OpenRoot, opts: &Options, chunk: Vec<Waiting>
 }
 
 fn failed_reclaim(w: &Waiting, r: Reclaimed) -> Outcome {
-    let mut o = Outcome::new(w.original.clone(), Action::Failed).with_error(r.error.unwrap_or_default());
+    let mut o =
+        Outcome::new(w.original.clone(), Action::Failed).with_error(r.error.unwrap_or_default());
     o.preserved_refs = r.preserved_refs;
     o
 }
@@ -414,7 +545,10 @@ fn finish(
         Ok(removed) => {
             o.bytes_freed = removed.bytes;
             o.action = Action::Failed;
-            o.error = Some(format!("left in the trash, to be retried: {}", removed.describe()));
+            o.error = Some(format!(
+                "left in the trash, to be retried: {}",
+                removed.describe()
+            ));
             o
         }
         Err(e) => {
@@ -427,17 +561,33 @@ fn finish(
 
 /// Puts a kept entry back where it was, its admin entry pointed back and
 /// treeward's quarantine lock lifted.
-fn put_back(open: &OpenRoot, opts: &Options, w: &Waiting, admin: Option<(Owner, PathBuf)>, mut o: Outcome) -> Outcome {
+fn put_back(
+    open: &OpenRoot,
+    opts: &Options,
+    w: &Waiting,
+    admin: Option<(Owner, PathBuf)>,
+    mut o: Outcome,
+) -> Outcome {
     if let Err(e) = trash::put_back(open, &w.name, w.batch) {
-        o.error = Some(format!("kept in the trash at {} ({e}): its name is taken again", w.path.display()));
+        o.error = Some(format!(
+            "kept in the trash at {} ({e}): its name is taken again",
+            w.path.display()
+        ));
         return o;
     }
     if let Some((owner, gitdir)) = admin {
         let requests = [
-            Request::Relocate { gitdir, worktree: w.original.clone() },
-            Request::UnlockWorktree { path: w.original.clone() },
+            Request::Relocate {
+                gitdir,
+                worktree: w.original.clone(),
+            },
+            Request::UnlockWorktree {
+                path: w.original.clone(),
+            },
         ];
-        let answers = call_simple(&opts.worker, owner, &requests, |r| matches!(r, Response::Relocated | Response::Unlocked { .. }));
+        let answers = call_simple(&opts.worker, owner, &requests, |r| {
+            matches!(r, Response::Relocated | Response::Unlocked { .. })
+        });
         if let Some(Err(e)) = answers.into_iter().find(Result::is_err) {
             log::warn!("{}: put back, but: {e}", w.original.display());
         }
@@ -450,7 +600,9 @@ fn put_back(open: &OpenRoot, opts: &Options, w: &Waiting, admin: Option<(Owner, 
 fn record(ledger: &std::path::Path, outcomes: &[Outcome]) {
     let result = Ledger::new(ledger).update(|doc| {
         for o in outcomes {
-            let Some(rec) = doc.find_by_path_mut(&o.path) else { continue };
+            let Some(rec) = doc.find_by_path_mut(&o.path) else {
+                continue;
+            };
             let state = match o.action {
                 Action::Removed => State::Removed,
                 Action::Preserved => State::Preserved,

@@ -183,11 +183,18 @@ impl Report {
     pub fn render_human(&self) -> String {
         let mut out = String::new();
         for root in &self.refused_roots {
-            out.push_str(&format!("refused root {}: {}\n", root.path.display(), root.error));
+            out.push_str(&format!(
+                "refused root {}: {}\n",
+                root.path.display(),
+                root.error
+            ));
         }
         for e in &self.entries {
             let action = e.planned.map_or(e.action, |p| p);
-            let label = serde_json::to_value(action).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+            let label = serde_json::to_value(action)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
             let mut line = format!("{label:<18} {}", e.path.display());
             if !e.preserved_refs.is_empty() {
                 line.push_str(&format!("  -> {}", e.preserved_refs.join(", ")));
@@ -241,8 +248,21 @@ mod tests {
             outcome(Action::Refused),
             outcome(Action::Deferred),
         ];
-        let r = Report::new(false, entries, vec![RefusedRoot { path: "/x".into(), error: "e".into() }], true, 5, 9);
-        assert_eq!((r.swept_count, r.preserved_count, r.failed_count), (3, 1, 1));
+        let r = Report::new(
+            false,
+            entries,
+            vec![RefusedRoot {
+                path: "/x".into(),
+                error: "e".into(),
+            }],
+            true,
+            5,
+            9,
+        );
+        assert_eq!(
+            (r.swept_count, r.preserved_count, r.failed_count),
+            (3, 1, 1)
+        );
         assert_eq!((r.root_owned_skipped, r.backlog_count), (1, 4));
         assert_eq!((r.locked_count, r.in_use_count, r.kept_count), (1, 1, 1));
         assert_eq!((r.refused_count, r.deferred_count), (2, 1));
@@ -253,7 +273,14 @@ mod tests {
         let mut e = outcome(Action::Planned);
         e.planned = Some(Action::SkippedInUse);
         let v = serde_json::to_value(Report::new(true, vec![e], vec![], true, 0, 0)).unwrap();
-        for key in ["swept_count", "failed_count", "root_owned_skipped", "prune_succeeded", "duration_ms", "backlog_count"] {
+        for key in [
+            "swept_count",
+            "failed_count",
+            "root_owned_skipped",
+            "prune_succeeded",
+            "duration_ms",
+            "backlog_count",
+        ] {
             assert!(v.get(key).is_some(), "{key}");
         }
         assert_eq!(v["entries"][0]["action"], "planned");

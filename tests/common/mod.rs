@@ -217,12 +217,24 @@ pub fn git_as(uid: u32, dir: &Path, args: &[&str]) -> String {
 
 /// `chown -R uid:uid path`.
 pub fn chown_r(path: &Path, uid: u32) {
-    let ok = Command::new("chown").arg("-R").arg(format!("{uid}:{uid}")).arg(path).status().unwrap();
+    let ok = Command::new("chown")
+        .arg("-R")
+        .arg(format!("{uid}:{uid}"))
+        .arg(path)
+        .status()
+        .unwrap();
     assert!(ok.success());
 }
 
 /// Paths under `dir` owned by uid 0 (`find -uid 0`), `dir` itself excluded.
 pub fn root_owned(dir: &Path) -> Vec<String> {
-    let out = Command::new("find").arg(dir).args(["-mindepth", "1", "-uid", "0"]).output().unwrap();
-    String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
+    let out = Command::new("find")
+        .arg(dir)
+        .args(["-mindepth", "1", "-uid", "0"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
 }
