@@ -32,10 +32,22 @@ struct Comparison {
 fn compare(c: &Comparison, mut ours: impl FnMut(), mut theirs: impl FnMut()) {
     ours();
     theirs();
+    compare_measured(c, ROUNDS, || time(&mut ours), || time(&mut theirs));
+}
+
+/// Like [`compare`], for measurements that need an untimed set-up before
+/// each run: each closure sets up, then returns how long the timed part took.
+/// Its set-up doubles as the warm-up.
+fn compare_measured(
+    c: &Comparison,
+    rounds: usize,
+    mut ours: impl FnMut() -> Duration,
+    mut theirs: impl FnMut() -> Duration,
+) {
     let (mut a, mut b) = (Vec::new(), Vec::new());
-    for _ in 0..ROUNDS {
-        a.push(time(&mut ours));
-        b.push(time(&mut theirs));
+    for _ in 0..rounds {
+        a.push(ours());
+        b.push(theirs());
     }
     let (ma, mb) = (median(&mut a), median(&mut b));
     let ratio = ma.as_secs_f64() / mb.as_secs_f64();
@@ -146,12 +158,145 @@ fn bench_check(tmp: &Path) {
     );
 }
 
+/// The uid residue belongs to: an agent user (4242) when we are root, as on
+/// a real host, so the sweep's git work goes through the owner's worker.
+fn residue_owner() -> u32 {
+    if common::is_root() {
+        4242
+    } else {
+        nix::unistd::Uid::effective().as_raw()
+    }
+}
+
+/// Runs `git` in `dir` as `uid` (the repository's owner).
+fn git_owner(uid: u32, dir: &Path, args: &[&str]) -> Command {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new("git");
+    cmd.args(args)
+        .current_dir(dir)
+        .uid(uid)
+        .gid(uid)
+        .env("HOME", "/nonexistent");
+    cmd
+}
+
+/// `n` worktrees `review-<i>` of `repo` under `root`, as git leaves them
+/// after the agents that made them were killed.
+fn plant_residue(repo: &Path, root: &Path, n: usize, uid: u32) {
+    for i in 0..n {
+        let wt = root.join(format!("review-{i}"));
+        run(&mut git_owner(
+            uid,
+            repo,
+            &[
+                "worktree",
+                "add",
+                "-q",
+                "--detach",
+                wt.to_str().unwrap(),
+                "main",
+            ],
+        ));
+    }
+}
+
+/// Issue 3: 200 residue worktrees of a 2,000-file repository. The time the
+/// sweep holds up the service's start (until no entry is left under the
+/// root's live names: `--budget 0s`) against a loop of
+/// `git worktree remove --force`; and the full drain against `rm -rf` of
+/// the entries followed by `git worktree prune`.
+fn bench_sweep(tmp: &Path) {
+    const ENTRIES: usize = 200;
+    const ROUNDS_SWEEP: usize = 3;
+    let uid = residue_owner();
+    let repo = repository(tmp, 2_000);
+    let root = tmp.join("root");
+    std::fs::create_dir(&root).unwrap();
+    common::chown_r(&repo, uid);
+    let cfg = tmp.join("sweep.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "ledger = \"{}\"\n[[root]]\npath = \"{}\"\npatterns = [\"review-*\"]\n",
+            tmp.join("ledger.json").display(),
+            root.display()
+        ),
+    )
+    .unwrap();
+    let sweep = |budget: &str| {
+        plant_residue(&repo, &root, ENTRIES, uid);
+        let t = Instant::now();
+        run(Command::new(env!("CARGO_BIN_EXE_treeward-sweep")).args([
+            "--json",
+            "--budget",
+            budget,
+            "--config",
+            cfg.to_str().unwrap(),
+        ]));
+        let took = t.elapsed();
+        // Untimed: what a 0s budget left in the trash.
+        run(Command::new(env!("CARGO_BIN_EXE_treeward-sweep")).args([
+            "--json",
+            "--budget",
+            "1h",
+            "--config",
+            cfg.to_str().unwrap(),
+        ]));
+        took
+    };
+    let remove_loop = || {
+        plant_residue(&repo, &root, ENTRIES, uid);
+        let t = Instant::now();
+        for i in 0..ENTRIES {
+            let wt = root.join(format!("review-{i}"));
+            run(&mut git_owner(
+                uid,
+                &repo,
+                &["worktree", "remove", "--force", wt.to_str().unwrap()],
+            ));
+        }
+        t.elapsed()
+    };
+    let rm_prune = || {
+        plant_residue(&repo, &root, ENTRIES, uid);
+        let t = Instant::now();
+        let mut rm = Command::new("rm");
+        rm.arg("-rf");
+        for i in 0..ENTRIES {
+            rm.arg(root.join(format!("review-{i}")));
+        }
+        run(&mut rm);
+        run(&mut git_owner(uid, &repo, &["worktree", "prune"]));
+        t.elapsed()
+    };
+    compare_measured(
+        &Comparison {
+            name: "sweep: blocking, 200 worktrees x 2k files",
+            theirs: "git worktree remove --force, in a loop",
+            max_ratio: 0.05,
+        },
+        ROUNDS_SWEEP,
+        || sweep("0s"),
+        remove_loop,
+    );
+    compare_measured(
+        &Comparison {
+            name: "sweep: full drain, 200 worktrees x 2k files",
+            theirs: "rm -rf + git worktree prune",
+            max_ratio: 1.2,
+        },
+        ROUNDS_SWEEP,
+        || sweep("1h"),
+        rm_prune,
+    );
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; a filter argument selects by name.
     let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let tmp = tempfile::tempdir().unwrap();
     println!("treeward benchmarks (median of {ROUNDS} rounds after a warm-up; ratio = treeward / alternative)");
-    let suites: [Suite; 1] = [("check", bench_check)];
+    let suites: [Suite; 2] = [("check", bench_check), ("sweep", bench_sweep)];
     for (name, bench) in suites {
         if filter.as_deref().is_none_or(|f| name.contains(f)) {
             let dir = tmp.path().join(name);
