@@ -533,3 +533,67 @@ fn bad_configuration_is_78_and_touches_nothing() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("grace"));
     assert_eq!(h.live(), vec!["entry"]);
 }
+
+#[test]
+fn under_keep_work_at_risk_is_put_back_in_place_and_reported() {
+    let Some(h) = host(r#"["*"]"#, "keep") else {
+        return;
+    };
+    let dirty = h.f.worktree("dirty", "t-dirty");
+    write(&dirty.join("untracked.txt"), "only copy\n");
+    let detached = h.f.detached_worktree("detached");
+    h.f.commit(&detached, "wip.txt", "w\n", "wip");
+    let clean = h.f.worktree("clean", "t-clean");
+    h.hand_over();
+    let before = snapshot(&dirty);
+    let (_, doc) = h.sweep(&[]);
+    assert_eq!(action_of(&doc, &dirty)["action"], "kept", "{doc}");
+    assert_eq!(action_of(&doc, &detached)["action"], "kept");
+    assert_eq!(action_of(&doc, &clean)["action"], "removed");
+    assert_eq!(h.live(), vec!["detached", "dirty"]);
+    assert_eq!(snapshot(&dirty), before, "put back exactly as it was");
+    // Still a valid, unlocked worktree of its repository, at its old path.
+    let list = h.git(&["worktree", "list", "--porcelain"]);
+    assert!(
+        list.contains(&format!("worktree {}", dirty.display())),
+        "{list}"
+    );
+    assert!(
+        !list.contains("locked") && !list.contains(".treeward-trash"),
+        "{list}"
+    );
+    assert_eq!(
+        git_as(OWNER, &dirty, &["status", "--porcelain"]),
+        "?? untracked.txt"
+    );
+    assert!(
+        h.refs("refs/treeward/").is_empty(),
+        "keep preserves nothing"
+    );
+    assert_eq!(doc["kept_count"], 2);
+}
+
+#[test]
+fn under_discard_work_at_risk_goes_without_refs() {
+    let Some(h) = host(r#"["*"]"#, "discard") else {
+        return;
+    };
+    let dirty = h.f.worktree("dirty", "t-dirty");
+    write(&dirty.join("untracked.txt"), "scratch\n");
+    let detached = h.f.detached_worktree("detached");
+    h.f.commit(&detached, "wip.txt", "w\n", "wip");
+    let unmerged = h.f.worktree("unmerged", "t-unmerged");
+    let tip = h.f.commit(&unmerged, "f.txt", "f\n", "feature");
+    h.hand_over();
+    let (_, doc) = h.sweep(&[]);
+    for p in [&dirty, &detached, &unmerged] {
+        assert_eq!(action_of(&doc, p)["action"], "removed", "{doc}");
+    }
+    assert!(h.live().is_empty());
+    assert!(h.refs("refs/treeward/").is_empty());
+    assert_eq!(
+        h.git(&["rev-parse", "refs/heads/t-unmerged"]),
+        tip,
+        "branches are never discarded"
+    );
+}
