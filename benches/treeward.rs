@@ -212,6 +212,16 @@ fn bench_sweep(tmp: &Path) {
     let repo = repository(tmp, 2_000);
     let root = tmp.join("root");
     std::fs::create_dir(&root).unwrap();
+    // Like /tmp: agents of any uid create entries; sticky, so none can
+    // touch another's.
+    use std::os::unix::fs::PermissionsExt;
+    for (dir, mode) in [
+        (tmp.parent().unwrap(), 0o755),
+        (tmp, 0o755),
+        (root.as_path(), 0o1777),
+    ] {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
     common::chown_r(&repo, uid);
     let cfg = tmp.join("sweep.toml");
     std::fs::write(
