@@ -597,3 +597,28 @@ fn under_discard_work_at_risk_goes_without_refs() {
         "branches are never discarded"
     );
 }
+
+#[test]
+fn as_root_a_configuration_others_can_change_is_78() {
+    let Some(h) = host(r#"["*"]"#, "preserve") else {
+        return;
+    };
+    h.f.worktree("entry", "t-entry");
+    std::os::unix::fs::chown(&h.cfg, Some(OWNER), Some(OWNER)).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_treeward-sweep"))
+        .arg("--config")
+        .arg(&h.cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("owned by uid 4242"));
+    std::os::unix::fs::chown(&h.cfg, Some(0), Some(0)).unwrap();
+    std::fs::set_permissions(&h.cfg, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_treeward-sweep"))
+        .arg("--config")
+        .arg(&h.cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    assert_eq!(h.live(), vec!["entry"], "nothing touched");
+}

@@ -257,8 +257,9 @@ fn read_file(path: &Path, origin: Origin) -> Result<Option<String>, ConfigError>
         key: None,
         message,
     };
-    let bytes = match std::fs::read(path) {
-        Ok(bytes) => bytes,
+    let bytes = match read_trusted(path) {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(why)) => return Err(error(None, why)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             return match origin {
                 Origin::Flag => Err(error(
@@ -287,6 +288,48 @@ fn read_file(path: &Path, origin: Origin) -> Result<Option<String>, ConfigError>
             .count();
         error(Some(line), "not valid UTF-8".into())
     })
+}
+
+/// Reads the file through one descriptor, checking first (on that
+/// descriptor, so it cannot be swapped between check and read) that
+/// [`trusted`] allows it. The inner `Err` is why it is not trusted.
+fn read_trusted(path: &Path) -> io::Result<Result<Vec<u8>, String>> {
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+    let mut file = std::fs::File::open(path)?;
+    let meta = file.metadata()?;
+    if let Err(why) = trusted(
+        nix::unistd::Uid::effective().as_raw(),
+        meta.uid(),
+        meta.mode(),
+    ) {
+        return Ok(Err(why));
+    }
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    Ok(Ok(bytes))
+}
+
+/// Root acts on what the configuration names (deletes under its roots), so
+/// a process running as root trusts only a file that no one but root can
+/// change: owned by root, not writable by group or others (as sshd's
+/// StrictModes). Other users read any configuration they can read.
+fn trusted(euid: u32, file_uid: u32, mode: u32) -> Result<(), String> {
+    if euid != 0 {
+        return Ok(());
+    }
+    if file_uid != 0 {
+        return Err(format!(
+            "owned by uid {file_uid}: running as root, treeward trusts only a configuration only root can change (chown root)"
+        ));
+    }
+    if mode & 0o022 != 0 {
+        return Err(format!(
+            "writable by group or others (mode {:o}): running as root, treeward trusts only a configuration only root can change (chmod go-w)",
+            mode & 0o7777
+        ));
+    }
+    Ok(())
 }
 
 /// A TOML syntax error (including duplicate keys) as a [`ConfigError`].
@@ -973,5 +1016,22 @@ mod tests {
         );
         assert_eq!(found("srv/agents/b/x"), None, "relative");
         assert_eq!(found("/srv/agents/c/x"), None);
+    }
+
+    #[test]
+    fn root_trusts_only_files_only_root_can_change() {
+        assert!(trusted(0, 0, 0o100644).is_ok());
+        assert!(trusted(0, 0, 0o100600).is_ok());
+        assert!(trusted(0, 1000, 0o100644)
+            .unwrap_err()
+            .contains("owned by uid 1000"));
+        assert!(trusted(0, 0, 0o100664)
+            .unwrap_err()
+            .contains("writable by group or others"));
+        assert!(trusted(0, 0, 0o100646).is_err());
+        assert!(
+            trusted(1000, 1000, 0o100666).is_ok(),
+            "other users read what they can"
+        );
     }
 }
