@@ -121,9 +121,7 @@ impl Trash {
     /// in the trash that is not a private batch directory is reported in the
     /// second list and left alone.
     pub fn batches(&self) -> Result<(Vec<Batch>, Vec<String>), String> {
-        let mut names = crate::remove::list_names(self.fd.as_fd())
-            .map_err(|e| format!("cannot list the trash: {e}"))?;
-        names.sort();
+        let names = sorted_names(&self.fd, "the trash")?;
         let (mut batches, mut problems) = (Vec::new(), Vec::new());
         for name in names {
             match private_dir(&self.fd, &name, self.uid, self.gid, false) {
@@ -148,11 +146,16 @@ impl Trash {
 impl Batch {
     /// The names of the entries waiting in this batch, sorted.
     pub fn entries(&self) -> Result<Vec<OsString>, String> {
-        let mut names = crate::remove::list_names(self.fd.as_fd())
-            .map_err(|e| format!("cannot list a trash batch: {e}"))?;
-        names.sort();
-        Ok(names)
+        sorted_names(&self.fd, "a trash batch")
     }
+}
+
+/// The names in a trash directory, sorted (batch names sort by time).
+fn sorted_names(fd: &OwnedFd, what: &str) -> Result<Vec<OsString>, String> {
+    let mut names =
+        crate::remove::list_names(fd.as_fd()).map_err(|e| format!("cannot list {what}: {e}"))?;
+    names.sort();
+    Ok(names)
 }
 
 /// Moves entry `name` of the root into the batch, under the same name. Never

@@ -7,7 +7,31 @@ use std::process::{Command, Output};
 /// Runs git in `dir` with a fixed identity and no user/system config, and
 /// returns stdout; panics with git's stderr on failure.
 pub fn git(dir: &Path, args: &[&str]) -> String {
-    let out = git_output(dir, args);
+    stdout_of(git_command(dir, args), args, dir)
+}
+
+pub fn git_output(dir: &Path, args: &[&str]) -> Output {
+    git_command(dir, args).output().expect("git runs")
+}
+
+/// `git args` in `dir`, with a fixed identity and no user or system config.
+fn git_command(dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new("git");
+    cmd.args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_AUTHOR_NAME", "Test")
+        .env("GIT_AUTHOR_EMAIL", "test@example.com")
+        .env("GIT_COMMITTER_NAME", "Test")
+        .env("GIT_COMMITTER_EMAIL", "test@example.com");
+    cmd
+}
+
+/// Runs a git command and returns its trimmed stdout; panics with its
+/// stderr when it fails.
+fn stdout_of(mut cmd: Command, args: &[&str], dir: &Path) -> String {
+    let out = cmd.output().expect("git runs");
     assert!(
         out.status.success(),
         "git {args:?} in {} failed: {}",
@@ -15,20 +39,6 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).trim_end().to_owned()
-}
-
-pub fn git_output(dir: &Path, args: &[&str]) -> Output {
-    Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_AUTHOR_NAME", "Test")
-        .env("GIT_AUTHOR_EMAIL", "test@example.com")
-        .env("GIT_COMMITTER_NAME", "Test")
-        .env("GIT_COMMITTER_EMAIL", "test@example.com")
-        .output()
-        .expect("git runs")
 }
 
 pub fn write(path: &Path, text: &str) {
@@ -192,27 +202,9 @@ pub fn is_root() -> bool {
 /// would; returns stdout, panics with stderr on failure.
 pub fn git_as(uid: u32, dir: &Path, args: &[&str]) -> String {
     use std::os::unix::process::CommandExt;
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .uid(uid)
-        .gid(uid)
-        .env("HOME", "/nonexistent")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_AUTHOR_NAME", "Test")
-        .env("GIT_AUTHOR_EMAIL", "test@example.com")
-        .env("GIT_COMMITTER_NAME", "Test")
-        .env("GIT_COMMITTER_EMAIL", "test@example.com")
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?} as {uid} in {} failed: {}",
-        dir.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim_end().to_owned()
+    let mut cmd = git_command(dir, args);
+    cmd.uid(uid).gid(uid).env("HOME", "/nonexistent");
+    stdout_of(cmd, args, dir)
 }
 
 /// `chown -R uid:uid path`.
