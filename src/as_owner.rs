@@ -1135,7 +1135,22 @@ mod tests {
                 path: odd.clone(),
                 reason: Some("treeward sweep".into()),
             },
-            Request::UnlockWorktree { path: odd },
+            Request::UnlockWorktree { path: odd.clone() },
+            Request::Restore {
+                repository: "/srv/repo/.git".into(),
+                prefix: "refs/treeward/preserved/r/20260101T000000Z".into(),
+                path: odd.clone(),
+                branch: None,
+                dry_run: false,
+            },
+            Request::InstallHook {
+                repository: odd.clone(),
+                dry_run: true,
+            },
+            Request::UninstallHook {
+                repository: odd,
+                dry_run: false,
+            },
         ];
         let envelope = Envelope {
             uid: 4242,

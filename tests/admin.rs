@@ -390,6 +390,12 @@ fn preserve_and_remove(f: &Fixture, wt: &Path) -> String {
     rest.strip_suffix("/work").unwrap().to_owned()
 }
 
+/// `treeward restore <name>/<stamp> --repo <repo> --path <wt> <flag>`.
+fn restore_set(h: &Host, set: &str, wt: &Path, flag: &str) -> Run {
+    let (repo, path) = (h.f.repo.to_str().unwrap(), wt.to_str().unwrap());
+    h.treeward(&["restore", set, "--repo", repo, "--path", path, flag])
+}
+
 #[test]
 fn restore_by_ref_into_an_existing_path_moves_it_aside() {
     let h = host("");
@@ -400,15 +406,7 @@ fn restore_by_ref_into_an_existing_path_moves_it_aside() {
     // Something else took the path meanwhile.
     write(&wt.join("precious.txt"), "not treeward's\n");
 
-    let run = h.treeward(&[
-        "restore",
-        &set,
-        "--repo",
-        h.f.repo.to_str().unwrap(),
-        "--path",
-        wt.to_str().unwrap(),
-        "--json",
-    ]);
+    let run = restore_set(&h, &set, &wt, "--json");
     assert_eq!(run.code, 0, "{}", run.stderr);
     let doc = run.json();
     let aside = PathBuf::from(doc["aside"].as_str().unwrap());
@@ -446,15 +444,7 @@ fn restore_dry_run_changes_nothing() {
     let h = host("");
     let wt = dirty(&h.f, "d2");
     let set = preserve_and_remove(&h.f, &wt);
-    let run = h.treeward(&[
-        "restore",
-        &set,
-        "--repo",
-        h.f.repo.to_str().unwrap(),
-        "--path",
-        wt.to_str().unwrap(),
-        "--dry-run",
-    ]);
+    let run = restore_set(&h, &set, &wt, "--dry-run");
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(run.stdout.contains("would restore"), "{}", run.stdout);
     assert!(!wt.exists());

@@ -60,23 +60,9 @@ enum Command {
         target: String,
     },
     /// Install the post-checkout shim, chaining an existing hook.
-    InstallHook {
-        #[command(flatten)]
-        common: Common,
-        #[arg(long)]
-        dry_run: bool,
-        #[arg(required = true, value_name = "REPO")]
-        repos: Vec<PathBuf>,
-    },
+    InstallHook(HookArgs),
     /// Remove the shim and put back the hook it chained.
-    UninstallHook {
-        #[command(flatten)]
-        common: Common,
-        #[arg(long)]
-        dry_run: bool,
-        #[arg(required = true, value_name = "REPO")]
-        repos: Vec<PathBuf>,
-    },
+    UninstallHook(HookArgs),
     /// Check the set-up; exit 1 listing each problem.
     Doctor {
         #[command(flatten)]
@@ -86,6 +72,17 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         unit_dir: Vec<PathBuf>,
     },
+}
+
+#[derive(Debug, clap::Args)]
+struct HookArgs {
+    #[command(flatten)]
+    common: Common,
+    #[arg(long)]
+    dry_run: bool,
+    /// Repositories (a worktree top, a linked worktree or a git dir).
+    #[arg(required = true, value_name = "REPO")]
+    repos: Vec<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -148,16 +145,8 @@ fn run(args: Args) -> Result<u8, Error> {
             print(common.json, &o, || restore::render_human(&o))?;
             Ok(EXIT_OK)
         }
-        Command::InstallHook {
-            common,
-            dry_run,
-            repos,
-        } => hook(&common, &repos, false, &worker, dry_run),
-        Command::UninstallHook {
-            common,
-            dry_run,
-            repos,
-        } => hook(&common, &repos, true, &worker, dry_run),
+        Command::InstallHook(a) => hook(&a, false, &worker),
+        Command::UninstallHook(a) => hook(&a, true, &worker),
         Command::Doctor { common, unit_dir } => {
             let config = Config::load(common.config.as_deref())?;
             let dirs = if unit_dir.is_empty() {
@@ -176,16 +165,12 @@ fn run(args: Args) -> Result<u8, Error> {
     }
 }
 
-fn hook(
-    common: &Common,
-    repos: &[PathBuf],
-    remove: bool,
-    worker: &Worker,
-    dry_run: bool,
-) -> Result<u8, Error> {
-    Config::load(common.config.as_deref())?;
-    let outcomes = hooks::install_all(repos, remove, worker, dry_run)?;
-    print(common.json, &outcomes, || hooks::render_human(&outcomes))?;
+fn hook(args: &HookArgs, remove: bool, worker: &Worker) -> Result<u8, Error> {
+    Config::load(args.common.config.as_deref())?;
+    let outcomes = hooks::install_all(&args.repos, remove, worker, args.dry_run)?;
+    print(args.common.json, &outcomes, || {
+        hooks::render_human(&outcomes)
+    })?;
     Ok(EXIT_OK)
 }
 
