@@ -19,7 +19,7 @@
 use super::hooks;
 use crate::as_owner::{Identity, Owner};
 use crate::config::Config;
-use crate::ledger::{Ledger, State};
+use crate::ledger::{Document, Ledger, LedgerError, State};
 use nix::unistd::{access, AccessFlags};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -72,8 +72,11 @@ pub fn doctor(config: &Config, unit_dirs: &[PathBuf]) -> Diagnosis {
         true,
         "valid".to_owned(),
     )];
-    findings.extend(ledger_findings(config));
-    findings.extend(repository_findings(config));
+    let read = Ledger::new(&config.ledger).read();
+    findings.extend(ledger_findings(config, &read));
+    if let Ok(doc) = &read {
+        findings.extend(repository_findings(doc));
+    }
     findings.extend(unit_findings(config, unit_dirs));
     findings.extend(root_findings(config));
     Diagnosis {
@@ -95,13 +98,12 @@ pub fn may_write(mode: u32, file_uid: u32, file_gid: u32, uid: u32, groups: &[u3
         }
 }
 
-fn ledger_findings(config: &Config) -> Vec<Finding> {
+fn ledger_findings(config: &Config, read: &Result<Document, LedgerError>) -> Vec<Finding> {
     let path = &config.ledger;
     let subject = path.display().to_string();
     let mut out = Vec::new();
     let meta = std::fs::symlink_metadata(path).ok();
-    let read = Ledger::new(path).read();
-    let mut detail = match (&meta, &read) {
+    let mut detail = match (&meta, read) {
         (_, Err(e)) => {
             out.push(Finding::new("ledger", subject, false, e.to_string()));
             return out;
@@ -177,10 +179,7 @@ fn cannot_write(
     }
 }
 
-fn repository_findings(config: &Config) -> Vec<Finding> {
-    let Ok(doc) = Ledger::new(&config.ledger).read() else {
-        return Vec::new(); // already a ledger problem
-    };
+fn repository_findings(doc: &Document) -> Vec<Finding> {
     // Repository → whether any of its records is not finished.
     let mut repos: BTreeMap<PathBuf, bool> = BTreeMap::new();
     for r in &doc.records {
@@ -194,8 +193,12 @@ fn repository_findings(config: &Config) -> Vec<Finding> {
         .into_iter()
         .map(|(repo, live)| {
             let subject = repo.display().to_string();
-            let (ok, detail) = match hooks::state(&repo) {
-                _ if !repo.is_dir() => (false, "gone".to_owned()),
+            let state = if repo.is_dir() {
+                hooks::state(&repo)
+            } else {
+                Err("gone".to_owned())
+            };
+            let (ok, detail) = match state {
                 Ok(s) if s.installed() => {
                     (true, format!("hook installed in {}", s.hooks_dir.display()))
                 }

@@ -458,6 +458,11 @@ fn write_blob(repo: &Repository, top: &Path, rel: &Path, id: Oid, mode: i32) -> 
         .map_err(|e| format!("{}: {}", path.display(), e.message()))?;
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent).map_err(failed)?;
+        // A directory of the new worktree, not one a symlink leads out to.
+        let inside = parent.canonicalize().map_err(failed)?;
+        if !inside.starts_with(top.canonicalize().map_err(failed)?) {
+            return Err(format!("{}: leads outside the worktree", path.display()));
+        }
     }
     if mode == 0o120000 {
         return std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(blob.content()), &path)
