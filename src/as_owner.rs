@@ -35,6 +35,8 @@
 //! passes ([`AsOwnerError::TimedOut`]); a response that cannot be produced
 //! is a [`Response::Failed`] for that request alone.
 
+use crate::admin::hooks::{self, HookOutcome};
+use crate::admin::rebuild::{self, Restored};
 use crate::config::Policy;
 use crate::error::EXIT_ERROR;
 use crate::reclaim::{self, Reclaimed};
@@ -100,6 +102,29 @@ pub enum Request {
         policy: Policy,
         dry_run: bool,
     },
+    /// [`rebuild::rebuild`]: a preserved set (`prefix`) back into a new
+    /// worktree at `path`.
+    Restore {
+        #[serde(with = "wire_path")]
+        repository: PathBuf,
+        prefix: String,
+        #[serde(with = "wire_path")]
+        path: PathBuf,
+        branch: Option<String>,
+        dry_run: bool,
+    },
+    /// [`hooks::install`] into the repository whose common dir is given.
+    InstallHook {
+        #[serde(with = "wire_path")]
+        repository: PathBuf,
+        dry_run: bool,
+    },
+    /// [`hooks::uninstall`] from the repository whose common dir is given.
+    UninstallHook {
+        #[serde(with = "wire_path")]
+        repository: PathBuf,
+        dry_run: bool,
+    },
 }
 
 /// The answer to one [`Request`], in the same position of the batch.
@@ -129,6 +154,13 @@ pub enum Response {
     Relocated,
     Reclaimed {
         reclaimed: Reclaimed,
+    },
+    Restored {
+        restored: Restored,
+    },
+    /// What install-hook or uninstall-hook did.
+    Hook {
+        outcome: HookOutcome,
     },
     /// This request failed; the others in the batch are unaffected.
     Failed {
@@ -698,6 +730,31 @@ pub fn serve_request(request: &Request) -> Response {
         } => Response::Reclaimed {
             reclaimed: reclaim::reclaim(path, *policy, *dry_run),
         },
+        Request::Restore {
+            repository,
+            prefix,
+            path,
+            branch,
+            dry_run,
+        } => match rebuild::rebuild(repository, prefix, path, branch.as_deref(), *dry_run) {
+            Ok(restored) => Response::Restored { restored },
+            Err(message) => Response::Failed { message },
+        },
+        Request::InstallHook {
+            repository,
+            dry_run,
+        } => hook_response(hooks::install(repository, *dry_run)),
+        Request::UninstallHook {
+            repository,
+            dry_run,
+        } => hook_response(hooks::uninstall(repository, *dry_run)),
+    }
+}
+
+fn hook_response(result: Result<HookOutcome, String>) -> Response {
+    match result {
+        Ok(outcome) => Response::Hook { outcome },
+        Err(message) => Response::Failed { message },
     }
 }
 
@@ -1078,7 +1135,22 @@ mod tests {
                 path: odd.clone(),
                 reason: Some("treeward sweep".into()),
             },
-            Request::UnlockWorktree { path: odd },
+            Request::UnlockWorktree { path: odd.clone() },
+            Request::Restore {
+                repository: "/srv/repo/.git".into(),
+                prefix: "refs/treeward/preserved/r/20260101T000000Z".into(),
+                path: odd.clone(),
+                branch: None,
+                dry_run: false,
+            },
+            Request::InstallHook {
+                repository: odd.clone(),
+                dry_run: true,
+            },
+            Request::UninstallHook {
+                repository: odd,
+                dry_run: false,
+            },
         ];
         let envelope = Envelope {
             uid: 4242,

@@ -4,6 +4,7 @@
 //! The binaries in `src/bin/` are thin entries over this crate, so that an
 //! orchestrator written in Rust can call the same code in-process.
 
+pub mod admin;
 pub mod as_owner;
 pub mod check;
 pub mod cli;

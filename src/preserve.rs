@@ -847,7 +847,7 @@ fn is_default_branch(branch: &str, default: &str) -> bool {
 /// Whether any worktree of the repository has `branch` checked out, or is
 /// rebasing or bisecting it (as `git branch -d` checks). An unreadable
 /// admin file is an error: not knowing must not delete.
-fn checked_out_anywhere(common: &Path, branch: &str) -> Result<bool, PreserveError> {
+pub fn checked_out_anywhere(common: &Path, branch: &str) -> Result<bool, PreserveError> {
     let mut admin_dirs = vec![common.to_path_buf()];
     let worktrees = common.join("worktrees");
     match fs::read_dir(&worktrees) {

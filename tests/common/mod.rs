@@ -230,3 +230,18 @@ pub fn root_owned(dir: &Path) -> Vec<String> {
         .map(str::to_owned)
         .collect()
 }
+
+/// What a worktree's files hold, for comparing two checkouts: each file and
+/// symlink below `dir` (relative, `.git` left out) with its mode and its
+/// content (the target for a link). Directories are left out: git records
+/// none, so an emptied one does not come back.
+pub fn contents(dir: &Path) -> std::collections::BTreeMap<PathBuf, (u32, Vec<u8>)> {
+    snapshot(dir)
+        .into_iter()
+        .filter_map(|(path, (mode, _, _, _, _, content))| {
+            let rel = path.strip_prefix(dir).ok()?.to_path_buf();
+            let is_dir = mode & 0o170000 == 0o040000;
+            (!is_dir && !rel.starts_with(".git")).then_some((rel, (mode, content)))
+        })
+        .collect()
+}

@@ -1,0 +1,239 @@
+//! `treeward list`: the ledger's records joined with what is on disk, plus
+//! the entries under the configured roots that no record names. Reads only,
+//! and cheaply: no repository is opened (locked is the admin dir's `locked`
+//! file, in use is one `/proc` scan, `flock` probes and the recorded owner).
+//!
+//! The JSON document (`--json`) is a contract, documented in the README.
+
+use crate::config::Config;
+use crate::in_use::{flock_held, pid_alive, ProcessTable};
+use crate::ledger::{self, Document, Record, State};
+use crate::risk::{self, Kind, Location};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+/// One row: a record, an unrecorded entry, or both facts joined.
+#[derive(Debug, Clone, Serialize)]
+pub struct Listed {
+    pub path: PathBuf,
+    /// The root the path is an entry of, if any.
+    pub root: Option<PathBuf>,
+    /// Whether the ledger has a record for it.
+    pub recorded: bool,
+    pub id: Option<String>,
+    pub state: Option<State>,
+    pub repository: Option<PathBuf>,
+    pub branch: Option<String>,
+    /// What is at the path now.
+    pub kind: Kind,
+    pub exists: bool,
+    pub locked: bool,
+    pub lock_reason: Option<String>,
+    pub in_use: bool,
+    /// Pids using it (cwd, root, open file, or the recorded live owner).
+    pub in_use_by: Vec<u32>,
+    pub created_at: Option<String>,
+    pub last_transition: Option<String>,
+    /// Seconds since the record was created, or for an unrecorded entry
+    /// since its directory last changed; null when unknown.
+    pub age_seconds: Option<u64>,
+    pub preserved_refs: Vec<String>,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+}
+
+/// The whole `treeward list --json` document.
+#[derive(Debug, Clone, Serialize)]
+pub struct Listing {
+    pub ledger: PathBuf,
+    /// Why the ledger could not be read; the listing then holds only what
+    /// is on disk.
+    pub ledger_error: Option<String>,
+    pub worktrees: Vec<Listed>,
+}
+
+/// Lists every record of `doc` and every unrecorded entry of the roots.
+pub fn list(config: &Config, doc: &Document, ledger_error: Option<String>) -> Listing {
+    let processes = ProcessTable::scan();
+    let now = SystemTime::now();
+    let mut worktrees: Vec<Listed> = doc
+        .records
+        .iter()
+        .map(|r| {
+            let mut row = on_disk(config, &r.path, &processes, now);
+            join_record(&mut row, r, now);
+            row
+        })
+        .collect();
+    for root in &config.roots {
+        let entries = crate::roots::entries(root).unwrap_or_else(|e| {
+            log::warn!("cannot list root {}: {e}", root.path.display());
+            Vec::new()
+        });
+        for path in entries {
+            if doc.find_by_path(&path).is_none() {
+                worktrees.push(on_disk(config, &path, &processes, now));
+            }
+        }
+    }
+    worktrees.sort_by(|a, b| a.path.cmp(&b.path));
+    Listing {
+        ledger: config.ledger.clone(),
+        ledger_error,
+        worktrees,
+    }
+}
+
+/// What is at `path` now, as an unrecorded row.
+fn on_disk(config: &Config, path: &Path, processes: &ProcessTable, now: SystemTime) -> Listed {
+    let location = risk::locate(path);
+    let meta = std::fs::symlink_metadata(path).ok();
+    let is_dir = meta.as_ref().is_some_and(|m| m.is_dir());
+    let (lock_reason, locked) = match &location {
+        Location::Linked { gitdir, .. } => match std::fs::read_to_string(gitdir.join("locked")) {
+            Ok(reason) => (
+                Some(reason.trim_end().to_owned()).filter(|r| !r.is_empty()),
+                true,
+            ),
+            Err(_) => (None, false),
+        },
+        _ => (None, false),
+    };
+    let mut in_use_by: Vec<u32> = if is_dir {
+        processes.users_of(path).iter().map(|u| u.pid).collect()
+    } else {
+        Vec::new()
+    };
+    in_use_by.dedup();
+    let flocked = is_dir && flock_held(path).unwrap_or(false);
+    Listed {
+        path: path.to_path_buf(),
+        root: config.entry_of(path).map(|(r, _)| r.path.clone()),
+        recorded: false,
+        id: None,
+        state: None,
+        repository: match &location {
+            Location::Linked { common, .. } | Location::Main { common } => Some(common.clone()),
+            _ => None,
+        },
+        branch: None,
+        kind: kind_of(&location),
+        exists: meta.is_some(),
+        locked,
+        lock_reason,
+        in_use: !in_use_by.is_empty() || flocked,
+        in_use_by,
+        created_at: None,
+        last_transition: None,
+        age_seconds: meta
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| seconds_between(t, now)),
+        preserved_refs: Vec::new(),
+        attempts: 0,
+        last_error: None,
+    }
+}
+
+/// Adds the record's facts to the row of its path.
+fn join_record(row: &mut Listed, r: &Record, now: SystemTime) {
+    row.recorded = true;
+    row.id = Some(r.id.clone());
+    row.state = Some(r.state);
+    row.repository = Some(r.repository.clone());
+    row.branch = r.branch.clone();
+    row.created_at = Some(r.created_at.clone());
+    row.last_transition = Some(r.last_transition.clone());
+    row.age_seconds = ledger::parse_timestamp(&r.created_at).and_then(|t| seconds_between(t, now));
+    row.preserved_refs = r.preserved_refs.clone();
+    row.attempts = r.attempts;
+    row.last_error = r.last_error.clone();
+    if let Some(pid) = r.owner_pid.filter(|p| pid_alive(*p)) {
+        row.in_use = true;
+        row.in_use_by.push(pid);
+    }
+}
+
+fn seconds_between(then: SystemTime, now: SystemTime) -> Option<u64> {
+    now.duration_since(then).ok().map(|d| d.as_secs())
+}
+
+/// Pure: the kind of thing a location is, in the checker's vocabulary.
+pub fn kind_of(location: &Location) -> Kind {
+    match location {
+        Location::Missing => Kind::Missing,
+        Location::Symlink => Kind::Symlink,
+        Location::NotADirectory | Location::Plain { .. } => Kind::NotAWorktree,
+        Location::Main { .. } => Kind::MainWorktree,
+        Location::Linked { .. } => Kind::LinkedWorktree,
+        Location::Broken { .. } => Kind::Broken,
+    }
+}
+
+/// The table a person reads: one line per worktree.
+pub fn render_human(listing: &Listing) -> String {
+    let mut out = String::new();
+    if let Some(e) = &listing.ledger_error {
+        out.push_str(&format!("warning: ledger not read: {e}\n"));
+    }
+    for w in &listing.worktrees {
+        let state = match w.state {
+            Some(s) => format!("{s:?}").to_lowercase(),
+            None => "unrecorded".to_owned(),
+        };
+        let mut flags = Vec::new();
+        if !w.exists {
+            flags.push("gone".to_owned());
+        }
+        if w.locked {
+            flags.push("locked".to_owned());
+        }
+        if w.in_use {
+            flags.push("in use".to_owned());
+        }
+        if !w.preserved_refs.is_empty() {
+            flags.push(format!("{} preserved ref(s)", w.preserved_refs.len()));
+        }
+        let age = w
+            .age_seconds
+            .map(|s| humantime::format_duration(std::time::Duration::from_secs(s)).to_string())
+            .unwrap_or_else(|| "?".to_owned());
+        out.push_str(&format!(
+            "{state:<12} {}  {}  age {age}{}{}\n",
+            w.path.display(),
+            w.id.as_deref().unwrap_or("-"),
+            if flags.is_empty() { "" } else { "  " },
+            flags.join(", ")
+        ));
+    }
+    out.push_str(&format!("{} worktree(s)\n", listing.worktrees.len()));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_follow_the_checker() {
+        assert_eq!(kind_of(&Location::Missing), Kind::Missing);
+        assert_eq!(
+            kind_of(&Location::Plain { empty: true }),
+            Kind::NotAWorktree
+        );
+        assert_eq!(kind_of(&Location::Broken { why: "x".into() }), Kind::Broken);
+    }
+
+    #[test]
+    fn an_age_in_the_future_is_unknown() {
+        let now = SystemTime::now();
+        assert_eq!(
+            seconds_between(now + std::time::Duration::from_secs(5), now),
+            None
+        );
+        assert_eq!(
+            seconds_between(now - std::time::Duration::from_secs(5), now),
+            Some(5)
+        );
+    }
+}

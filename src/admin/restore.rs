@@ -1,0 +1,318 @@
+//! `treeward restore ID|REF [--path P] [--repo R]`: which preserved set to
+//! restore, where, in which repository; then the restore itself as the
+//! repository's owner ([`super::rebuild`]) and the ledger update.
+//!
+//! Contract:
+//! - `ID`: a ledger record; its newest preserved set (by stamp) is restored.
+//! - `REF`: a full ref under `refs/treeward/preserved/` (any ref of the set)
+//!   or its `<name>/<stamp>` part. Any other `refs/…` is refused. The
+//!   repository is the record's that lists the set, else `--repo`.
+//! - The path is `--path`, else the record's path.
+//! - Afterwards the record (a new one if none listed the set) is `active` at
+//!   the new path, its preserved refs kept: treeward never deletes them; an
+//!   admin does, by hand, once satisfied (`git update-ref -d`). A record of
+//!   what was moved aside follows it to the aside path.
+//! - Bad input (unknown id, not a treeward ref, refs that do not exist, a
+//!   repository that is gone, a live worktree at the path) is an error and
+//!   nothing changes.
+
+use super::rebuild::Restored;
+use super::{call_as_owner, common_dir};
+use crate::as_owner::{Request, Response, Worker};
+use crate::config::Config;
+use crate::error::Error;
+use crate::ledger::{Document, Ledger, Record, State};
+use crate::preserve::NAMESPACE;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// What `restore` asked for, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// `refs/treeward/preserved/<name>/<stamp>`.
+    pub prefix: String,
+    /// The common git dir.
+    pub repository: PathBuf,
+    pub path: PathBuf,
+    /// The record that lists the set, if any.
+    pub record: Option<String>,
+    /// The record's branch (used when only per-worktree refs were kept).
+    pub branch: Option<String>,
+}
+
+/// The result: what the owner's side did and the ledger record now.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    #[serde(flatten)]
+    pub restored: Restored,
+    pub prefix: String,
+    pub repository: PathBuf,
+    /// The record now `active` at the path (null under dry run when none
+    /// existed).
+    pub id: Option<String>,
+}
+
+/// Pure: the set prefix a ref or `<name>/<stamp>` names; an error for
+/// anything outside the namespace.
+pub fn set_prefix(target: &str) -> Result<String, String> {
+    let rest = if target.starts_with("refs/") {
+        target
+            .strip_prefix(NAMESPACE)
+            .and_then(|r| r.strip_prefix('/'))
+            .ok_or_else(|| {
+                format!("{target} is not a treeward ref: only refs under {NAMESPACE}/ are restored")
+            })?
+    } else {
+        target
+    };
+    let mut parts = rest.split('/');
+    match (parts.next(), parts.next()) {
+        (Some(name), Some(stamp)) if valid_component(name) && valid_component(stamp) => {
+            Ok(format!("{NAMESPACE}/{name}/{stamp}"))
+        }
+        _ => Err(format!(
+            "{target}: not a preserved set: give {NAMESPACE}/<name>/<stamp>[/…] or <name>/<stamp>"
+        )),
+    }
+}
+
+fn valid_component(c: &str) -> bool {
+    !c.is_empty() && c != "." && c != ".." && !c.contains(['\\', '\0'])
+}
+
+/// Pure: the newest set among a record's preserved refs (stamps sort by
+/// time; `-N` suffixes after their stamp).
+pub fn newest_set(refs: &[String]) -> Option<String> {
+    refs.iter()
+        .filter_map(|r| set_prefix(r).ok())
+        .max_by(|a, b| stamp_key(a).cmp(&stamp_key(b)))
+}
+
+fn stamp_key(prefix: &str) -> (String, u64) {
+    let stamp = prefix.rsplit('/').next().unwrap_or_default();
+    match stamp.split_once('-') {
+        Some((s, n)) => (s.to_owned(), n.parse().unwrap_or(0)),
+        None => (stamp.to_owned(), 0),
+    }
+}
+
+/// Resolves `target` (an id or a ref) against the ledger and options.
+pub fn plan(
+    doc: &Document,
+    target: &str,
+    path: Option<&Path>,
+    repo: Option<&Path>,
+) -> Result<Plan, Error> {
+    let (prefix, record) = match doc.find_by_id(target) {
+        Some(r) if !target.starts_with("refs/") => {
+            let prefix = newest_set(&r.preserved_refs).ok_or_else(|| {
+                Error::Usage(format!(
+                    "record {target} ({}) has no preserved refs: nothing to restore",
+                    r.path.display()
+                ))
+            })?;
+            (prefix, Some(r))
+        }
+        _ => {
+            let prefix = set_prefix(target).map_err(|why| {
+                Error::Usage(if target.starts_with("refs/") {
+                    why
+                } else {
+                    format!("no ledger record with id {target}, and {why}")
+                })
+            })?;
+            let under = format!("{prefix}/");
+            let record = doc
+                .records
+                .iter()
+                .find(|r| r.preserved_refs.iter().any(|p| p.starts_with(&under)));
+            (prefix, record)
+        }
+    };
+    let repository = match (repo, record) {
+        (Some(r), _) => common_dir(r)?,
+        (None, Some(r)) => common_dir(&r.repository)?,
+        (None, None) => {
+            return Err(Error::Usage(format!(
+                "no ledger record lists {prefix}: name its repository with --repo"
+            )))
+        }
+    };
+    let path = match (path, record) {
+        (Some(p), _) => {
+            std::path::absolute(p).map_err(|e| Error::Usage(format!("{}: {e}", p.display())))?
+        }
+        (None, Some(r)) => r.path.clone(),
+        (None, None) => {
+            return Err(Error::Usage(format!(
+                "no ledger record lists {prefix}: say where to restore it with --path"
+            )))
+        }
+    };
+    Ok(Plan {
+        prefix,
+        repository,
+        path,
+        record: record.map(|r| r.id.clone()),
+        branch: record.and_then(|r| r.branch.clone()),
+    })
+}
+
+/// Restores as the plan says, as the repository's owner, then records it.
+pub fn restore(
+    config: &Config,
+    target: &str,
+    path: Option<&Path>,
+    repo: Option<&Path>,
+    worker: &Worker,
+    dry_run: bool,
+) -> Result<Outcome, Error> {
+    let ledger = Ledger::new(&config.ledger);
+    let plan = plan(&ledger.read()?, target, path, repo)?;
+    let request = Request::Restore {
+        repository: plan.repository.clone(),
+        prefix: plan.prefix.clone(),
+        path: plan.path.clone(),
+        branch: plan.branch.clone(),
+        dry_run,
+    };
+    let restored = match call_as_owner(worker, &plan.repository, &request)? {
+        Response::Restored { restored } => restored,
+        other => return Err(Error::Failed(format!("unexpected reply {other:?}"))),
+    };
+    let id = if dry_run {
+        plan.record.clone()
+    } else {
+        let owner = crate::as_owner::owner_of(&plan.repository)
+            .map(|o| o.uid)
+            .unwrap_or(0);
+        let id = ledger
+            .update(|doc| record_restore(doc, &plan, &restored, owner))
+            .map_err(|e| {
+                Error::Failed(format!(
+                    "restored {} at {}, but the ledger was not updated: {e}",
+                    plan.prefix,
+                    restored.path.display()
+                ))
+            })?;
+        Some(id)
+    };
+    Ok(Outcome {
+        restored,
+        prefix: plan.prefix,
+        repository: plan.repository,
+        id,
+    })
+}
+
+/// Pure: the ledger after a restore. The record listing the set (or a new
+/// one) is `active` at the new path with its preserved refs kept; a record
+/// of what was moved aside follows it. Returns the restored record's id.
+pub fn record_restore(doc: &mut Document, plan: &Plan, restored: &Restored, uid: u32) -> String {
+    if let Some(aside) = &restored.aside {
+        for r in doc.records.iter_mut() {
+            if r.path == restored.path && Some(&r.id) != plan.record.as_ref() {
+                r.path = aside.clone();
+            }
+        }
+    }
+    let index = plan
+        .record
+        .as_ref()
+        .and_then(|id| doc.records.iter().position(|r| &r.id == id));
+    let record = match index {
+        Some(i) => &mut doc.records[i],
+        None => {
+            let mut r = Record::new(&restored.path, &plan.repository, uid);
+            r.preserved_refs = restored.preserved_refs.clone();
+            doc.records.push(r);
+            let last = doc.records.len() - 1;
+            &mut doc.records[last]
+        }
+    };
+    record.path = restored.path.clone();
+    record.repository = plan.repository.clone();
+    record.worktree_name = restored.worktree_name.clone();
+    record.branch = restored.branch.clone();
+    record.base_commit = restored.head.clone();
+    record.attempts = 0;
+    record.last_error = None;
+    record.owner_pid = None;
+    record.transition(State::Active);
+    record.id.clone()
+}
+
+/// The lines a person reads.
+pub fn render_human(o: &Outcome) -> String {
+    let r = &o.restored;
+    let verb = if r.dry_run {
+        "would restore"
+    } else {
+        "restored"
+    };
+    let at = match (&r.branch, &r.head) {
+        (Some(b), _) => format!("on branch {b}"),
+        (None, Some(h)) => format!("detached at {}", &h[..h.len().min(12)]),
+        (None, None) => "unborn".to_owned(),
+    };
+    let mut out = format!("{verb} {} to {} ({at})\n", o.prefix, r.path.display());
+    if let Some(aside) = &r.aside {
+        out.push_str(&format!(
+            "{} {} aside to {}\n",
+            r.path.display(),
+            if r.dry_run { "would be moved" } else { "moved" },
+            aside.display()
+        ));
+    }
+    if let Some(id) = &o.id {
+        out.push_str(&format!("ledger record {id}: active\n"));
+    }
+    out.push_str(&format!(
+        "the preserved refs are kept; delete them by hand once satisfied:\n  git --git-dir={} for-each-ref --format='delete %(refname)' {}/ | git --git-dir={} update-ref --stdin\n",
+        o.repository.display(),
+        o.prefix,
+        o.repository.display()
+    ));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes() {
+        let p = "refs/treeward/preserved/review-1/20261120T231500Z";
+        assert_eq!(set_prefix(&format!("{p}/work")).unwrap(), p);
+        assert_eq!(set_prefix(&format!("{p}/worktree/x")).unwrap(), p);
+        assert_eq!(set_prefix(p).unwrap(), p);
+        assert_eq!(set_prefix("review-1/20261120T231500Z").unwrap(), p);
+        for bad in [
+            "refs/heads/main",
+            "refs/treeward/preservedX/a/b",
+            "refs/treeward/preserved/a",
+            "review-1",
+            "../x",
+            "a/..",
+        ] {
+            assert!(set_prefix(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn newest_set_by_stamp_then_suffix() {
+        let refs: Vec<String> = [
+            "refs/treeward/preserved/a/20260101T000000Z/work",
+            "refs/treeward/preserved/a/20260102T000000Z-2/work",
+            "refs/treeward/preserved/a/20260102T000000Z-10/head",
+            "refs/treeward/preserved/a/20260102T000000Z/work",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        assert_eq!(
+            newest_set(&refs).unwrap(),
+            "refs/treeward/preserved/a/20260102T000000Z-10"
+        );
+        assert_eq!(newest_set(&[]), None);
+    }
+}

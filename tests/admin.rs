@@ -1,0 +1,767 @@
+//! The `treeward` admin command against real repositories: list, release,
+//! restore (a full round trip through the real `treeward-sweep`), the hook's
+//! install and uninstall, and doctor. Parts that act for uid 4242 run only
+//! as root (CI does) and print why they skip otherwise.
+
+mod common;
+
+use common::{chown_r, contents, git, git_as, root_owned, write, ChildGuard, Fixture};
+use serde_json::Value;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use treeward::ledger::{Ledger, Record, State};
+
+const OWNER: u32 = 4242;
+
+/// A fixture repository, a root `<tmp>/wt` owning every name, a config
+/// naming both, and the ledger beside it.
+struct Host {
+    f: Fixture,
+    root: PathBuf,
+    cfg: PathBuf,
+    ledger: PathBuf,
+}
+
+fn host(root_keys: &str) -> Host {
+    let f = Fixture::new();
+    std::fs::set_permissions(f.tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let root = f.tmp.path().join("wt");
+    std::fs::create_dir(&root).unwrap();
+    let cfg = common::config_file(f.tmp.path(), &root, root_keys);
+    let ledger = f.tmp.path().join("ledger.json");
+    Host {
+        f,
+        root,
+        cfg,
+        ledger,
+    }
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {} / {}", self.stdout, self.stderr))
+    }
+}
+
+impl Host {
+    /// `treeward <args> --config <cfg>`.
+    fn treeward(&self, args: &[&str]) -> Run {
+        let out = Command::new(env!("CARGO_BIN_EXE_treeward"))
+            .args(args)
+            .arg("--config")
+            .arg(&self.cfg)
+            .output()
+            .unwrap();
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    fn sweep(&self) -> Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_treeward-sweep"))
+            .arg("--json")
+            .arg("--config")
+            .arg(&self.cfg)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn records(&self) -> Vec<Record> {
+        Ledger::new(&self.ledger).read().unwrap().records
+    }
+
+    /// Adds an `active` record for `path` directly to the ledger.
+    fn record(&self, path: &Path) -> String {
+        let repo = self.f.repo.join(".git");
+        Ledger::new(&self.ledger)
+            .update(|doc| {
+                let r = Record::new(path, &repo, 0);
+                let id = r.id.clone();
+                doc.records.push(r);
+                id
+            })
+            .unwrap()
+    }
+
+    fn ledger_bytes(&self) -> Vec<u8> {
+        std::fs::read(&self.ledger).unwrap_or_default()
+    }
+}
+
+fn row<'a>(doc: &'a Value, path: &Path) -> &'a Value {
+    doc["worktrees"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["path"] == path.to_str().unwrap())
+        .unwrap_or_else(|| panic!("{} not listed: {doc}", path.display()))
+}
+
+// ---------------------------------------------------------------- list
+
+#[test]
+fn list_joins_records_with_disk_and_shows_unrecorded_entries() {
+    let h = host("");
+    let recorded = h.f.worktree("recorded", "t-rec");
+    let gone = h.root.join("gone");
+    let id = h.record(&recorded);
+    let gone_id = h.record(&gone);
+    let locked = h.f.worktree("locked", "t-locked");
+    git(
+        &h.f.repo,
+        &[
+            "worktree",
+            "lock",
+            "--reason",
+            "agent 7",
+            locked.to_str().unwrap(),
+        ],
+    );
+    let busy = h.f.worktree("busy", "t-busy");
+    let _sleeper = ChildGuard(
+        Command::new("sleep")
+            .arg("60")
+            .current_dir(&busy)
+            .spawn()
+            .unwrap(),
+    );
+    std::fs::create_dir(h.root.join("plain")).unwrap();
+
+    let run = h.treeward(&["list", "--json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let doc = run.json();
+    assert_eq!(doc["worktrees"].as_array().unwrap().len(), 5, "{doc}");
+
+    let r = row(&doc, &recorded);
+    assert_eq!(r["id"], id.as_str());
+    assert_eq!(
+        (r["recorded"].clone(), r["state"].clone()),
+        (true.into(), "active".into())
+    );
+    assert_eq!(
+        (r["exists"].clone(), r["kind"].clone()),
+        (true.into(), "linked_worktree".into())
+    );
+    assert_eq!(
+        (r["locked"].clone(), r["in_use"].clone()),
+        (false.into(), false.into())
+    );
+    assert!(r["age_seconds"].as_u64().unwrap() < 60);
+
+    let g = row(&doc, &gone);
+    assert_eq!(g["id"], gone_id.as_str());
+    assert_eq!(
+        (g["exists"].clone(), g["kind"].clone()),
+        (false.into(), "missing".into())
+    );
+
+    let l = row(&doc, &locked);
+    assert_eq!(
+        (l["recorded"].clone(), l["id"].clone()),
+        (false.into(), Value::Null)
+    );
+    assert_eq!(
+        (l["locked"].clone(), l["lock_reason"].clone()),
+        (true.into(), "agent 7".into())
+    );
+    assert_eq!(l["root"], h.root.to_str().unwrap());
+
+    let b = row(&doc, &busy);
+    assert_eq!(b["in_use"], true);
+    assert!(!b["in_use_by"].as_array().unwrap().is_empty());
+
+    assert_eq!(row(&doc, &h.root.join("plain"))["kind"], "not_a_worktree");
+
+    let human = h.treeward(&["list"]);
+    assert_eq!(human.code, 0);
+    assert!(human.stdout.contains("unrecorded"), "{}", human.stdout);
+    assert!(human.stdout.contains("locked, in use") || human.stdout.contains("in use"));
+}
+
+#[test]
+fn list_with_a_corrupt_ledger_still_lists_the_disk_and_exits_2() {
+    let h = host("");
+    h.f.worktree("a", "t-a");
+    std::fs::write(&h.ledger, "{ not json").unwrap();
+    let run = h.treeward(&["list", "--json"]);
+    assert_eq!(run.code, 2);
+    let doc = run.json();
+    assert!(doc["ledger_error"].as_str().unwrap().contains("corrupt"));
+    assert_eq!(doc["worktrees"].as_array().unwrap().len(), 1);
+    assert_eq!(std::fs::read_to_string(&h.ledger).unwrap(), "{ not json");
+}
+
+// ---------------------------------------------------------------- release
+
+#[test]
+fn release_by_id_and_by_path() {
+    let h = host("");
+    let a = h.f.worktree("a", "t-a");
+    let id = h.record(&a);
+    let run = h.treeward(&["release", &id, "--json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let doc = run.json();
+    assert_eq!(
+        (doc["previous"].clone(), doc["state"].clone()),
+        ("active".into(), "released".into())
+    );
+    assert_eq!(h.records()[0].state, State::Released);
+
+    // Again: nothing changes, still success.
+    let before = h.ledger_bytes();
+    let again = h.treeward(&["release", &id, "--json"]);
+    assert_eq!(
+        (again.code, again.json()["changed"].clone()),
+        (0, false.into())
+    );
+    assert_eq!(h.ledger_bytes(), before);
+
+    // An unrecorded worktree by its path: a released record from the disk.
+    let b = h.f.worktree("b", "t-b");
+    let run = h.treeward(&["release", b.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let records = h.records();
+    let rec = records
+        .iter()
+        .find(|r| r.path == b)
+        .expect("a record for b");
+    assert_eq!(rec.state, State::Released);
+    assert_eq!(rec.branch.as_deref(), Some("t-b"));
+    assert_eq!(rec.worktree_name.as_deref(), Some("b"));
+    assert_eq!(rec.repository, h.f.repo.join(".git"));
+    assert_eq!(
+        rec.base_commit.as_deref(),
+        Some(git(&b, &["rev-parse", "HEAD"]).as_str())
+    );
+
+    // A recorded path works like its id.
+    let c = h.f.worktree("c", "t-c");
+    h.record(&c);
+    assert_eq!(h.treeward(&["release", c.to_str().unwrap()]).code, 0);
+    assert!(h
+        .records()
+        .iter()
+        .any(|r| r.path == c && r.state == State::Released));
+}
+
+#[test]
+fn release_dry_run_changes_nothing() {
+    let h = host("");
+    let a = h.f.worktree("a", "t-a");
+    let id = h.record(&a);
+    let before = h.ledger_bytes();
+    let run = h.treeward(&["release", &id, "--dry-run", "--json"]);
+    assert_eq!(run.code, 0);
+    assert_eq!(run.json()["changed"], true);
+    assert_eq!(h.ledger_bytes(), before);
+}
+
+#[test]
+fn bad_release_input_is_exit_2_and_leaves_the_ledger_byte_identical() {
+    let h = host("");
+    let a = h.f.worktree("a", "t-a");
+    h.record(&a);
+    std::fs::create_dir(h.root.join("plain")).unwrap();
+    let outside = h.f.tmp.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    let before = h.ledger_bytes();
+    for (arg, says) in [
+        ("no-such-id", "not an entry of any configured root"),
+        (
+            outside.to_str().unwrap(),
+            "not an entry of any configured root",
+        ),
+        (h.root.join("missing").to_str().unwrap(), "no such file"),
+        (
+            h.root.join("plain").to_str().unwrap(),
+            "not a linked worktree",
+        ),
+    ] {
+        let run = h.treeward(&["release", arg]);
+        assert_eq!(run.code, 2, "{arg}: {}", run.stderr);
+        assert!(run.stderr.contains(says), "{arg}: {}", run.stderr);
+        assert_eq!(h.ledger_bytes(), before, "{arg}");
+    }
+}
+
+// ---------------------------------------------------------------- restore
+
+/// A worktree holding every kind of uncommitted work.
+fn dirty(f: &Fixture, name: &str) -> PathBuf {
+    let wt = f.worktree(name, &format!("task-{name}"));
+    write(&wt.join("staged.txt"), "staged\n");
+    git(&wt, &["add", "staged.txt"]);
+    write(&wt.join("staged.txt"), "staged, then edited\n");
+    write(&wt.join("README"), "unstaged edit\n");
+    std::fs::remove_file(wt.join("src/lib.txt")).unwrap();
+    write(&wt.join("notes/deep/untracked.md"), "only copy\n");
+    write(&wt.join("run.sh"), "#!/bin/sh\n");
+    std::fs::set_permissions(wt.join("run.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::symlink("README", wt.join("link")).unwrap();
+    git(&wt, &["update-ref", "refs/worktree/checkpoint", "HEAD"]);
+    wt
+}
+
+fn status(uid: Option<u32>, wt: &Path) -> String {
+    let args = ["status", "--porcelain=v2", "--untracked-files=all"];
+    match uid {
+        Some(u) => git_as(u, wt, &args),
+        None => git(wt, &args),
+    }
+}
+
+#[test]
+fn restore_round_trip_through_the_sweep_as_the_owner() {
+    if !common::is_root() {
+        eprintln!("skipped: the restore round trip runs as root (CI does) to act for uid {OWNER}");
+        return;
+    }
+    let h = host("policy = \"preserve\"");
+    // Like /tmp: the owner creates its worktrees there.
+    std::fs::set_permissions(&h.root, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let wt = dirty(&h.f, "review-dirty");
+    let status_before = status(None, &wt);
+    let files_before = contents(&wt);
+    assert!(status_before.contains("untracked.md") && status_before.contains("AM"));
+    chown_r(&h.f.repo, OWNER);
+    chown_r(&h.f.origin, OWNER);
+    chown_r(&wt, OWNER);
+
+    let run = h.treeward(&["release", wt.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let id = h.records()[0].id.clone();
+    let swept = h.sweep();
+    assert_eq!(swept["preserved_count"], 1, "{swept}");
+    assert!(!wt.exists());
+    let preserved = h.records()[0].clone();
+    assert_eq!(preserved.state, State::Preserved);
+    assert!(!preserved.preserved_refs.is_empty());
+
+    let run = h.treeward(&["restore", &id, "--json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let doc = run.json();
+    assert_eq!(doc["path"], wt.to_str().unwrap());
+    assert_eq!(doc["id"], id.as_str());
+
+    assert_eq!(status(Some(OWNER), &wt), status_before);
+    assert_eq!(contents(&wt), files_before);
+    assert_eq!(
+        git_as(OWNER, &wt, &["rev-parse", "refs/worktree/checkpoint"]),
+        git_as(OWNER, &wt, &["rev-parse", "HEAD"])
+    );
+    // Written as the owner: nothing root-owned in the worktree or repository.
+    assert!(root_owned(&wt).is_empty(), "{:?}", root_owned(&wt));
+    assert!(
+        root_owned(&h.f.repo).is_empty(),
+        "{:?}",
+        root_owned(&h.f.repo)
+    );
+
+    let rec = &h.records()[0];
+    assert_eq!((rec.state, &rec.path), (State::Active, &wt));
+    assert_eq!(rec.preserved_refs, preserved.preserved_refs, "refs kept");
+    for r in &rec.preserved_refs {
+        git_as(OWNER, &h.f.repo, &["rev-parse", "--verify", r]);
+    }
+}
+
+/// Preserves `wt` with the library and removes it with git, as the sweep
+/// would; returns the set's `<name>/<stamp>`.
+fn preserve_and_remove(f: &Fixture, wt: &Path) -> String {
+    let p = treeward::preserve::preserve(wt).unwrap();
+    git(
+        &f.repo,
+        &["worktree", "remove", "--force", wt.to_str().unwrap()],
+    );
+    let work = p.refs.iter().find(|r| r.ends_with("/work")).unwrap();
+    let rest = work.strip_prefix("refs/treeward/preserved/").unwrap();
+    rest.strip_suffix("/work").unwrap().to_owned()
+}
+
+/// `treeward restore <name>/<stamp> --repo <repo> --path <wt> <flag>`.
+fn restore_set(h: &Host, set: &str, wt: &Path, flag: &str) -> Run {
+    let (repo, path) = (h.f.repo.to_str().unwrap(), wt.to_str().unwrap());
+    h.treeward(&["restore", set, "--repo", repo, "--path", path, flag])
+}
+
+#[test]
+fn restore_by_ref_into_an_existing_path_moves_it_aside() {
+    let h = host("");
+    let wt = dirty(&h.f, "d1");
+    let status_before = status(None, &wt);
+    let files_before = contents(&wt);
+    let set = preserve_and_remove(&h.f, &wt);
+    // Something else took the path meanwhile.
+    write(&wt.join("precious.txt"), "not treeward's\n");
+
+    let run = restore_set(&h, &set, &wt, "--json");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let doc = run.json();
+    let aside = PathBuf::from(doc["aside"].as_str().unwrap());
+    assert!(
+        aside
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("d1.treeward-aside-"),
+        "{}",
+        aside.display()
+    );
+    assert_eq!(
+        std::fs::read_to_string(aside.join("precious.txt")).unwrap(),
+        "not treeward's\n"
+    );
+    assert_eq!(status(None, &wt), status_before);
+    assert_eq!(contents(&wt), files_before);
+    // Its branch still points at HEAD and is free: the worktree is on it.
+    assert_eq!(doc["branch"], "task-d1");
+    assert_eq!(git(&wt, &["symbolic-ref", "HEAD"]), "refs/heads/task-d1");
+    // No record listed the set: a new active one does.
+    let records = h.records();
+    assert_eq!(records.len(), 1);
+    assert_eq!((records[0].state, &records[0].path), (State::Active, &wt));
+    assert!(records[0]
+        .preserved_refs
+        .iter()
+        .any(|r| r.ends_with("/work")));
+}
+
+#[test]
+fn restore_dry_run_changes_nothing() {
+    let h = host("");
+    let wt = dirty(&h.f, "d2");
+    let set = preserve_and_remove(&h.f, &wt);
+    let run = restore_set(&h, &set, &wt, "--dry-run");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("would restore"), "{}", run.stdout);
+    assert!(!wt.exists());
+    assert!(!h.ledger.exists());
+}
+
+#[test]
+fn bad_restore_input_is_exit_2_and_changes_nothing() {
+    let h = host("");
+    let wt = dirty(&h.f, "d3");
+    let set = preserve_and_remove(&h.f, &wt);
+    let live = h.f.worktree("live", "t-live");
+    let id = h.record(&live); // a record without preserved refs
+    let repo = h.f.repo.to_str().unwrap().to_owned();
+    let target = h.f.tmp.path().join("target");
+    let t = target.to_str().unwrap().to_owned();
+    let refs_before = git(&h.f.repo, &["for-each-ref"]);
+    let ledger_before = h.ledger_bytes();
+    let live_before = contents(&live);
+    let gone = h.f.tmp.path().join("gone-repo");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["refs/heads/main", "--repo", &repo, "--path", &t],
+            "not a treeward ref",
+        ),
+        (vec!["no-such-id"], "no ledger record with id no-such-id"),
+        (vec![&id], "has no preserved refs"),
+        (
+            vec!["d3/19990101T000000Z", "--repo", &repo, "--path", &t],
+            "no such preserved refs",
+        ),
+        (vec![&set, "--path", &t], "--repo"),
+        (
+            vec![&set, "--repo", gone.to_str().unwrap(), "--path", &t],
+            "not a git repository",
+        ),
+        (
+            vec![&set, "--repo", &repo, "--path", live.to_str().unwrap()],
+            "is a linked worktree",
+        ),
+    ];
+    for (args, says) in cases {
+        let mut all = vec!["restore"];
+        all.extend(&args);
+        let run = h.treeward(&all);
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+        assert!(run.stderr.contains(says), "{args:?}: {}", run.stderr);
+        assert!(!target.exists(), "{args:?}");
+        assert_eq!(h.ledger_bytes(), ledger_before, "{args:?}");
+        assert_eq!(git(&h.f.repo, &["for-each-ref"]), refs_before, "{args:?}");
+        assert_eq!(contents(&live), live_before, "{args:?}");
+    }
+}
+
+// ---------------------------------------------------------------- hooks
+
+/// Every file of a hooks directory: name → (mode, bytes or link target).
+fn hooks_of(dir: &Path) -> std::collections::BTreeMap<PathBuf, (u32, Vec<u8>)> {
+    contents(dir)
+}
+
+#[test]
+fn install_and_uninstall_without_a_previous_hook() {
+    let h = host("");
+    let hooks = h.f.repo.join(".git/hooks");
+    let before = hooks_of(&hooks);
+    let repo = h.f.repo.to_str().unwrap();
+
+    let run = h.treeward(&["install-hook", repo, "--json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.json()[0]["action"], "write_shim");
+    let shim = std::fs::read(hooks.join("post-checkout")).unwrap();
+    assert_eq!(shim, treeward::admin::hooks::SHIM);
+    let mode = std::fs::metadata(hooks.join("post-checkout"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o755);
+
+    let installed = hooks_of(&hooks);
+    let again = h.treeward(&["install-hook", repo, "--json"]);
+    assert_eq!(again.json()[0]["action"], "nothing");
+    assert_eq!(
+        hooks_of(&hooks),
+        installed,
+        "a second install changes nothing"
+    );
+
+    let run = h.treeward(&["uninstall-hook", repo]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(hooks_of(&hooks), before);
+    let again = h.treeward(&["uninstall-hook", repo, "--json"]);
+    assert_eq!(again.json()[0]["action"], "nothing");
+    assert_eq!(hooks_of(&hooks), before);
+}
+
+#[test]
+fn an_existing_hook_is_chained_keeps_running_and_comes_back_byte_and_mode_identical() {
+    let h = host("");
+    let hooks = h.f.repo.join(".git/hooks");
+    let marker = h.f.tmp.path().join("chained-ran");
+    let own = format!("#!/bin/sh\necho \"$@\" >> '{}'\nexit 0\n", marker.display());
+    write(&hooks.join("post-checkout"), &own);
+    std::fs::set_permissions(
+        hooks.join("post-checkout"),
+        std::fs::Permissions::from_mode(0o750),
+    )
+    .unwrap();
+    let before = hooks_of(&hooks);
+    let repo = h.f.repo.to_str().unwrap();
+
+    let run = h.treeward(&["install-hook", repo, "--json"]);
+    assert_eq!(
+        run.json()[0]["action"],
+        "chain_then_write_shim",
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        std::fs::read_to_string(hooks.join("post-checkout.treeward-chained")).unwrap(),
+        own
+    );
+    let installed = hooks_of(&hooks);
+    assert_eq!(h.treeward(&["install-hook", repo]).code, 0);
+    assert_eq!(hooks_of(&hooks), installed, "idempotent");
+
+    // git runs the shim, which runs the chained hook with git's arguments.
+    h.f.worktree("after-install", "t-after");
+    let ran = std::fs::read_to_string(&marker).unwrap();
+    assert!(ran.trim_end().ends_with(" 1"), "{ran}");
+
+    assert_eq!(h.treeward(&["uninstall-hook", repo]).code, 0);
+    assert_eq!(hooks_of(&hooks), before, "bytes and mode put back");
+    assert_eq!(h.treeward(&["uninstall-hook", repo]).code, 0);
+    assert_eq!(hooks_of(&hooks), before);
+}
+
+#[test]
+fn core_hooks_path_is_honoured() {
+    let h = host("");
+    git(&h.f.repo, &["config", "core.hooksPath", ".githooks"]);
+    let hooks = h.f.repo.join(".githooks");
+    write(&hooks.join("post-checkout"), "#!/bin/sh\nexit 0\n");
+    let before = hooks_of(&hooks);
+    let default_before = hooks_of(&h.f.repo.join(".git/hooks"));
+    // Through a linked worktree too: the repository is the same.
+    let wt = h.f.worktree("via", "t-via");
+    let run = h.treeward(&["install-hook", wt.to_str().unwrap(), "--json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        run.json()[0]["before"]["hooks_dir"],
+        hooks.to_str().unwrap()
+    );
+    assert!(treeward::admin::hooks::is_shim(
+        &std::fs::read(hooks.join("post-checkout")).unwrap()
+    ));
+    assert!(hooks.join("post-checkout.treeward-chained").is_file());
+    assert_eq!(hooks_of(&h.f.repo.join(".git/hooks")), default_before);
+    assert_eq!(
+        h.treeward(&["uninstall-hook", h.f.repo.to_str().unwrap()])
+            .code,
+        0
+    );
+    assert_eq!(hooks_of(&hooks), before);
+}
+
+#[test]
+fn install_hook_on_a_non_repository_changes_nothing_anywhere() {
+    let h = host("");
+    let hooks = h.f.repo.join(".git/hooks");
+    let before = hooks_of(&hooks);
+    let plain = h.f.tmp.path().join("plain");
+    std::fs::create_dir(&plain).unwrap();
+    let run = h.treeward(&[
+        "install-hook",
+        h.f.repo.to_str().unwrap(),
+        plain.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("not a git repository"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        hooks_of(&hooks),
+        before,
+        "the good repository was not touched either"
+    );
+    assert_eq!(std::fs::read_dir(&plain).unwrap().count(), 0);
+}
+
+#[test]
+fn install_hook_as_root_writes_as_the_repository_owner() {
+    if !common::is_root() {
+        eprintln!("skipped: runs as root (CI does) to install for uid {OWNER}");
+        return;
+    }
+    let h = host("");
+    chown_r(&h.f.repo, OWNER);
+    let run = h.treeward(&["install-hook", h.f.repo.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        root_owned(&h.f.repo).is_empty(),
+        "{:?}",
+        root_owned(&h.f.repo)
+    );
+    assert_eq!(
+        h.treeward(&["uninstall-hook", h.f.repo.to_str().unwrap()])
+            .code,
+        0
+    );
+    assert!(!h.f.repo.join(".git/hooks/post-checkout").exists());
+}
+
+// ---------------------------------------------------------------- doctor
+
+#[test]
+fn doctor_on_a_healthy_and_a_broken_setup() {
+    if !common::is_root() {
+        eprintln!("skipped: doctor's root checks want root-owned roots (CI runs as root)");
+        return;
+    }
+    let h = host("sweep = false\nreap = false");
+    let wt = h.f.worktree("a", "t-a");
+    h.record(&wt);
+    assert_eq!(
+        h.treeward(&["install-hook", h.f.repo.to_str().unwrap()])
+            .code,
+        0
+    );
+    let units = h.f.tmp.path().join("units");
+    std::fs::create_dir(&units).unwrap();
+    let unit_dir = units.to_str().unwrap();
+
+    let run = h.treeward(&["doctor", "--unit-dir", unit_dir, "--json"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(run.json()["problems"], 0);
+
+    // Break it: the hook gone, a record of a vanished repository, a root
+    // anyone may write into, a swept root without the sweep unit.
+    assert_eq!(
+        h.treeward(&["uninstall-hook", h.f.repo.to_str().unwrap()])
+            .code,
+        0
+    );
+    Ledger::new(&h.ledger)
+        .update(|doc| {
+            doc.records.push(Record::new(
+                &h.root.join("b"),
+                Path::new("/nonexistent/repo/.git"),
+                0,
+            ))
+        })
+        .unwrap();
+    std::fs::set_permissions(&h.root, std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::write(
+        &h.cfg,
+        std::fs::read_to_string(&h.cfg)
+            .unwrap()
+            .replace("sweep = false", "sweep = true"),
+    )
+    .unwrap();
+    let run = h.treeward(&["doctor", "--unit-dir", unit_dir, "--json"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let doc = run.json();
+    let problems: Vec<String> = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["ok"] == false)
+        .map(|f| format!("{} {}: {}", f["check"], f["subject"], f["detail"]))
+        .collect();
+    assert_eq!(doc["problems"], problems.len());
+    let has = |s: &str| problems.iter().any(|p| p.contains(s));
+    assert!(has("hook not installed"), "{problems:?}");
+    assert!(has("/nonexistent/repo/.git") && has("gone"), "{problems:?}");
+    assert!(has("without the sticky bit"), "{problems:?}");
+    assert!(has("treeward-sweep.service"), "{problems:?}");
+    assert_eq!(problems.len(), 4, "{problems:?}");
+    let human = h.treeward(&["doctor", "--unit-dir", unit_dir]);
+    assert_eq!(human.code, 1);
+    assert_eq!(
+        human.stdout.matches("PROBLEM").count(),
+        4,
+        "{}",
+        human.stdout
+    );
+
+    // A corrupt ledger is a problem, and doctor does not repair it.
+    std::fs::write(&h.ledger, "{").unwrap();
+    let run = h.treeward(&["doctor", "--unit-dir", unit_dir]);
+    assert_eq!(run.code, 1);
+    assert!(run.stdout.contains("corrupt"), "{}", run.stdout);
+    assert_eq!(std::fs::read_to_string(&h.ledger).unwrap(), "{");
+}
+
+#[test]
+fn bad_configuration_is_exit_78_for_every_subcommand() {
+    let h = host("");
+    std::fs::write(&h.cfg, "ledger = 3\n").unwrap();
+    for args in [
+        vec!["list"],
+        vec!["release", "x"],
+        vec!["restore", "x"],
+        vec!["install-hook", h.f.repo.to_str().unwrap()],
+        vec!["doctor"],
+    ] {
+        let run = h.treeward(&args);
+        assert_eq!(run.code, 78, "{args:?}: {}", run.stderr);
+    }
+    assert!(!h.f.repo.join(".git/hooks/post-checkout").exists());
+}
+
+#[test]
+fn bad_arguments_are_exit_2() {
+    let h = host("");
+    assert_eq!(h.treeward(&["install-hook"]).code, 2);
+    assert_eq!(h.treeward(&["frobnicate"]).code, 2);
+}
