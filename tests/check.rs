@@ -240,15 +240,10 @@ fn as_root_on_another_users_repository_reads_without_lying() {
         w["reasons"],
         serde_json::json!(["staged", "modified", "untracked", "unpushed", "unmerged"])
     );
-    let root_owned = Command::new("find")
-        .arg(f.tmp.path())
-        .args(["-uid", "0"])
-        .output()
-        .unwrap();
-    assert!(
-        root_owned.stdout.is_empty(),
-        "root-owned files appeared: {}",
-        String::from_utf8_lossy(&root_owned.stdout)
+    assert_eq!(
+        common::root_owned(&f.repo),
+        Vec::<String>::new(),
+        "root-owned files appeared in the repository"
     );
 }
 
