@@ -244,6 +244,18 @@ pub fn git_as(uid: u32, dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim_end().to_owned()
 }
 
+/// The names in a root, sorted, its trash (`.treeward-trash`) aside: what
+/// a sweep or reap left live.
+pub fn live_names(root: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != ".treeward-trash")
+        .collect();
+    names.sort();
+    names
+}
+
 /// `chown -R uid:uid path`.
 pub fn chown_r(path: &Path, uid: u32) {
     let ok = Command::new("chown")
