@@ -85,13 +85,7 @@ impl Host {
 
     /// The live entries of the root (the trash aside).
     fn live(&self) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(&self.root)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| n != ".treeward-trash")
-            .collect();
-        names.sort();
-        names
+        common::live_names(&self.root)
     }
 }
 

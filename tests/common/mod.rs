@@ -1,6 +1,8 @@
 //! Test fixtures built with the real `git` binary in temp dirs.
 #![allow(dead_code)] // each test crate uses a different part of the kit
 
+pub mod sandbox;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -58,7 +60,12 @@ pub struct Fixture {
 
 impl Fixture {
     pub fn new() -> Fixture {
-        let tmp = tempfile::tempdir().unwrap();
+        Fixture::new_in(&std::env::temp_dir())
+    }
+
+    /// The same fixture in a temp dir under `parent`.
+    pub fn new_in(parent: &Path) -> Fixture {
+        let tmp = tempfile::tempdir_in(parent).unwrap();
         let repo = tmp.path().join("repo");
         let origin = tmp.path().join("origin.git");
         std::fs::create_dir_all(&repo).unwrap();
@@ -198,6 +205,28 @@ pub fn is_root() -> bool {
     nix::unistd::Uid::effective().is_root()
 }
 
+/// Whether this run is CI's (`CI=true`), where a test must never pass by
+/// skipping.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// Whether a test can run here: `true` when `met`. Otherwise it prints
+/// `skipped: <why>` and returns `false` — except in CI, where it fails the
+/// test, so that CI cannot pass by skipping what it should have run.
+#[track_caller]
+pub fn prerequisite(met: bool, why: &str) -> bool {
+    if met {
+        return true;
+    }
+    assert!(
+        !in_ci(),
+        "CI=true, and {why}: .ci/run must provide it (tests do not skip in CI)"
+    );
+    eprintln!("skipped: {why}");
+    false
+}
+
 /// Runs git in `dir` as `uid` (gid = uid), the way the repository's owner
 /// would; returns stdout, panics with stderr on failure.
 pub fn git_as(uid: u32, dir: &Path, args: &[&str]) -> String {
@@ -205,6 +234,18 @@ pub fn git_as(uid: u32, dir: &Path, args: &[&str]) -> String {
     let mut cmd = git_command(dir, args);
     cmd.uid(uid).gid(uid).env("HOME", "/nonexistent");
     stdout_of(cmd, args, dir)
+}
+
+/// The names in a root, sorted, its trash (`.treeward-trash`) aside: what
+/// a sweep or reap left live.
+pub fn live_names(root: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != ".treeward-trash")
+        .collect();
+    names.sort();
+    names
 }
 
 /// `chown -R uid:uid path`.

@@ -1,0 +1,284 @@
+//! treeward under a real systemd (a `systemd-sandbox` container): the
+//! shipped units and drop-in, started the way a host starts them.
+//!
+//! Root-only (the sandbox needs it): skipped with a printed reason
+//! elsewhere, a failure in CI (`CI=true`), where `.ci/run` installs the
+//! sandbox's systemd-container.
+
+mod common;
+
+use common::sandbox::{self, Sandbox, Units};
+use common::{chown_r, git_as, write, Fixture};
+use serde_json::Value;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+const AGENT: u32 = 4242;
+const SWEEP: &str = env!("CARGO_BIN_EXE_treeward-sweep");
+
+/// A repository owned by the agent, and residue of a previous life under
+/// its root `<shared>/wt` (patterns `sess-*`): a clean worktree, a dirty
+/// one, an agent-owned plain directory (a crash between `mkdir` and
+/// `git worktree add`) and a root-owned directory; `other-1`, a worktree the
+/// patterns do not own, must survive.
+struct Residue {
+    f: Fixture,
+    root: PathBuf,
+}
+
+impl Residue {
+    fn plant() -> Residue {
+        // Out of /tmp, where a container's systemd may mount a tmpfs.
+        let f = Fixture::new_in(Path::new("/var/tmp"));
+        std::fs::set_permissions(f.tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let root = f.tmp.path().join("wt");
+        f.worktree("sess-clean", "task-clean");
+        let dirty = f.worktree("sess-dirty", "task-dirty");
+        write(&dirty.join("README"), "hello\nunsaved agent work\n");
+        write(&dirty.join("notes.txt"), "untracked agent notes\n");
+        f.worktree("other-1", "task-other");
+        write(&root.join("sess-plain/half-made"), "x\n");
+        chown_r(&f.repo, AGENT);
+        chown_r(&f.origin, AGENT);
+        chown_r(&root, AGENT);
+        let rooty = root.join("sess-root");
+        write(&rooty.join("cache/blob"), "root was here\n");
+        std::fs::set_permissions(
+            rooty.join("cache/blob"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        Residue { f, root }
+    }
+
+    fn shared(&self) -> &Path {
+        self.f.tmp.path()
+    }
+
+    /// Names in the root, the trash aside.
+    fn live(&self) -> Vec<String> {
+        common::live_names(&self.root)
+    }
+
+    fn preserved_refs(&self) -> Vec<String> {
+        git_as(
+            AGENT,
+            &self.f.repo,
+            &[
+                "for-each-ref",
+                "--format=%(refname)",
+                "refs/treeward/preserved/",
+            ],
+        )
+        .lines()
+        .map(str::to_owned)
+        .collect()
+    }
+
+    /// The configuration for this root.
+    fn config(&self, owner: &str) -> String {
+        format!(
+            "ledger = \"/var/lib/treeward/ledger.json\"\n\n[[root]]\npath = \"{}\"\n\
+             patterns = [\"sess-*\"]\npolicy = \"preserve\"\n{owner}",
+            self.root.display()
+        )
+    }
+
+    /// The agent's main process: it asserts, as the agent, that its root
+    /// holds no residue when it starts (no `sess-*` entry, nothing waiting
+    /// in the trash), that the dirty worktree's work is under
+    /// `refs/treeward/preserved/` (its modified README and untracked notes),
+    /// and that the entry the patterns do not own is still there. Exit 0 or
+    /// 1 with the reason on stderr (the journal).
+    fn agent_script(&self) -> PathBuf {
+        let path = self.shared().join("agent-main.sh");
+        let script = format!(
+            r#"#!/bin/sh
+root='{root}'
+repo='{repo}'
+fail() {{ echo "agent: $*" >&2; exit 1; }}
+for e in "$root"/sess-*; do
+    if [ -e "$e" ] || [ -L "$e" ]; then fail "residue at start: $e"; fi
+done
+if [ -d "$root/.treeward-trash" ] && [ -n "$(find "$root/.treeward-trash" -mindepth 2 -maxdepth 2)" ]; then
+    fail "residue waiting in the trash: $(ls -R "$root/.treeward-trash")"
+fi
+[ -f "$root/other-1/README" ] || fail "other-1, not a sess-* entry, is gone"
+work=$(git -C "$repo" for-each-ref --format='%(refname)' 'refs/treeward/preserved/' | grep '/sess-dirty/.*/work$') \
+    || fail "no preserved work for sess-dirty: $(git -C "$repo" for-each-ref refs/treeward/)"
+git -C "$repo" show "$work:README" | grep -q 'unsaved agent work' || fail "$work lacks the modified README"
+git -C "$repo" show "$work^3:notes.txt" | grep -q 'untracked agent notes' || fail "$work lacks the untracked notes"
+if git -C "$repo" worktree list --porcelain | grep -q '/sess-'; then fail "git still lists a sess- worktree"; fi
+echo "agent: clean start, preserved work at $work"
+"#,
+            root = self.root.display(),
+            repo = self.f.repo.display(),
+        );
+        std::fs::write(&path, script).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+}
+
+/// An agent service as an operator writes one: its own user, and its main
+/// process.
+fn agent_unit(script: &Path) -> String {
+    format!(
+        "[Unit]\nDescription=treeward e2e: an agent that checks its root when it starts\n\n\
+         [Service]\nType=oneshot\nUser=agent\nEnvironment=HOME=/nonexistent GIT_CONFIG_NOSYSTEM=1\n\
+         ExecStart={}\n",
+        script.display()
+    )
+}
+
+fn field<'a>(entry: &'a Value, name: &str) -> Option<&'a str> {
+    entry.get(name).and_then(Value::as_str)
+}
+
+/// SPEC "Service layout" (a): `systemctl start agent.service` with the
+/// shipped drop-in sweeps first, as root; the agent's main process then
+/// finds its root clear and its dirty work preserved, and the journal holds
+/// the sweep's structured fields. A twin service without the drop-in, started
+/// first on the same residue, fails its own check: the check can fail.
+#[test]
+fn the_drop_in_sweeps_before_the_agent_starts() {
+    if !sandbox::available() {
+        return;
+    }
+    let r = Residue::plant();
+    let script = r.agent_script();
+    let units = Units::new();
+    units
+        .add("agent.service", &agent_unit(&script))
+        .ship(
+            "units/examples/agent.service.d/treeward.conf",
+            "agent.service.d/treeward.conf",
+        )
+        .add("bare-agent.service", &agent_unit(&script))
+        .ship("units/treeward-sweep.service", "treeward-sweep.service");
+    let sb = Sandbox::boot(
+        &units,
+        &[("treeward-sweep", Path::new(SWEEP))],
+        &[r.shared()],
+    );
+    sb.adduser("agent", AGENT);
+    sb.write(
+        "/etc/treeward/config.toml",
+        &r.config("owner = \"agent\"\n"),
+        0o644,
+    );
+
+    // Without the drop-in the agent meets the residue.
+    let out = sb.systemctl(&["start", "bare-agent.service"]);
+    assert!(!out.status.success(), "{}", sandbox::text(&out));
+    assert_eq!(sb.outcome("bare-agent.service"), ("exit-code".into(), 1));
+    assert!(
+        sb.wait_entry("bare-agent.service", |e| field(e, "MESSAGE")
+            .is_some_and(|m| m.contains("residue at start")))
+            .is_some(),
+        "{}",
+        sb.journal(&["-u", "bare-agent.service"])
+    );
+    assert_eq!(
+        r.live(),
+        [
+            "other-1",
+            "sess-clean",
+            "sess-dirty",
+            "sess-plain",
+            "sess-root"
+        ]
+    );
+
+    let out = sb.systemctl(&["start", "agent.service"]);
+    let journal = || sb.journal(&["-u", "agent.service", "-o", "verbose"]);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        sandbox::text(&out),
+        journal()
+    );
+    assert_eq!(
+        sb.outcome("agent.service"),
+        ("success".into(), 0),
+        "{}",
+        journal()
+    );
+    let summary = sb
+        .wait_entry("agent.service", |e| e.get("TREEWARD_SWEPT").is_some())
+        .unwrap_or_else(|| panic!("no TREEWARD_SWEPT in the journal:\n{}", journal()));
+    for (name, want) in [
+        ("TREEWARD_SWEPT", "4"),
+        ("TREEWARD_PRESERVED", "1"),
+        ("TREEWARD_FAILED", "0"),
+        ("TREEWARD_BACKLOG", "4"),
+        ("TREEWARD_ROOT_OWNED_SKIPPED", "0"),
+        ("TREEWARD_PRUNE_SUCCEEDED", "true"),
+        ("SYSLOG_IDENTIFIER", "treeward-sweep"),
+    ] {
+        assert_eq!(field(&summary, name), Some(want), "{name} in {summary:#}");
+    }
+    assert!(
+        sb.wait_entry("agent.service", |e| field(e, "MESSAGE")
+            .is_some_and(|m| m.starts_with("agent: clean start")))
+            .is_some(),
+        "{}",
+        journal()
+    );
+    // And from outside: the root holds only what the patterns do not own.
+    assert_eq!(r.live(), ["other-1"]);
+    assert_eq!(r.preserved_refs().len(), 1, "{:?}", r.preserved_refs());
+}
+
+/// The shipped `treeward-sweep.service`, enabled, runs at boot before
+/// multi-user.target is reached: the residue is gone (the dirty work
+/// preserved) by the time the system is up, with nothing failed.
+#[test]
+fn the_boot_unit_sweeps_while_the_system_comes_up() {
+    if !sandbox::available() {
+        return;
+    }
+    let r = Residue::plant();
+    // At boot the sandbox knows no `agent` yet: a root owned by root, and no
+    // `owner` (the sweep acts as the repository's owner by its uid alone).
+    std::os::unix::fs::chown(&r.root, Some(0), Some(0)).unwrap();
+    let config = r.shared().join("treeward.toml");
+    std::fs::write(&config, r.config("")).unwrap();
+    let units = Units::new();
+    units
+        .ship("units/treeward-sweep.service", "treeward-sweep.service")
+        .add(
+            "treeward-sweep.service.d/e2e.conf",
+            &format!(
+                "[Service]\nEnvironment=TREEWARD_CONFIG={}\n",
+                config.display()
+            ),
+        )
+        .enable("treeward-sweep.service", "multi-user.target");
+    let sb = Sandbox::boot(
+        &units,
+        &[("treeward-sweep", Path::new(SWEEP))],
+        &[r.shared()],
+    );
+    let journal = || sb.journal(&["-u", "treeward-sweep.service", "-o", "verbose"]);
+    assert_eq!(
+        sb.outcome("treeward-sweep.service"),
+        ("success".into(), 0),
+        "{}",
+        journal()
+    );
+    assert_ne!(
+        sb.property("treeward-sweep.service", "ExecMainStartTimestampMonotonic"),
+        "0",
+        "it did not run at boot"
+    );
+    assert_eq!(r.live(), ["other-1"], "{}", journal());
+    assert_eq!(r.preserved_refs().len(), 1);
+    let summary = sb
+        .wait_entry("treeward-sweep.service", |e| {
+            e.get("TREEWARD_SWEPT").is_some()
+        })
+        .unwrap_or_else(|| panic!("no summary in the journal:\n{}", journal()));
+    assert_eq!(field(&summary, "TREEWARD_SWEPT"), Some("4"));
+    assert_eq!(field(&summary, "TREEWARD_FAILED"), Some("0"));
+}
