@@ -194,22 +194,31 @@ pub struct PassLock {
 }
 
 /// Takes the pass lock without waiting: `None` when another pass holds it.
-/// The lock file is created (mode 0644) if missing, never followed if it is
-/// a symlink, and must be a regular file.
+/// The lock file is created (mode 0644) if missing; one that exists is
+/// opened read-only (enough for `flock`, so a lock file another user
+/// created, such as root running a pass by hand, still works). It is never
+/// followed if it is a symlink, and must be a regular file.
 pub fn try_lock_pass(path: &Path) -> Result<Option<PassLock>, String> {
     let shown = path.display();
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create {} for the pass lock: {e}", dir.display()))?;
     }
-    let file = OpenOptions::new()
+    let flags = nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK;
+    let created = OpenOptions::new()
         .read(true)
         .write(true)
-        .create(true)
+        .create_new(true)
         .mode(0o644)
-        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| format!("cannot open the pass lock {shown}: {e}"))?;
+        .custom_flags(flags)
+        .open(path);
+    let file = match created {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            OpenOptions::new().read(true).custom_flags(flags).open(path)
+        }
+        other => other,
+    }
+    .map_err(|e| format!("cannot open the pass lock {shown}: {e}"))?;
     let is_file = file.metadata().map(|m| m.is_file()).unwrap_or(false);
     if !is_file {
         return Err(format!("the pass lock {shown} is not a regular file"));
@@ -253,9 +262,9 @@ pub fn reap(config: &Config, opts: &Options) -> Result<Report, Error> {
         log::info!(
             "{} processes could not be examined ({}); only their flocks are seen",
             processes.unreadable(),
-            processes
-                .problem()
-                .unwrap_or("other users' processes, for an unprivileged pass")
+            processes.problem().unwrap_or(
+                "their links could not be read: other users' processes, for an unprivileged pass"
+            )
         );
     }
     let mut pass = Pass {
@@ -388,8 +397,9 @@ impl<'a> Pass<'a> {
         self.tracked.push(Tracked { outcome, record });
     }
 
-    /// One root: triage and decide every entry and every record of it, then
-    /// act on the candidates, then drain the trash if it is this pass's.
+    /// One root: drain its trash if it is this pass's, then triage and
+    /// decide every entry and every record of it, then act on the
+    /// candidates.
     fn root(&mut self, root: &Root, open: &OpenRoot) {
         let names = match roots::entry_names(root, open) {
             Ok(n) => n,
@@ -401,6 +411,9 @@ impl<'a> Pass<'a> {
                 return;
             }
         };
+        // First, so that a record of a worktree waiting there is not taken
+        // for one whose worktree is gone.
+        let drained = self.drain(root, open);
         let doc = self.doc;
         let mut by_name: BTreeMap<OsString, Vec<&'a Record>> = BTreeMap::new();
         for r in &doc.records {
@@ -421,7 +434,9 @@ impl<'a> Pass<'a> {
         for (name, records) in &by_name {
             if !listed.contains(name) {
                 if let Some(record) = governing(records) {
-                    self.gone(record);
+                    if !drained.contains(&record.path) {
+                        self.gone(record);
+                    }
                 }
             }
         }
@@ -431,7 +446,6 @@ impl<'a> Pass<'a> {
             for chunk in chunks(candidates) {
                 self.act(open, root.policy, chunk);
             }
-            self.drain(root, open);
         }
     }
 
@@ -591,6 +605,11 @@ impl<'a> Pass<'a> {
             }
             Triage::Reconcile => {
                 let o = match prune_admin(record, self.euid) {
+                    Ok(Pruned::Moved(to)) => Outcome::new(record.path.clone(), Action::Deferred)
+                        .with_error(format!(
+                            "its worktree is at {} now (quarantined by treeward-sweep): left to the pass that drains it",
+                            to.display()
+                        )),
                     Ok(Pruned::Locked) => Outcome::new(record.path.clone(), Action::SkippedLocked)
                         .with_error("its worktree is gone but git keeps its locked entry (git worktree lock): left as git leaves it"),
                     Ok(Pruned::Done) => {
@@ -815,21 +834,28 @@ impl<'a> Pass<'a> {
     }
 
     /// Drains the root's trash when it is this pass's: the root's owner's
-    /// (or any, for root). Another user's trash is left to the sweep.
-    fn drain(&mut self, root: &Root, open: &OpenRoot) {
+    /// (or any, for root). Another user's trash is left to the sweep, and so
+    /// is every trash under `--dry-run`. Returns the original paths of the
+    /// entries it found there.
+    fn drain(&mut self, root: &Root, open: &OpenRoot) -> BTreeSet<PathBuf> {
+        if self.opts.dry_run {
+            return BTreeSet::new();
+        }
         if self.euid != 0 && open.uid != self.euid {
             log::debug!(
                 "the trash of {} belongs to uid {}: left to treeward-sweep",
                 root.path.display(),
                 open.uid
             );
-            return;
+            return BTreeSet::new();
         }
         let mut outcomes = Vec::new();
         drain_trash(root, open, &self.opts.worker, None, &mut outcomes);
+        let paths = outcomes.iter().map(|o| o.path.clone()).collect();
         for o in outcomes {
             self.push(o, None);
         }
+        paths
     }
 }
 
@@ -947,10 +973,13 @@ fn use_detail(path: &Path, processes: &ProcessTable, record: Option<&Record>) ->
 }
 
 /// What reconciling a gone worktree did in its repository.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Pruned {
     /// Its admin entry was removed, or there was none (or no repository).
     Done,
+    /// Its admin entry names a worktree that exists elsewhere (a sweep's
+    /// trash): not gone.
+    Moved(PathBuf),
     /// Its admin entry is locked: git keeps it, and so does treeward.
     Locked,
     /// The repository belongs to this uid, not to this pass: its admin entry
@@ -960,8 +989,10 @@ enum Pruned {
 }
 
 /// Removes the admin entry of a record whose worktree is gone, the way
-/// `git worktree prune` would for that one entry: only if it names the
-/// record's path, is invalid (its worktree is missing) and is not locked.
+/// `git worktree prune` would for that one entry: only if it is invalid
+/// (its worktree is missing) and not locked. The admin entry is the
+/// record's `worktree_name` (one that names a worktree elsewhere means the
+/// worktree moved), else the one that names the record's path.
 fn prune_admin(record: &Record, euid: u32) -> Result<Pruned, String> {
     let common = &record.repository;
     let owner = match crate::as_owner::owner_of(common) {
@@ -969,9 +1000,6 @@ fn prune_admin(record: &Record, euid: u32) -> Result<Pruned, String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Pruned::Done),
         Err(e) => return Err(e.to_string()),
     };
-    if owner.uid != euid {
-        return Ok(Pruned::NotOurs(owner.uid));
-    }
     let repo = git2::Repository::open_ext(
         common,
         git2::RepositoryOpenFlags::NO_SEARCH,
@@ -986,14 +1014,22 @@ fn prune_admin(record: &Record, euid: u32) -> Result<Pruned, String> {
         )
     })?;
     for name in names.iter().flatten().flatten() {
-        if record.worktree_name.as_deref().is_some_and(|n| n != name) {
+        let named = record.worktree_name.as_deref() == Some(name);
+        if record.worktree_name.is_some() && !named {
             continue;
         }
         let Ok(wt) = repo.find_worktree(name) else {
             continue;
         };
-        if wt.path() != record.path || wt.validate().is_ok() {
+        let valid = wt.validate().is_ok();
+        if named && valid && wt.path() != record.path {
+            return Ok(Pruned::Moved(wt.path().to_path_buf()));
+        }
+        if wt.path() != record.path || valid {
             continue;
+        }
+        if owner.uid != euid {
+            return Ok(Pruned::NotOurs(owner.uid));
         }
         if matches!(wt.is_locked(), Ok(git2::WorktreeLockStatus::Locked(_))) {
             return Ok(Pruned::Locked);
@@ -1005,21 +1041,14 @@ fn prune_admin(record: &Record, euid: u32) -> Result<Pruned, String> {
 }
 
 /// Moves the records of what this pass did to their new states: by id for
-/// the records it acted on, by path (never an `active` record) for what it
-/// drained from the trash. A ledger that cannot be written is logged, not
+/// the records it acted on, by path for what it drained from the trash. A ledger that cannot be written is logged, not
 /// fatal: the report stands, and the next pass converges.
 fn record(ledger: &Ledger, tracked: &[Tracked]) {
     let result = ledger.update(|doc| {
         for t in tracked {
             let index = match &t.record {
                 Some(id) => doc.records.iter().position(|r| &r.id == id),
-                None => doc
-                    .records
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, r)| r.path == t.outcome.path && r.state != State::Active)
-                    .max_by_key(|(i, r)| (rank(r), *i))
-                    .map(|(i, _)| i),
+                None => by_path(doc, &t.outcome.path),
             };
             if let Some(rec) = index.and_then(|i| doc.records.get_mut(i)) {
                 crate::drain::apply(rec, &t.outcome);
@@ -1028,5 +1057,131 @@ fn record(ledger: &Ledger, tracked: &[Tracked]) {
     });
     if let Err(e) = result {
         log::error!("the ledger was not updated: {e}");
+    }
+}
+
+/// The record a trash outcome for `path` moves: the one governing the path,
+/// unless the path holds a live entry again, whose `active` record is not
+/// the drained one's.
+fn by_path(doc: &Document, path: &Path) -> Option<usize> {
+    let reused = !is_gone(path);
+    doc.records
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.path == path && !(reused && r.state == State::Active))
+        .max_by_key(|(i, r)| (rank(r), *i))
+        .map(|(i, _)| i)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(id: &str, path: &str, state: State) -> Record {
+        let mut r = Record::new(Path::new(path), Path::new("/repo/.git"), 1000);
+        r.id = id.to_owned();
+        r.state = state;
+        r
+    }
+
+    #[test]
+    fn the_pass_lock_lives_next_to_the_ledger() {
+        assert_eq!(
+            pass_lock_path(Path::new("/var/lib/treeward/ledger.json")),
+            Path::new("/var/lib/treeward/ledger.json.reap.lock")
+        );
+    }
+
+    #[test]
+    fn a_second_pass_finds_the_lock_held_until_the_first_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = pass_lock_path(&dir.path().join("state/ledger.json"));
+        let first = try_lock_pass(&path).unwrap();
+        assert!(
+            first.is_some(),
+            "the first pass takes it (and its directory is made)"
+        );
+        // Another open file description, as another process would have.
+        assert!(try_lock_pass(&path).unwrap().is_none());
+        drop(first);
+        assert!(try_lock_pass(&path).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_pass_lock_that_is_a_symlink_is_refused_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("elsewhere");
+        std::fs::write(&target, "").unwrap();
+        let path = dir.path().join("ledger.json.reap.lock");
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        let err = try_lock_pass(&path).unwrap_err();
+        assert!(err.contains("pass lock"), "{err}");
+        let fifo = dir.path().join("fifo.reap.lock");
+        nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o644)).unwrap();
+        let err = try_lock_pass(&fifo).unwrap_err();
+        assert!(err.contains("not a regular file"), "{err}");
+    }
+
+    #[test]
+    fn the_governing_record_is_active_then_unfinished_then_the_latest() {
+        let a = rec("a", "/r/x", State::Removed);
+        let b = rec("b", "/r/x", State::Released);
+        let c = rec("c", "/r/x", State::Preserved);
+        let d = rec("d", "/r/x", State::Active);
+        let id = |rs: &[&Record]| governing(rs).map(|r| r.id.clone());
+        assert_eq!(id(&[&a, &c]), Some("c".into()), "the latest finished one");
+        assert_eq!(id(&[&a, &b, &c]), Some("b".into()));
+        assert_eq!(id(&[&d, &a, &b, &c]), Some("d".into()));
+        assert_eq!(id(&[]), None);
+    }
+
+    #[test]
+    fn trash_outcomes_move_the_record_of_their_path_not_a_new_active_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let gone = dir.path().join("gone");
+        let reused = dir.path().join("reused");
+        std::fs::create_dir(&reused).unwrap();
+        let mut doc = Document::empty();
+        let path = |p: &Path| p.to_str().unwrap().to_owned();
+        doc.records.push(rec("g", &path(&gone), State::Active));
+        doc.records
+            .push(rec("old", &path(&reused), State::Released));
+        doc.records.push(rec("new", &path(&reused), State::Active));
+        assert_eq!(
+            by_path(&doc, &gone),
+            Some(0),
+            "an active record whose worktree was swept"
+        );
+        assert_eq!(by_path(&doc, &reused), Some(1), "not the new worktree's");
+        assert_eq!(by_path(&doc, Path::new("/nowhere")), None);
+    }
+
+    #[test]
+    fn candidates_go_in_chunks() {
+        let sizes: Vec<usize> = chunks((0..40).collect()).iter().map(Vec::len).collect();
+        assert_eq!(
+            sizes,
+            vec![RECLAIM_CHUNK, RECLAIM_CHUNK, 40 - 2 * RECLAIM_CHUNK]
+        );
+        assert!(chunks(Vec::<u8>::new()).is_empty());
+    }
+
+    #[test]
+    fn a_busy_report_says_so_and_keeps_the_contract_fields() {
+        let r = Report::busy(PathBuf::from("/l/ledger.json.reap.lock"));
+        assert!(r
+            .summary()
+            .contains("another treeward-reap pass is running"));
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["busy"], true);
+        for key in [
+            "swept_count",
+            "failed_count",
+            "root_owned_skipped",
+            "entries",
+            "young_count",
+        ] {
+            assert!(v.get(key).is_some(), "{key}");
+        }
     }
 }

@@ -245,3 +245,14 @@ pub fn contents(dir: &Path) -> std::collections::BTreeMap<PathBuf, (u32, Vec<u8>
         })
         .collect()
 }
+
+/// Sets the mtime of `path` itself (a link is not followed) to `when`, as
+/// `touch -d` reads it ("2 hours ago").
+pub fn set_mtime(path: &Path, when: &str) {
+    let ok = Command::new("touch")
+        .args(["-h", "-m", "-d", when])
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(ok.success(), "touch -d {when:?} {}", path.display());
+}
