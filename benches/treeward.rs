@@ -9,7 +9,7 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::{config_file, git, write};
+use common::{add_worktree, config_file, git, write};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -314,19 +314,7 @@ fn bench_reap(tmp: &Path) {
     let repo = repository(tmp, 20);
     let root = tmp.join("wt");
     std::fs::create_dir_all(&root).unwrap();
-    let add = |path: &Path| {
-        git(
-            &repo,
-            &[
-                "worktree",
-                "add",
-                "-q",
-                "--detach",
-                path.to_str().unwrap(),
-                "main",
-            ],
-        );
-    };
+    let add = |path: &Path| add_worktree(&repo, path, None);
     let stamp = "2026-01-01T00:00:00Z";
     let record = |i: usize, path: &Path, state: &str| {
         format!(

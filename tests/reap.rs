@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{chown_r, git_as, set_mtime, write, ChildGuard, Fixture};
+use common::{add_worktree, chown_r, git_as, set_mtime, write, ChildGuard, Fixture};
 use serde_json::{json, Value};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
@@ -126,11 +126,9 @@ impl Host {
             .unwrap_or_else(|| panic!("no record {id}"))
     }
 
-    /// Runs `treeward-reap --json` as the user; exit status, the JSON
-    /// document, stderr.
-    fn reap(&self, args: &[&str]) -> (i32, Value, String) {
-        let out = Command::new(env!("CARGO_BIN_EXE_treeward-reap"))
-            .arg("--json")
+    /// Runs `treeward-reap` as the user, from `/`, with `args`.
+    fn run_reaper(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_treeward-reap"))
             .arg("--config")
             .arg(&self.cfg)
             .args(args)
@@ -140,7 +138,13 @@ impl Host {
             .uid(self.user)
             .gid(self.user)
             .output()
-            .unwrap();
+            .unwrap()
+    }
+
+    /// Runs `treeward-reap --json` as the user; exit status, the JSON
+    /// document, stderr.
+    fn reap(&self, args: &[&str]) -> (i32, Value, String) {
+        let out = self.run_reaper(&[&["--json"], args].concat());
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
             panic!(
@@ -149,6 +153,13 @@ impl Host {
             )
         });
         (out.status.code().unwrap(), doc, stderr)
+    }
+
+    /// [`Host::reap`] that must exit 0; the JSON document.
+    fn reap_ok(&self, args: &[&str]) -> Value {
+        let (code, doc, stderr) = self.reap(args);
+        assert_eq!(code, 0, "{stderr}");
+        doc
     }
 
     fn git(&self, args: &[&str]) -> String {
@@ -220,8 +231,7 @@ fn released_and_old_orphans_go_young_and_active_ones_stay() {
         h.rec("act", &active, "active", 7200, json!({})),
     ]);
 
-    let (code, doc, stderr) = h.reap(&[]);
-    assert_eq!(code, 0, "{stderr}");
+    let doc = h.reap_ok(&[]);
     assert_eq!(entry(&doc, &released)["action"], "removed", "{doc:#}");
     assert_eq!(entry(&doc, &orphan)["action"], "removed");
     assert_eq!(entry(&doc, &young)["action"], "skipped_young");
@@ -237,14 +247,7 @@ fn released_and_old_orphans_go_young_and_active_ones_stay() {
     assert!(!released.exists() && !orphan.exists());
     assert!(young.join("README").is_file() && just_released.join("README").is_file());
     assert!(active.join("README").is_file());
-    for key in [
-        "swept_count",
-        "failed_count",
-        "root_owned_skipped",
-        "prune_succeeded",
-        "duration_ms",
-        "backlog_count",
-    ] {
+    for key in treeward::sweep::report::CONTRACT_FIELDS {
         assert!(doc.get(key).is_some(), "{key} missing");
     }
     assert_eq!(
@@ -306,8 +309,7 @@ fn entries_in_use_are_never_taken() {
         json!({"owner_pid": owner.0.id()}),
     )]);
 
-    let (code, doc, stderr) = h.reap(&[]);
-    assert_eq!(code, 0, "{stderr}");
+    let doc = h.reap_ok(&[]);
     let e = entry(&doc, &cwd);
     assert_eq!(e["action"], "skipped_in_use", "{doc:#}");
     assert!(
@@ -345,8 +347,7 @@ fn root_owned_residue_is_counted_and_left_for_the_sweep() {
     let rooty = h.root.join("rooty");
     write(&rooty.join("deep/file"), "r\n");
     set_mtime(&rooty, "2 hours ago");
-    let (code, doc, stderr) = h.reap(&[]);
-    assert_eq!(code, 0, "{stderr}");
+    let doc = h.reap_ok(&[]);
     assert_eq!(
         entry(&doc, &rooty)["action"],
         "root_owned_skipped",
@@ -364,18 +365,7 @@ fn a_record_whose_repository_is_gone_is_reported_and_the_pass_goes_on() {
     };
     let other = Fixture::new();
     let stranded = h.root.join("stranded");
-    common::git(
-        &other.repo,
-        &[
-            "worktree",
-            "add",
-            "-q",
-            "-b",
-            "s",
-            stranded.to_str().unwrap(),
-            "main",
-        ],
-    );
+    add_worktree(&other.repo, &stranded, Some("s"));
     write(&stranded.join("wip.txt"), "only copy\n");
     let fine = h.f.worktree("fine", "t-fine");
     h.hand_over();
@@ -387,8 +377,7 @@ fn a_record_whose_repository_is_gone_is_reported_and_the_pass_goes_on() {
     ]);
     std::fs::remove_dir_all(other.repo.join(".git")).unwrap();
 
-    let (code, doc, stderr) = h.reap(&[]);
-    assert_eq!(code, 0, "{stderr}");
+    let doc = h.reap_ok(&[]);
     let e = entry(&doc, &stranded);
     assert_eq!(e["action"], "refused", "{doc:#}");
     assert!(e["error"].as_str().unwrap().contains("repository"), "{e}");
@@ -419,8 +408,7 @@ fn records_whose_worktree_is_gone_become_removed_and_git_forgets_them() {
     std::fs::remove_dir_all(&crashed).unwrap();
     assert_eq!(h.admin_entries(), vec!["crashed", "kept", "vanished"]);
 
-    let (code, doc, stderr) = h.reap(&[]);
-    assert_eq!(code, 0, "{stderr}");
+    let doc = h.reap_ok(&[]);
     assert_eq!(entry(&doc, &vanished)["action"], "removed", "{doc:#}");
     assert_eq!(entry(&doc, &crashed)["action"], "removed");
     assert_eq!(doc["reconciled_count"], 2);
@@ -429,7 +417,7 @@ fn records_whose_worktree_is_gone_become_removed_and_git_forgets_them() {
     assert_eq!(h.record("c")["state"], "removed");
     assert_eq!(h.record("k")["state"], "active");
     // Converges: a second pass has nothing more to do.
-    let (_, again, _) = h.reap(&[]);
+    let again = h.reap_ok(&[]);
     assert_eq!(again["entries"], json!([]), "{again:#}");
 }
 
@@ -444,8 +432,7 @@ fn dirty_released_work_is_preserved_under_preserve() {
     h.hand_over();
     h.write_ledger(vec![h.rec("d", &dirty, "released", 7200, json!({}))]);
 
-    let (code, doc, stderr) = h.reap(&[]);
-    assert_eq!(code, 0, "{stderr}");
+    let doc = h.reap_ok(&[]);
     let e = entry(&doc, &dirty);
     assert_eq!(e["action"], "preserved", "{doc:#}");
     assert!(!dirty.exists());
@@ -478,8 +465,7 @@ fn dirty_released_work_is_kept_in_place_under_keep() {
         h.rec("d", &dirty, "released", 7200, json!({})),
         h.rec("c", &clean, "released", 7200, json!({})),
     ]);
-    let (code, doc, stderr) = h.reap(&[]);
-    assert_eq!(code, 0, "{stderr}");
+    let doc = h.reap_ok(&[]);
     assert_eq!(entry(&doc, &dirty)["action"], "kept", "{doc:#}");
     assert_eq!(entry(&doc, &clean)["action"], "removed");
     assert_eq!(
@@ -507,8 +493,7 @@ fn a_failed_removal_backs_off_before_it_is_retried() {
         h.rec("r", &recent, "retry_remove", 60, json!({"attempts": 3})),
         h.rec("d", &due, "retry_remove", 3600, json!({"attempts": 1})),
     ]);
-    let (code, doc, stderr) = h.reap(&[]);
-    assert_eq!(code, 0, "{stderr}");
+    let doc = h.reap_ok(&[]);
     let e = entry(&doc, &recent);
     assert_eq!(e["action"], "deferred", "{doc:#}");
     assert!(e["error"].as_str().unwrap().contains("20m"), "{e}");
@@ -561,21 +546,14 @@ fn one_pass_at_a_time() {
     );
     assert!(orphan.join("README").is_file());
     // Human output says it too.
-    let out = Command::new(env!("CARGO_BIN_EXE_treeward-reap"))
-        .arg("--config")
-        .arg(&h.cfg)
-        .env("HOME", "/nonexistent")
-        .uid(AGENT)
-        .gid(AGENT)
-        .output()
-        .unwrap();
+    let out = h.run_reaper(&[]);
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).contains("another treeward-reap pass is running"));
 
     let _ = holder.0.kill();
     let _ = holder.0.wait();
-    let (code, doc, _) = h.reap(&[]);
-    assert_eq!((code, doc["busy"].clone()), (0, json!(false)));
+    let doc = h.reap_ok(&[]);
+    assert_eq!(doc["busy"], false);
     assert_eq!(entry(&doc, &orphan)["action"], "removed", "{doc:#}");
 }
 
@@ -592,8 +570,7 @@ fn dry_run_plans_and_changes_nothing() {
     h.write_ledger(vec![h.rec("g", &gone, "released", 60, json!({}))]);
     std::fs::remove_dir_all(&gone).unwrap();
     let before = common::snapshot(h.f.tmp.path());
-    let (code, doc, stderr) = h.reap(&["--dry-run"]);
-    assert_eq!(code, 0, "{stderr}");
+    let doc = h.reap_ok(&["--dry-run"]);
     assert_eq!(common::snapshot(h.f.tmp.path()), before);
     assert_eq!(entry(&doc, &dirty)["planned"], "preserved", "{doc:#}");
     assert_eq!(entry(&doc, &clean)["planned"], "removed");
@@ -625,8 +602,7 @@ fn the_trash_a_budgeted_sweep_left_is_drained_by_its_owner() {
     assert_eq!(swept["deferred_count"], 2, "{swept:#}");
     assert!(!dirty.exists() && !clean.exists());
 
-    let (code, doc, stderr) = h.reap(&[]);
-    assert_eq!(code, 0, "{stderr}");
+    let doc = h.reap_ok(&[]);
     assert_eq!(entry(&doc, &dirty)["action"], "preserved", "{doc:#}");
     assert_eq!(entry(&doc, &clean)["action"], "removed");
     let trash = h.root.join(".treeward-trash");
@@ -652,8 +628,7 @@ fn root_owned_trash_is_left_to_the_sweep() {
         .output()
         .unwrap();
     assert!(out.status.success());
-    let (code, doc, stderr) = h.reap(&[]);
-    assert_eq!(code, 0, "{stderr}");
+    let doc = h.reap_ok(&[]);
     assert_eq!(doc["entries"], json!([]), "{doc:#}");
     assert_eq!(h.admin_entries(), vec!["quarantined"]);
 }
@@ -666,14 +641,7 @@ fn bad_configuration_is_78_and_touches_nothing() {
     let orphan = h.f.worktree("orphan", "t-orphan");
     h.hand_over();
     h.configure("soon", "preserve", "");
-    let out = Command::new(env!("CARGO_BIN_EXE_treeward-reap"))
-        .arg("--config")
-        .arg(&h.cfg)
-        .env("HOME", "/nonexistent")
-        .uid(AGENT)
-        .gid(AGENT)
-        .output()
-        .unwrap();
+    let out = h.run_reaper(&[]);
     assert_eq!(out.status.code(), Some(78));
     assert!(String::from_utf8_lossy(&out.stderr).contains("grace"));
     assert!(orphan.join("README").is_file());
@@ -690,14 +658,7 @@ fn an_unusable_ledger_stops_the_pass_before_anything_is_touched() {
     h.write_ledger(vec![h.rec("o", &orphan, "active", 60, json!({}))]);
     std::os::unix::fs::chown(&h.ledger, Some(0), Some(0)).unwrap();
     std::fs::set_permissions(&h.ledger, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_treeward-reap"))
-        .arg("--config")
-        .arg(&h.cfg)
-        .env("HOME", "/nonexistent")
-        .uid(AGENT)
-        .gid(AGENT)
-        .output()
-        .unwrap();
+    let out = h.run_reaper(&[]);
     assert_eq!(
         out.status.code(),
         Some(2),

@@ -7,6 +7,17 @@
 use serde::Serialize;
 use std::path::PathBuf;
 
+/// The report fields SPEC names for `treeward-sweep --json` and
+/// `treeward-reap --json` (besides `entries`): scripts rely on them.
+pub const CONTRACT_FIELDS: [&str; 6] = [
+    "swept_count",
+    "failed_count",
+    "root_owned_skipped",
+    "prune_succeeded",
+    "duration_ms",
+    "backlog_count",
+];
+
 /// What happened to one entry. The names are a contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -296,14 +307,7 @@ mod tests {
         let mut e = outcome(Action::Planned);
         e.planned = Some(Action::SkippedInUse);
         let v = serde_json::to_value(Report::new(true, vec![e], vec![], true, 0, 0)).unwrap();
-        for key in [
-            "swept_count",
-            "failed_count",
-            "root_owned_skipped",
-            "prune_succeeded",
-            "duration_ms",
-            "backlog_count",
-        ] {
+        for key in CONTRACT_FIELDS {
             assert!(v.get(key).is_some(), "{key}");
         }
         assert_eq!(v["entries"][0]["action"], "planned");
