@@ -9,7 +9,7 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::{config_file, git, write};
+use common::{add_worktree, config_file, git, write};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -301,12 +301,96 @@ fn bench_sweep(tmp: &Path) {
     );
 }
 
+/// Issue (reap): one `treeward-reap` pass over 1,000 ledger records and
+/// 1,000 entries of which 100 are orphans (900 worktrees with `active`
+/// records, 100 records of worktrees long removed), against the seeds'
+/// approach on the same 100 orphans: a `git status --porcelain` subprocess
+/// per candidate, then `git worktree remove --force`. The orphans are made
+/// again, untimed, before every run. The worktrees are detached so that
+/// neither side has a branch to delete; the assessment then reads the HEAD
+/// of every other worktree for each orphan (`risk::reach`), which is most
+/// of treeward's time here.
+fn bench_reap(tmp: &Path) {
+    let repo = repository(tmp, 20);
+    let root = tmp.join("wt");
+    std::fs::create_dir_all(&root).unwrap();
+    let add = |path: &Path| add_worktree(&repo, path, None);
+    let stamp = "2026-01-01T00:00:00Z";
+    let record = |i: usize, path: &Path, state: &str| {
+        format!(
+            r#"{{"id":"r{i}","path":"{}","repository":"{}","worktree_name":"{}","uid":0,"created_at":"{stamp}","last_transition":"{stamp}","state":"{state}"}}"#,
+            path.display(),
+            repo.join(".git").display(),
+            path.file_name().unwrap().to_string_lossy()
+        )
+    };
+    let mut records = Vec::new();
+    for i in 0..900 {
+        let path = root.join(format!("a{i:04}"));
+        add(&path);
+        records.push(record(i, &path, "active"));
+    }
+    for i in 900..1000 {
+        records.push(record(i, &root.join(format!("h{i:04}")), "removed"));
+    }
+    std::fs::write(
+        tmp.join("ledger.json"),
+        format!(r#"{{"schema":1,"records":[{}]}}"#, records.join(",")),
+    )
+    .unwrap();
+    let cfg = config_file(tmp, &root, "grace = \"0s\"");
+    let orphans: Vec<std::path::PathBuf> =
+        (0..100).map(|i| root.join(format!("o{i:03}"))).collect();
+    let make_orphans = || {
+        for o in orphans.iter().filter(|o| !o.exists()) {
+            add(o);
+        }
+    };
+    compare_measured(
+        &Comparison {
+            name: "reap: 1k records, 1k entries, 100 orphans",
+            theirs: "git status + git worktree remove --force",
+            max_ratio: 0.33,
+        },
+        ROUNDS,
+        || {
+            make_orphans();
+            let t = Instant::now();
+            run(Command::new(env!("CARGO_BIN_EXE_treeward-reap")).args([
+                "--json",
+                "--config",
+                cfg.to_str().unwrap(),
+            ]));
+            let took = t.elapsed();
+            assert!(orphans.iter().all(|o| !o.exists()), "the reaper took them");
+            took
+        },
+        || {
+            make_orphans();
+            let t = Instant::now();
+            for o in &orphans {
+                run(Command::new("git")
+                    .args(["status", "--porcelain"])
+                    .current_dir(o));
+                run(Command::new("git")
+                    .args(["worktree", "remove", "--force", o.to_str().unwrap()])
+                    .current_dir(&repo));
+            }
+            t.elapsed()
+        },
+    );
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; a filter argument selects by name.
     let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let tmp = tempfile::tempdir().unwrap();
     println!("treeward benchmarks (median of {ROUNDS} rounds after a warm-up; ratio = treeward / alternative)");
-    let suites: [Suite; 2] = [("check", bench_check), ("sweep", bench_sweep)];
+    let suites: [Suite; 3] = [
+        ("check", bench_check),
+        ("sweep", bench_sweep),
+        ("reap", bench_reap),
+    ];
     for (name, bench) in suites {
         if filter.as_deref().is_none_or(|f| name.contains(f)) {
             let dir = tmp.path().join(name);

@@ -17,6 +17,23 @@ pub struct Common {
     pub json: bool,
 }
 
+/// Prints a program's report on stdout: one pretty JSON document with
+/// `--json`, else the human text.
+pub fn print_report<T: serde::Serialize>(
+    json: bool,
+    report: &T,
+    human: impl FnOnce() -> String,
+) -> Result<(), Error> {
+    if json {
+        let text =
+            serde_json::to_string_pretty(report).map_err(|e| Error::Failed(e.to_string()))?;
+        println!("{text}");
+    } else {
+        print!("{}", human());
+    }
+    Ok(())
+}
+
 /// Runs a program body and turns its result into the exit status.
 ///
 /// Errors are printed once, here, prefixed with the program's name, so that

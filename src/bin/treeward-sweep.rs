@@ -62,12 +62,6 @@ fn run(args: Args) -> Result<u8, Error> {
     }
     treeward::logging::event(level, &report.summary(), &report.fields());
     treeward::logging::status(&report.summary());
-    if args.common.json {
-        let json =
-            serde_json::to_string_pretty(&report).map_err(|e| Error::Failed(e.to_string()))?;
-        println!("{json}");
-    } else {
-        print!("{}", report.render_human());
-    }
+    cli::print_report(args.common.json, &report, || report.render_human())?;
     Ok(EXIT_OK)
 }

@@ -10,27 +10,27 @@
 //! **Drain** (within `--budget`): for each entry in the trash, oldest first,
 //! reclaim it as its repository's owner ([`crate::reclaim`]: assess,
 //! preserve, forget), then delete its files as root with the safe removal
-//! engine ([`crate::remove`]). What the budget leaves waits in the trash for
-//! the next sweep or reap pass. Nothing here deletes by path, and no git
+//! engine ([`crate::remove`]); the drain is [`crate::drain`], shared with
+//! the reaper. What the budget leaves waits in the trash for the next sweep
+//! or reap pass. Nothing here deletes by path, and no git
 //! operation runs as root on another user's repository.
 
 pub mod decide;
-mod inspect;
+pub mod inspect;
 pub mod report;
 
-use crate::as_owner::{self, Owner, Request, Response, Worker};
+use crate::as_owner::{Owner, Request, Response, Worker};
 use crate::config::{Config, Root};
+use crate::drain::{action_of, call, call_simple, drain_trash, planned, record};
 use crate::in_use::ProcessTable;
-use crate::ledger::{Ledger, State};
-use crate::reclaim::Reclaimed;
-use crate::risk::{self, Location};
+use crate::risk;
 use crate::roots::{self, OpenRoot, TRASH};
 use crate::trash::{self, Batch, Trash};
-use decide::{drain, first, Drain, EntryKind, First};
+use decide::{drain, first, First};
 use inspect::{inspect, Inspected};
 use nix::errno::Errno;
 use nix::unistd::{unlinkat, Uid, UnlinkatFlags};
-use report::{Action, Outcome, RefusedRoot, Report};
+use report::{millis, Action, Outcome, RefusedRoot, Report};
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::os::fd::AsFd;
@@ -50,11 +50,6 @@ pub struct Options {
 
 /// The reason written into the lock of a quarantined worktree.
 pub const QUARANTINE_LOCK: &str = "treeward: quarantined by treeward-sweep, being reclaimed";
-
-/// How many reclaims one worker call carries (a worker is one process; the
-/// chunk bounds its run time under the timeout and lets the budget be
-/// checked between chunks).
-const RECLAIM_CHUNK: usize = 16;
 
 /// Sweeps every root with `sweep = true`.
 pub fn sweep(config: &Config, opts: &Options) -> Report {
@@ -93,15 +88,11 @@ pub fn sweep(config: &Config, opts: &Options) -> Report {
     if !opts.dry_run {
         let deadline = Instant::now() + opts.budget;
         for (root, open) in &opened {
-            drain_trash(root, open, opts, deadline, &mut outcomes);
+            drain_trash(root, open, &opts.worker, Some(deadline), &mut outcomes);
         }
         record(&config.ledger, &outcomes);
     }
-    let prune_succeeded = !outcomes.iter().any(|o| {
-        o.error
-            .as_deref()
-            .is_some_and(|e| e.contains("admin entry"))
-    });
+    let prune_succeeded = report::prune_succeeded(&outcomes);
     Report::new(
         opts.dry_run,
         outcomes,
@@ -110,10 +101,6 @@ pub fn sweep(config: &Config, opts: &Options) -> Report {
         millis(blocking),
         millis(start.elapsed()),
     )
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The blocking phase for one root. `Err`: the root could not be listed.
@@ -165,12 +152,6 @@ fn block(
     let batch = trash.new_batch()?;
     quarantine(root, open, &batch, to_quarantine, opts, out);
     Ok(())
-}
-
-fn planned(path: PathBuf, action: Action) -> Outcome {
-    let mut o = Outcome::new(path, Action::Planned);
-    o.planned = Some(action);
-    o
 }
 
 /// Unlinks a symlink or a file entry (never follows it).
@@ -236,57 +217,6 @@ fn plan(root: &Root, items: Vec<(OsString, Inspected)>, opts: &Options, out: &mu
                 Err(e) => Outcome::new(path, Action::Failed).with_error(e),
             });
         }
-    }
-}
-
-fn action_of(decision: Drain) -> Action {
-    match decision {
-        Drain::Remove => Action::Removed,
-        Drain::PreserveThenRemove => Action::Preserved,
-        Drain::Keep => Action::Kept,
-    }
-}
-
-/// Calls the worker with a batch of reclaims; one result per request.
-fn call(worker: &Worker, owner: Owner, requests: &[Request]) -> Vec<Result<Reclaimed, String>> {
-    match worker.call_batch(owner, requests) {
-        Ok(responses) => responses
-            .into_iter()
-            .map(|r| match r {
-                Response::Reclaimed { reclaimed } => Ok(reclaimed),
-                Response::Failed { message } => Err(message),
-                other => Err(format!("unexpected answer from the worker: {other:?}")),
-            })
-            .collect(),
-        Err(e) => requests.iter().map(|_| Err(e.to_string())).collect(),
-    }
-}
-
-/// Calls the worker with a batch of simple requests, turning anything but
-/// `ok` into that entry's error.
-fn call_simple(
-    worker: &Worker,
-    owner: Owner,
-    requests: &[Request],
-    ok: fn(&Response) -> bool,
-) -> Vec<Result<(), String>> {
-    match worker.call_batch(owner, requests) {
-        Ok(responses) => responses
-            .iter()
-            .map(|r| match r {
-                r if ok(r) => Ok(()),
-                Response::Failed { message } => Err(message.clone()),
-                Response::Locked {
-                    newly_locked: false,
-                    reason,
-                } => Err(format!(
-                    "locked meanwhile by someone else: {}",
-                    reason.as_deref().unwrap_or("no reason")
-                )),
-                other => Err(format!("unexpected answer from the worker: {other:?}")),
-            })
-            .collect(),
-        Err(e) => requests.iter().map(|_| Err(e.to_string())).collect(),
     }
 }
 
@@ -388,239 +318,5 @@ fn quarantine(
                 );
             }
         }
-    }
-}
-
-/// One entry waiting in the trash.
-struct Waiting<'a> {
-    batch: &'a Batch,
-    name: OsString,
-    /// Where it lives now.
-    path: PathBuf,
-    /// Where it lived (and what the report and the ledger call it).
-    original: PathBuf,
-}
-
-/// The drain: reclaims and deletes what waits in the trash, oldest batch
-/// first, until the deadline.
-fn drain_trash(
-    root: &Root,
-    open: &OpenRoot,
-    opts: &Options,
-    deadline: Instant,
-    out: &mut Vec<Outcome>,
-) {
-    let trash = match Trash::open(open, false) {
-        Ok(Some(t)) => t,
-        Ok(None) => return,
-        Err(e) => {
-            out.push(Outcome::new(root.path.join(TRASH), Action::Refused).with_error(e));
-            return;
-        }
-    };
-    let (batches, problems) = match trash.batches() {
-        Ok(b) => b,
-        Err(e) => {
-            out.push(Outcome::new(root.path.join(TRASH), Action::Failed).with_error(e));
-            return;
-        }
-    };
-    for p in problems {
-        out.push(Outcome::new(root.path.join(TRASH), Action::Refused).with_error(p));
-    }
-    let mut waiting = Vec::new();
-    for batch in &batches {
-        match batch.entries() {
-            Ok(names) => waiting.extend(names.into_iter().map(|name| Waiting {
-                batch,
-                path: root.path.join(TRASH).join(&batch.name).join(&name),
-                original: root.path.join(&name),
-                name,
-            })),
-            Err(e) => out.push(
-                Outcome::new(root.path.join(TRASH).join(&batch.name), Action::Failed).with_error(e),
-            ),
-        }
-    }
-    let mut queue = waiting.into_iter().peekable();
-    while queue.peek().is_some() {
-        if Instant::now() >= deadline {
-            out.extend(queue.map(|w| Outcome::new(w.original, Action::Deferred)));
-            break;
-        }
-        let chunk: Vec<Waiting> = queue.by_ref().take(RECLAIM_CHUNK).collect();
-        drain_chunk(root, open, opts, chunk, out);
-    }
-    for batch in &batches {
-        trash.remove_if_empty(batch);
-    }
-}
-
-/// Reclaims a chunk of waiting entries (linked worktrees through their
-/// owners' workers, one call per owner) and deletes what may go.
-fn drain_chunk(
-    root: &Root,
-    open: &OpenRoot,
-    opts: &Options,
-    chunk: Vec<Waiting>,
-    out: &mut Vec<Outcome>,
-) {
-    let mut linked: BTreeMap<Owner, Vec<(Waiting, PathBuf)>> = BTreeMap::new();
-    for w in chunk {
-        match risk::locate(&w.path) {
-            Location::Linked { common, gitdir, .. } => match as_owner::owner_of(&common) {
-                Ok(owner) => linked.entry(owner).or_default().push((w, gitdir)),
-                Err(e) => out.push(
-                    Outcome::new(w.original, Action::Failed)
-                        .with_error(format!("owner of {}: {e}", common.display())),
-                ),
-            },
-            Location::Missing => {}
-            other => {
-                let kind = match other {
-                    Location::Symlink => EntryKind::Symlink,
-                    Location::NotADirectory => EntryKind::NotADirectory,
-                    Location::Plain { .. } => EntryKind::Plain,
-                    Location::Main { .. } => EntryKind::Main,
-                    _ => EntryKind::Broken,
-                };
-                let decision = drain(kind, risk::assess(&w.path).at_risk, false, root.policy);
-                out.push(finish(open, opts, &w, decision, None, None));
-            }
-        }
-    }
-    for (owner, items) in linked {
-        let requests: Vec<Request> = items
-            .iter()
-            .map(|(w, _)| Request::Reclaim {
-                path: w.path.clone(),
-                policy: root.policy,
-                dry_run: false,
-            })
-            .collect();
-        for ((w, gitdir), answer) in items.into_iter().zip(call(&opts.worker, owner, &requests)) {
-            out.push(match answer {
-                Ok(r) if r.error.is_none() || r.decision == Drain::Keep => {
-                    let decision = r.decision;
-                    finish(open, opts, &w, decision, Some(r), Some((owner, gitdir)))
-                }
-                Ok(r) => failed_reclaim(&w, r),
-                Err(e) => Outcome::new(w.original, Action::Failed).with_error(e),
-            });
-        }
-    }
-}
-
-fn failed_reclaim(w: &Waiting, r: Reclaimed) -> Outcome {
-    let mut o =
-        Outcome::new(w.original.clone(), Action::Failed).with_error(r.error.unwrap_or_default());
-    o.preserved_refs = r.preserved_refs;
-    o
-}
-
-/// Carries out the drain decision for one entry: delete it, or put it back.
-fn finish(
-    open: &OpenRoot,
-    opts: &Options,
-    w: &Waiting,
-    decision: Drain,
-    reclaimed: Option<Reclaimed>,
-    admin: Option<(Owner, PathBuf)>,
-) -> Outcome {
-    let mut o = Outcome::new(w.original.clone(), action_of(decision));
-    if let Some(r) = reclaimed {
-        o.preserved_refs = r.preserved_refs;
-        o.branch = r.branch;
-        o.branch_deleted = r.branch_deleted;
-        o.error = r.error;
-    }
-    if decision == Drain::Keep {
-        return put_back(open, opts, w, admin, o);
-    }
-    match crate::remove::remove_entry(w.batch.fd.as_fd(), &w.name) {
-        Ok(removed) if removed.complete => {
-            o.bytes_freed = removed.bytes;
-            o
-        }
-        Ok(removed) => {
-            o.bytes_freed = removed.bytes;
-            o.action = Action::Failed;
-            o.error = Some(format!(
-                "left in the trash, to be retried: {}",
-                removed.describe()
-            ));
-            o
-        }
-        Err(e) => {
-            o.action = Action::Failed;
-            o.error = Some(e.to_string());
-            o
-        }
-    }
-}
-
-/// Puts a kept entry back where it was, its admin entry pointed back and
-/// treeward's quarantine lock lifted.
-fn put_back(
-    open: &OpenRoot,
-    opts: &Options,
-    w: &Waiting,
-    admin: Option<(Owner, PathBuf)>,
-    mut o: Outcome,
-) -> Outcome {
-    if let Err(e) = trash::put_back(open, &w.name, w.batch) {
-        o.error = Some(format!(
-            "kept in the trash at {} ({e}): its name is taken again",
-            w.path.display()
-        ));
-        return o;
-    }
-    if let Some((owner, gitdir)) = admin {
-        let requests = [
-            Request::Relocate {
-                gitdir,
-                worktree: w.original.clone(),
-            },
-            Request::UnlockWorktree {
-                path: w.original.clone(),
-            },
-        ];
-        let answers = call_simple(&opts.worker, owner, &requests, |r| {
-            matches!(r, Response::Relocated | Response::Unlocked { .. })
-        });
-        if let Some(Err(e)) = answers.into_iter().find(Result::is_err) {
-            log::warn!("{}: put back, but: {e}", w.original.display());
-        }
-    }
-    o
-}
-
-/// Moves the ledger's records of swept entries to their new states. A
-/// ledger that cannot be written is logged, not fatal: the report stands.
-fn record(ledger: &std::path::Path, outcomes: &[Outcome]) {
-    let result = Ledger::new(ledger).update(|doc| {
-        for o in outcomes {
-            let Some(rec) = doc.find_by_path_mut(&o.path) else {
-                continue;
-            };
-            let state = match o.action {
-                Action::Removed => State::Removed,
-                Action::Preserved => State::Preserved,
-                Action::Kept => State::Kept,
-                Action::Failed => State::RetryRemove,
-                _ => continue,
-            };
-            if state == State::RetryRemove {
-                rec.attempts += 1;
-                rec.last_error = o.error.clone();
-            }
-            rec.preserved_refs.extend(o.preserved_refs.iter().cloned());
-            if rec.state != state || state == State::RetryRemove {
-                rec.transition(state);
-            }
-        }
-    });
-    if let Err(e) = result {
-        log::error!("the ledger was not updated: {e}");
     }
 }

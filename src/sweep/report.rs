@@ -1,9 +1,22 @@
-//! What a sweep did, in the vocabulary scripts rely on (SPEC "Contracts"):
-//! one [`Outcome`] per entry and the counts derived from them, rendered as a
-//! human summary, one JSON document, and journald fields.
+//! What a sweep (or a reap pass) did, in the vocabulary scripts rely on
+//! (SPEC "Contracts"): one [`Outcome`] per entry and the counts derived from
+//! them, rendered as a human summary, one JSON document, and journald
+//! fields. `treeward-reap` reports with the same [`Report`], adding its own
+//! counts around it (see `crate::reap::Report`).
 
 use serde::Serialize;
 use std::path::PathBuf;
+
+/// The report fields SPEC names for `treeward-sweep --json` and
+/// `treeward-reap --json` (besides `entries`): scripts rely on them.
+pub const CONTRACT_FIELDS: [&str; 6] = [
+    "swept_count",
+    "failed_count",
+    "root_owned_skipped",
+    "prune_succeeded",
+    "duration_ms",
+    "backlog_count",
+];
 
 /// What happened to one entry. The names are a contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -28,8 +41,9 @@ pub enum Action {
     Failed,
     /// Owned by root and this pass is not root: left for the sweep.
     RootOwnedSkipped,
-    /// Quarantined, but the time budget ran out before it was drained: it
-    /// waits in the root's trash for the next sweep or reap.
+    /// Left for a later pass: quarantined, but the sweep's time budget ran
+    /// out before it was drained (it waits in the root's trash), or a
+    /// removal that failed before backs off (reaper).
     Deferred,
     /// `--dry-run`: what would have happened is in `planned`.
     Planned,
@@ -178,9 +192,16 @@ impl Report {
         )
     }
 
-    /// The human report: one line per entry that was not simply removed,
-    /// then the summary.
+    /// The human report: one line per entry, then the summary.
     pub fn render_human(&self) -> String {
+        let mut out = self.render_entries();
+        out.push_str(&self.summary());
+        out.push('\n');
+        out
+    }
+
+    /// One line per refused root and per entry, without the summary.
+    pub fn render_entries(&self) -> String {
         let mut out = String::new();
         for root in &self.refused_roots {
             out.push_str(&format!(
@@ -205,13 +226,26 @@ impl Report {
             out.push_str(&line);
             out.push('\n');
         }
-        out.push_str(&self.summary());
-        out.push('\n');
         out
     }
 }
 
-fn human_bytes(n: u64) -> String {
+/// Whether every admin entry that was to be removed was: no outcome failed
+/// on one.
+pub fn prune_succeeded(outcomes: &[Outcome]) -> bool {
+    !outcomes.iter().any(|o| {
+        o.error
+            .as_deref()
+            .is_some_and(|e| e.contains("admin entry"))
+    })
+}
+
+/// A duration in whole milliseconds, saturating.
+pub fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+pub fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n as f64;
     let mut unit = 0;
@@ -273,14 +307,7 @@ mod tests {
         let mut e = outcome(Action::Planned);
         e.planned = Some(Action::SkippedInUse);
         let v = serde_json::to_value(Report::new(true, vec![e], vec![], true, 0, 0)).unwrap();
-        for key in [
-            "swept_count",
-            "failed_count",
-            "root_owned_skipped",
-            "prune_succeeded",
-            "duration_ms",
-            "backlog_count",
-        ] {
+        for key in CONTRACT_FIELDS {
             assert!(v.get(key).is_some(), "{key}");
         }
         assert_eq!(v["entries"][0]["action"], "planned");

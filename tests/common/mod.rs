@@ -100,35 +100,14 @@ impl Fixture {
     /// `git worktree add -b <branch> <tmp>/wt/<name> main`.
     pub fn worktree(&self, name: &str, branch: &str) -> PathBuf {
         let path = self.tmp.path().join("wt").join(name);
-        git(
-            &self.repo,
-            &[
-                "worktree",
-                "add",
-                "-q",
-                "-b",
-                branch,
-                path.to_str().unwrap(),
-                "main",
-            ],
-        );
+        add_worktree(&self.repo, &path, Some(branch));
         path
     }
 
     /// `git worktree add --detach <tmp>/wt/<name> main`.
     pub fn detached_worktree(&self, name: &str) -> PathBuf {
         let path = self.tmp.path().join("wt").join(name);
-        git(
-            &self.repo,
-            &[
-                "worktree",
-                "add",
-                "-q",
-                "--detach",
-                path.to_str().unwrap(),
-                "main",
-            ],
-        );
+        add_worktree(&self.repo, &path, None);
         path
     }
 
@@ -139,6 +118,18 @@ impl Fixture {
         git(dir, &["commit", "-q", "-m", message]);
         git(dir, &["rev-parse", "HEAD"])
     }
+}
+
+/// `git worktree add -q (-b <branch> | --detach) <path> main` in `repo`.
+pub fn add_worktree(repo: &Path, path: &Path, branch: Option<&str>) {
+    let mut args = vec!["worktree", "add", "-q"];
+    match branch {
+        Some(b) => args.extend(["-b", b]),
+        None => args.push("--detach"),
+    }
+    let path = path.to_str().unwrap();
+    args.extend([path, "main"]);
+    git(repo, &args);
 }
 
 /// Everything a user could notice about a tree: each path's type, mode,
@@ -285,4 +276,15 @@ pub fn contents(dir: &Path) -> std::collections::BTreeMap<PathBuf, (u32, Vec<u8>
             (!is_dir && !rel.starts_with(".git")).then_some((rel, (mode, content)))
         })
         .collect()
+}
+
+/// Sets the mtime of `path` itself (a link is not followed) to `when`, as
+/// `touch -d` reads it ("2 hours ago").
+pub fn set_mtime(path: &Path, when: &str) {
+    let ok = Command::new("touch")
+        .args(["-h", "-m", "-d", when])
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(ok.success(), "touch -d {when:?} {}", path.display());
 }

@@ -1,0 +1,50 @@
+//! `treeward-reap [--dry-run] [--json] [--config PATH]`: reclaim released
+//! and orphaned worktrees while the agent service runs. Runs unprivileged,
+//! as the service's user, from a systemd timer; one pass at a time.
+//!
+//! Exit status: 0 done (per-entry failures are in the report and retried
+//! next pass; also when another pass was running and this one did nothing),
+//! 2 an error (the pass lock or the ledger could not be used: nothing was
+//! touched), 78 bad configuration (nothing touched).
+
+use clap::Parser;
+use std::process::ExitCode;
+use treeward::as_owner::Worker;
+use treeward::cli::{self, Common};
+use treeward::config::Config;
+use treeward::error::{Error, EXIT_OK};
+use treeward::reap::{self, Options};
+
+/// Reclaim released and orphaned worktrees, never one in use.
+#[derive(Debug, Parser)]
+#[command(name = "treeward-reap", version)]
+struct Args {
+    #[command(flatten)]
+    common: Common,
+    /// Plan and report what would be done; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+fn main() -> ExitCode {
+    cli::run("treeward-reap", || run(Args::parse()))
+}
+
+fn run(args: Args) -> Result<u8, Error> {
+    let config = Config::load(args.common.config.as_deref())?;
+    treeward::risk::allow_foreign_owners().map_err(|e| Error::Failed(e.message().to_owned()))?;
+    let opts = Options {
+        dry_run: args.dry_run,
+        worker: Worker::current(),
+    };
+    let report = reap::reap(&config, &opts)?;
+    let level = if report.busy {
+        log::Level::Warn
+    } else {
+        log::Level::Info
+    };
+    treeward::logging::event(level, &report.summary(), &report.fields());
+    treeward::logging::status(&report.summary());
+    cli::print_report(args.common.json, &report, || report.render_human())?;
+    Ok(EXIT_OK)
+}

@@ -1,0 +1,390 @@
+//! The side-effect half of reclaiming, shared by `treeward-sweep` and
+//! `treeward-reap`: draining a root's trash, deleting a reclaimed entry and
+//! turning what happened into a report line, calling the repository owner's
+//! worker, and moving ledger records to the state an outcome means.
+//!
+//! The sweep fills the trash (as root, before the service starts) and drains
+//! what its time budget allows; the reaper drains the rest when the trash is
+//! its own. Both go through [`drain_trash`]: for each waiting entry, reclaim
+//! it as its repository's owner ([`crate::reclaim`]: assess, preserve,
+//! forget), then delete its files with [`crate::remove::remove_entry`], or
+//! put it back where it was when its work is kept. An entry this pass may not
+//! touch (an unprivileged pass meeting another user's residue) is reported
+//! and left for a pass that may. Failures are per entry, in the outcome's
+//! `error`; nothing here stops a pass.
+
+use crate::as_owner::{self, Owner, Request, Response, Route, Worker};
+use crate::config::Root;
+use crate::ledger::{Ledger, Record, State};
+use crate::reclaim::Reclaimed;
+use crate::remove::{RemoveError, Removed};
+use crate::risk::{self, Location};
+use crate::roots::{OpenRoot, TRASH};
+use crate::sweep::decide::{drain, Drain, EntryKind};
+use crate::sweep::report::{Action, Outcome};
+use crate::trash::{self, Batch, Trash};
+use nix::unistd::Uid;
+use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// How many reclaims one worker call carries (a worker is one process; the
+/// chunk bounds its run time under the timeout and lets the budget be
+/// checked between chunks).
+pub const RECLAIM_CHUNK: usize = 16;
+
+/// The report's word for a drain decision.
+pub fn action_of(decision: Drain) -> Action {
+    match decision {
+        Drain::Remove => Action::Removed,
+        Drain::PreserveThenRemove => Action::Preserved,
+        Drain::Keep => Action::Kept,
+    }
+}
+
+/// A `--dry-run` line: `planned`, with what would have been done.
+pub fn planned(path: PathBuf, action: Action) -> Outcome {
+    let mut o = Outcome::new(path, Action::Planned);
+    o.planned = Some(action);
+    o
+}
+
+/// Calls the worker with a batch of reclaims; one result per request.
+pub fn call(worker: &Worker, owner: Owner, requests: &[Request]) -> Vec<Result<Reclaimed, String>> {
+    match worker.call_batch(owner, requests) {
+        Ok(responses) => responses
+            .into_iter()
+            .map(|r| match r {
+                Response::Reclaimed { reclaimed } => Ok(reclaimed),
+                Response::Failed { message } => Err(message),
+                other => Err(format!("unexpected answer from the worker: {other:?}")),
+            })
+            .collect(),
+        Err(e) => requests.iter().map(|_| Err(e.to_string())).collect(),
+    }
+}
+
+/// Calls the worker with a batch of simple requests, turning anything but
+/// `ok` into that entry's error.
+pub fn call_simple(
+    worker: &Worker,
+    owner: Owner,
+    requests: &[Request],
+    ok: fn(&Response) -> bool,
+) -> Vec<Result<(), String>> {
+    match worker.call_batch(owner, requests) {
+        Ok(responses) => responses
+            .iter()
+            .map(|r| match r {
+                r if ok(r) => Ok(()),
+                Response::Failed { message } => Err(message.clone()),
+                Response::Locked {
+                    newly_locked: false,
+                    reason,
+                } => Err(format!(
+                    "locked meanwhile by someone else: {}",
+                    reason.as_deref().unwrap_or("no reason")
+                )),
+                other => Err(format!("unexpected answer from the worker: {other:?}")),
+            })
+            .collect(),
+        Err(e) => requests.iter().map(|_| Err(e.to_string())).collect(),
+    }
+}
+
+/// Why this pass may not act on something owned by `uid`: `None` when it
+/// may (it is root, or `uid` is its own). Root's residue met by an
+/// unprivileged pass is `root_owned_skipped` (left for the sweep); another
+/// user's is refused.
+pub fn not_ours(path: &Path, uid: u32) -> Option<Outcome> {
+    let euid = Uid::effective();
+    if euid.is_root() || uid == euid.as_raw() {
+        return None;
+    }
+    Some(if uid == 0 {
+        Outcome::new(path.to_path_buf(), Action::RootOwnedSkipped)
+    } else {
+        Outcome::new(path.to_path_buf(), Action::Refused).with_error(format!(
+            "owned by uid {uid}, not by this pass (uid {}): left for treeward-sweep",
+            euid.as_raw()
+        ))
+    })
+}
+
+/// One entry waiting in the trash.
+struct Waiting<'a> {
+    batch: &'a Batch,
+    name: OsString,
+    /// Where it lives now.
+    path: PathBuf,
+    /// Where it lived (and what the report and the ledger call it).
+    original: PathBuf,
+}
+
+/// The drain: reclaims and deletes what waits in the trash of `root`, oldest
+/// batch first, until the deadline (`None`: no deadline). Each worker call
+/// runs as the entry's repository owner.
+pub fn drain_trash(
+    root: &Root,
+    open: &OpenRoot,
+    worker: &Worker,
+    deadline: Option<Instant>,
+    out: &mut Vec<Outcome>,
+) {
+    let trash = match Trash::open(open, false) {
+        Ok(Some(t)) => t,
+        Ok(None) => return,
+        Err(e) => {
+            out.push(Outcome::new(root.path.join(TRASH), Action::Refused).with_error(e));
+            return;
+        }
+    };
+    let (batches, problems) = match trash.batches() {
+        Ok(b) => b,
+        Err(e) => {
+            out.push(Outcome::new(root.path.join(TRASH), Action::Failed).with_error(e));
+            return;
+        }
+    };
+    for p in problems {
+        out.push(Outcome::new(root.path.join(TRASH), Action::Refused).with_error(p));
+    }
+    let mut waiting = Vec::new();
+    for batch in &batches {
+        match batch.entries() {
+            Ok(names) => waiting.extend(names.into_iter().map(|name| Waiting {
+                batch,
+                path: root.path.join(TRASH).join(&batch.name).join(&name),
+                original: root.path.join(&name),
+                name,
+            })),
+            Err(e) => out.push(
+                Outcome::new(root.path.join(TRASH).join(&batch.name), Action::Failed).with_error(e),
+            ),
+        }
+    }
+    let mut queue = waiting.into_iter().peekable();
+    while queue.peek().is_some() {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            out.extend(queue.map(|w| Outcome::new(w.original, Action::Deferred)));
+            break;
+        }
+        let chunk: Vec<Waiting> = queue.by_ref().take(RECLAIM_CHUNK).collect();
+        drain_chunk(root, open, worker, chunk, out);
+    }
+    for batch in &batches {
+        trash.remove_if_empty(batch);
+    }
+}
+
+/// Reclaims a chunk of waiting entries (linked worktrees through their
+/// owners' workers, one call per owner) and deletes what may go.
+fn drain_chunk(
+    root: &Root,
+    open: &OpenRoot,
+    worker: &Worker,
+    chunk: Vec<Waiting>,
+    out: &mut Vec<Outcome>,
+) {
+    let mut linked: BTreeMap<Owner, Vec<(Waiting, PathBuf)>> = BTreeMap::new();
+    for w in chunk {
+        match std::fs::symlink_metadata(&w.path) {
+            Ok(meta) => {
+                if let Some(skipped) = not_ours(&w.original, meta.uid()) {
+                    out.push(skipped);
+                    continue;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                out.push(Outcome::new(w.original, Action::Failed).with_error(e.to_string()));
+                continue;
+            }
+        }
+        match risk::locate(&w.path) {
+            Location::Linked { common, gitdir, .. } => match as_owner::owner_of(&common) {
+                Ok(owner)
+                    if as_owner::route(Uid::effective().as_raw(), owner.uid)
+                        == Route::CannotSwitch =>
+                {
+                    out.extend(not_ours(&w.original, owner.uid));
+                }
+                Ok(owner) => linked.entry(owner).or_default().push((w, gitdir)),
+                Err(e) => out.push(
+                    Outcome::new(w.original, Action::Failed)
+                        .with_error(format!("owner of {}: {e}", common.display())),
+                ),
+            },
+            Location::Missing => {}
+            other => {
+                let kind = match other {
+                    Location::Symlink => EntryKind::Symlink,
+                    Location::NotADirectory => EntryKind::NotADirectory,
+                    Location::Plain { .. } => EntryKind::Plain,
+                    Location::Main { .. } => EntryKind::Main,
+                    _ => EntryKind::Broken,
+                };
+                let decision = drain(kind, risk::assess(&w.path).at_risk, false, root.policy);
+                out.push(finish(open, worker, &w, decision, None, None));
+            }
+        }
+    }
+    for (owner, items) in linked {
+        let requests: Vec<Request> = items
+            .iter()
+            .map(|(w, _)| Request::Reclaim {
+                path: w.path.clone(),
+                policy: root.policy,
+                dry_run: false,
+            })
+            .collect();
+        for ((w, gitdir), answer) in items.into_iter().zip(call(worker, owner, &requests)) {
+            out.push(match answer {
+                Ok(r) if r.error.is_none() || r.decision == Drain::Keep => {
+                    let decision = r.decision;
+                    finish(open, worker, &w, decision, Some(r), Some((owner, gitdir)))
+                }
+                Ok(r) => failed_reclaim(w.original.clone(), r),
+                Err(e) => Outcome::new(w.original, Action::Failed).with_error(e),
+            });
+        }
+    }
+}
+
+/// A reclaim that failed: reported with whatever it preserved first.
+pub fn failed_reclaim(path: PathBuf, r: Reclaimed) -> Outcome {
+    let mut o = Outcome::new(path, Action::Failed).with_error(r.error.unwrap_or_default());
+    o.preserved_refs = r.preserved_refs;
+    o
+}
+
+/// The report line for a reclaimed entry, before its files are deleted.
+pub fn reclaimed_outcome(path: PathBuf, decision: Drain, reclaimed: Option<Reclaimed>) -> Outcome {
+    let mut o = Outcome::new(path, action_of(decision));
+    if let Some(r) = reclaimed {
+        o.preserved_refs = r.preserved_refs;
+        o.branch = r.branch;
+        o.branch_deleted = r.branch_deleted;
+        o.error = r.error;
+    }
+    o
+}
+
+/// Deletes entry `name` of `parent` with the safe removal engine and
+/// completes its report line: bytes freed, or what was left and why (an
+/// entry already gone counts as removed).
+pub fn remove_into(mut o: Outcome, parent: BorrowedFd<'_>, name: &OsStr) -> Outcome {
+    match crate::remove::remove_entry(parent, name) {
+        Ok(removed) => settle(o, &removed),
+        Err(RemoveError::NotFound { .. }) => o,
+        Err(e) => {
+            o.action = Action::Failed;
+            o.error = Some(e.to_string());
+            o
+        }
+    }
+}
+
+fn settle(mut o: Outcome, removed: &Removed) -> Outcome {
+    o.bytes_freed = removed.bytes;
+    if !removed.complete {
+        o.action = Action::Failed;
+        o.error = Some(format!(
+            "partly removed, retried next pass: {}",
+            removed.describe()
+        ));
+    }
+    o
+}
+
+/// Carries out the drain decision for one entry: delete it, or put it back.
+fn finish(
+    open: &OpenRoot,
+    worker: &Worker,
+    w: &Waiting,
+    decision: Drain,
+    reclaimed: Option<Reclaimed>,
+    admin: Option<(Owner, PathBuf)>,
+) -> Outcome {
+    let o = reclaimed_outcome(w.original.clone(), decision, reclaimed);
+    if decision == Drain::Keep {
+        return put_back(open, worker, w, admin, o);
+    }
+    remove_into(o, w.batch.fd.as_fd(), &w.name)
+}
+
+/// Puts a kept entry back where it was, its admin entry pointed back and
+/// treeward's quarantine lock lifted.
+fn put_back(
+    open: &OpenRoot,
+    worker: &Worker,
+    w: &Waiting,
+    admin: Option<(Owner, PathBuf)>,
+    mut o: Outcome,
+) -> Outcome {
+    if let Err(e) = trash::put_back(open, &w.name, w.batch) {
+        o.error = Some(format!(
+            "kept in the trash at {} ({e}): its name is taken again",
+            w.path.display()
+        ));
+        return o;
+    }
+    if let Some((owner, gitdir)) = admin {
+        let requests = [
+            Request::Relocate {
+                gitdir,
+                worktree: w.original.clone(),
+            },
+            Request::UnlockWorktree {
+                path: w.original.clone(),
+            },
+        ];
+        let answers = call_simple(worker, owner, &requests, |r| {
+            matches!(r, Response::Relocated | Response::Unlocked { .. })
+        });
+        if let Some(Err(e)) = answers.into_iter().find(Result::is_err) {
+            log::warn!("{}: put back, but: {e}", w.original.display());
+        }
+    }
+    o
+}
+
+/// Moves one record to the state `o` means (removed, preserved, kept, or
+/// retry_remove with one more attempt); other actions leave it as it is.
+/// Idempotent: a record already in that state keeps its last transition.
+pub fn apply(rec: &mut Record, o: &Outcome) {
+    let state = match o.action {
+        Action::Removed => State::Removed,
+        Action::Preserved => State::Preserved,
+        Action::Kept => State::Kept,
+        Action::Failed => State::RetryRemove,
+        _ => return,
+    };
+    if state == State::RetryRemove {
+        rec.attempts += 1;
+        rec.last_error = o.error.clone();
+    }
+    rec.preserved_refs.extend(o.preserved_refs.iter().cloned());
+    if rec.state != state || state == State::RetryRemove {
+        rec.transition(state);
+    }
+}
+
+/// Moves the ledger's records of drained entries (found by path) to their
+/// new states. A ledger that cannot be written is logged, not fatal: the
+/// report stands.
+pub fn record(ledger: &Path, outcomes: &[Outcome]) {
+    let result = Ledger::new(ledger).update(|doc| {
+        for o in outcomes {
+            if let Some(rec) = doc.find_by_path_mut(&o.path) {
+                apply(rec, o);
+            }
+        }
+    });
+    if let Err(e) = result {
+        log::error!("the ledger was not updated: {e}");
+    }
+}

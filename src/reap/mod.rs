@@ -1,0 +1,1187 @@
+//! `treeward-reap`: while the agent service runs, reclaim the worktrees
+//! nobody wants any more — released ones, orphans older than their root's
+//! grace, failed removals whose backoff is over, records whose worktree is
+//! already gone, and what a budgeted sweep left in a trash of its own —
+//! unprivileged, as the service's user, never touching one that is in use.
+//!
+//! One pass at a time: a pass holds an exclusive `flock` on
+//! `<ledger>.reap.lock`; a second pass that finds it held does nothing and
+//! says so ([`Report::busy`]).
+//!
+//! For each entry of each `reap = true` root: the ledger triages it
+//! ([`decide::triage`]: an `active` record protects it without a look), the
+//! cheap facts are gathered ([`crate::sweep::inspect`]) and
+//! [`decide::decide`] rules. A candidate is then, in chunks:
+//! 1. guarded: this pass takes an exclusive `flock` on the entry's directory
+//!    (held until it is deleted: a tool that follows the `flock` convention
+//!    cannot start using it meanwhile, and one already holding it makes it
+//!    "in use") and `git worktree lock`s a linked worktree with
+//!    [`REAP_LOCK`] (a lock taken by anyone else meanwhile makes it
+//!    `skipped_locked`);
+//! 2. re-checked: `/proc` is scanned again and the owner pid probed, right
+//!    before anything changes; in use now means unlocked and skipped;
+//! 3. reclaimed with [`crate::reclaim::reclaim`] as its repository's owner
+//!    (this very process: the reaper is the owner), which assesses,
+//!    preserves by the root's policy and forgets it in its repository;
+//! 4. deleted with [`crate::remove::remove_entry`] relative to the root's
+//!    descriptor.
+//!
+//! What remains possible: a process that enters the directory in the
+//! instant between step 2 and step 4 without taking a `flock`; the grace
+//! period makes that an entry nobody touched for that long.
+//!
+//! What this pass may not touch (root's residue, another user's entry or
+//! repository) is reported and left for `treeward-sweep`. Every failure is
+//! one entry's: it is reported, its record goes to `retry_remove`, and the
+//! pass goes on. A ledger that cannot be read stops the pass before anything
+//! is touched (without it, an `active` worktree would look orphaned).
+
+pub mod decide;
+
+use crate::as_owner::{Owner, Request, Response, Worker};
+use crate::config::{Config, Policy, Root};
+use crate::drain::{
+    action_of, call, call_simple, drain_trash, failed_reclaim, planned, reclaimed_outcome,
+    remove_into, RECLAIM_CHUNK,
+};
+use crate::error::Error;
+use crate::in_use::{flock_held, pid_alive, ProcessTable};
+use crate::ledger::{parse_timestamp, Document, Ledger, Record, State};
+use crate::roots::{self, OpenRoot};
+use crate::sweep::decide::{Drain, EntryKind};
+use crate::sweep::inspect::{inspect, Inspected};
+use crate::sweep::report::{self, Action, Outcome, RefusedRoot};
+use decide::{decide, triage, Facts, Skip, Triage, Verdict};
+use nix::errno::Errno;
+use nix::fcntl::{openat, Flock, FlockArg, OFlag};
+use nix::sys::stat::Mode;
+use nix::unistd::Uid;
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::{OsStr, OsString};
+use std::fs::{File, OpenOptions};
+use std::os::fd::AsFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+/// The reason written into the lock of a worktree the reaper is reclaiming.
+/// A worktree left locked with it (a crash mid-pass) is the reaper's own and
+/// is taken up again by the next pass.
+pub const REAP_LOCK: &str = "treeward: being reclaimed by treeward-reap";
+
+/// How a pass runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Plan and report; change nothing (and take no pass lock).
+    pub dry_run: bool,
+    /// Serves git operations as a repository's owner: in this process when
+    /// the owner is the caller, which is the reaper's normal case.
+    pub worker: Worker,
+}
+
+/// What a reap pass did: the sweep's report (same fields, same entry
+/// vocabulary), and the reaper's own counts.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    #[serde(flatten)]
+    pub pass: report::Report,
+    /// Another pass held the pass lock; this one did nothing.
+    pub busy: bool,
+    /// The pass lock file.
+    pub pass_lock: PathBuf,
+    /// Entries left because they are younger than their root's grace.
+    pub young_count: usize,
+    /// Records whose worktree was already gone, moved to `removed` (part of
+    /// `swept_count`).
+    pub reconciled_count: usize,
+    /// Entries left alone because an `active` record names them (not listed
+    /// in `entries`).
+    pub active_count: usize,
+    /// Processes this pass could not examine (other users' processes, for
+    /// an unprivileged pass): their use of an entry is not seen, only their
+    /// `flock`s are.
+    pub unreadable_processes: u32,
+    /// The ledger was corrupt and moved aside to this file; orphans were not
+    /// reaped this pass.
+    pub ledger_recovered_from: Option<PathBuf>,
+}
+
+impl Report {
+    /// The report of a pass that found another one running.
+    pub fn busy(pass_lock: PathBuf) -> Report {
+        Report {
+            pass: report::Report::new(false, Vec::new(), Vec::new(), true, 0, 0),
+            busy: true,
+            pass_lock,
+            young_count: 0,
+            reconciled_count: 0,
+            active_count: 0,
+            unreadable_processes: 0,
+            ledger_recovered_from: None,
+        }
+    }
+
+    /// The counts as journald fields (`TREEWARD_SWEPT=3`, …).
+    pub fn fields(&self) -> Vec<(&'static str, String)> {
+        let mut fields = self.pass.fields();
+        fields.retain(|(k, _)| *k != "blocking_ms" && *k != "backlog");
+        fields.extend([
+            ("busy", self.busy.to_string()),
+            ("young", self.young_count.to_string()),
+            ("reconciled", self.reconciled_count.to_string()),
+            ("active", self.active_count.to_string()),
+            (
+                "unreadable_processes",
+                self.unreadable_processes.to_string(),
+            ),
+        ]);
+        fields
+    }
+
+    /// The one-line summary (also the log message and sd_notify STATUS).
+    pub fn summary(&self) -> String {
+        if self.busy {
+            return format!(
+                "another treeward-reap pass is running (it holds {}): nothing done",
+                self.pass_lock.display()
+            );
+        }
+        let p = &self.pass;
+        let verb = if p.dry_run { "would reap" } else { "reaped" };
+        format!(
+            "{verb} {} ({} preserved, {} already gone), {} failed, {} kept, {} locked, {} in use, {} young, {} refused, {} deferred, {} root-owned skipped, {} active left alone; {} freed in {} ms",
+            p.swept_count,
+            p.preserved_count,
+            self.reconciled_count,
+            p.failed_count,
+            p.kept_count,
+            p.locked_count,
+            p.in_use_count,
+            self.young_count,
+            p.refused_count,
+            p.deferred_count,
+            p.root_owned_skipped,
+            self.active_count,
+            report::human_bytes(p.bytes_freed),
+            p.duration_ms
+        )
+    }
+
+    /// The human report: one line per entry, then the summary.
+    pub fn render_human(&self) -> String {
+        let mut out = self.pass.render_entries();
+        out.push_str(&self.summary());
+        out.push('\n');
+        out
+    }
+}
+
+/// The pass lock of the reapers sharing `ledger`: `<ledger>.reap.lock`.
+pub fn pass_lock_path(ledger: &Path) -> PathBuf {
+    let mut name = ledger
+        .file_name()
+        .map(OsStr::to_os_string)
+        .unwrap_or_else(|| OsString::from("ledger"));
+    name.push(".reap.lock");
+    ledger.with_file_name(name)
+}
+
+/// A held pass lock; released when dropped (or when the process dies).
+#[derive(Debug)]
+pub struct PassLock {
+    _lock: Flock<File>,
+}
+
+/// Takes the pass lock without waiting: `None` when another pass holds it.
+/// The lock file is created (mode 0644) if missing; one that exists is
+/// opened read-only (enough for `flock`, so a lock file another user
+/// created, such as root running a pass by hand, still works). It is never
+/// followed if it is a symlink, and must be a regular file.
+pub fn try_lock_pass(path: &Path) -> Result<Option<PassLock>, String> {
+    let shown = path.display();
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {} for the pass lock: {e}", dir.display()))?;
+    }
+    let flags = nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK;
+    let created = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .custom_flags(flags)
+        .open(path);
+    let file = match created {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            OpenOptions::new().read(true).custom_flags(flags).open(path)
+        }
+        other => other,
+    }
+    .map_err(|e| format!("cannot open the pass lock {shown}: {e}"))?;
+    let is_file = file.metadata().map(|m| m.is_file()).unwrap_or(false);
+    if !is_file {
+        return Err(format!("the pass lock {shown} is not a regular file"));
+    }
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => Ok(Some(PassLock { _lock: lock })),
+        Err((_, Errno::EWOULDBLOCK)) => Ok(None),
+        Err((_, e)) => Err(format!("cannot lock {shown}: {}", e.desc())),
+    }
+}
+
+/// Runs one pass over every root with `reap = true`. `Err` only when the
+/// pass could not start (the pass lock or the ledger); per-entry failures
+/// are in the report.
+pub fn reap(config: &Config, opts: &Options) -> Result<Report, Error> {
+    let start = Instant::now();
+    let lock_path = pass_lock_path(&config.ledger);
+    let _lock = if opts.dry_run {
+        None
+    } else {
+        match try_lock_pass(&lock_path).map_err(Error::Failed)? {
+            Some(lock) => Some(lock),
+            None => return Ok(Report::busy(lock_path)),
+        }
+    };
+    let ledger = Ledger::new(&config.ledger);
+    let doc = if opts.dry_run {
+        ledger.read()?
+    } else {
+        // `update` moves a corrupt ledger aside (and writes nothing else).
+        ledger.update(|doc| doc.clone())?
+    };
+    if let Some(aside) = &doc.recovered_from {
+        log::error!(
+            "the ledger was corrupt (moved aside to {}): orphans are not reaped this pass",
+            aside.display()
+        );
+    }
+    let processes = ProcessTable::scan();
+    if processes.unreadable() > 0 {
+        log::info!(
+            "{} processes could not be examined ({}); only their flocks are seen",
+            processes.unreadable(),
+            processes.problem().unwrap_or(
+                "their links could not be read: other users' processes, for an unprivileged pass"
+            )
+        );
+    }
+    let mut pass = Pass {
+        config,
+        opts,
+        doc: &doc,
+        processes,
+        now: SystemTime::now(),
+        euid: Uid::effective().as_raw(),
+        tracked: Vec::new(),
+        refused: Vec::new(),
+        active: 0,
+        reconciled: 0,
+    };
+    for root in config.roots.iter().filter(|r| r.reap) {
+        match roots::open(root) {
+            Ok(None) => log::info!(
+                "root {} does not exist: nothing to reap",
+                root.path.display()
+            ),
+            Ok(Some(open)) => pass.root(root, &open),
+            Err(error) => {
+                log::error!("refusing root {}: {error}", root.path.display());
+                pass.refused.push(RefusedRoot {
+                    path: root.path.clone(),
+                    error,
+                });
+            }
+        }
+    }
+    if !opts.dry_run {
+        record(&ledger, &pass.tracked);
+    }
+    let outcomes: Vec<Outcome> = pass.tracked.into_iter().map(|t| t.outcome).collect();
+    let young_count = outcomes
+        .iter()
+        .filter(|o| o.action == Action::SkippedYoung)
+        .count();
+    let prune_succeeded = report::prune_succeeded(&outcomes);
+    Ok(Report {
+        pass: report::Report::new(
+            opts.dry_run,
+            outcomes,
+            pass.refused,
+            prune_succeeded,
+            0,
+            report::millis(start.elapsed()),
+        ),
+        busy: false,
+        pass_lock: lock_path,
+        young_count,
+        reconciled_count: pass.reconciled,
+        active_count: pass.active,
+        unreadable_processes: pass.processes.unreadable(),
+        ledger_recovered_from: doc.recovered_from.clone(),
+    })
+}
+
+/// One report line and the record it moves (by id; `None`: found by path).
+struct Tracked {
+    outcome: Outcome,
+    record: Option<String>,
+}
+
+/// The state of one pass.
+struct Pass<'a> {
+    config: &'a Config,
+    opts: &'a Options,
+    doc: &'a Document,
+    processes: ProcessTable,
+    now: SystemTime,
+    euid: u32,
+    tracked: Vec<Tracked>,
+    refused: Vec<RefusedRoot>,
+    active: usize,
+    reconciled: usize,
+}
+
+/// An entry the decision made a candidate.
+struct Candidate<'a> {
+    name: OsString,
+    path: PathBuf,
+    record: Option<&'a Record>,
+    inspected: Inspected,
+    facts: Facts,
+    verdict: Verdict,
+}
+
+impl Candidate<'_> {
+    fn owner(&self) -> Option<Owner> {
+        self.inspected.admin.as_ref().map(|a| Owner {
+            uid: a.uid,
+            gid: a.gid,
+        })
+    }
+
+    fn record_id(&self) -> Option<String> {
+        self.record.map(|r| r.id.clone())
+    }
+}
+
+/// The record that governs `path` among `records` (all of one path): an
+/// `active` one if any (it protects the entry), else the latest unfinished
+/// one, else the latest finished one.
+fn governing<'r>(records: &[&'r Record]) -> Option<&'r Record> {
+    records
+        .iter()
+        .copied()
+        .enumerate()
+        .max_by_key(|(i, r)| (rank(r), *i))
+        .map(|(_, r)| r)
+}
+
+/// How strongly a record governs its path: active, then unfinished, then
+/// finished.
+fn rank(r: &Record) -> u8 {
+    match r.state {
+        State::Active => 2,
+        State::Released | State::RetryRemove | State::Kept => 1,
+        State::Removed | State::Preserved => 0,
+    }
+}
+
+fn owner_alive(record: Option<&Record>) -> bool {
+    record.and_then(|r| r.owner_pid).is_some_and(pid_alive)
+}
+
+impl<'a> Pass<'a> {
+    fn push(&mut self, outcome: Outcome, record: Option<String>) {
+        self.tracked.push(Tracked { outcome, record });
+    }
+
+    /// One root: drain its trash if it is this pass's, then triage and
+    /// decide every entry and every record of it, then act on the
+    /// candidates.
+    fn root(&mut self, root: &Root, open: &OpenRoot) {
+        let names = match roots::entry_names(root, open) {
+            Ok(n) => n,
+            Err(e) => {
+                self.refused.push(RefusedRoot {
+                    path: root.path.clone(),
+                    error: format!("cannot list: {e}"),
+                });
+                return;
+            }
+        };
+        // First, so that a record of a worktree waiting there is not taken
+        // for one whose worktree is gone.
+        let drained = self.drain(root, open);
+        let doc = self.doc;
+        let mut by_name: BTreeMap<OsString, Vec<&'a Record>> = BTreeMap::new();
+        for r in &doc.records {
+            if let Some((owner, name)) = self.config.entry_of(&r.path) {
+                if owner.path == root.path {
+                    by_name.entry(name).or_default().push(r);
+                }
+            }
+        }
+        let mut candidates = Vec::new();
+        for name in &names {
+            let record = by_name.get(name).and_then(|rs| governing(rs));
+            if let Some(c) = self.consider(root, open, name, record) {
+                candidates.push(c);
+            }
+        }
+        let listed: BTreeSet<&OsString> = names.iter().collect();
+        for (name, records) in &by_name {
+            if !listed.contains(name) {
+                if let Some(record) = governing(records) {
+                    if !drained.contains(&record.path) {
+                        self.gone(record);
+                    }
+                }
+            }
+        }
+        if self.opts.dry_run {
+            self.plan(candidates);
+        } else {
+            for chunk in chunks(candidates) {
+                self.act(open, root.policy, chunk);
+            }
+        }
+    }
+
+    /// Triage and decision for one listed entry; `Some` for a candidate.
+    fn consider(
+        &mut self,
+        root: &Root,
+        open: &OpenRoot,
+        name: &OsStr,
+        record: Option<&'a Record>,
+    ) -> Option<Candidate<'a>> {
+        let path = root.path.join(name);
+        let alive = owner_alive(record);
+        if triage(record.map(|r| r.state), true, alive) == Triage::Leave {
+            self.active += 1;
+            return None;
+        }
+        let id = record.map(|r| r.id.clone());
+        if self.doc.recovered_from.is_some() && record.is_none() {
+            self.push(
+                Outcome::new(path, Action::Refused).with_error(
+                    "the ledger was just rebuilt: whether this is an orphan is not known this pass",
+                ),
+                id,
+            );
+            return None;
+        }
+        let (inspected, mtime) = match inspect(&path, open.dev, &self.processes)
+            .and_then(|i| Ok((i, std::fs::symlink_metadata(&path)?.modified()?)))
+        {
+            Ok(found) => found,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                let o =
+                    Outcome::new(path, Action::Failed).with_error(format!("cannot inspect: {e}"));
+                self.push(o, id);
+                return None;
+            }
+        };
+        let facts = self.facts(root, record, &inspected, mtime, alive);
+        match decide(&facts) {
+            Verdict::Leave => {
+                self.active += 1;
+                None
+            }
+            Verdict::Skip(skip) => {
+                let o = self.skipped(path, skip, &facts, &inspected, record);
+                self.push(o, id);
+                None
+            }
+            verdict => Some(Candidate {
+                name: name.to_os_string(),
+                path,
+                record,
+                inspected,
+                facts,
+                verdict,
+            }),
+        }
+    }
+
+    /// The facts [`decide`] needs about an inspected entry.
+    fn facts(
+        &self,
+        root: &Root,
+        record: Option<&Record>,
+        inspected: &Inspected,
+        mtime: SystemTime,
+        owner_alive: bool,
+    ) -> Facts {
+        // A transition that cannot be read counts as now: unknown is young.
+        let transition = record.map(|r| parse_timestamp(&r.last_transition).unwrap_or(self.now));
+        let newest = transition.map_or(mtime, |t| t.max(mtime));
+        let elapsed = |t: SystemTime| self.now.duration_since(t).unwrap_or(Duration::ZERO);
+        let root_pass = self.euid == 0;
+        let repo_uid = inspected.admin.as_ref().map(|a| a.uid);
+        Facts {
+            kind: inspected.seen.kind,
+            record: record.map(|r| r.state),
+            attempts: record.map_or(0, |r| r.attempts),
+            since_transition: transition.map_or(Duration::ZERO, elapsed),
+            age: elapsed(newest),
+            grace: root.grace,
+            in_use: inspected.seen.in_use,
+            owner_alive,
+            locked: inspected.seen.locked
+                && !inspected
+                    .admin
+                    .as_ref()
+                    .is_some_and(|a| locked_by_reaper(&a.gitdir)),
+            root_owned: !root_pass && inspected.uid == 0,
+            foreign: !root_pass
+                && ((inspected.uid != self.euid && inspected.uid != 0)
+                    || repo_uid.is_some_and(|u| u != self.euid)),
+            same_filesystem: inspected.seen.same_filesystem,
+            foreign_admin: inspected.seen.foreign_admin,
+            repository_gone: record.is_some_and(|r| is_gone(&r.repository)),
+            at_risk: None,
+            policy: root.policy,
+        }
+    }
+
+    /// The report line of a skipped entry, saying why where it helps.
+    fn skipped(
+        &self,
+        path: PathBuf,
+        skip: Skip,
+        facts: &Facts,
+        inspected: &Inspected,
+        record: Option<&Record>,
+    ) -> Outcome {
+        let o = Outcome::new(path.clone(), skip.action());
+        let detail = match skip {
+            Skip::InUse => Some(use_detail(&path, &self.processes, record)),
+            Skip::Young => Some(format!(
+                "{} old, the grace is {}",
+                humantime::format_duration(whole_seconds(facts.age)),
+                humantime::format_duration(facts.grace)
+            )),
+            Skip::Backoff => Some(format!(
+                "attempt {} failed {} ago; the next waits {}",
+                facts.attempts,
+                humantime::format_duration(whole_seconds(facts.since_transition)),
+                humantime::format_duration(decide::backoff(facts.attempts))
+            )),
+            Skip::ForeignAdmin => inspected.mismatch.clone(),
+            Skip::RepositoryGone => record.map(|r| {
+                format!(
+                    "its repository {} is gone: nothing can be preserved there; reported and left",
+                    r.repository.display()
+                )
+            }),
+            _ => None,
+        };
+        match detail.or(skip.why().map(str::to_owned)) {
+            Some(d) => o.with_error(d),
+            None => o,
+        }
+    }
+
+    /// A record whose worktree is no longer there.
+    fn gone(&mut self, record: &Record) {
+        if !is_gone(&record.path) {
+            return; // listed as something the root's patterns do not own
+        }
+        let id = Some(record.id.clone());
+        match triage(Some(record.state), false, owner_alive(Some(record))) {
+            Triage::Leave | Triage::Inspect => {}
+            Triage::InUse => {
+                let o = Outcome::new(record.path.clone(), Action::SkippedInUse)
+                    .with_error(use_detail(&record.path, &self.processes, Some(record)));
+                self.push(o, id);
+            }
+            Triage::Reconcile if self.opts.dry_run => {
+                self.reconciled += 1;
+                self.push(planned(record.path.clone(), Action::Removed), id);
+            }
+            Triage::Reconcile => {
+                let o = match prune_admin(record, self.euid) {
+                    Ok(Pruned::Moved(to)) => Outcome::new(record.path.clone(), Action::Deferred)
+                        .with_error(format!(
+                            "its worktree is at {} now (quarantined by treeward-sweep): left to the pass that drains it",
+                            to.display()
+                        )),
+                    Ok(Pruned::Locked) => Outcome::new(record.path.clone(), Action::SkippedLocked)
+                        .with_error("its worktree is gone but git keeps its locked entry (git worktree lock): left as git leaves it"),
+                    Ok(Pruned::Done) => {
+                        self.reconciled += 1;
+                        Outcome::new(record.path.clone(), Action::Removed)
+                    }
+                    Ok(Pruned::NotOurs(uid)) => {
+                        log::info!(
+                            "{}: gone; its repository belongs to uid {uid}, whose `git worktree prune` forgets it",
+                            record.path.display()
+                        );
+                        self.reconciled += 1;
+                        Outcome::new(record.path.clone(), Action::Removed)
+                    }
+                    Err(e) => Outcome::new(record.path.clone(), Action::Failed)
+                        .with_error(format!("removing its admin entry: {e}")),
+                };
+                self.push(o, id);
+            }
+        }
+    }
+
+    /// `--dry-run`: what each candidate would become, assessed where it lies
+    /// (a linked worktree by a dry-run reclaim, as its owner).
+    fn plan(&mut self, candidates: Vec<Candidate<'a>>) {
+        let mut linked: BTreeMap<Owner, Vec<Candidate>> = BTreeMap::new();
+        for c in candidates {
+            match (c.verdict, c.owner()) {
+                (Verdict::Assess, Some(owner)) if c.facts.kind == EntryKind::Linked => {
+                    linked.entry(owner).or_default().push(c)
+                }
+                _ => {
+                    let verdict = settle(&c);
+                    let o = match verdict {
+                        Verdict::Act(d) => planned(c.path.clone(), action_of(d)),
+                        _ => Outcome::new(c.path.clone(), Action::Failed)
+                            .with_error("no decision could be reached"),
+                    };
+                    self.push(o, c.record_id());
+                }
+            }
+        }
+        for (owner, items) in linked {
+            let requests: Vec<Request> = items
+                .iter()
+                .map(|c| Request::Reclaim {
+                    path: c.path.clone(),
+                    policy: c.facts.policy,
+                    dry_run: true,
+                })
+                .collect();
+            for (c, answer) in items
+                .into_iter()
+                .zip(call(&self.opts.worker, owner, &requests))
+            {
+                let o = match answer {
+                    Ok(r) if r.error.is_none() => planned(c.path.clone(), action_of(r.decision)),
+                    Ok(r) => failed_reclaim(c.path.clone(), r),
+                    Err(e) => Outcome::new(c.path.clone(), Action::Failed).with_error(e),
+                };
+                self.push(o, c.record_id());
+            }
+        }
+    }
+
+    /// Guards, re-checks, reclaims and deletes one chunk of candidates.
+    fn act(&mut self, open: &OpenRoot, policy: Policy, chunk: Vec<Candidate<'a>>) {
+        // Entries that are not linked worktrees are assessed here, in place.
+        let mut going = Vec::new();
+        for mut c in chunk {
+            c.verdict = settle(&c);
+            if c.verdict == Verdict::Act(Drain::Keep) {
+                let o = Outcome::new(c.path.clone(), Action::Kept);
+                self.push(o, c.record_id());
+            } else {
+                going.push(c);
+            }
+        }
+        // 1. Guard: this pass's flock on each directory, its lock on each
+        //    linked worktree.
+        let mut guarded = Vec::new();
+        for c in going {
+            match guard(open, &c) {
+                Ok(g) => guarded.push((c, g)),
+                Err(Some(o)) => self.push(o, c.record_id()),
+                Err(None) => {} // gone meanwhile: the next pass sees why
+            }
+        }
+        let guarded = self.lock_all(guarded);
+        // 2. Re-check, right before anything changes: who uses it now.
+        let now = ProcessTable::scan();
+        let mut ready = Vec::new();
+        let mut to_unlock = Vec::new();
+        for (c, g) in guarded {
+            if now.users_of(&c.path).is_empty() && !owner_alive(c.record) {
+                ready.push((c, g));
+                continue;
+            }
+            drop(g);
+            let o = Outcome::new(c.path.clone(), Action::SkippedInUse)
+                .with_error(use_detail(&c.path, &now, c.record));
+            self.push(o, c.record_id());
+            to_unlock.extend(linked_owner(&c));
+        }
+        // 3 and 4. Reclaim (linked worktrees, as their owners), then delete.
+        let mut linked: BTreeMap<Owner, Vec<(Candidate, Guard)>> = BTreeMap::new();
+        for (c, g) in ready {
+            match linked_owner(&c) {
+                Some((owner, _)) => linked.entry(owner).or_default().push((c, g)),
+                None => {
+                    let o = remove_into(
+                        Outcome::new(c.path.clone(), Action::Removed),
+                        open.fd.as_fd(),
+                        &c.name,
+                    );
+                    self.push(o, c.record_id());
+                }
+            }
+        }
+        for (owner, items) in linked {
+            let requests: Vec<Request> = items
+                .iter()
+                .map(|(c, _)| Request::Reclaim {
+                    path: c.path.clone(),
+                    policy,
+                    dry_run: false,
+                })
+                .collect();
+            let answers = call(&self.opts.worker, owner, &requests);
+            for ((c, g), answer) in items.into_iter().zip(answers) {
+                let o = match answer {
+                    Ok(r) if r.error.is_none() && r.decision != Drain::Keep => {
+                        let decision = r.decision;
+                        let o = reclaimed_outcome(c.path.clone(), decision, Some(r));
+                        remove_into(o, open.fd.as_fd(), &c.name)
+                    }
+                    // Kept, or nothing changed but its work may be preserved:
+                    // the worktree stays, unlocked, as it was found.
+                    other => {
+                        to_unlock.push((owner, c.path.clone()));
+                        match other {
+                            Ok(r) if r.decision == Drain::Keep => {
+                                reclaimed_outcome(c.path.clone(), Drain::Keep, Some(r))
+                            }
+                            Ok(r) => failed_reclaim(c.path.clone(), r),
+                            Err(e) => Outcome::new(c.path.clone(), Action::Failed).with_error(e),
+                        }
+                    }
+                };
+                drop(g);
+                self.push(o, c.record_id());
+            }
+        }
+        self.unlock_all(to_unlock);
+    }
+
+    /// `git worktree lock`s each linked worktree of `guarded` with
+    /// [`REAP_LOCK`], as its owner; returns those that are now locked by
+    /// this pass (and the others, which need no lock), reporting the rest.
+    fn lock_all(&mut self, guarded: Vec<(Candidate<'a>, Guard)>) -> Vec<(Candidate<'a>, Guard)> {
+        let mut out = Vec::new();
+        let mut by_owner: BTreeMap<Owner, Vec<(Candidate<'a>, Guard)>> = BTreeMap::new();
+        for (c, g) in guarded {
+            match linked_owner(&c) {
+                Some((owner, _)) => by_owner.entry(owner).or_default().push((c, g)),
+                None => out.push((c, g)),
+            }
+        }
+        for (owner, items) in by_owner {
+            let requests: Vec<Request> = items
+                .iter()
+                .map(|(c, _)| Request::LockWorktree {
+                    path: c.path.clone(),
+                    reason: Some(REAP_LOCK.to_owned()),
+                })
+                .collect();
+            let answers = call_simple(&self.opts.worker, owner, &requests, |r| match r {
+                Response::Locked {
+                    newly_locked: true, ..
+                } => true,
+                Response::Locked { reason, .. } => reason.as_deref() == Some(REAP_LOCK),
+                _ => false,
+            });
+            for ((c, g), answer) in items.into_iter().zip(answers) {
+                match answer {
+                    Ok(()) => out.push((c, g)),
+                    Err(e) => {
+                        let action = if e.starts_with("locked meanwhile") {
+                            Action::SkippedLocked
+                        } else {
+                            Action::Failed
+                        };
+                        let o = Outcome::new(c.path.clone(), action).with_error(e);
+                        self.push(o, c.record_id());
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Lifts this pass's lock from worktrees it leaves in place.
+    fn unlock_all(&self, worktrees: Vec<(Owner, PathBuf)>) {
+        let mut by_owner: BTreeMap<Owner, Vec<PathBuf>> = BTreeMap::new();
+        for (owner, path) in worktrees {
+            by_owner.entry(owner).or_default().push(path);
+        }
+        for (owner, paths) in by_owner {
+            let requests: Vec<Request> = paths
+                .iter()
+                .map(|path| Request::UnlockWorktree { path: path.clone() })
+                .collect();
+            let answers = call_simple(&self.opts.worker, owner, &requests, |r| {
+                matches!(r, Response::Unlocked { .. })
+            });
+            for (path, answer) in paths.iter().zip(answers) {
+                if let Err(e) = answer {
+                    log::warn!("{}: left in place, but still locked: {e}", path.display());
+                }
+            }
+        }
+    }
+
+    /// Drains the root's trash when it is this pass's: the root's owner's
+    /// (or any, for root). Another user's trash is left to the sweep, and so
+    /// is every trash under `--dry-run`. Returns the original paths of the
+    /// entries it found there.
+    fn drain(&mut self, root: &Root, open: &OpenRoot) -> BTreeSet<PathBuf> {
+        if self.opts.dry_run {
+            return BTreeSet::new();
+        }
+        if self.euid != 0 && open.uid != self.euid {
+            log::debug!(
+                "the trash of {} belongs to uid {}: left to treeward-sweep",
+                root.path.display(),
+                open.uid
+            );
+            return BTreeSet::new();
+        }
+        let mut outcomes = Vec::new();
+        drain_trash(root, open, &self.opts.worker, None, &mut outcomes);
+        let paths = outcomes.iter().map(|o| o.path.clone()).collect();
+        for o in outcomes {
+            self.push(o, None);
+        }
+        paths
+    }
+}
+
+/// A candidate's flock on its directory, held until it is deleted (`None`
+/// for a link or a file, which cannot be entered).
+type Guard = Option<Flock<File>>;
+
+/// Takes this pass's exclusive `flock` on a candidate directory without
+/// waiting. `Err(Some)`: someone holds one (in use) or it cannot be opened;
+/// `Err(None)`: it is gone.
+fn guard(open: &OpenRoot, c: &Candidate) -> Result<Guard, Option<Outcome>> {
+    if matches!(c.facts.kind, EntryKind::Symlink | EntryKind::NotADirectory) {
+        return Ok(None);
+    }
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let fd = match openat(open.fd.as_fd(), c.name.as_os_str(), flags, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT) => return Err(None),
+        Err(e) => {
+            return Err(Some(
+                Outcome::new(c.path.clone(), Action::Failed)
+                    .with_error(format!("cannot open it to lock it: {}", e.desc())),
+            ))
+        }
+    };
+    match Flock::lock(File::from(fd), FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => Ok(Some(lock)),
+        Err((_, Errno::EWOULDBLOCK)) => Err(Some(
+            Outcome::new(c.path.clone(), Action::SkippedInUse).with_error("a flock is held on it"),
+        )),
+        Err((_, e)) => Err(Some(
+            Outcome::new(c.path.clone(), Action::Failed)
+                .with_error(format!("cannot flock it: {}", e.desc())),
+        )),
+    }
+}
+
+/// The owner and path of a linked-worktree candidate (git work runs as
+/// that owner); `None` for anything else.
+fn linked_owner(c: &Candidate) -> Option<(Owner, PathBuf)> {
+    match (c.facts.kind, c.owner()) {
+        (EntryKind::Linked, Some(owner)) => Some((owner, c.path.clone())),
+        _ => None,
+    }
+}
+
+/// The verdict once a candidate that is not a linked worktree has been
+/// assessed where it lies (a linked one is assessed by its reclaim).
+fn settle(c: &Candidate) -> Verdict {
+    match c.verdict {
+        Verdict::Assess if c.facts.kind != EntryKind::Linked => decide(&Facts {
+            at_risk: Some(crate::risk::assess(&c.path).at_risk),
+            ..c.facts
+        }),
+        verdict => verdict,
+    }
+}
+
+fn chunks<T>(items: Vec<T>) -> Vec<Vec<T>> {
+    let mut out: Vec<Vec<T>> = Vec::new();
+    for item in items {
+        match out.last_mut() {
+            Some(last) if last.len() < RECLAIM_CHUNK => last.push(item),
+            _ => out.push(vec![item]),
+        }
+    }
+    out
+}
+
+/// Whether nothing is at `path` (an error other than "not found" is not
+/// proof of absence).
+fn is_gone(path: &Path) -> bool {
+    matches!(std::fs::symlink_metadata(path), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
+}
+
+/// Whether the worktree lock in the admin dir is this reaper's own, left
+/// by a pass that stopped midway.
+fn locked_by_reaper(gitdir: &Path) -> bool {
+    std::fs::read_to_string(gitdir.join("locked")).is_ok_and(|r| r.trim_end() == REAP_LOCK)
+}
+
+fn whole_seconds(d: Duration) -> Duration {
+    Duration::from_secs(d.as_secs())
+}
+
+/// Who uses `path`, for the report.
+fn use_detail(path: &Path, processes: &ProcessTable, record: Option<&Record>) -> String {
+    let users = processes.users_of(path);
+    let mut parts: Vec<String> = users
+        .iter()
+        .take(3)
+        .map(|u| {
+            let how = match u.how {
+                crate::in_use::Use::Cwd => "its working directory",
+                crate::in_use::Use::Root => "its root directory",
+                crate::in_use::Use::OpenFile => "an open file",
+            };
+            format!("pid {} ({}) has {how} inside", u.pid, u.comm)
+        })
+        .collect();
+    if users.len() > 3 {
+        parts.push(format!("and {} more", users.len() - 3));
+    }
+    if path.is_dir() && flock_held(path).unwrap_or(false) {
+        parts.push("a flock is held on it".to_owned());
+    }
+    if let Some(pid) = record.and_then(|r| r.owner_pid).filter(|&p| pid_alive(p)) {
+        parts.push(format!("its owner pid {pid} is alive"));
+    }
+    if parts.is_empty() {
+        "in use".to_owned()
+    } else {
+        parts.join("; ")
+    }
+}
+
+/// What reconciling a gone worktree did in its repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Pruned {
+    /// Its admin entry was removed, or there was none (or no repository).
+    Done,
+    /// Its admin entry names a worktree that exists elsewhere (a sweep's
+    /// trash): not gone.
+    Moved(PathBuf),
+    /// Its admin entry is locked: git keeps it, and so does treeward.
+    Locked,
+    /// The repository belongs to this uid, not to this pass: its admin entry
+    /// is left to its owner's `git worktree prune` (no git work as root on
+    /// another user's repository, SPEC invariant 4).
+    NotOurs(u32),
+}
+
+/// Removes the admin entry of a record whose worktree is gone, the way
+/// `git worktree prune` would for that one entry: only if it is invalid
+/// (its worktree is missing) and not locked. The admin entry is the
+/// record's `worktree_name` (one that names a worktree elsewhere means the
+/// worktree moved), else the one that names the record's path.
+fn prune_admin(record: &Record, euid: u32) -> Result<Pruned, String> {
+    let common = &record.repository;
+    let owner = match crate::as_owner::owner_of(common) {
+        Ok(owner) => owner,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Pruned::Done),
+        Err(e) => return Err(e.to_string()),
+    };
+    let repo = git2::Repository::open_ext(
+        common,
+        git2::RepositoryOpenFlags::NO_SEARCH,
+        std::iter::empty::<&OsStr>(),
+    )
+    .map_err(|e| format!("opening {}: {}", common.display(), e.message()))?;
+    let names = repo.worktrees().map_err(|e| {
+        format!(
+            "listing the worktrees of {}: {}",
+            common.display(),
+            e.message()
+        )
+    })?;
+    for name in names.iter().flatten().flatten() {
+        let named = record.worktree_name.as_deref() == Some(name);
+        if record.worktree_name.is_some() && !named {
+            continue;
+        }
+        let Ok(wt) = repo.find_worktree(name) else {
+            continue;
+        };
+        let valid = wt.validate().is_ok();
+        if named && valid && wt.path() != record.path {
+            return Ok(Pruned::Moved(wt.path().to_path_buf()));
+        }
+        if wt.path() != record.path || valid {
+            continue;
+        }
+        if owner.uid != euid {
+            return Ok(Pruned::NotOurs(owner.uid));
+        }
+        if matches!(wt.is_locked(), Ok(git2::WorktreeLockStatus::Locked(_))) {
+            return Ok(Pruned::Locked);
+        }
+        wt.prune(Some(&mut git2::WorktreePruneOptions::new()))
+            .map_err(|e| format!("pruning {name}: {}", e.message()))?;
+    }
+    Ok(Pruned::Done)
+}
+
+/// Moves the records of what this pass did to their new states: by id for
+/// the records it acted on, by path for what it drained from the trash. A ledger that cannot be written is logged, not
+/// fatal: the report stands, and the next pass converges.
+fn record(ledger: &Ledger, tracked: &[Tracked]) {
+    let result = ledger.update(|doc| {
+        for t in tracked {
+            let index = match &t.record {
+                Some(id) => doc.records.iter().position(|r| &r.id == id),
+                None => by_path(doc, &t.outcome.path),
+            };
+            if let Some(rec) = index.and_then(|i| doc.records.get_mut(i)) {
+                crate::drain::apply(rec, &t.outcome);
+            }
+        }
+    });
+    if let Err(e) = result {
+        log::error!("the ledger was not updated: {e}");
+    }
+}
+
+/// The record a trash outcome for `path` moves: the one governing the path,
+/// unless the path holds a live entry again, whose `active` record is not
+/// the drained one's.
+fn by_path(doc: &Document, path: &Path) -> Option<usize> {
+    let reused = !is_gone(path);
+    doc.records
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.path == path && !(reused && r.state == State::Active))
+        .max_by_key(|(i, r)| (rank(r), *i))
+        .map(|(i, _)| i)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(id: &str, path: &str, state: State) -> Record {
+        let mut r = Record::new(Path::new(path), Path::new("/repo/.git"), 1000);
+        r.id = id.to_owned();
+        r.state = state;
+        r
+    }
+
+    #[test]
+    fn the_pass_lock_lives_next_to_the_ledger() {
+        assert_eq!(
+            pass_lock_path(Path::new("/var/lib/treeward/ledger.json")),
+            Path::new("/var/lib/treeward/ledger.json.reap.lock")
+        );
+    }
+
+    #[test]
+    fn a_second_pass_finds_the_lock_held_until_the_first_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = pass_lock_path(&dir.path().join("state/ledger.json"));
+        let first = try_lock_pass(&path).unwrap();
+        assert!(
+            first.is_some(),
+            "the first pass takes it (and its directory is made)"
+        );
+        // Another open file description, as another process would have.
+        assert!(try_lock_pass(&path).unwrap().is_none());
+        drop(first);
+        assert!(try_lock_pass(&path).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_pass_lock_that_is_a_symlink_is_refused_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("elsewhere");
+        std::fs::write(&target, "").unwrap();
+        let path = dir.path().join("ledger.json.reap.lock");
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        let err = try_lock_pass(&path).unwrap_err();
+        assert!(err.contains("pass lock"), "{err}");
+        let fifo = dir.path().join("fifo.reap.lock");
+        nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o644)).unwrap();
+        let err = try_lock_pass(&fifo).unwrap_err();
+        assert!(err.contains("not a regular file"), "{err}");
+    }
+
+    #[test]
+    fn the_governing_record_is_active_then_unfinished_then_the_latest() {
+        let a = rec("a", "/r/x", State::Removed);
+        let b = rec("b", "/r/x", State::Released);
+        let c = rec("c", "/r/x", State::Preserved);
+        let d = rec("d", "/r/x", State::Active);
+        let id = |rs: &[&Record]| governing(rs).map(|r| r.id.clone());
+        assert_eq!(id(&[&a, &c]), Some("c".into()), "the latest finished one");
+        assert_eq!(id(&[&a, &b, &c]), Some("b".into()));
+        assert_eq!(id(&[&d, &a, &b, &c]), Some("d".into()));
+        assert_eq!(id(&[]), None);
+    }
+
+    #[test]
+    fn trash_outcomes_move_the_record_of_their_path_not_a_new_active_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let gone = dir.path().join("gone");
+        let reused = dir.path().join("reused");
+        std::fs::create_dir(&reused).unwrap();
+        let mut doc = Document::empty();
+        let path = |p: &Path| p.to_str().unwrap().to_owned();
+        doc.records.push(rec("g", &path(&gone), State::Active));
+        doc.records
+            .push(rec("old", &path(&reused), State::Released));
+        doc.records.push(rec("new", &path(&reused), State::Active));
+        assert_eq!(
+            by_path(&doc, &gone),
+            Some(0),
+            "an active record whose worktree was swept"
+        );
+        assert_eq!(by_path(&doc, &reused), Some(1), "not the new worktree's");
+        assert_eq!(by_path(&doc, Path::new("/nowhere")), None);
+    }
+
+    #[test]
+    fn candidates_go_in_chunks() {
+        let sizes: Vec<usize> = chunks((0..40).collect()).iter().map(Vec::len).collect();
+        assert_eq!(
+            sizes,
+            vec![RECLAIM_CHUNK, RECLAIM_CHUNK, 40 - 2 * RECLAIM_CHUNK]
+        );
+        assert!(chunks(Vec::<u8>::new()).is_empty());
+    }
+
+    #[test]
+    fn a_busy_report_says_so_and_keeps_the_contract_fields() {
+        let r = Report::busy(PathBuf::from("/l/ledger.json.reap.lock"));
+        assert!(r
+            .summary()
+            .contains("another treeward-reap pass is running"));
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["busy"], true);
+        for key in [
+            "swept_count",
+            "failed_count",
+            "root_owned_skipped",
+            "entries",
+            "young_count",
+        ] {
+            assert!(v.get(key).is_some(), "{key}");
+        }
+    }
+}

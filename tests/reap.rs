@@ -1,0 +1,670 @@
+//! `treeward-reap` run for real as an unprivileged service user (uid 4242)
+//! against real repositories owned by that user, next to real processes:
+//! what it takes, what it never takes, what it tells the ledger. The root is
+//! root-owned and sticky like `/tmp`, so root's residue in it is out of the
+//! reaper's reach. Root-only (to act as uid 4242): skipped with a printed
+//! reason otherwise (CI runs as root).
+
+mod common;
+
+use common::{add_worktree, chown_r, git_as, set_mtime, write, ChildGuard, Fixture};
+use serde_json::{json, Value};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime};
+
+const AGENT: u32 = 4242;
+/// Every host has `nobody`; a root owned by a user needs an account to name
+/// in `owner`, and uid 4242 has none.
+const NOBODY: u32 = 65534;
+
+struct Host {
+    f: Fixture,
+    root: PathBuf,
+    cfg: PathBuf,
+    ledger: PathBuf,
+    /// Who runs the reaper and owns the repository.
+    user: u32,
+}
+
+/// A repository, a root `<tmp>/wt` (root-owned, sticky, mode 1777), a
+/// ledger in a directory of the agent's, and a configuration with `grace`
+/// and `policy`.
+fn host(grace: &str, policy: &str) -> Option<Host> {
+    if !common::is_root() {
+        eprintln!("skipped: the reap tests run as root (CI does) to run the reaper as uid {AGENT}");
+        return None;
+    }
+    let h = make_host(AGENT);
+    std::fs::set_permissions(&h.root, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    h.configure(grace, policy, "");
+    Some(h)
+}
+
+fn make_host(user: u32) -> Host {
+    let f = Fixture::new();
+    std::fs::set_permissions(f.tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let root = f.tmp.path().join("wt");
+    std::fs::create_dir(&root).unwrap();
+    let state = f.tmp.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    chown_r(&state, user);
+    Host {
+        cfg: f.tmp.path().join("treeward.toml"),
+        ledger: state.join("ledger.json"),
+        f,
+        root,
+        user,
+    }
+}
+
+fn ago(seconds: u64) -> String {
+    treeward::ledger::format_timestamp(SystemTime::now() - Duration::from_secs(seconds))
+}
+
+impl Host {
+    fn configure(&self, grace: &str, policy: &str, extra: &str) {
+        std::fs::write(
+            &self.cfg,
+            format!(
+                "ledger = \"{}\"\n\n[[root]]\npath = \"{}\"\npatterns = [\"*\"]\ngrace = \"{grace}\"\npolicy = \"{policy}\"\n{extra}",
+                self.ledger.display(),
+                self.root.display()
+            ),
+        )
+        .unwrap();
+    }
+
+    /// Hands the repository, its origin and every entry so far to the user,
+    /// and makes every entry two hours old.
+    fn hand_over(&self) {
+        chown_r(&self.f.repo, self.user);
+        chown_r(&self.f.origin, self.user);
+        for e in std::fs::read_dir(&self.root).unwrap() {
+            let p = e.unwrap().path();
+            chown_r(&p, self.user);
+            set_mtime(&p, "2 hours ago");
+        }
+    }
+
+    /// A record of the worktree at `path` in `state`, its last transition
+    /// `since` seconds ago; `extra` overrides fields.
+    fn rec(&self, id: &str, path: &Path, state: &str, since: u64, extra: Value) -> Value {
+        let mut r = json!({
+            "id": id,
+            "path": path,
+            "repository": self.f.repo.join(".git"),
+            "worktree_name": path.file_name().unwrap().to_str().unwrap(),
+            "uid": self.user,
+            "created_at": ago(since + 60),
+            "last_transition": ago(since),
+            "state": state,
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            r[k] = v.clone();
+        }
+        r
+    }
+
+    fn write_ledger(&self, records: Vec<Value>) {
+        let doc = json!({"schema": 1, "records": records});
+        std::fs::write(&self.ledger, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
+        std::os::unix::fs::chown(&self.ledger, Some(self.user), Some(self.user)).unwrap();
+    }
+
+    fn records(&self) -> Vec<Value> {
+        let doc: Value = serde_json::from_slice(&std::fs::read(&self.ledger).unwrap()).unwrap();
+        doc["records"].as_array().unwrap().clone()
+    }
+
+    fn record(&self, id: &str) -> Value {
+        self.records()
+            .into_iter()
+            .find(|r| r["id"] == id)
+            .unwrap_or_else(|| panic!("no record {id}"))
+    }
+
+    /// Runs `treeward-reap` as the user, from `/`, with `args`.
+    fn run_reaper(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_treeward-reap"))
+            .arg("--config")
+            .arg(&self.cfg)
+            .args(args)
+            .current_dir("/")
+            .env("HOME", "/nonexistent")
+            .env_remove("TREEWARD_CONFIG")
+            .uid(self.user)
+            .gid(self.user)
+            .output()
+            .unwrap()
+    }
+
+    /// Runs `treeward-reap --json` as the user; exit status, the JSON
+    /// document, stderr.
+    fn reap(&self, args: &[&str]) -> (i32, Value, String) {
+        let out = self.run_reaper(&[&["--json"], args].concat());
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "not JSON ({e}): {} / {stderr}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        });
+        (out.status.code().unwrap(), doc, stderr)
+    }
+
+    /// [`Host::reap`] that must exit 0; the JSON document.
+    fn reap_ok(&self, args: &[&str]) -> Value {
+        let (code, doc, stderr) = self.reap(args);
+        assert_eq!(code, 0, "{stderr}");
+        doc
+    }
+
+    fn git(&self, args: &[&str]) -> String {
+        git_as(self.user, &self.f.repo, args)
+    }
+
+    fn refs(&self, prefix: &str) -> Vec<String> {
+        let out = self.git(&["for-each-ref", "--format=%(refname)", prefix]);
+        out.lines().map(str::to_owned).collect()
+    }
+
+    fn admin_entries(&self) -> Vec<String> {
+        let mut names: Vec<String> = match std::fs::read_dir(self.f.repo.join(".git/worktrees")) {
+            Ok(d) => d
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        names.sort();
+        names
+    }
+
+    /// Spawns `cmd` as the user, in the background.
+    fn spawn_as_user(&self, cmd: &mut Command) -> ChildGuard {
+        ChildGuard(cmd.uid(self.user).gid(self.user).spawn().unwrap())
+    }
+}
+
+fn entry<'a>(doc: &'a Value, path: &Path) -> &'a Value {
+    doc["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["path"] == path.to_str().unwrap())
+        .unwrap_or_else(|| panic!("{} not in report {doc:#}", path.display()))
+}
+
+fn not_reported(doc: &Value, path: &Path) -> bool {
+    !doc["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["path"] == path.to_str().unwrap())
+}
+
+fn wait_for_flock(dir: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while treeward::in_use::flock_held(dir).ok() != Some(true) {
+        assert!(Instant::now() < deadline, "the flock was never taken");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn released_and_old_orphans_go_young_and_active_ones_stay() {
+    let Some(h) = host("1h", "preserve") else {
+        return;
+    };
+    let released = h.f.worktree("released", "t-released");
+    let orphan = h.f.worktree("orphan", "t-orphan");
+    let young = h.f.worktree("young", "t-young");
+    let just_released = h.f.worktree("just-released", "t-just");
+    let active = h.f.worktree("active", "t-active");
+    h.hand_over();
+    set_mtime(&young, "now");
+    h.write_ledger(vec![
+        h.rec("rel", &released, "released", 7200, json!({})),
+        h.rec("just", &just_released, "released", 600, json!({})),
+        h.rec("act", &active, "active", 7200, json!({})),
+    ]);
+
+    let doc = h.reap_ok(&[]);
+    assert_eq!(entry(&doc, &released)["action"], "removed", "{doc:#}");
+    assert_eq!(entry(&doc, &orphan)["action"], "removed");
+    assert_eq!(entry(&doc, &young)["action"], "skipped_young");
+    assert_eq!(
+        entry(&doc, &just_released)["action"],
+        "skipped_young",
+        "age counts from the release, not only the mtime"
+    );
+    assert!(
+        not_reported(&doc, &active),
+        "an active worktree is not a candidate"
+    );
+    assert!(!released.exists() && !orphan.exists());
+    assert!(young.join("README").is_file() && just_released.join("README").is_file());
+    assert!(active.join("README").is_file());
+    for key in treeward::sweep::report::CONTRACT_FIELDS {
+        assert!(doc.get(key).is_some(), "{key} missing");
+    }
+    assert_eq!(
+        (doc["swept_count"].clone(), doc["young_count"].clone()),
+        (json!(2), json!(2))
+    );
+    assert_eq!(doc["active_count"], 1);
+    // git forgot them (and their integrated branches); the ledger followed.
+    assert_eq!(h.admin_entries(), vec!["active", "just-released", "young"]);
+    assert!(h.refs("refs/heads/t-released").is_empty());
+    assert_eq!(h.record("rel")["state"], "removed");
+    assert_eq!(h.record("just")["state"], "released");
+    assert_eq!(h.record("act")["state"], "active");
+}
+
+#[test]
+fn entries_in_use_are_never_taken() {
+    let Some(h) = host("0s", "preserve") else {
+        return;
+    };
+    let cwd = h.f.worktree("cwd", "t-cwd");
+    let flocked = h.f.worktree("flocked", "t-flocked");
+    let owned = h.f.worktree("owned", "t-owned");
+    let pinned = h.f.worktree("pinned", "t-pinned");
+    let free = h.f.worktree("free", "t-free");
+    common::git(
+        &h.f.repo,
+        &[
+            "worktree",
+            "lock",
+            "--reason",
+            "agent 7",
+            pinned.to_str().unwrap(),
+        ],
+    );
+    h.hand_over();
+    let _sleeper = h.spawn_as_user(Command::new("sleep").arg("60").current_dir(&cwd));
+    let _holder = ChildGuard(
+        Command::new("sh")
+            .args(["-c", "exec 9<\"$1\"; flock -x 9; exec sleep 60", "sh"])
+            .arg(&flocked)
+            .current_dir("/")
+            .spawn()
+            .unwrap(),
+    );
+    let owner = ChildGuard(
+        Command::new("sleep")
+            .arg("60")
+            .current_dir("/")
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_flock(&flocked);
+    h.write_ledger(vec![h.rec(
+        "owned",
+        &owned,
+        "released",
+        7200,
+        json!({"owner_pid": owner.0.id()}),
+    )]);
+
+    let doc = h.reap_ok(&[]);
+    let e = entry(&doc, &cwd);
+    assert_eq!(e["action"], "skipped_in_use", "{doc:#}");
+    assert!(
+        e["error"].as_str().unwrap().contains("working directory"),
+        "{e}"
+    );
+    assert_eq!(entry(&doc, &flocked)["action"], "skipped_in_use");
+    let e = entry(&doc, &owned);
+    assert_eq!(e["action"], "skipped_in_use");
+    assert!(e["error"].as_str().unwrap().contains("owner pid"), "{e}");
+    assert_eq!(entry(&doc, &pinned)["action"], "skipped_locked");
+    assert_eq!(entry(&doc, &free)["action"], "removed");
+    for p in [&cwd, &flocked, &owned, &pinned] {
+        assert!(p.join("README").is_file(), "{}", p.display());
+    }
+    assert!(!free.exists());
+    assert_eq!(
+        (doc["in_use_count"].clone(), doc["locked_count"].clone()),
+        (json!(3), json!(1))
+    );
+    // The owner's lock is untouched, and nothing else was left locked.
+    let list = h.git(&["worktree", "list", "--porcelain"]);
+    let locks: Vec<&str> = list.lines().filter(|l| l.starts_with("locked")).collect();
+    assert_eq!(locks, vec!["locked agent 7"], "{list}");
+    assert_eq!(h.record("owned")["state"], "released");
+}
+
+#[test]
+fn root_owned_residue_is_counted_and_left_for_the_sweep() {
+    let Some(h) = host("0s", "preserve") else {
+        return;
+    };
+    let mine = h.f.worktree("mine", "t-mine");
+    h.hand_over();
+    let rooty = h.root.join("rooty");
+    write(&rooty.join("deep/file"), "r\n");
+    set_mtime(&rooty, "2 hours ago");
+    let doc = h.reap_ok(&[]);
+    assert_eq!(
+        entry(&doc, &rooty)["action"],
+        "root_owned_skipped",
+        "{doc:#}"
+    );
+    assert_eq!(doc["root_owned_skipped"], 1);
+    assert!(rooty.join("deep/file").is_file());
+    assert_eq!(entry(&doc, &mine)["action"], "removed");
+}
+
+#[test]
+fn a_record_whose_repository_is_gone_is_reported_and_the_pass_goes_on() {
+    let Some(h) = host("0s", "preserve") else {
+        return;
+    };
+    let other = Fixture::new();
+    let stranded = h.root.join("stranded");
+    add_worktree(&other.repo, &stranded, Some("s"));
+    write(&stranded.join("wip.txt"), "only copy\n");
+    let fine = h.f.worktree("fine", "t-fine");
+    h.hand_over();
+    let mut gone = h.rec("gone", &stranded, "released", 7200, json!({}));
+    gone["repository"] = json!(other.repo.join(".git"));
+    h.write_ledger(vec![
+        gone,
+        h.rec("fine", &fine, "released", 7200, json!({})),
+    ]);
+    std::fs::remove_dir_all(other.repo.join(".git")).unwrap();
+
+    let doc = h.reap_ok(&[]);
+    let e = entry(&doc, &stranded);
+    assert_eq!(e["action"], "refused", "{doc:#}");
+    assert!(e["error"].as_str().unwrap().contains("repository"), "{e}");
+    assert_eq!(
+        std::fs::read_to_string(stranded.join("wip.txt")).unwrap(),
+        "only copy\n"
+    );
+    assert_eq!(entry(&doc, &fine)["action"], "removed");
+    assert_eq!(h.record("gone")["state"], "released");
+    assert_eq!(h.record("fine")["state"], "removed");
+}
+
+#[test]
+fn records_whose_worktree_is_gone_become_removed_and_git_forgets_them() {
+    let Some(h) = host("1h", "preserve") else {
+        return;
+    };
+    let vanished = h.f.worktree("vanished", "t-vanished");
+    let crashed = h.f.worktree("crashed", "t-crashed");
+    let kept = h.f.worktree("kept", "t-kept");
+    h.hand_over();
+    h.write_ledger(vec![
+        h.rec("v", &vanished, "released", 60, json!({})),
+        h.rec("c", &crashed, "active", 60, json!({})),
+        h.rec("k", &kept, "active", 60, json!({})),
+    ]);
+    std::fs::remove_dir_all(&vanished).unwrap();
+    std::fs::remove_dir_all(&crashed).unwrap();
+    assert_eq!(h.admin_entries(), vec!["crashed", "kept", "vanished"]);
+
+    let doc = h.reap_ok(&[]);
+    assert_eq!(entry(&doc, &vanished)["action"], "removed", "{doc:#}");
+    assert_eq!(entry(&doc, &crashed)["action"], "removed");
+    assert_eq!(doc["reconciled_count"], 2);
+    assert_eq!(h.admin_entries(), vec!["kept"]);
+    assert_eq!(h.record("v")["state"], "removed");
+    assert_eq!(h.record("c")["state"], "removed");
+    assert_eq!(h.record("k")["state"], "active");
+    // Converges: a second pass has nothing more to do.
+    let again = h.reap_ok(&[]);
+    assert_eq!(again["entries"], json!([]), "{again:#}");
+}
+
+#[test]
+fn dirty_released_work_is_preserved_under_preserve() {
+    let Some(h) = host("0s", "preserve") else {
+        return;
+    };
+    let dirty = h.f.worktree("dirty", "t-dirty");
+    write(&dirty.join("notes.md"), "only copy\n");
+    write(&dirty.join("README"), "edited\n");
+    h.hand_over();
+    h.write_ledger(vec![h.rec("d", &dirty, "released", 7200, json!({}))]);
+
+    let doc = h.reap_ok(&[]);
+    let e = entry(&doc, &dirty);
+    assert_eq!(e["action"], "preserved", "{doc:#}");
+    assert!(!dirty.exists());
+    let refs = h.refs("refs/treeward/preserved/");
+    assert_eq!(e["preserved_refs"], json!(refs));
+    let work = refs
+        .iter()
+        .find(|r| r.ends_with("/work"))
+        .expect("a work ref");
+    assert_eq!(h.git(&["show", &format!("{work}^3:notes.md")]), "only copy");
+    let rec = h.record("d");
+    assert_eq!(rec["state"], "preserved");
+    assert_eq!(rec["preserved_refs"], json!(refs));
+    assert_eq!(
+        common::root_owned(&h.f.repo.join(".git")),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn dirty_released_work_is_kept_in_place_under_keep() {
+    let Some(h) = host("0s", "keep") else {
+        return;
+    };
+    let dirty = h.f.worktree("dirty", "t-dirty");
+    write(&dirty.join("notes.md"), "only copy\n");
+    let clean = h.f.worktree("clean", "t-clean");
+    h.hand_over();
+    h.write_ledger(vec![
+        h.rec("d", &dirty, "released", 7200, json!({})),
+        h.rec("c", &clean, "released", 7200, json!({})),
+    ]);
+    let doc = h.reap_ok(&[]);
+    assert_eq!(entry(&doc, &dirty)["action"], "kept", "{doc:#}");
+    assert_eq!(entry(&doc, &clean)["action"], "removed");
+    assert_eq!(
+        std::fs::read_to_string(dirty.join("notes.md")).unwrap(),
+        "only copy\n"
+    );
+    assert!(h.refs("refs/treeward/preserved/").is_empty());
+    assert_eq!(h.record("d")["state"], "kept");
+    let list = h.git(&["worktree", "list", "--porcelain"]);
+    assert!(
+        !list.lines().any(|l| l.starts_with("locked")),
+        "the reaper's lock was lifted: {list}"
+    );
+}
+
+#[test]
+fn a_failed_removal_backs_off_before_it_is_retried() {
+    let Some(h) = host("0s", "preserve") else {
+        return;
+    };
+    let recent = h.f.worktree("recent", "t-recent");
+    let due = h.f.worktree("due", "t-due");
+    h.hand_over();
+    h.write_ledger(vec![
+        h.rec("r", &recent, "retry_remove", 60, json!({"attempts": 3})),
+        h.rec("d", &due, "retry_remove", 3600, json!({"attempts": 1})),
+    ]);
+    let doc = h.reap_ok(&[]);
+    let e = entry(&doc, &recent);
+    assert_eq!(e["action"], "deferred", "{doc:#}");
+    assert!(e["error"].as_str().unwrap().contains("20m"), "{e}");
+    assert!(recent.join("README").is_file());
+    assert_eq!(entry(&doc, &due)["action"], "removed");
+    assert_eq!(h.record("r")["state"], "retry_remove");
+    assert_eq!(h.record("r")["attempts"], 3);
+    assert_eq!(h.record("d")["state"], "removed");
+}
+
+#[test]
+fn one_pass_at_a_time() {
+    let Some(h) = host("0s", "preserve") else {
+        return;
+    };
+    let orphan = h.f.worktree("orphan", "t-orphan");
+    h.hand_over();
+    // Held by another process; the file is root's (a pass run by hand as
+    // root), which must not stop the service user's passes later.
+    let lock = PathBuf::from(format!("{}.reap.lock", h.ledger.display()));
+    std::fs::write(&lock, "").unwrap();
+    let mut holder = ChildGuard(
+        Command::new("sh")
+            .args(["-c", "exec 9<\"$1\"; flock -x 9; exec sleep 60", "sh"])
+            .arg(&lock)
+            .current_dir("/")
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Command::new("flock")
+        .args(["-n", "-s"])
+        .arg(&lock)
+        .arg("true")
+        .status()
+        .unwrap()
+        .success()
+    {
+        assert!(Instant::now() < deadline, "the holder never took the lock");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let start = Instant::now();
+    let (code, doc, stderr) = h.reap(&[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(start.elapsed() < Duration::from_secs(5), "it did not wait");
+    assert_eq!(doc["busy"], true, "{doc:#}");
+    assert!(
+        stderr.contains("another treeward-reap pass is running"),
+        "{stderr}"
+    );
+    assert!(orphan.join("README").is_file());
+    // Human output says it too.
+    let out = h.run_reaper(&[]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("another treeward-reap pass is running"));
+
+    let _ = holder.0.kill();
+    let _ = holder.0.wait();
+    let doc = h.reap_ok(&[]);
+    assert_eq!(doc["busy"], false);
+    assert_eq!(entry(&doc, &orphan)["action"], "removed", "{doc:#}");
+}
+
+#[test]
+fn dry_run_plans_and_changes_nothing() {
+    let Some(h) = host("0s", "preserve") else {
+        return;
+    };
+    let dirty = h.f.worktree("dirty", "t-dirty");
+    write(&dirty.join("new.txt"), "n\n");
+    let clean = h.f.worktree("clean", "t-clean");
+    let gone = h.f.worktree("gone", "t-gone");
+    h.hand_over();
+    h.write_ledger(vec![h.rec("g", &gone, "released", 60, json!({}))]);
+    std::fs::remove_dir_all(&gone).unwrap();
+    let before = common::snapshot(h.f.tmp.path());
+    let doc = h.reap_ok(&["--dry-run"]);
+    assert_eq!(common::snapshot(h.f.tmp.path()), before);
+    assert_eq!(entry(&doc, &dirty)["planned"], "preserved", "{doc:#}");
+    assert_eq!(entry(&doc, &clean)["planned"], "removed");
+    assert_eq!(entry(&doc, &clean)["action"], "planned");
+    assert_eq!(entry(&doc, &gone)["planned"], "removed");
+}
+
+#[test]
+fn the_trash_a_budgeted_sweep_left_is_drained_by_its_owner() {
+    if !common::is_root() {
+        eprintln!("skipped: runs the sweep as root and the reaper as uid {NOBODY}");
+        return;
+    }
+    let h = make_host(NOBODY);
+    h.configure("1h", "preserve", "owner = \"nobody\"\n");
+    let dirty = h.f.worktree("dirty", "t-dirty");
+    write(&dirty.join("new.txt"), "n\n");
+    let clean = h.f.worktree("clean", "t-clean");
+    h.hand_over();
+    chown_r(&h.root, NOBODY);
+    std::fs::set_permissions(&h.root, std::fs::Permissions::from_mode(0o755)).unwrap();
+    h.write_ledger(vec![h.rec("d", &dirty, "active", 60, json!({}))]);
+    let out = Command::new(env!("CARGO_BIN_EXE_treeward-sweep"))
+        .args(["--json", "--budget", "0s", "--config"])
+        .arg(&h.cfg)
+        .output()
+        .unwrap();
+    let swept: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(swept["deferred_count"], 2, "{swept:#}");
+    assert!(!dirty.exists() && !clean.exists());
+
+    let doc = h.reap_ok(&[]);
+    assert_eq!(entry(&doc, &dirty)["action"], "preserved", "{doc:#}");
+    assert_eq!(entry(&doc, &clean)["action"], "removed");
+    let trash = h.root.join(".treeward-trash");
+    assert!(
+        std::fs::read_dir(&trash).unwrap().next().is_none(),
+        "trash drained"
+    );
+    assert_eq!(h.refs("refs/treeward/preserved/").len(), 1);
+    assert_eq!(h.admin_entries(), Vec::<String>::new());
+    assert_eq!(h.record("d")["state"], "preserved");
+}
+
+#[test]
+fn root_owned_trash_is_left_to_the_sweep() {
+    let Some(h) = host("0s", "preserve") else {
+        return;
+    };
+    h.f.worktree("quarantined", "t-q");
+    h.hand_over();
+    let out = Command::new(env!("CARGO_BIN_EXE_treeward-sweep"))
+        .args(["--json", "--budget", "0s", "--config"])
+        .arg(&h.cfg)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let doc = h.reap_ok(&[]);
+    assert_eq!(doc["entries"], json!([]), "{doc:#}");
+    assert_eq!(h.admin_entries(), vec!["quarantined"]);
+}
+
+#[test]
+fn bad_configuration_is_78_and_touches_nothing() {
+    let Some(h) = host("0s", "preserve") else {
+        return;
+    };
+    let orphan = h.f.worktree("orphan", "t-orphan");
+    h.hand_over();
+    h.configure("soon", "preserve", "");
+    let out = h.run_reaper(&[]);
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("grace"));
+    assert!(orphan.join("README").is_file());
+}
+
+#[test]
+fn an_unusable_ledger_stops_the_pass_before_anything_is_touched() {
+    let Some(h) = host("0s", "preserve") else {
+        return;
+    };
+    let orphan = h.f.worktree("orphan", "t-orphan");
+    h.hand_over();
+    // A ledger the service user cannot read: an active record could hide in it.
+    h.write_ledger(vec![h.rec("o", &orphan, "active", 60, json!({}))]);
+    std::os::unix::fs::chown(&h.ledger, Some(0), Some(0)).unwrap();
+    std::fs::set_permissions(&h.ledger, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = h.run_reaper(&[]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ledger"));
+    assert!(orphan.join("README").is_file());
+}
