@@ -39,21 +39,36 @@ pub fn unreachable_from_head(
     common: &Path,
     own_name: Option<&str>,
 ) -> Result<usize, git2::Error> {
-    let mut walk = repo.revwalk()?;
-    walk.push(head)?;
+    let mut hidden = Vec::new();
     for r in repo.references()? {
         let r = r?;
         if r.name().is_ok_and(is_per_worktree) {
             continue;
         }
         if let Ok(commit) = r.peel_to_commit() {
-            walk.hide(commit.id())?;
+            hidden.push(commit.id());
         }
     }
-    for oid in other_detached_heads(common, own_name) {
-        if repo.find_commit(oid).is_ok() {
-            walk.hide(oid)?;
-        }
+    // Usually the refs alone reach everything: only then is it worth
+    // reading every other worktree's HEAD (a thousand files on a busy host).
+    let count = count_unhidden(repo, head, &hidden)?;
+    if count == 0 {
+        return Ok(0);
+    }
+    hidden.extend(
+        other_detached_heads(common, own_name)
+            .into_iter()
+            .filter(|oid| repo.find_commit(*oid).is_ok()),
+    );
+    count_unhidden(repo, head, &hidden)
+}
+
+/// Commits reachable from `head` and from none of `hidden`.
+fn count_unhidden(repo: &Repository, head: Oid, hidden: &[Oid]) -> Result<usize, git2::Error> {
+    let mut walk = repo.revwalk()?;
+    walk.push(head)?;
+    for oid in hidden {
+        walk.hide(*oid)?;
     }
     let mut count = 0;
     for oid in walk {
