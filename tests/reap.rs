@@ -214,7 +214,7 @@ fn wait_for_flock(dir: &Path) {
 }
 
 #[test]
-fn released_and_old_orphans_go_young_and_active_ones_stay() {
+fn released_and_old_orphans_go_young_orphans_and_active_ones_stay() {
     let Some(h) = host("1h", "preserve") else {
         return;
     };
@@ -237,29 +237,29 @@ fn released_and_old_orphans_go_young_and_active_ones_stay() {
     assert_eq!(entry(&doc, &young)["action"], "skipped_young");
     assert_eq!(
         entry(&doc, &just_released)["action"],
-        "skipped_young",
-        "age counts from the release, not only the mtime"
+        "removed",
+        "a release is taken at once: the grace is for orphans"
     );
     assert!(
         not_reported(&doc, &active),
         "an active worktree is not a candidate"
     );
-    assert!(!released.exists() && !orphan.exists());
-    assert!(young.join("README").is_file() && just_released.join("README").is_file());
+    assert!(!released.exists() && !orphan.exists() && !just_released.exists());
+    assert!(young.join("README").is_file());
     assert!(active.join("README").is_file());
     for key in treeward::sweep::report::CONTRACT_FIELDS {
         assert!(doc.get(key).is_some(), "{key} missing");
     }
     assert_eq!(
         (doc["swept_count"].clone(), doc["young_count"].clone()),
-        (json!(2), json!(2))
+        (json!(3), json!(1))
     );
     assert_eq!(doc["active_count"], 1);
     // git forgot them (and their integrated branches); the ledger followed.
-    assert_eq!(h.admin_entries(), vec!["active", "just-released", "young"]);
+    assert_eq!(h.admin_entries(), vec!["active", "young"]);
     assert!(h.refs("refs/heads/t-released").is_empty());
     assert_eq!(h.record("rel")["state"], "removed");
-    assert_eq!(h.record("just")["state"], "released");
+    assert_eq!(h.record("just")["state"], "removed");
     assert_eq!(h.record("act")["state"], "active");
 }
 

@@ -172,7 +172,9 @@ pub enum Verdict {
 /// another user's, another filesystem, a `.git` that is not provably this
 /// entry's, a repository that is gone); then time (younger than the grace,
 /// measured from the later of the entry's mtime and the record's last
-/// transition; a failed removal's backoff). What is left is a candidate: a
+/// transition — except a `released` worktree, which its orchestrator said
+/// it is done with, so it is taken without waiting; a failed removal's
+/// backoff). What is left is a candidate: a
 /// link or a file is removed, a clone is kept unless the policy is
 /// `discard` (removing it removes a repository), anything else is assessed
 /// and the sweep's table decides by the policy.
@@ -203,7 +205,9 @@ pub fn decide(f: &Facts) -> Verdict {
             repository_gone: true,
             ..
         } => Some(Skip::RepositoryGone),
-        Facts { age, grace, .. } if age < grace => Some(Skip::Young),
+        Facts {
+            age, grace, record, ..
+        } if age < grace && *record != Some(State::Released) => Some(Skip::Young),
         Facts {
             record: Some(State::RetryRemove),
             attempts,
@@ -343,6 +347,22 @@ mod tests {
             ..candidate()
         };
         assert_eq!(decide(&f), Verdict::Skip(Skip::InUse));
+    }
+
+    #[test]
+    fn a_release_is_taken_without_waiting_for_the_grace() {
+        let just_released = Facts {
+            record: Some(State::Released),
+            age: Duration::ZERO,
+            since_transition: Duration::ZERO,
+            ..candidate()
+        };
+        assert_eq!(decide(&just_released), Verdict::Assess);
+        let young_orphan = Facts {
+            age: Duration::ZERO,
+            ..candidate()
+        };
+        assert_eq!(decide(&young_orphan), Verdict::Skip(Skip::Young));
     }
 
     #[test]
