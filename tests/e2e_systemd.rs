@@ -282,3 +282,117 @@ fn the_boot_unit_sweeps_while_the_system_comes_up() {
     assert_eq!(field(&summary, "TREEWARD_SWEPT"), Some("4"));
     assert_eq!(field(&summary, "TREEWARD_FAILED"), Some("0"));
 }
+
+const REAP: &str = env!("CARGO_BIN_EXE_treeward-reap");
+
+/// A ledger record, as the hook or `treeward release` writes one.
+fn record(id: &str, path: &Path, repo: &Path, state: &str) -> Value {
+    serde_json::json!({
+        "id": id, "path": path, "repository": repo.join(".git"), "uid": AGENT,
+        "created_at": "2026-01-01T00:00:00Z", "last_transition": "2026-01-01T00:00:00Z",
+        "state": state,
+    })
+}
+
+/// SPEC "Service layout" (b): the shipped `treeward-reap.timer`, shortened
+/// by a test drop-in, fires the shipped, hardened `treeward-reap.service` as
+/// the agent: a released worktree is reclaimed; a released worktree with a
+/// running process inside is not.
+#[test]
+fn the_reap_timer_reclaims_released_worktrees_but_not_busy_ones() {
+    if !sandbox::available() {
+        return;
+    }
+    let f = Fixture::new_in(Path::new("/var/tmp"));
+    let shared = f.tmp.path();
+    std::fs::set_permissions(shared, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let root = shared.join("wt");
+    let released = f.worktree("sess-released", "task-released");
+    let busy = f.worktree("sess-busy", "task-busy");
+    for p in [&f.repo, &f.origin, &root] {
+        chown_r(p, AGENT);
+    }
+    let units = Units::new();
+    units
+        .ship("units/treeward-reap.service", "treeward-reap.service")
+        .ship("units/treeward-reap.timer", "treeward-reap.timer")
+        .add(
+            "treeward-reap.service.d/user.conf",
+            &format!(
+                "[Service]\nUser=agent\nReadWritePaths=\nReadWritePaths={}\n",
+                shared.display()
+            ),
+        )
+        .add(
+            "treeward-reap.timer.d/e2e.conf",
+            "[Timer]\nOnBootSec=\nOnUnitActiveSec=\nOnActiveSec=1s\nOnUnitActiveSec=2s\n\
+             RandomizedDelaySec=0\nAccuracySec=10ms\n",
+        );
+    let sb = Sandbox::boot(&units, &[("treeward-reap", Path::new(REAP))], &[shared]);
+    sb.adduser("agent", AGENT);
+    sb.write(
+        "/etc/treeward/config.toml",
+        &format!(
+            "[[root]]\npath = \"{}\"\npatterns = [\"sess-*\"]\nowner = \"agent\"\n",
+            root.display()
+        ),
+        0o644,
+    );
+    // The default ledger, in the directory the unit's StateDirectory= hands
+    // to its user.
+    let doc = serde_json::json!({"schema": 1, "records": [
+        record("rel", &released, &f.repo, "released"),
+        record("busy", &busy, &f.repo, "released"),
+    ]});
+    sb.write(
+        "/var/lib/treeward/ledger.json",
+        &serde_json::to_string_pretty(&doc).unwrap(),
+        0o644,
+    );
+    let ledger = sb.host_path("/var/lib/treeward/ledger.json");
+    chown_r(ledger.parent().unwrap(), AGENT);
+    // An agent still working in sess-busy.
+    let busy_dir = format!("--working-directory={}", busy.display());
+    let out = sb.exec(&[
+        "systemd-run",
+        "--uid=agent",
+        "--gid=agent",
+        "--unit=busy-agent",
+        &busy_dir,
+        "sleep",
+        "600",
+    ]);
+    assert!(out.status.success(), "{}", sandbox::text(&out));
+
+    let out = sb.systemctl(&["start", "treeward-reap.timer"]);
+    assert!(out.status.success(), "{}", sandbox::text(&out));
+    let journal = || sb.journal(&["-u", "treeward-reap.service", "-o", "verbose"]);
+    let summary = sb
+        .wait_entry_for(
+            "treeward-reap.service",
+            std::time::Duration::from_secs(30),
+            |e| e.get("TREEWARD_SWEPT").is_some(),
+        )
+        .unwrap_or_else(|| panic!("the timer never ran a pass:\n{}", journal()));
+    assert_eq!(field(&summary, "TREEWARD_SWEPT"), Some("1"), "{summary:#}");
+    assert_eq!(field(&summary, "TREEWARD_IN_USE"), Some("1"), "{summary:#}");
+    assert_eq!(field(&summary, "TREEWARD_FAILED"), Some("0"), "{summary:#}");
+    assert_eq!(sb.outcome("treeward-reap.service"), ("success".into(), 0));
+    assert_eq!(sb.property("treeward-reap.service", "User"), "agent");
+    assert!(!released.exists(), "the released worktree was reclaimed");
+    assert!(busy.join("README").is_file(), "the busy one was not");
+    let after: Value = serde_json::from_slice(&std::fs::read(&ledger).unwrap()).unwrap();
+    let state = |id: &str| {
+        after["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == id)
+            .unwrap()["state"]
+            .clone()
+    };
+    assert_eq!(
+        (state("rel"), state("busy")),
+        (Value::from("removed"), Value::from("released"))
+    );
+}

@@ -260,7 +260,18 @@ impl Sandbox {
         unit: &str,
         wanted: impl Fn(&serde_json::Value) -> bool,
     ) -> Option<serde_json::Value> {
-        let deadline = Instant::now() + Duration::from_secs(5);
+        self.wait_entry_for(unit, Duration::from_secs(5), wanted)
+    }
+
+    /// [`Sandbox::wait_entry`] with its own patience (a timer's unit logs
+    /// only once the timer fires).
+    pub fn wait_entry_for(
+        &self,
+        unit: &str,
+        patience: Duration,
+        wanted: impl Fn(&serde_json::Value) -> bool,
+    ) -> Option<serde_json::Value> {
+        let deadline = Instant::now() + patience;
         loop {
             if let Some(e) = self.entries(unit).into_iter().find(|e| wanted(e)) {
                 return Some(e);
