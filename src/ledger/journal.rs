@@ -269,9 +269,9 @@ mod tests {
     #[test]
     fn decode_sets_torn_garbage_and_unknown_lines_apart() {
         let good = line(branch("/w/a", Some("x")));
-        let mut bytes = text(&[good.clone()]);
+        let mut bytes = text(std::slice::from_ref(&good));
         bytes.extend(b"\n   \nnot json\n{\"id\":\"n\",\"op\":\"rename\",\"to\":\"/w/b\"}\n");
-        bytes.extend(text(&[good.clone()]));
+        bytes.extend(text(std::slice::from_ref(&good)));
         bytes.extend(b"{\"id\":\"t\",\"op\":\"ad");
 
         let d = decode(&bytes);
