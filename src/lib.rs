@@ -9,6 +9,7 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod hook;
 pub mod in_use;
 pub mod ledger;
 pub mod logging;

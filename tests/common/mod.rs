@@ -18,17 +18,21 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
 }
 
 pub fn git_output(dir: &Path, args: &[&str]) -> Output {
-    Command::new("git")
-        .args(args)
+    git_command(dir, args).output().expect("git runs")
+}
+
+/// The git command [`git`] runs, to add to (environment, stdin) first.
+pub fn git_command(dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new("git");
+    cmd.args(args)
         .current_dir(dir)
         .env("GIT_CONFIG_NOSYSTEM", "1")
         .env("GIT_CONFIG_GLOBAL", "/dev/null")
         .env("GIT_AUTHOR_NAME", "Test")
         .env("GIT_AUTHOR_EMAIL", "test@example.com")
         .env("GIT_COMMITTER_NAME", "Test")
-        .env("GIT_COMMITTER_EMAIL", "test@example.com")
-        .output()
-        .expect("git runs")
+        .env("GIT_COMMITTER_EMAIL", "test@example.com");
+    cmd
 }
 
 pub fn write(path: &Path, text: &str) {
