@@ -33,7 +33,8 @@
 
 use super::{Document, Record, State};
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 
 /// One change recorded in the journal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -161,55 +162,68 @@ fn is_live(state: State) -> bool {
 }
 
 /// Pure: applies `lines` to `doc` in order. Idempotent: applying the same
-/// lines again changes nothing more.
+/// lines again changes nothing more. Indexes the document once, so that
+/// folding a journal into 10,000 records costs milliseconds, not a scan
+/// per line.
 pub(super) fn fold(doc: &mut Document, lines: &[Line]) {
+    if lines.is_empty() {
+        return;
+    }
+    let mut ids: HashSet<String> = doc.records.iter().map(|r| r.id.clone()).collect();
+    // Indices of the live records at each path, oldest first.
+    let mut live: HashMap<PathBuf, Vec<usize>> = HashMap::new();
+    for (i, r) in doc.records.iter().enumerate() {
+        if is_live(r.state) {
+            live.entry(r.path.clone()).or_default().push(i);
+        }
+    }
     for line in lines {
-        apply(doc, &line.change);
+        match &line.change {
+            Change::Add { record } => {
+                if !ids.insert(record.id.clone()) {
+                    continue;
+                }
+                let at_path = live.entry(record.path.clone()).or_default();
+                for i in at_path.drain(..) {
+                    supersede(&mut doc.records[i], &record.id);
+                }
+                if is_live(record.state) {
+                    at_path.push(doc.records.len());
+                }
+                doc.records.push(record.clone());
+            }
+            Change::Branch {
+                path,
+                repository,
+                branch,
+            } => {
+                let newest = live.get(path).and_then(|at_path| {
+                    at_path
+                        .iter()
+                        .rev()
+                        .find(|&&i| doc.records[i].repository == *repository)
+                });
+                if let Some(&i) = newest {
+                    doc.records[i].branch = branch.clone();
+                }
+            }
+        }
     }
 }
 
-fn apply(doc: &mut Document, change: &Change) {
-    match change {
-        Change::Add { record } => {
-            if doc.find_by_id(&record.id).is_some() {
-                return;
-            }
-            supersede(doc, &record.path, &record.id);
-            doc.records.push(record.clone());
-        }
-        Change::Branch {
-            path,
-            repository,
-            branch,
-        } => {
-            let live = doc
-                .records
-                .iter_mut()
-                .rev()
-                .find(|r| &r.path == path && &r.repository == repository && is_live(r.state));
-            if let Some(rec) = live {
-                rec.branch = branch.clone();
-            }
-        }
-    }
-}
-
-/// Marks the live records at `path` removed: a new worktree was just
-/// created there, so the one they describe is gone.
-fn supersede(doc: &mut Document, path: &Path, by: &str) {
-    for rec in doc.records.iter_mut() {
-        if rec.path == path && is_live(rec.state) {
-            rec.last_error = Some(format!(
-                "superseded: a new worktree was created at this path (record {by})"
-            ));
-            rec.transition(State::Removed);
-        }
-    }
+/// Marks a live record removed: a new worktree (record `by`) was just
+/// created at its path, so the one it describes is gone.
+fn supersede(rec: &mut Record, by: &str) {
+    rec.last_error = Some(format!(
+        "superseded: a new worktree was created at this path (record {by})"
+    ));
+    rec.transition(State::Removed);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn record(path: &str) -> Record {
         let mut r = Record::new(Path::new(path), Path::new("/srv/r/.git"), 1000);
