@@ -378,26 +378,44 @@ fn read_on_disk(path: &Path) -> Result<Option<OnDisk>, LedgerError> {
         .read(true)
         .custom_flags(libc_flags::NOFOLLOW | libc_flags::NONBLOCK)
         .open(path);
-    let mut file = match opened {
+    let file = match opened {
         Ok(f) => f,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-        Err(e) if e.raw_os_error() == Some(Errno::ELOOP as i32) => {
-            return Err(LedgerError::NotARegularFile {
-                path: path.to_path_buf(),
-            })
-        }
-        Err(e) => return Err(io_error(path, "open it for reading", e)),
+        Err(e) => return Err(open_error(path, "open it for reading", e)),
     };
-    let meta = file.metadata().map_err(|e| io_error(path, "stat it", e))?;
-    if !meta.is_file() {
-        return Err(LedgerError::NotARegularFile {
-            path: path.to_path_buf(),
-        });
-    }
+    let (mut file, meta) = regular(file, path)?;
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes)
         .map_err(|e| io_error(path, "read it", e))?;
     Ok(Some(OnDisk { bytes, meta }))
+}
+
+/// The error for a path that is not a regular file.
+fn not_regular(path: &Path) -> LedgerError {
+    LedgerError::NotARegularFile {
+        path: path.to_path_buf(),
+    }
+}
+
+/// An open's failure: `O_NOFOLLOW` meeting a symlink (`ELOOP`) is
+/// [`LedgerError::NotARegularFile`]; anything else fails `action`.
+fn open_error(path: &Path, action: &'static str, e: std::io::Error) -> LedgerError {
+    if e.raw_os_error() == Some(Errno::ELOOP as i32) {
+        not_regular(path)
+    } else {
+        io_error(path, action, e)
+    }
+}
+
+/// `file` and its metadata, if it is a regular file (not a directory,
+/// FIFO or device).
+fn regular(file: File, path: &Path) -> Result<(File, Metadata), LedgerError> {
+    let meta = file.metadata().map_err(|e| io_error(path, "stat it", e))?;
+    if meta.is_file() {
+        Ok((file, meta))
+    } else {
+        Err(not_regular(path))
+    }
 }
 
 /// The open flags this module needs, named.
@@ -503,17 +521,9 @@ fn lock_shared_if_present(ledger: &Path) -> Result<Option<Flock<File>>, LedgerEr
             log::debug!("reading {} without its lock: {e}", ledger.display());
             return Ok(None);
         }
-        Err(e) if e.raw_os_error() == Some(Errno::ELOOP as i32) => {
-            return Err(LedgerError::NotARegularFile { path })
-        }
-        Err(e) => return Err(io_error(&path, "open the lock file", e)),
+        Err(e) => return Err(open_error(&path, "open the lock file", e)),
     };
-    let meta = file
-        .metadata()
-        .map_err(|e| io_error(&path, "stat the lock file", e))?;
-    if !meta.is_file() {
-        return Err(LedgerError::NotARegularFile { path });
-    }
+    let (file, _) = regular(file, &path)?;
     flock_waiting(file, FlockArg::LockShared, &path).map(Some)
 }
 
@@ -601,13 +611,8 @@ fn truncate_journal(path: &Path) -> Result<(), LedgerError> {
         .write(true)
         .custom_flags(libc_flags::NOFOLLOW | libc_flags::NONBLOCK)
         .open(path)
-        .map_err(|e| io_error(path, "open the journal to compact it", e))?;
-    let meta = file.metadata().map_err(|e| io_error(path, "stat it", e))?;
-    if !meta.is_file() {
-        return Err(LedgerError::NotARegularFile {
-            path: path.to_path_buf(),
-        });
-    }
+        .map_err(|e| open_error(path, "open the journal to compact it", e))?;
+    let (file, _) = regular(file, path)?;
     file.set_len(0)
         .and_then(|()| file.sync_all())
         .map_err(|e| io_error(path, "truncate the folded journal", e))
@@ -618,57 +623,23 @@ fn truncate_journal(path: &Path) -> Result<(), LedgerError> {
 /// its owner too when the caller is root (anyone else keeps it: only root
 /// can give a file away); with no ledger yet, the caller's, mode 0644.
 fn open_journal_for_append(ledger: &Path, path: &Path) -> Result<File, LedgerError> {
-    let loop_error = |e: &std::io::Error| e.raw_os_error() == Some(Errno::ELOOP as i32);
-    let created = OpenOptions::new()
-        .read(true)
-        .append(true)
-        .create_new(true)
-        .mode(NEW_FILE_MODE)
-        .custom_flags(libc_flags::NOFOLLOW)
-        .open(path);
-    let file = match created {
-        Ok(f) => {
-            let want = match std::fs::symlink_metadata(ledger) {
-                Ok(meta) if meta.is_file() && nix::unistd::geteuid().is_root() => {
-                    Ownership::of(&meta)
-                }
-                Ok(meta) if meta.is_file() => Ownership {
-                    mode: meta.mode() & 0o777,
-                    ..Ownership::new_file()
-                },
-                _ => Ownership::new_file(),
-            };
-            apply_ownership(&f, path, want)?;
-            f
-        }
-        Err(e) if e.kind() == ErrorKind::AlreadyExists => OpenOptions::new()
-            .read(true)
-            .append(true)
-            .custom_flags(libc_flags::NOFOLLOW | libc_flags::NONBLOCK)
-            .open(path)
-            .map_err(|e| {
-                if loop_error(&e) {
-                    LedgerError::NotARegularFile {
-                        path: path.to_path_buf(),
-                    }
-                } else {
-                    io_error(path, "open the journal", e)
-                }
-            })?,
-        Err(e) if loop_error(&e) => {
-            return Err(LedgerError::NotARegularFile {
-                path: path.to_path_buf(),
-            })
-        }
-        Err(e) => return Err(io_error(path, "create the journal", e)),
-    };
-    let meta = file.metadata().map_err(|e| io_error(path, "stat it", e))?;
-    if !meta.is_file() {
-        return Err(LedgerError::NotARegularFile {
-            path: path.to_path_buf(),
-        });
-    }
-    Ok(file)
+    let mut append = OpenOptions::new();
+    append.read(true).append(true);
+    open_sidecar(
+        path,
+        &append,
+        &append,
+        |ledger_meta| match ledger_meta {
+            Some(meta) if nix::unistd::geteuid().is_root() => Ownership::of(meta),
+            Some(meta) => Ownership {
+                mode: meta.mode() & 0o777,
+                ..Ownership::new_file()
+            },
+            None => Ownership::new_file(),
+        },
+        ledger,
+        ["create the journal", "open the journal"],
+    )
 }
 
 /// Whether `file` (of `len` bytes) ends in the middle of a line.
@@ -683,57 +654,64 @@ fn ends_mid_line(file: &File, len: u64, path: &Path) -> Result<bool, LedgerError
 }
 
 fn open_lock_file(ledger: &Path, path: &Path) -> Result<File, LedgerError> {
-    let created = OpenOptions::new()
-        .read(true)
-        .write(true)
+    let mut create = OpenOptions::new();
+    create.read(true).write(true);
+    // Read-only is enough for flock, and lets any user who can write the
+    // ledger lock a lock file another user created.
+    let mut existing = OpenOptions::new();
+    existing.read(true);
+    open_sidecar(
+        path,
+        &create,
+        &existing,
+        // Only root can give the lock file away; anyone else keeps it.
+        |ledger_meta| match ledger_meta {
+            Some(meta) if nix::unistd::geteuid().is_root() => Ownership {
+                mode: NEW_FILE_MODE,
+                ..Ownership::of(meta)
+            },
+            _ => Ownership::new_file(),
+        },
+        ledger,
+        ["create the lock file", "open the lock file"],
+    )
+}
+
+/// Opens `path`, a file beside `ledger` (its lock or journal), never
+/// through a symlink and only if it is a regular file: with `existing`'s
+/// access if it is there, else created with `create`'s and given
+/// `ownership(the ledger's metadata, if the ledger is a regular file)`.
+/// `actions`: what creating and opening are called in errors.
+fn open_sidecar(
+    path: &Path,
+    create: &OpenOptions,
+    existing: &OpenOptions,
+    ownership: impl FnOnce(Option<&Metadata>) -> Ownership,
+    ledger: &Path,
+    actions: [&'static str; 2],
+) -> Result<File, LedgerError> {
+    let created = create
+        .clone()
         .create_new(true)
         .mode(NEW_FILE_MODE)
         .custom_flags(libc_flags::NOFOLLOW)
         .open(path);
     let file = match created {
         Ok(f) => {
-            // Only root can give the lock file away; anyone else keeps it.
-            let is_root = nix::unistd::geteuid().is_root();
-            let want = match std::fs::symlink_metadata(ledger) {
-                Ok(meta) if meta.is_file() && is_root => Ownership {
-                    mode: NEW_FILE_MODE,
-                    ..Ownership::of(&meta)
-                },
-                _ => Ownership::new_file(),
-            };
-            apply_ownership(&f, path, want)?;
+            let ledger_meta = std::fs::symlink_metadata(ledger)
+                .ok()
+                .filter(Metadata::is_file);
+            apply_ownership(&f, path, ownership(ledger_meta.as_ref()))?;
             f
         }
-        Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-            // Read-only is enough for flock, and lets any user who can write
-            // the ledger lock a lock file another user created.
-            OpenOptions::new()
-                .read(true)
-                .custom_flags(libc_flags::NOFOLLOW | libc_flags::NONBLOCK)
-                .open(path)
-                .map_err(|e| match e.raw_os_error() {
-                    Some(code) if code == Errno::ELOOP as i32 => LedgerError::NotARegularFile {
-                        path: path.to_path_buf(),
-                    },
-                    _ => io_error(path, "open the lock file", e),
-                })?
-        }
-        Err(e) if e.raw_os_error() == Some(Errno::ELOOP as i32) => {
-            return Err(LedgerError::NotARegularFile {
-                path: path.to_path_buf(),
-            })
-        }
-        Err(e) => return Err(io_error(path, "create the lock file", e)),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => existing
+            .clone()
+            .custom_flags(libc_flags::NOFOLLOW | libc_flags::NONBLOCK)
+            .open(path)
+            .map_err(|e| open_error(path, actions[1], e))?,
+        Err(e) => return Err(open_error(path, actions[0], e)),
     };
-    let meta = file
-        .metadata()
-        .map_err(|e| io_error(path, "stat the lock file", e))?;
-    if !meta.is_file() {
-        return Err(LedgerError::NotARegularFile {
-            path: path.to_path_buf(),
-        });
-    }
-    Ok(file)
+    regular(file, path).map(|(file, _)| file)
 }
 
 /// The directory holding the ledger (`.` for a bare file name).
@@ -1456,22 +1434,31 @@ mod tests {
         assert!(!is_temp_of(".ledger.json.lock", &p));
     }
 
+    /// Runs `step(ledger, thread, i)` for `i` in `0..steps` on each of
+    /// `threads` threads at once.
+    fn in_threads(
+        ledger: &Ledger,
+        threads: usize,
+        steps: usize,
+        step: impl Fn(&Ledger, usize, usize) + Sync,
+    ) {
+        std::thread::scope(|s| {
+            for t in 0..threads {
+                let step = &step;
+                s.spawn(move || (0..steps).for_each(|i| step(ledger, t, i)));
+            }
+        });
+    }
+
     #[test]
     fn threads_never_lose_a_record() {
         let dir = tempfile::tempdir().unwrap();
         let ledger = ledger_in(&dir);
-        std::thread::scope(|s| {
-            for t in 0..16 {
-                let ledger = ledger.clone();
-                s.spawn(move || {
-                    for i in 0..20 {
-                        let path = format!("/tmp/adf-worktrees/t{t}-{i}");
-                        ledger
-                            .update(|doc| doc.records.push(sample(&path)))
-                            .unwrap();
-                    }
-                });
-            }
+        in_threads(&ledger, 16, 20, |ledger, t, i| {
+            let path = format!("/tmp/adf-worktrees/t{t}-{i}");
+            ledger
+                .update(|doc| doc.records.push(sample(&path)))
+                .unwrap();
         });
         let doc = ledger.read().unwrap();
         assert_eq!(doc.records.len(), 320);
@@ -1487,38 +1474,15 @@ mod tests {
     const CHILD_ENV: &str = "TREEWARD_LEDGER_TEST_CHILD";
     const CHILD_UPDATES: usize = 25;
 
-    /// Run only as a child of `processes_never_lose_a_record`.
-    #[test]
-    #[ignore = "child process of processes_never_lose_a_record"]
-    fn child_process_appends_records() {
-        let Some((path, tag)) = std::env::var(CHILD_ENV).ok().and_then(|spec| {
-            spec.split_once('|')
-                .map(|(p, t)| (p.to_string(), t.to_string()))
-        }) else {
-            eprintln!("skipping: only run as a child of processes_never_lose_a_record");
-            return;
-        };
-        let ledger = Ledger::new(Path::new(&path));
-        for i in 0..CHILD_UPDATES {
-            let p = format!("/tmp/adf-worktrees/{tag}-{i}");
-            ledger.update(|doc| doc.records.push(sample(&p))).unwrap();
-        }
-    }
-
-    #[test]
-    fn processes_never_lose_a_record() {
-        let dir = tempfile::tempdir().unwrap();
-        let ledger = ledger_in(&dir);
+    /// Runs the ignored test `name` of this test binary in `n` processes,
+    /// the `k`th told `<ledger>|p<k>` through [`CHILD_ENV`], and asserts that
+    /// each ran and passed.
+    fn run_children(ledger: &Ledger, name: &str, n: usize) {
         let exe = std::env::current_exe().unwrap();
-        let children: Vec<_> = (0..6)
+        let children: Vec<_> = (0..n)
             .map(|p| {
                 std::process::Command::new(&exe)
-                    .args([
-                        "--exact",
-                        "ledger::tests::child_process_appends_records",
-                        "--ignored",
-                        "--test-threads=1",
-                    ])
+                    .args(["--exact", name, "--ignored", "--test-threads=1"])
                     .env(CHILD_ENV, format!("{}|p{p}", ledger.path().display()))
                     .stdout(std::process::Stdio::piped())
                     .stderr(std::process::Stdio::piped())
@@ -1532,6 +1496,37 @@ mod tests {
             assert!(out.status.success(), "child failed: {stdout}");
             assert!(stdout.contains("1 passed"), "child did not run: {stdout}");
         }
+    }
+
+    /// In a child started by [`run_children`] for the test `parent`: its
+    /// ledger and tag; `None` (and a note) when run any other way.
+    fn child_of(parent: &str) -> Option<(Ledger, String)> {
+        let spec = std::env::var(CHILD_ENV).ok();
+        let found = spec.as_deref().and_then(|s| s.split_once('|'));
+        if found.is_none() {
+            eprintln!("skipping: only run as a child of {parent}");
+        }
+        found.map(|(p, t)| (Ledger::new(Path::new(p)), t.to_string()))
+    }
+
+    /// Run only as a child of `processes_never_lose_a_record`.
+    #[test]
+    #[ignore = "child process of processes_never_lose_a_record"]
+    fn child_process_appends_records() {
+        let Some((ledger, tag)) = child_of("processes_never_lose_a_record") else {
+            return;
+        };
+        for i in 0..CHILD_UPDATES {
+            let p = format!("/tmp/adf-worktrees/{tag}-{i}");
+            ledger.update(|doc| doc.records.push(sample(&p))).unwrap();
+        }
+    }
+
+    #[test]
+    fn processes_never_lose_a_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = ledger_in(&dir);
+        run_children(&ledger, "ledger::tests::child_process_appends_records", 6);
         let doc = ledger.read().unwrap();
         assert_eq!(doc.records.len(), 6 * CHILD_UPDATES);
         let mut ids: Vec<&str> = doc.records.iter().map(|r| r.id.as_str()).collect();
@@ -1812,18 +1807,11 @@ mod tests {
     fn threads_appending_and_compacting_never_lose_a_record() {
         let dir = tempfile::tempdir().unwrap();
         let ledger = ledger_in(&dir);
-        std::thread::scope(|s| {
-            for t in 0..8 {
-                let ledger = ledger.clone();
-                s.spawn(move || {
-                    for i in 0..25 {
-                        let (_, change) = add(&format!("/tmp/adf-worktrees/t{t}-{i}"));
-                        ledger.append(&change).unwrap();
-                        if i % 10 == 0 {
-                            ledger.update(|_| ()).unwrap();
-                        }
-                    }
-                });
+        in_threads(&ledger, 8, 25, |ledger, t, i| {
+            let (_, change) = add(&format!("/tmp/adf-worktrees/t{t}-{i}"));
+            ledger.append(&change).unwrap();
+            if i % 10 == 0 {
+                ledger.update(|_| ()).unwrap();
             }
         });
         assert_eq!(ledger.read().unwrap().records.len(), 200);
@@ -1837,14 +1825,9 @@ mod tests {
     #[test]
     #[ignore = "child process of processes_appending_never_lose_a_line"]
     fn child_process_appends_to_the_journal() {
-        let Some((path, tag)) = std::env::var(CHILD_ENV).ok().and_then(|spec| {
-            spec.split_once('|')
-                .map(|(p, t)| (p.to_string(), t.to_string()))
-        }) else {
-            eprintln!("skipping: only run as a child of processes_appending_never_lose_a_line");
+        let Some((ledger, tag)) = child_of("processes_appending_never_lose_a_line") else {
             return;
         };
-        let ledger = Ledger::new(Path::new(&path));
         for i in 0..CHILD_UPDATES {
             let (_, change) = add(&format!("/tmp/adf-worktrees/{tag}-{i}"));
             ledger.append(&change).unwrap();
@@ -1855,29 +1838,11 @@ mod tests {
     fn processes_appending_never_lose_a_line() {
         let dir = tempfile::tempdir().unwrap();
         let ledger = ledger_in(&dir);
-        let exe = std::env::current_exe().unwrap();
-        let children: Vec<_> = (0..8)
-            .map(|p| {
-                std::process::Command::new(&exe)
-                    .args([
-                        "--exact",
-                        "ledger::tests::child_process_appends_to_the_journal",
-                        "--ignored",
-                        "--test-threads=1",
-                    ])
-                    .env(CHILD_ENV, format!("{}|p{p}", ledger.path().display()))
-                    .stdout(std::process::Stdio::piped())
-                    .stderr(std::process::Stdio::piped())
-                    .spawn()
-                    .unwrap()
-            })
-            .collect();
-        for child in children {
-            let out = child.wait_with_output().unwrap();
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            assert!(out.status.success(), "child failed: {stdout}");
-            assert!(stdout.contains("1 passed"), "child did not run: {stdout}");
-        }
+        run_children(
+            &ledger,
+            "ledger::tests::child_process_appends_to_the_journal",
+            8,
+        );
         let text = std::fs::read_to_string(ledger.journal_path()).unwrap();
         assert_eq!(text.lines().count(), 8 * CHILD_UPDATES, "one line each");
         let doc = ledger.read().unwrap();

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{config_file, git, git_command, write, Fixture};
+use common::{config_file, git, git_command, worktree_add_args, write, Fixture};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -53,6 +53,12 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// Asserts that the command said `needle` on stderr.
+fn assert_said(out: &Output, needle: &str) {
+    let err = stderr(out);
+    assert!(err.contains(needle), "{needle:?} not in: {err}");
+}
+
 /// A fixture with the shim installed, a root at `<tmp>/wt` and a config.
 struct Hooked {
     fx: Fixture,
@@ -81,15 +87,7 @@ impl Hooked {
         git_hooked(
             &self.fx.repo,
             &self.config,
-            &[
-                "worktree",
-                "add",
-                "-q",
-                "-b",
-                branch,
-                path.to_str().unwrap(),
-                "main",
-            ],
+            &worktree_add_args(path, Some(branch)),
         )
     }
 }
@@ -254,7 +252,7 @@ fn an_unwritable_ledger_does_not_fail_git() {
     let out = h.add(&h.root.join("y"), "y");
 
     assert_ok(&out);
-    assert!(stderr(&out).contains("blocker"), "{}", stderr(&out));
+    assert_said(&out, "blocker");
 }
 
 /// A user hook that records its arguments and standard input, and exits
@@ -318,11 +316,7 @@ fn a_chained_hook_runs_as_before_and_its_status_is_gits() {
             "{}",
             stderr(&broken)
         );
-        assert!(
-            stderr(&broken).contains("treeward-hook"),
-            "{}",
-            stderr(&broken)
-        );
+        assert_said(&broken, "treeward-hook");
         assert_eq!(
             std::fs::read_to_string(&chained_log)
                 .unwrap()
@@ -360,11 +354,11 @@ fn the_shim_passes_arguments_and_standard_input_to_the_chained_hook() {
     // treeward-hook fails (bad arguments, missing config): logged, ignored.
     let out = run(HOOK);
     assert_eq!(out.status.code(), Some(5), "the chained hook's status");
-    assert!(stderr(&out).contains("treeward-hook"), "{}", stderr(&out));
+    assert_said(&out, "treeward-hook");
     // A missing treeward-hook is said, and ignored too.
     let out = run("/nonexistent/treeward-hook");
     assert_eq!(out.status.code(), Some(5));
-    assert!(stderr(&out).contains("not found"), "{}", stderr(&out));
+    assert_said(&out, "not found");
     assert_eq!(
         std::fs::read_to_string(&log).unwrap(),
         "args: a b c 1\nstdin: given\n".repeat(2)
@@ -406,24 +400,14 @@ fn sixty_four_parallel_worktree_adds_across_four_repositories_lose_nothing() {
             .iter()
             .map(|&i| {
                 let (repo, path) = &jobs[i];
-                let child = git_command(
-                    repo,
-                    &[
-                        "worktree",
-                        "add",
-                        "-q",
-                        "--detach",
-                        path.to_str().unwrap(),
-                        "main",
-                    ],
-                )
-                .env("TREEWARD_HOOK", HOOK)
-                .env("TREEWARD_CONFIG", &config)
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
+                let child = git_command(repo, &worktree_add_args(path, None))
+                    .env("TREEWARD_HOOK", HOOK)
+                    .env("TREEWARD_CONFIG", &config)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap();
                 (i, child)
             })
             .collect();
@@ -494,26 +478,14 @@ fn wrong_arguments_are_logged_exit_0_and_change_nothing() {
     for (args, expected) in cases {
         let out = hook(&wt, &h.config, args);
         assert_eq!(out.status.code(), Some(0), "{args:?}");
-        assert!(
-            stderr(&out).contains(expected),
-            "{args:?}: {}",
-            stderr(&out)
-        );
-        assert!(
-            stderr(&out).contains("nothing was recorded"),
-            "{}",
-            stderr(&out)
-        );
+        assert_said(&out, expected);
+        assert_said(&out, "nothing was recorded");
 
         let mut dry = vec!["--dry-run"];
         dry.extend(args);
         let out = hook(&wt, &h.config, &dry);
         assert_eq!(out.status.code(), Some(2), "--dry-run {args:?}");
-        assert!(
-            stderr(&out).contains(expected),
-            "{args:?}: {}",
-            stderr(&out)
-        );
+        assert_said(&out, expected);
     }
     assert_eq!(
         std::fs::read_dir(h.fx.tmp.path())

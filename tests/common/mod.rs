@@ -8,10 +8,15 @@ use std::process::{Command, Output};
 /// returns stdout; panics with git's stderr on failure.
 pub fn git(dir: &Path, args: &[&str]) -> String {
     let out = git_output(dir, args);
+    stdout_of_success(&out, &format!("git {args:?} in {}", dir.display()))
+}
+
+/// The trimmed stdout of a command that must have succeeded (`what` names
+/// it in the panic, with its stderr, when it did not).
+fn stdout_of_success(out: &Output, what: &str) -> String {
     assert!(
         out.status.success(),
-        "git {args:?} in {} failed: {}",
-        dir.display(),
+        "{what} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).trim_end().to_owned()
@@ -40,6 +45,18 @@ pub fn write(path: &Path, text: &str) {
         std::fs::create_dir_all(parent).unwrap();
     }
     std::fs::write(path, text).unwrap();
+}
+
+/// `worktree add -q -b <branch> <path> main`, or `--detach` for no branch.
+pub fn worktree_add_args<'a>(path: &'a Path, branch: Option<&'a str>) -> Vec<&'a str> {
+    let path = path.to_str().expect("a UTF-8 test path");
+    let mut args = vec!["worktree", "add", "-q"];
+    match branch {
+        Some(b) => args.extend(["-b", b]),
+        None => args.push("--detach"),
+    }
+    args.extend([path, "main"]);
+    args
 }
 
 /// A repository with a `main` branch holding two commits, an `origin` (a bare
@@ -87,35 +104,14 @@ impl Fixture {
     /// `git worktree add -b <branch> <tmp>/wt/<name> main`.
     pub fn worktree(&self, name: &str, branch: &str) -> PathBuf {
         let path = self.tmp.path().join("wt").join(name);
-        git(
-            &self.repo,
-            &[
-                "worktree",
-                "add",
-                "-q",
-                "-b",
-                branch,
-                path.to_str().unwrap(),
-                "main",
-            ],
-        );
+        git(&self.repo, &worktree_add_args(&path, Some(branch)));
         path
     }
 
     /// `git worktree add --detach <tmp>/wt/<name> main`.
     pub fn detached_worktree(&self, name: &str) -> PathBuf {
         let path = self.tmp.path().join("wt").join(name);
-        git(
-            &self.repo,
-            &[
-                "worktree",
-                "add",
-                "-q",
-                "--detach",
-                path.to_str().unwrap(),
-                "main",
-            ],
-        );
+        git(&self.repo, &worktree_add_args(&path, None));
         path
     }
 
@@ -196,27 +192,13 @@ pub fn is_root() -> bool {
 /// would; returns stdout, panics with stderr on failure.
 pub fn git_as(uid: u32, dir: &Path, args: &[&str]) -> String {
     use std::os::unix::process::CommandExt;
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
+    let out = git_command(dir, args)
         .uid(uid)
         .gid(uid)
         .env("HOME", "/nonexistent")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_AUTHOR_NAME", "Test")
-        .env("GIT_AUTHOR_EMAIL", "test@example.com")
-        .env("GIT_COMMITTER_NAME", "Test")
-        .env("GIT_COMMITTER_EMAIL", "test@example.com")
         .output()
         .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?} as {uid} in {} failed: {}",
-        dir.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim_end().to_owned()
+    stdout_of_success(&out, &format!("git {args:?} as {uid} in {}", dir.display()))
 }
 
 /// `chown -R uid:uid path`.
