@@ -525,3 +525,16 @@ fn dry_run_says_what_it_would_record_and_records_nothing() {
     let out = hook(&wt, &h.config, &["--dry-run", &null, &head, "1"]);
     assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
 }
+
+#[test]
+fn the_shim_is_posix_sh_and_carries_the_marker_install_hook_recognises() {
+    let text = std::fs::read_to_string(SHIM).unwrap();
+    assert!(text.starts_with("#!/bin/sh\n"));
+    assert!(
+        text.lines()
+            .any(|l| l.trim() == "# treeward-shim: post-checkout"),
+        "`treeward install-hook` recognises its shim by this exact line"
+    );
+    let syntax = Command::new("sh").arg("-n").arg(SHIM).output().unwrap();
+    assert_ok(&syntax);
+}
