@@ -2,7 +2,7 @@
 //! where a program's result becomes its exit status.
 
 use crate::error::{Error, EXIT_ERROR};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// Options every binary takes.
@@ -61,3 +61,35 @@ pub fn run(program: &str, body: impl FnOnce() -> Result<u8, Error>) -> ExitCode 
         }
     }
 }
+
+/// Runs the body of a program whose exit status must never fail its caller
+/// (`treeward-hook`: git makes a `post-checkout` hook's status its own).
+///
+/// Always exits 0. An error or a panic is logged at error level, prefixed
+/// with the program's name — to stderr, or to journald when stderr is the
+/// journal — and also sent to journald directly when the host runs one and
+/// stderr goes elsewhere (a terminal, or git's output that nobody keeps),
+/// so that an admin can find it later. Unlike [`run`] it never serves as an
+/// `as_owner` worker.
+pub fn run_hook(program: &str, body: impl FnOnce() -> Result<(), Error>) -> ExitCode {
+    crate::logging::init();
+    let failure = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
+        Ok(Ok(())) => return ExitCode::SUCCESS,
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "internal error (a bug in treeward)".to_string(),
+    };
+    let message = format!("{program}: {failure}; nothing was recorded (git is not affected)");
+    log::error!("{message}");
+    if !libsystemd::logging::connected_to_journal() && Path::new(JOURNAL_SOCKET).exists() {
+        let fields = [("SYSLOG_IDENTIFIER", program)];
+        let _ = libsystemd::logging::journal_send(
+            libsystemd::logging::Priority::Error,
+            &message,
+            fields.into_iter(),
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+/// Where journald listens for native records.
+const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";

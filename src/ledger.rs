@@ -1,32 +1,53 @@
 //! The ledger: the JSON state file every treeward binary shares (SPEC
 //! invariant 5).
 //!
-//! On disk it is one pretty-printed JSON object, `{"schema": 1, "records":
-//! [...]}`, ending with a newline, so an admin can read and diff it.
+//! On disk it is two files, both the library's private format (readers
+//! use `treeward list --json` or this module, never the files):
+//! - `<ledger>`: one pretty-printed JSON object, `{"schema": 1, "records":
+//!   [...], "journal_folded": "<line id>"}`, ending with a newline, so an
+//!   admin can read and diff it;
+//! - `<ledger>.journal`: changes appended since the last compaction, one JSON
+//!   object per line (the `journal` submodule documents it; [`Change`] is
+//!   what a line says). This is how
+//!   `treeward-hook` records a worktree in a fraction of a millisecond with
+//!   10,000 records in the ledger: it never reads or rewrites the document.
+//!
+//! Every reader sees the one [`Document`]: the file with the journal folded
+//! in.
 //!
 //! Contract:
 //! - [`Ledger::read`] changes nothing on disk: no lock file, no directory, no
-//!   move-aside, not even an mtime. It takes no lock: every write replaces the
-//!   file with one `rename`, so a reader always sees a whole old or a whole new
-//!   document. A missing file is an empty document; a corrupt one, or one with
-//!   a newer schema, is an error.
+//!   move-aside, not even an mtime. It takes a *shared* flock on
+//!   `<ledger>.lock` when that file exists, so that it never sees a document
+//!   and a journal from either side of a compaction. A missing file is an
+//!   empty document; a corrupt one, or one with a newer schema, is an error.
+//! - [`Ledger::append`] adds one change to the journal under a shared flock:
+//!   appenders run side by side and wait only for an update.
 //! - [`Ledger::update`] is a read-modify-write under an exclusive `flock` on
 //!   the sidecar `<ledger>.lock` (not on the ledger, which is replaced by
-//!   rename, so a lock on it would be on the old inode). The new document goes
-//!   to `.<name>.tmp.<pid>` in the same directory, gets the old ledger's owner
-//!   and mode (a new ledger: the caller's uid, mode 0644), is fsynced, renamed
-//!   over the ledger, and the directory is fsynced. Flock locks belong to the
-//!   open file description and every update opens the lock file anew, so
-//!   updates exclude each other across processes and threads alike.
+//!   rename, so a lock on it would be on the old inode). It folds the
+//!   journal in, the new document goes to `.<name>.tmp.<pid>` in the same
+//!   directory, gets the old ledger's owner and mode (a new ledger: the
+//!   caller's uid, mode 0644), is fsynced, renamed over the ledger, and the
+//!   directory is fsynced; then the journal is truncated (compaction). Flock
+//!   locks belong to the open file description and every update opens the
+//!   lock file anew, so updates exclude each other across processes and
+//!   threads alike.
 //! - A corrupt or truncated ledger met by `update` is moved aside to
 //!   `<name>.corrupt-<UTC timestamp>` (never over an existing file), logged at
-//!   error level with both paths, and replaced by an empty document whose
-//!   [`Document::recovered_from`] names the aside file, so the caller can
-//!   rebuild from what is on disk. A newer schema is refused and left
-//!   untouched. Temp files left by a crash are removed by the next update
-//!   (holding the lock proves nobody is writing them).
-//! - The ledger and its lock are opened with `O_NOFOLLOW` and must be regular
-//!   files: a symlink planted at the ledger's path is refused, never followed.
+//!   error level with both paths, and replaced by an empty document (plus
+//!   the journal's records) whose [`Document::recovered_from`] names the
+//!   aside file, so the caller can rebuild from what is on disk. A newer
+//!   schema is refused and left untouched. Temp files left by a crash are
+//!   removed by the next update (holding the lock proves nobody is writing
+//!   them).
+//! - The ledger, its journal and its lock are opened with `O_NOFOLLOW` and
+//!   must be regular files: a symlink planted at their paths is refused,
+//!   never followed.
+
+mod journal;
+
+pub use journal::Change;
 
 use nix::errno::Errno;
 use nix::fcntl::{renameat2, Flock, FlockArg, RenameFlags, AT_FDCWD};
@@ -174,14 +195,15 @@ impl Document {
         }
     }
 
-    /// The record for the worktree at exactly `path`.
+    /// The newest record for the worktree at exactly `path` (a path can be
+    /// reused: older records of it are history).
     pub fn find_by_path(&self, path: &Path) -> Option<&Record> {
-        self.records.iter().find(|r| r.path == path)
+        self.records.iter().rev().find(|r| r.path == path)
     }
 
-    /// The record for the worktree at exactly `path`, to change it.
+    /// The newest record for the worktree at exactly `path`, to change it.
     pub fn find_by_path_mut(&mut self, path: &Path) -> Option<&mut Record> {
-        self.records.iter_mut().find(|r| r.path == path)
+        self.records.iter_mut().rev().find(|r| r.path == path)
     }
 
     /// The record with this id.
@@ -216,6 +238,13 @@ pub enum LedgerError {
     },
     /// The path is a symlink, directory or device, not a regular file.
     NotARegularFile { path: PathBuf },
+    /// The journal has a change this build does not know (written by a
+    /// newer treeward); the ledger and journal were left untouched.
+    UnknownJournalEntry {
+        path: PathBuf,
+        line: usize,
+        op: String,
+    },
 }
 
 impl std::fmt::Display for LedgerError {
@@ -245,6 +274,13 @@ impl std::fmt::Display for LedgerError {
                  refusing to use it",
                 path.display()
             ),
+            LedgerError::UnknownJournalEntry { path, line, op } => write!(
+                f,
+                "ledger journal {}:{line}: change \"{op}\" is not one this treeward \
+                 understands (written by a newer treeward); upgrade treeward (the files \
+                 were left untouched)",
+                path.display()
+            ),
         }
     }
 }
@@ -269,16 +305,20 @@ fn io_error(path: &Path, action: &'static str, source: std::io::Error) -> Ledger
 /// What the bytes of a ledger file turned out to be.
 #[derive(Debug)]
 enum Decoded {
-    Valid(Document),
+    /// The document and its `journal_folded` stamp.
+    Valid(Document, Option<String>),
     Corrupt(String),
     NewerSchema(u32),
 }
 
 /// Only the schema, so that a newer document whose records this build cannot
 /// parse is recognised as newer rather than as corrupt.
+/// The stamp comes along: it is not part of [`Document`].
 #[derive(Deserialize)]
 struct SchemaProbe {
     schema: u32,
+    #[serde(default)]
+    journal_folded: Option<String>,
 }
 
 /// Pure: classifies a ledger's bytes.
@@ -297,14 +337,30 @@ fn decode(bytes: &[u8]) -> Decoded {
         ));
     }
     match serde_json::from_slice::<Document>(bytes) {
-        Ok(doc) => Decoded::Valid(doc),
+        Ok(doc) => Decoded::Valid(doc, probe.journal_folded),
         Err(e) => Decoded::Corrupt(e.to_string()),
     }
 }
 
-/// Pure: the bytes written for `doc` (pretty JSON and a final newline).
-fn encode(doc: &Document) -> Result<Vec<u8>, serde_json::Error> {
-    let mut bytes = serde_json::to_vec_pretty(doc)?;
+/// The on-disk form of a document: its fields and the id of the last
+/// journal line folded into it.
+#[derive(Serialize)]
+struct Stored<'a> {
+    schema: u32,
+    records: &'a [Record],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    journal_folded: Option<&'a str>,
+}
+
+/// Pure: the bytes written for `doc`, stamped with the last journal line
+/// folded into it (pretty JSON and a final newline).
+fn encode(doc: &Document, journal_folded: Option<&str>) -> Result<Vec<u8>, serde_json::Error> {
+    let stored = Stored {
+        schema: doc.schema,
+        records: &doc.records,
+        journal_folded,
+    };
+    let mut bytes = serde_json::to_vec_pretty(&stored)?;
     bytes.push(b'\n');
     Ok(bytes)
 }
@@ -322,26 +378,44 @@ fn read_on_disk(path: &Path) -> Result<Option<OnDisk>, LedgerError> {
         .read(true)
         .custom_flags(libc_flags::NOFOLLOW | libc_flags::NONBLOCK)
         .open(path);
-    let mut file = match opened {
+    let file = match opened {
         Ok(f) => f,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-        Err(e) if e.raw_os_error() == Some(Errno::ELOOP as i32) => {
-            return Err(LedgerError::NotARegularFile {
-                path: path.to_path_buf(),
-            })
-        }
-        Err(e) => return Err(io_error(path, "open it for reading", e)),
+        Err(e) => return Err(open_error(path, "open it for reading", e)),
     };
-    let meta = file.metadata().map_err(|e| io_error(path, "stat it", e))?;
-    if !meta.is_file() {
-        return Err(LedgerError::NotARegularFile {
-            path: path.to_path_buf(),
-        });
-    }
+    let (mut file, meta) = regular(file, path)?;
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes)
         .map_err(|e| io_error(path, "read it", e))?;
     Ok(Some(OnDisk { bytes, meta }))
+}
+
+/// The error for a path that is not a regular file.
+fn not_regular(path: &Path) -> LedgerError {
+    LedgerError::NotARegularFile {
+        path: path.to_path_buf(),
+    }
+}
+
+/// An open's failure: `O_NOFOLLOW` meeting a symlink (`ELOOP`) is
+/// [`LedgerError::NotARegularFile`]; anything else fails `action`.
+fn open_error(path: &Path, action: &'static str, e: std::io::Error) -> LedgerError {
+    if e.raw_os_error() == Some(Errno::ELOOP as i32) {
+        not_regular(path)
+    } else {
+        io_error(path, action, e)
+    }
+}
+
+/// `file` and its metadata, if it is a regular file (not a directory,
+/// FIFO or device).
+fn regular(file: File, path: &Path) -> Result<(File, Metadata), LedgerError> {
+    let meta = file.metadata().map_err(|e| io_error(path, "stat it", e))?;
+    if meta.is_file() {
+        Ok((file, meta))
+    } else {
+        Err(not_regular(path))
+    }
 }
 
 /// The open flags this module needs, named.
@@ -410,74 +484,234 @@ fn lock_path(ledger: &Path) -> PathBuf {
     PathBuf::from(p)
 }
 
-/// Opens (creating if needed) the lock file and takes an exclusive flock on
-/// it, waiting as long as another updater holds it. A lock file this call
-/// creates next to an existing ledger gets that ledger's owner.
-fn lock_exclusive(ledger: &Path) -> Result<Flock<File>, LedgerError> {
+/// Opens (creating if needed) the lock file and takes a flock of `kind` on
+/// it (exclusive for updaters, shared for appenders), waiting as long as a
+/// conflicting holder holds it. A lock file this call creates next to an
+/// existing ledger gets that ledger's owner.
+fn lock(ledger: &Path, kind: FlockArg) -> Result<Flock<File>, LedgerError> {
     let path = lock_path(ledger);
     let file = open_lock_file(ledger, &path)?;
-    let mut file = file;
+    flock_waiting(file, kind, &path)
+}
+
+fn flock_waiting(mut file: File, kind: FlockArg, path: &Path) -> Result<Flock<File>, LedgerError> {
     loop {
-        match Flock::lock(file, FlockArg::LockExclusive) {
+        match Flock::lock(file, kind) {
             Ok(lock) => return Ok(lock),
             Err((f, Errno::EINTR)) => file = f,
-            Err((_, errno)) => return Err(io_error(&path, "lock it", std::io::Error::from(errno))),
+            Err((_, errno)) => return Err(io_error(path, "lock it", std::io::Error::from(errno))),
         }
     }
 }
 
-fn open_lock_file(ledger: &Path, path: &Path) -> Result<File, LedgerError> {
-    let created = OpenOptions::new()
+/// For readers: a shared flock on the lock file when it exists, so that a
+/// read never sees a document and journal from either side of a
+/// compaction. Creates nothing: with no lock file (nothing was ever written
+/// through it) or none this user may open, the read goes unlocked.
+fn lock_shared_if_present(ledger: &Path) -> Result<Option<Flock<File>>, LedgerError> {
+    let path = lock_path(ledger);
+    let opened = OpenOptions::new()
         .read(true)
+        .custom_flags(libc_flags::NOFOLLOW | libc_flags::NONBLOCK)
+        .open(&path);
+    let file = match opened {
+        Ok(f) => f,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == ErrorKind::PermissionDenied => {
+            log::debug!("reading {} without its lock: {e}", ledger.display());
+            return Ok(None);
+        }
+        Err(e) => return Err(open_error(&path, "open the lock file", e)),
+    };
+    let (file, _) = regular(file, &path)?;
+    flock_waiting(file, FlockArg::LockShared, &path).map(Some)
+}
+
+thread_local! {
+    /// The ledgers whose exclusive lock this thread holds (inside
+    /// [`Ledger::update`]): a `read` there must not wait for itself.
+    static HELD: std::cell::RefCell<Vec<PathBuf>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Registers `ledger` as locked by this thread until dropped.
+struct Held(PathBuf);
+
+impl Held {
+    fn register(ledger: &Path) -> Held {
+        HELD.with(|h| h.borrow_mut().push(ledger.to_path_buf()));
+        Held(ledger.to_path_buf())
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        HELD.with(|h| {
+            let mut held = h.borrow_mut();
+            if let Some(i) = held.iter().rposition(|p| *p == self.0) {
+                held.remove(i);
+            }
+        });
+    }
+}
+
+fn held_by_this_thread(ledger: &Path) -> bool {
+    HELD.with(|h| h.borrow().iter().any(|p| p == ledger))
+}
+
+/// The journal's path: `<ledger>.journal`.
+fn journal_path(ledger: &Path) -> PathBuf {
+    let mut p = ledger.as_os_str().to_owned();
+    p.push(".journal");
+    PathBuf::from(p)
+}
+
+/// The journal's lines (empty when there is none), refusing one with a
+/// change this build does not know.
+fn read_journal(path: &Path) -> Result<journal::Decoded, LedgerError> {
+    let Some(on_disk) = read_on_disk(path)? else {
+        return Ok(journal::Decoded::default());
+    };
+    let decoded = journal::decode(&on_disk.bytes);
+    if let Some((line, op)) = decoded.unknown_op.clone() {
+        return Err(LedgerError::UnknownJournalEntry {
+            path: path.to_path_buf(),
+            line,
+            op,
+        });
+    }
+    Ok(decoded)
+}
+
+/// Logs the journal lines a fold leaves out. `compacting`: they are about
+/// to be dropped, and a torn last line is certainly torn (no appender runs
+/// under the exclusive lock); a reader says nothing of a last line, which
+/// may be an append in progress.
+fn report_dropped(path: &Path, decoded: &journal::Decoded, compacting: bool) {
+    let verb = if compacting { "dropped" } else { "ignored" };
+    for (line, error, text) in &decoded.garbage {
+        log::error!(
+            "ledger journal {}:{line} is not a ledger change ({error}); {verb}: {}",
+            path.display(),
+            text.chars().take(2000).collect::<String>()
+        );
+    }
+    if let (true, Some(text)) = (compacting, &decoded.unterminated) {
+        log::warn!(
+            "ledger journal {} ends with an incomplete line (a writer crashed or the disk \
+             filled mid-append); dropped: {}",
+            path.display(),
+            text.chars().take(2000).collect::<String>()
+        );
+    }
+}
+
+/// Empties the journal in place, keeping its inode, owner and mode.
+fn truncate_journal(path: &Path) -> Result<(), LedgerError> {
+    let file = OpenOptions::new()
         .write(true)
+        .custom_flags(libc_flags::NOFOLLOW | libc_flags::NONBLOCK)
+        .open(path)
+        .map_err(|e| open_error(path, "open the journal to compact it", e))?;
+    let (file, _) = regular(file, path)?;
+    file.set_len(0)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| io_error(path, "truncate the folded journal", e))
+}
+
+/// Opens the journal for appending (and reading its last byte), creating
+/// it if needed. A journal this call creates gets the ledger's mode, and
+/// its owner too when the caller is root (anyone else keeps it: only root
+/// can give a file away); with no ledger yet, the caller's, mode 0644.
+fn open_journal_for_append(ledger: &Path, path: &Path) -> Result<File, LedgerError> {
+    let mut append = OpenOptions::new();
+    append.read(true).append(true);
+    open_sidecar(
+        path,
+        &append,
+        &append,
+        |ledger_meta| match ledger_meta {
+            Some(meta) if nix::unistd::geteuid().is_root() => Ownership::of(meta),
+            Some(meta) => Ownership {
+                mode: meta.mode() & 0o777,
+                ..Ownership::new_file()
+            },
+            None => Ownership::new_file(),
+        },
+        ledger,
+        ["create the journal", "open the journal"],
+    )
+}
+
+/// Whether `file` (of `len` bytes) ends in the middle of a line.
+fn ends_mid_line(file: &File, len: u64, path: &Path) -> Result<bool, LedgerError> {
+    if len == 0 {
+        return Ok(false);
+    }
+    let mut last = [0u8; 1];
+    std::os::unix::fs::FileExt::read_exact_at(file, &mut last, len - 1)
+        .map_err(|e| io_error(path, "read its last byte", e))?;
+    Ok(last[0] != b'\n')
+}
+
+fn open_lock_file(ledger: &Path, path: &Path) -> Result<File, LedgerError> {
+    let mut create = OpenOptions::new();
+    create.read(true).write(true);
+    // Read-only is enough for flock, and lets any user who can write the
+    // ledger lock a lock file another user created.
+    let mut existing = OpenOptions::new();
+    existing.read(true);
+    open_sidecar(
+        path,
+        &create,
+        &existing,
+        // Only root can give the lock file away; anyone else keeps it.
+        |ledger_meta| match ledger_meta {
+            Some(meta) if nix::unistd::geteuid().is_root() => Ownership {
+                mode: NEW_FILE_MODE,
+                ..Ownership::of(meta)
+            },
+            _ => Ownership::new_file(),
+        },
+        ledger,
+        ["create the lock file", "open the lock file"],
+    )
+}
+
+/// Opens `path`, a file beside `ledger` (its lock or journal), never
+/// through a symlink and only if it is a regular file: with `existing`'s
+/// access if it is there, else created with `create`'s and given
+/// `ownership(the ledger's metadata, if the ledger is a regular file)`.
+/// `actions`: what creating and opening are called in errors.
+fn open_sidecar(
+    path: &Path,
+    create: &OpenOptions,
+    existing: &OpenOptions,
+    ownership: impl FnOnce(Option<&Metadata>) -> Ownership,
+    ledger: &Path,
+    actions: [&'static str; 2],
+) -> Result<File, LedgerError> {
+    let created = create
+        .clone()
         .create_new(true)
         .mode(NEW_FILE_MODE)
         .custom_flags(libc_flags::NOFOLLOW)
         .open(path);
     let file = match created {
         Ok(f) => {
-            // Only root can give the lock file away; anyone else keeps it.
-            let is_root = nix::unistd::geteuid().is_root();
-            let want = match std::fs::symlink_metadata(ledger) {
-                Ok(meta) if meta.is_file() && is_root => Ownership {
-                    mode: NEW_FILE_MODE,
-                    ..Ownership::of(&meta)
-                },
-                _ => Ownership::new_file(),
-            };
-            apply_ownership(&f, path, want)?;
+            let ledger_meta = std::fs::symlink_metadata(ledger)
+                .ok()
+                .filter(Metadata::is_file);
+            apply_ownership(&f, path, ownership(ledger_meta.as_ref()))?;
             f
         }
-        Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-            // Read-only is enough for flock, and lets any user who can write
-            // the ledger lock a lock file another user created.
-            OpenOptions::new()
-                .read(true)
-                .custom_flags(libc_flags::NOFOLLOW | libc_flags::NONBLOCK)
-                .open(path)
-                .map_err(|e| match e.raw_os_error() {
-                    Some(code) if code == Errno::ELOOP as i32 => LedgerError::NotARegularFile {
-                        path: path.to_path_buf(),
-                    },
-                    _ => io_error(path, "open the lock file", e),
-                })?
-        }
-        Err(e) if e.raw_os_error() == Some(Errno::ELOOP as i32) => {
-            return Err(LedgerError::NotARegularFile {
-                path: path.to_path_buf(),
-            })
-        }
-        Err(e) => return Err(io_error(path, "create the lock file", e)),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => existing
+            .clone()
+            .custom_flags(libc_flags::NOFOLLOW | libc_flags::NONBLOCK)
+            .open(path)
+            .map_err(|e| open_error(path, actions[1], e))?,
+        Err(e) => return Err(open_error(path, actions[0], e)),
     };
-    let meta = file
-        .metadata()
-        .map_err(|e| io_error(path, "stat the lock file", e))?;
-    if !meta.is_file() {
-        return Err(LedgerError::NotARegularFile {
-            path: path.to_path_buf(),
-        });
-    }
-    Ok(file)
+    regular(file, path).map(|(file, _)| file)
 }
 
 /// The directory holding the ledger (`.` for a bare file name).
@@ -655,42 +889,115 @@ impl Ledger {
         &self.path
     }
 
-    /// Reads without changing anything on disk (no lock file created, no
-    /// move-aside): a missing file is an empty document; a corrupt one is an
-    /// error.
-    pub fn read(&self) -> Result<Document, LedgerError> {
-        let Some(on_disk) = read_on_disk(&self.path)? else {
-            return Ok(Document::empty());
-        };
-        match decode(&on_disk.bytes) {
-            Decoded::Valid(doc) => Ok(doc),
-            Decoded::Corrupt(detail) => Err(LedgerError::Corrupt {
-                path: self.path.clone(),
-                detail,
-            }),
-            Decoded::NewerSchema(found) => Err(self.newer_schema(found)),
-        }
+    /// The journal next to this ledger (`<ledger>.journal`).
+    pub fn journal_path(&self) -> PathBuf {
+        journal_path(&self.path)
     }
 
-    /// Read-modify-write under an exclusive lock, replaced atomically.
+    /// Reads the document with the journal folded in, without changing
+    /// anything on disk (no lock file created, no move-aside, no
+    /// compaction): a missing file is an empty document; a corrupt one is an
+    /// error. Waits while an update is writing.
+    pub fn read(&self) -> Result<Document, LedgerError> {
+        let _lock = if held_by_this_thread(&self.path) {
+            None
+        } else {
+            lock_shared_if_present(&self.path)?
+        };
+        let (mut doc, folded) = match read_on_disk(&self.path)? {
+            None => (Document::empty(), None),
+            Some(on_disk) => match decode(&on_disk.bytes) {
+                Decoded::Valid(doc, folded) => (doc, folded),
+                Decoded::Corrupt(detail) => {
+                    return Err(LedgerError::Corrupt {
+                        path: self.path.clone(),
+                        detail,
+                    })
+                }
+                Decoded::NewerSchema(found) => return Err(self.newer_schema(found)),
+            },
+        };
+        let journal_path = journal_path(&self.path);
+        let journal = read_journal(&journal_path)?;
+        report_dropped(&journal_path, &journal, false);
+        journal::fold(
+            &mut doc,
+            journal::unfolded(&journal.lines, folded.as_deref()),
+        );
+        Ok(doc)
+    }
+
+    /// Records `change` in the journal: one line, one `write(2)` on an
+    /// `O_APPEND` descriptor under a shared lock, so concurrent appenders
+    /// never lose or interleave a line and never wait for each other. It
+    /// costs the same however long the ledger is; the next
+    /// [`update`](Ledger::update) folds it into the document.
     ///
-    /// `f` sees the current document; if the ledger was corrupt it sees an
-    /// empty one with [`Document::recovered_from`] set. An update that
-    /// changes nothing in a valid ledger does not rewrite it.
+    /// It does not fsync: a line survives any crash of the process (it is in
+    /// the page cache once `write` returns) but not a power cut within the
+    /// next few seconds. What it records is a convenience, not a safety
+    /// net: the sweep and the reaper find unrecorded worktrees under the
+    /// roots on disk anyway, and an fsync would cost a spinning disk its
+    /// 3 ms budget on its own.
+    ///
+    /// Called inside an `update` closure on the same ledger, it fails (the
+    /// update would truncate the line away): change the document there.
+    pub fn append(&self, change: &Change) -> Result<(), LedgerError> {
+        let path = journal_path(&self.path);
+        if held_by_this_thread(&self.path) {
+            return Err(io_error(
+                &path,
+                "append to it inside Ledger::update (change the document there instead)",
+                std::io::Error::from(Errno::EDEADLK),
+            ));
+        }
+        ensure_dir(parent_dir(&self.path))?;
+        let _lock = lock(&self.path, FlockArg::LockShared)?;
+        let mut file = open_journal_for_append(&self.path, &path)?;
+        let len = file
+            .metadata()
+            .map_err(|e| io_error(&path, "stat it", e))?
+            .len();
+        let torn = ends_mid_line(&file, len, &path)?;
+        let bytes = journal::encode_line(&Record::new_id(), change, torn)
+            .map_err(|e| io_error(&path, "serialize the change", std::io::Error::other(e)))?;
+        let written = file
+            .write(&bytes)
+            .map_err(|e| io_error(&path, "append to it", e))?;
+        if written != bytes.len() {
+            return Err(io_error(
+                &path,
+                "append to it",
+                std::io::Error::new(ErrorKind::WriteZero, "short write (is the disk full?)"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Read-modify-write under an exclusive lock, replaced atomically; the
+    /// journal is folded in and then emptied (compaction).
+    ///
+    /// `f` sees the current document, journal included; if the ledger was
+    /// corrupt it sees the journal's records alone with
+    /// [`Document::recovered_from`] set. An update that changes nothing in a
+    /// valid ledger (journal included) does not rewrite it.
     pub fn update<R>(&self, f: impl FnOnce(&mut Document) -> R) -> Result<R, LedgerError> {
         let dir = parent_dir(&self.path);
         let name = file_name(&self.path)?;
         ensure_dir(dir)?;
-        let _lock = lock_exclusive(&self.path)?;
+        let _lock = lock(&self.path, FlockArg::LockExclusive)?;
+        let _held = Held::register(&self.path);
         remove_stale_temps(dir, &temp_prefix(name));
+        let journal_path = journal_path(&self.path);
+        let journal = read_journal(&journal_path)?;
 
         let on_disk = read_on_disk(&self.path)?;
-        let (mut doc, before, want) = match on_disk {
-            None => (Document::empty(), None, Ownership::new_file()),
+        let (mut doc, before, want, folded) = match on_disk {
+            None => (Document::empty(), None, Ownership::new_file(), None),
             Some(found) => {
                 let want = Ownership::of(&found.meta);
                 match decode(&found.bytes) {
-                    Decoded::Valid(doc) => (doc.clone(), Some(doc), want),
+                    Decoded::Valid(doc, folded) => (doc.clone(), Some(doc), want, folded),
                     Decoded::NewerSchema(v) => return Err(self.newer_schema(v)),
                     Decoded::Corrupt(detail) => {
                         let aside = move_aside(&self.path)?;
@@ -702,23 +1009,33 @@ impl Ledger {
                         );
                         let mut doc = Document::empty();
                         doc.recovered_from = Some(aside);
-                        (doc, None, want)
+                        (doc, None, want, None)
                     }
                 }
             }
         };
+        report_dropped(&journal_path, &journal, true);
+        journal::fold(
+            &mut doc,
+            journal::unfolded(&journal.lines, folded.as_deref()),
+        );
 
         let result = f(&mut doc);
         doc.schema = SCHEMA_VERSION;
-        if before.as_ref() == Some(&doc) {
-            return Ok(result);
+        if before.as_ref() != Some(&doc) {
+            let stamp = journal.lines.last().map(|l| l.id.as_str());
+            let bytes = encode(&doc, stamp).map_err(|e| LedgerError::Io {
+                path: self.path.clone(),
+                action: "serialize it",
+                source: std::io::Error::other(e),
+            })?;
+            replace_atomically(&self.path, &bytes, want)?;
         }
-        let bytes = encode(&doc).map_err(|e| LedgerError::Io {
-            path: self.path.clone(),
-            action: "serialize it",
-            source: std::io::Error::other(e),
-        })?;
-        replace_atomically(&self.path, &bytes, want)?;
+        // Only now: a crash before this point leaves lines the stamp says
+        // are folded, and the next fold skips them.
+        if !journal.is_empty() {
+            truncate_journal(&journal_path)?;
+        }
         Ok(result)
     }
 
@@ -1117,22 +1434,31 @@ mod tests {
         assert!(!is_temp_of(".ledger.json.lock", &p));
     }
 
+    /// Runs `step(ledger, thread, i)` for `i` in `0..steps` on each of
+    /// `threads` threads at once.
+    fn in_threads(
+        ledger: &Ledger,
+        threads: usize,
+        steps: usize,
+        step: impl Fn(&Ledger, usize, usize) + Sync,
+    ) {
+        std::thread::scope(|s| {
+            for t in 0..threads {
+                let step = &step;
+                s.spawn(move || (0..steps).for_each(|i| step(ledger, t, i)));
+            }
+        });
+    }
+
     #[test]
     fn threads_never_lose_a_record() {
         let dir = tempfile::tempdir().unwrap();
         let ledger = ledger_in(&dir);
-        std::thread::scope(|s| {
-            for t in 0..16 {
-                let ledger = ledger.clone();
-                s.spawn(move || {
-                    for i in 0..20 {
-                        let path = format!("/tmp/adf-worktrees/t{t}-{i}");
-                        ledger
-                            .update(|doc| doc.records.push(sample(&path)))
-                            .unwrap();
-                    }
-                });
-            }
+        in_threads(&ledger, 16, 20, |ledger, t, i| {
+            let path = format!("/tmp/adf-worktrees/t{t}-{i}");
+            ledger
+                .update(|doc| doc.records.push(sample(&path)))
+                .unwrap();
         });
         let doc = ledger.read().unwrap();
         assert_eq!(doc.records.len(), 320);
@@ -1148,38 +1474,15 @@ mod tests {
     const CHILD_ENV: &str = "TREEWARD_LEDGER_TEST_CHILD";
     const CHILD_UPDATES: usize = 25;
 
-    /// Run only as a child of `processes_never_lose_a_record`.
-    #[test]
-    #[ignore = "child process of processes_never_lose_a_record"]
-    fn child_process_appends_records() {
-        let Some((path, tag)) = std::env::var(CHILD_ENV).ok().and_then(|spec| {
-            spec.split_once('|')
-                .map(|(p, t)| (p.to_string(), t.to_string()))
-        }) else {
-            eprintln!("skipping: only run as a child of processes_never_lose_a_record");
-            return;
-        };
-        let ledger = Ledger::new(Path::new(&path));
-        for i in 0..CHILD_UPDATES {
-            let p = format!("/tmp/adf-worktrees/{tag}-{i}");
-            ledger.update(|doc| doc.records.push(sample(&p))).unwrap();
-        }
-    }
-
-    #[test]
-    fn processes_never_lose_a_record() {
-        let dir = tempfile::tempdir().unwrap();
-        let ledger = ledger_in(&dir);
+    /// Runs the ignored test `name` of this test binary in `n` processes,
+    /// the `k`th told `<ledger>|p<k>` through [`CHILD_ENV`], and asserts that
+    /// each ran and passed.
+    fn run_children(ledger: &Ledger, name: &str, n: usize) {
         let exe = std::env::current_exe().unwrap();
-        let children: Vec<_> = (0..6)
+        let children: Vec<_> = (0..n)
             .map(|p| {
                 std::process::Command::new(&exe)
-                    .args([
-                        "--exact",
-                        "ledger::tests::child_process_appends_records",
-                        "--ignored",
-                        "--test-threads=1",
-                    ])
+                    .args(["--exact", name, "--ignored", "--test-threads=1"])
                     .env(CHILD_ENV, format!("{}|p{p}", ledger.path().display()))
                     .stdout(std::process::Stdio::piped())
                     .stderr(std::process::Stdio::piped())
@@ -1193,6 +1496,37 @@ mod tests {
             assert!(out.status.success(), "child failed: {stdout}");
             assert!(stdout.contains("1 passed"), "child did not run: {stdout}");
         }
+    }
+
+    /// In a child started by [`run_children`] for the test `parent`: its
+    /// ledger and tag; `None` (and a note) when run any other way.
+    fn child_of(parent: &str) -> Option<(Ledger, String)> {
+        let spec = std::env::var(CHILD_ENV).ok();
+        let found = spec.as_deref().and_then(|s| s.split_once('|'));
+        if found.is_none() {
+            eprintln!("skipping: only run as a child of {parent}");
+        }
+        found.map(|(p, t)| (Ledger::new(Path::new(p)), t.to_string()))
+    }
+
+    /// Run only as a child of `processes_never_lose_a_record`.
+    #[test]
+    #[ignore = "child process of processes_never_lose_a_record"]
+    fn child_process_appends_records() {
+        let Some((ledger, tag)) = child_of("processes_never_lose_a_record") else {
+            return;
+        };
+        for i in 0..CHILD_UPDATES {
+            let p = format!("/tmp/adf-worktrees/{tag}-{i}");
+            ledger.update(|doc| doc.records.push(sample(&p))).unwrap();
+        }
+    }
+
+    #[test]
+    fn processes_never_lose_a_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = ledger_in(&dir);
+        run_children(&ledger, "ledger::tests::child_process_appends_records", 6);
         let doc = ledger.read().unwrap();
         assert_eq!(doc.records.len(), 6 * CHILD_UPDATES);
         let mut ids: Vec<&str> = doc.records.iter().map(|r| r.id.as_str()).collect();
@@ -1239,11 +1573,331 @@ mod tests {
             "repository": "/r.git", "uid": 0, "created_at": "2024-01-01T00:00:00Z",
             "last_transition": "2024-01-01T00:00:00Z", "state": "kept"}]}"#;
         match decode(text.as_bytes()) {
-            Decoded::Valid(doc) => {
+            Decoded::Valid(doc, _) => {
                 assert_eq!(doc.records[0].state, State::Kept);
                 assert!(doc.records[0].preserved_refs.is_empty());
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    fn add(path: &str) -> (Record, Change) {
+        let rec = sample(path);
+        (rec.clone(), Change::Add { record: rec })
+    }
+
+    #[test]
+    fn append_is_read_back_without_rewriting_the_document() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = ledger_in(&dir);
+        ledger
+            .update(|doc| doc.records.push(sample("/tmp/adf-worktrees/old")))
+            .unwrap();
+        let mtime = backdate(ledger.path());
+        let (a, change) = add("/tmp/adf-worktrees/a");
+
+        ledger.append(&change).unwrap();
+        ledger
+            .append(&Change::Branch {
+                path: a.path.clone(),
+                repository: a.repository.clone(),
+                branch: Some("renamed".into()),
+            })
+            .unwrap();
+
+        let doc = ledger.read().unwrap();
+        assert_eq!(doc.records.len(), 2);
+        let got = doc.find_by_id(&a.id).unwrap();
+        assert_eq!(got.branch.as_deref(), Some("renamed"));
+        assert_eq!(got.created_at, a.created_at);
+        assert_eq!(
+            std::fs::metadata(ledger.path())
+                .unwrap()
+                .modified()
+                .unwrap(),
+            mtime,
+            "append and read leave the document alone"
+        );
+        let text = std::fs::read_to_string(ledger.journal_path()).unwrap();
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert_eq!(
+            names(dir.path()),
+            ["ledger.json", "ledger.json.journal", "ledger.json.lock"]
+        );
+    }
+
+    #[test]
+    fn append_before_any_ledger_creates_the_directory_and_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::new(&dir.path().join("state/ledger.json"));
+        let (a, change) = add("/tmp/adf-worktrees/a");
+        ledger.append(&change).unwrap();
+        assert_eq!(ledger.read().unwrap().records, vec![a]);
+        let meta = std::fs::metadata(ledger.journal_path()).unwrap();
+        assert_eq!(meta.mode() & 0o7777, 0o644);
+        assert!(!ledger.path().exists(), "only update writes the document");
+    }
+
+    #[test]
+    fn update_compacts_the_journal_into_the_document() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = ledger_in(&dir);
+        let mut added = Vec::new();
+        for i in 0..3 {
+            let (rec, change) = add(&format!("/tmp/adf-worktrees/c{i}"));
+            ledger.append(&change).unwrap();
+            added.push(rec);
+        }
+        let journal_ino = std::fs::metadata(ledger.journal_path()).unwrap().ino();
+
+        let seen = ledger.update(|doc| doc.records.len()).unwrap();
+
+        assert_eq!(seen, 3, "the closure sees the journal's records");
+        let journal = std::fs::metadata(ledger.journal_path()).unwrap();
+        assert_eq!((journal.len(), journal.ino()), (0, journal_ino));
+        let text = std::fs::read_to_string(ledger.path()).unwrap();
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(value["records"].as_array().unwrap().len(), 3);
+        assert!(value["journal_folded"].is_string(), "{text}");
+        assert_eq!(ledger.read().unwrap().records, added);
+    }
+
+    #[test]
+    fn a_compaction_that_crashed_before_truncating_is_not_folded_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = ledger_in(&dir);
+        let (a, change_a) = add("/tmp/adf-worktrees/a");
+        let (b, change_b) = add("/tmp/adf-worktrees/b");
+        ledger.append(&change_a).unwrap();
+        ledger.append(&change_b).unwrap();
+        let journal = std::fs::read(ledger.journal_path()).unwrap();
+        // The crash: the document was written, the journal not truncated.
+        ledger.update(|_| ()).unwrap();
+        std::fs::write(ledger.journal_path(), &journal).unwrap();
+        assert_eq!(ledger.read().unwrap().records, vec![a.clone(), b.clone()]);
+
+        // An update that forgets `a` must not see it come back from the
+        // lines already folded, not even after another such crash.
+        ledger
+            .update(|doc| doc.records.retain(|r| r.id != a.id))
+            .unwrap();
+        std::fs::write(ledger.journal_path(), &journal).unwrap();
+        assert_eq!(ledger.read().unwrap().records, vec![b.clone()]);
+        let (c, change_c) = add("/tmp/adf-worktrees/c");
+        ledger.append(&change_c).unwrap();
+        ledger.update(|_| ()).unwrap();
+        assert_eq!(ledger.read().unwrap().records, vec![b, c]);
+    }
+
+    #[test]
+    fn a_torn_last_line_is_ignored_and_the_next_append_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = ledger_in(&dir);
+        let (a, change_a) = add("/tmp/adf-worktrees/a");
+        ledger.append(&change_a).unwrap();
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(ledger.journal_path())
+            .unwrap();
+        f.write_all(b"{\"id\":\"torn\",\"op\":\"add\",\"rec")
+            .unwrap();
+        assert_eq!(ledger.read().unwrap().records, vec![a.clone()]);
+
+        let (b, change_b) = add("/tmp/adf-worktrees/b");
+        ledger.append(&change_b).unwrap();
+
+        assert_eq!(ledger.read().unwrap().records, vec![a.clone(), b.clone()]);
+        ledger.update(|_| ()).unwrap();
+        assert_eq!(ledger.read().unwrap().records, vec![a, b]);
+        assert_eq!(std::fs::metadata(ledger.journal_path()).unwrap().len(), 0);
+    }
+
+    #[test]
+    fn a_change_from_a_newer_treeward_is_refused_and_left_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = ledger_in(&dir);
+        ledger.update(|_| ()).unwrap();
+        let text = "{\"id\":\"x\",\"op\":\"rename\",\"to\":\"/w\"}\n";
+        std::fs::write(ledger.journal_path(), text).unwrap();
+        let ledger_text = std::fs::read_to_string(ledger.path()).unwrap();
+
+        let read_err = ledger.read().unwrap_err();
+        let update_err = ledger.update(|doc| doc.records.clear()).unwrap_err();
+
+        for err in [read_err, update_err] {
+            let msg = err.to_string();
+            assert!(
+                matches!(err, LedgerError::UnknownJournalEntry { line: 1, .. }),
+                "{err:?}"
+            );
+            assert!(
+                msg.contains("ledger.json.journal:1") && msg.contains("rename"),
+                "{msg}"
+            );
+        }
+        assert_eq!(
+            std::fs::read_to_string(ledger.journal_path()).unwrap(),
+            text
+        );
+        assert_eq!(std::fs::read_to_string(ledger.path()).unwrap(), ledger_text);
+    }
+
+    #[test]
+    fn a_symlinked_journal_is_refused_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = ledger_in(&dir);
+        let target = dir.path().join("elsewhere");
+        std::fs::write(&target, "").unwrap();
+        std::os::unix::fs::symlink(&target, ledger.journal_path()).unwrap();
+
+        let append_err = ledger.append(&add("/tmp/adf-worktrees/a").1).unwrap_err();
+        let read_err = ledger.read().unwrap_err();
+        let update_err = ledger.update(|_| ()).unwrap_err();
+
+        for err in [append_err, read_err, update_err] {
+            assert!(
+                matches!(err, LedgerError::NotARegularFile { .. }),
+                "{err:?}"
+            );
+        }
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "");
+    }
+
+    #[test]
+    fn inside_an_update_read_works_and_append_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = ledger_in(&dir);
+        ledger.append(&add("/tmp/adf-worktrees/a").1).unwrap();
+        let (count, append) = ledger
+            .update(|_| {
+                let count = ledger.read().map(|d| d.records.len());
+                (count, ledger.append(&add("/tmp/adf-worktrees/b").1))
+            })
+            .unwrap();
+        assert_eq!(count.unwrap(), 1);
+        let msg = append.unwrap_err().to_string();
+        assert!(msg.contains("inside Ledger::update"), "{msg}");
+        assert_eq!(ledger.read().unwrap().records.len(), 1);
+    }
+
+    #[test]
+    fn read_waits_for_an_update_in_progress() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = ledger_in(&dir);
+        ledger.append(&add("/tmp/adf-worktrees/a").1).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::scope(|s| {
+            let writer = ledger.clone();
+            s.spawn(move || {
+                writer
+                    .update(|doc| {
+                        tx.send(()).unwrap();
+                        std::thread::sleep(Duration::from_millis(300));
+                        doc.records.push(sample("/tmp/adf-worktrees/b"));
+                    })
+                    .unwrap();
+            });
+            rx.recv().unwrap();
+            // The compaction is under way: the reader sees its result whole.
+            assert_eq!(ledger.read().unwrap().records.len(), 2);
+        });
+    }
+
+    #[test]
+    fn threads_appending_and_compacting_never_lose_a_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = ledger_in(&dir);
+        in_threads(&ledger, 8, 25, |ledger, t, i| {
+            let (_, change) = add(&format!("/tmp/adf-worktrees/t{t}-{i}"));
+            ledger.append(&change).unwrap();
+            if i % 10 == 0 {
+                ledger.update(|_| ()).unwrap();
+            }
+        });
+        assert_eq!(ledger.read().unwrap().records.len(), 200);
+        ledger.update(|_| ()).unwrap();
+        let text = std::fs::read_to_string(ledger.path()).unwrap();
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(value["records"].as_array().unwrap().len(), 200);
+        assert_eq!(std::fs::metadata(ledger.journal_path()).unwrap().len(), 0);
+    }
+
+    #[test]
+    #[ignore = "child process of processes_appending_never_lose_a_line"]
+    fn child_process_appends_to_the_journal() {
+        let Some((ledger, tag)) = child_of("processes_appending_never_lose_a_line") else {
+            return;
+        };
+        for i in 0..CHILD_UPDATES {
+            let (_, change) = add(&format!("/tmp/adf-worktrees/{tag}-{i}"));
+            ledger.append(&change).unwrap();
+        }
+    }
+
+    #[test]
+    fn processes_appending_never_lose_a_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = ledger_in(&dir);
+        run_children(
+            &ledger,
+            "ledger::tests::child_process_appends_to_the_journal",
+            8,
+        );
+        let text = std::fs::read_to_string(ledger.journal_path()).unwrap();
+        assert_eq!(text.lines().count(), 8 * CHILD_UPDATES, "one line each");
+        let doc = ledger.read().unwrap();
+        assert_eq!(doc.records.len(), 8 * CHILD_UPDATES);
+        for p in 0..8 {
+            for i in 0..CHILD_UPDATES {
+                let path = PathBuf::from(format!("/tmp/adf-worktrees/p{p}-{i}"));
+                assert!(doc.find_by_path(&path).is_some(), "{}", path.display());
+            }
+        }
+    }
+
+    #[test]
+    fn root_journal_gets_the_ledgers_owner_and_mode_and_keeps_them() {
+        if !nix::unistd::Uid::effective().is_root() {
+            eprintln!(
+                "skipping root_journal_gets_the_ledgers_owner_and_mode_and_keeps_them: needs root"
+            );
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = ledger_in(&dir);
+        std::fs::write(ledger.path(), r#"{"schema": 1, "records": []}"#).unwrap();
+        std::os::unix::fs::chown(ledger.path(), Some(4242), Some(4242)).unwrap();
+        std::fs::set_permissions(ledger.path(), Permissions::from_mode(0o640)).unwrap();
+
+        ledger.append(&add("/tmp/adf-worktrees/a").1).unwrap();
+        let owner = |p: &Path| {
+            let m = std::fs::metadata(p).unwrap();
+            (m.uid(), m.gid(), m.mode() & 0o7777, m.ino())
+        };
+        let created = owner(&ledger.journal_path());
+        assert_eq!((created.0, created.1, created.2), (4242, 4242, 0o640));
+
+        ledger.update(|_| ()).unwrap();
+        ledger.append(&add("/tmp/adf-worktrees/b").1).unwrap();
+        assert_eq!(
+            owner(&ledger.journal_path()),
+            created,
+            "kept through compaction"
+        );
+        let l = owner(ledger.path());
+        assert_eq!((l.0, l.1, l.2), (4242, 4242, 0o640));
+        assert_eq!(ledger.read().unwrap().records.len(), 2);
+    }
+
+    #[test]
+    fn a_users_journal_gets_the_ledgers_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = ledger_in(&dir);
+        ledger.update(|_| ()).unwrap();
+        std::fs::set_permissions(ledger.path(), Permissions::from_mode(0o600)).unwrap();
+        ledger.append(&add("/tmp/adf-worktrees/a").1).unwrap();
+        let meta = std::fs::metadata(ledger.journal_path()).unwrap();
+        assert_eq!(meta.mode() & 0o7777, 0o600);
+        assert_eq!(meta.uid(), nix::unistd::geteuid().as_raw());
     }
 }

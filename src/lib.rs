@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod drain;
 pub mod error;
+pub mod hook;
 pub mod in_use;
 pub mod ledger;
 pub mod logging;

@@ -16,8 +16,9 @@ pub fn git_output(dir: &Path, args: &[&str]) -> Output {
     git_command(dir, args).output().expect("git runs")
 }
 
-/// `git args` in `dir`, with a fixed identity and no user or system config.
-fn git_command(dir: &Path, args: &[&str]) -> Command {
+/// `git args` in `dir`, with a fixed identity and no user or system config
+/// (to add to — environment, stdin — before running it).
+pub fn git_command(dir: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new("git");
     cmd.args(args)
         .current_dir(dir)
@@ -122,14 +123,19 @@ impl Fixture {
 
 /// `git worktree add -q (-b <branch> | --detach) <path> main` in `repo`.
 pub fn add_worktree(repo: &Path, path: &Path, branch: Option<&str>) {
+    git(repo, &worktree_add_args(path, branch));
+}
+
+/// The arguments of [`add_worktree`]: `worktree add -q (-b <branch> |
+/// --detach) <path> main`.
+pub fn worktree_add_args<'a>(path: &'a Path, branch: Option<&'a str>) -> Vec<&'a str> {
     let mut args = vec!["worktree", "add", "-q"];
     match branch {
         Some(b) => args.extend(["-b", b]),
         None => args.push("--detach"),
     }
-    let path = path.to_str().unwrap();
-    args.extend([path, "main"]);
-    git(repo, &args);
+    args.extend([path.to_str().expect("a UTF-8 test path"), "main"]);
+    args
 }
 
 /// Everything a user could notice about a tree: each path's type, mode,

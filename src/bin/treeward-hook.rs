@@ -1,0 +1,65 @@
+//! `treeward-hook <old> <new> <flag>`: git's `post-checkout` hook (through
+//! the `hooks/post-checkout` shim); records each new linked worktree in the
+//! ledger. See `treeward::hook`.
+//!
+//! Exit status: always 0 as git calls it, whatever went wrong (the failure
+//! is logged), since git makes it the status of `git worktree add`. With
+//! `--dry-run` (prints what it would record, changes nothing): 0 done, 2 an
+//! error such as wrong arguments, 78 bad configuration.
+
+use clap::Parser;
+use std::ffi::OsString;
+use std::process::ExitCode;
+use treeward::cli::{self, Common};
+use treeward::error::{Error, EXIT_OK};
+use treeward::hook;
+
+/// Record a new linked worktree in the treeward ledger (git post-checkout).
+#[derive(Debug, Parser)]
+#[command(name = "treeward-hook", version)]
+struct Args {
+    #[command(flatten)]
+    common: Common,
+    /// Say what would be recorded; change nothing. Errors then exit 2 (78
+    /// for bad configuration) instead of 0.
+    #[arg(long)]
+    dry_run: bool,
+    /// <old-commit> <new-commit> <flag>, as git passes them.
+    #[arg(value_name = "ARG")]
+    args: Vec<OsString>,
+}
+
+const PROGRAM: &str = "treeward-hook";
+
+fn main() -> ExitCode {
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        Err(e) if e.use_stderr() && !std::env::args_os().any(|a| a == "--dry-run") => {
+            // Called as a hook: a usage error must not fail git.
+            let first = e.to_string();
+            let first = first.lines().next().unwrap_or_default();
+            let message = format!("bad arguments: {}", first.trim_start_matches("error: "));
+            return cli::run_hook(PROGRAM, || Err(Error::Usage(message)));
+        }
+        Err(e) => e.exit(),
+    };
+    if args.dry_run {
+        cli::run(PROGRAM, || dry_run(&args))
+    } else {
+        cli::run_hook(PROGRAM, || {
+            hook::run(args.common.config.as_deref(), &args.args, false).map(drop)
+        })
+    }
+}
+
+fn dry_run(args: &Args) -> Result<u8, Error> {
+    let outcome = hook::run(args.common.config.as_deref(), &args.args, true)?;
+    if args.common.json {
+        let json = serde_json::to_string_pretty(&outcome.decision)
+            .map_err(|e| Error::Failed(e.to_string()))?;
+        println!("{json}");
+    } else {
+        print!("{}", hook::render_human(&outcome.decision, &outcome.ledger));
+    }
+    Ok(EXIT_OK)
+}
