@@ -928,9 +928,12 @@ impl Ledger {
     }
 
     /// Records `change` in the journal: one line, one `write(2)` on an
-    /// `O_APPEND` descriptor under a shared lock, so concurrent appenders
-    /// never lose or interleave a line and never wait for each other. It
-    /// costs the same however long the ledger is; the next
+    /// `O_APPEND` descriptor under the exclusive lock, held only for the
+    /// write, so concurrent appenders never lose or interleave a line (and a
+    /// line torn by a crash, fenced off with a newline, is told apart from
+    /// another append still being written: a reader can see a write that
+    /// spans a page boundary half done). It costs the same however long the
+    /// ledger is; the next
     /// [`update`](Ledger::update) folds it into the document.
     ///
     /// It does not fsync: a line survives any crash of the process (it is in
@@ -952,7 +955,7 @@ impl Ledger {
             ));
         }
         ensure_dir(parent_dir(&self.path))?;
-        let _lock = lock(&self.path, FlockArg::LockShared)?;
+        let _lock = lock(&self.path, FlockArg::LockExclusive)?;
         let mut file = open_journal_for_append(&self.path, &path)?;
         let len = file
             .metadata()

@@ -10,9 +10,12 @@
 //!
 //! Contract:
 //! - [`super::Ledger::append`] adds one line with one `write(2)` on an
-//!   `O_APPEND` descriptor, under a *shared* flock on `<ledger>.lock`, so
-//!   appenders never wait for each other, only for an update. It does not
-//!   fsync (see [`super::Ledger::append`] for why).
+//!   `O_APPEND` descriptor, under the exclusive flock on `<ledger>.lock`
+//!   (held for microseconds): a line torn by a crash is detected and fenced
+//!   off with a newline, which is only sound when no other append is half
+//!   way through its write (a reader can see a write that spans a page
+//!   boundary half done). It does not fsync (see [`super::Ledger::append`]
+//!   for why).
 //! - Readers fold the journal, in order, into the document:
 //!   an `add` is skipped when its record id is already there (so folding
 //!   twice changes nothing) and otherwise supersedes any live record at the
