@@ -396,3 +396,87 @@ fn the_reap_timer_reclaims_released_worktrees_but_not_busy_ones() {
         (Value::from("removed"), Value::from("released"))
     );
 }
+
+const HOOK: &str = env!("CARGO_BIN_EXE_treeward-hook");
+const ADMIN: &str = env!("CARGO_BIN_EXE_treeward");
+
+/// SPEC "Service layout" (c): `treeward install-hook` (run by root, which
+/// installs it as the repository's owner), then the agent user creates a
+/// worktree inside the container with plain `git worktree add`: the hook
+/// records it in the ledger, as the agent, and `treeward list --json`
+/// shows it `active`.
+#[test]
+fn a_worktree_the_agent_adds_is_recorded_by_the_installed_hook() {
+    if !sandbox::available() {
+        return;
+    }
+    let f = Fixture::new_in(Path::new("/var/tmp"));
+    let shared = f.tmp.path();
+    std::fs::set_permissions(shared, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let root = shared.join("wt");
+    std::fs::create_dir_all(&root).unwrap();
+    for p in [&f.repo, &f.origin, &root] {
+        chown_r(p, AGENT);
+    }
+    let units = Units::new();
+    let sb = Sandbox::boot(
+        &units,
+        &[
+            ("treeward-hook", Path::new(HOOK)),
+            ("treeward", Path::new(ADMIN)),
+        ],
+        &[shared],
+    );
+    sb.adduser("agent", AGENT);
+    sb.write(
+        "/etc/treeward/config.toml",
+        &format!(
+            "[[root]]\npath = \"{}\"\npatterns = [\"sess-*\"]\nowner = \"agent\"\n",
+            root.display()
+        ),
+        0o644,
+    );
+    let state = sb.host_path("/var/lib/treeward");
+    std::fs::create_dir_all(&state).unwrap();
+    chown_r(&state, AGENT);
+    let bin = sandbox::BIN_DIR;
+    let out = sb.exec(&[
+        &format!("{bin}/treeward"),
+        "install-hook",
+        f.repo.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", sandbox::text(&out));
+
+    let wt = root.join("sess-new");
+    let out = sb.sh_as(
+        "agent",
+        &format!(
+            "export PATH={bin}:$PATH HOME=/nonexistent GIT_CONFIG_NOSYSTEM=1; cd '{}' && git worktree add -q -b task-new '{}' main",
+            f.repo.display(),
+            wt.display()
+        ),
+    );
+    assert!(out.status.success(), "{}", sandbox::text(&out));
+    assert!(
+        out.stdout.is_empty() && out.stderr.is_empty(),
+        "the hook prints nothing: {}",
+        sandbox::text(&out)
+    );
+
+    let out = sb.exec(&[&format!("{bin}/treeward"), "list", "--json"]);
+    assert!(out.status.success(), "{}", sandbox::text(&out));
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rec = list["worktrees"]
+        .as_array()
+        .and_then(|rs| rs.iter().find(|r| r["path"] == wt.to_str().unwrap()))
+        .unwrap_or_else(|| panic!("no record of {} in {list:#}", wt.display()));
+    assert_eq!(rec["state"], "active", "{rec:#}");
+    assert_eq!(rec["branch"], "task-new", "{rec:#}");
+    let journal = sb.host_path("/var/lib/treeward/ledger.json.journal");
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        std::fs::metadata(&journal).unwrap().uid(),
+        AGENT,
+        "written as the agent"
+    );
+}
