@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{add_worktree, chown_r, git_as, set_mtime, write, ChildGuard, Fixture};
+use common::{add_worktree, chown_r, git_as, set_mtime, snapshot, write, ChildGuard, Fixture};
 use serde_json::{json, Value};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
@@ -667,4 +667,52 @@ fn an_unusable_ledger_stops_the_pass_before_anything_is_touched() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("ledger"));
     assert!(orphan.join("README").is_file());
+}
+
+#[test]
+fn detached_and_unmerged_work_and_a_planted_symlink() {
+    let Some(h) = host("0s", "preserve") else {
+        return;
+    };
+    let detached = h.f.detached_worktree("detached");
+    let lost =
+        h.f.commit(&detached, "wip.txt", "w\n", "wip on a detached HEAD");
+    let unmerged = h.f.worktree("unmerged", "t-unmerged");
+    let tip = h.f.commit(&unmerged, "feature.txt", "f\n", "feature");
+    let canary = h.f.tmp.path().join("canary");
+    write(&canary.join("precious.txt"), "keep me\n");
+    let planted = h.root.join("planted");
+    std::os::unix::fs::symlink(&canary, &planted).unwrap();
+    h.hand_over();
+    std::os::unix::fs::lchown(&planted, Some(h.user), Some(h.user)).unwrap();
+    let before = snapshot(&canary);
+    h.write_ledger(vec![
+        h.rec("d", &detached, "released", 7200, json!({})),
+        h.rec("u", &unmerged, "released", 7200, json!({})),
+    ]);
+
+    let doc = h.reap_ok(&[]);
+    assert_eq!(entry(&doc, &detached)["action"], "preserved", "{doc:#}");
+    let head = h
+        .refs("refs/treeward/preserved/detached/")
+        .into_iter()
+        .find(|r| r.ends_with("/head"))
+        .expect("the detached commit is kept under a head ref");
+    assert_eq!(h.git(&["rev-parse", &head]), lost);
+    assert_eq!(
+        entry(&doc, &unmerged)["action"],
+        "removed",
+        "its commits live on in its branch"
+    );
+    assert_eq!(
+        h.git(&["rev-parse", "refs/heads/t-unmerged"]),
+        tip,
+        "the unmerged branch is kept"
+    );
+    assert_eq!(entry(&doc, &planted)["action"], "removed");
+    assert!(
+        std::fs::symlink_metadata(&planted).is_err(),
+        "the link is gone"
+    );
+    assert_eq!(snapshot(&canary), before, "its target is untouched");
 }
