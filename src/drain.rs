@@ -166,29 +166,62 @@ pub fn drain_trash(
             ),
         }
     }
+    // A pipeline on two cores: while the files of one chunk are deleted
+    // here, the next chunk is assessed and preserved (by its owners'
+    // workers) on another thread. An entry is still deleted only after its
+    // own reclaim finished.
     let mut queue = waiting.into_iter().peekable();
+    let mut reclaimed: Vec<Reclaiming> = Vec::new();
     while queue.peek().is_some() {
         if deadline.is_some_and(|d| Instant::now() >= d) {
-            out.extend(queue.map(|w| Outcome::new(w.original, Action::Deferred)));
             break;
         }
         let chunk: Vec<Waiting> = queue.by_ref().take(RECLAIM_CHUNK).collect();
-        drain_chunk(root, open, worker, chunk, out);
+        let (done, next) = std::thread::scope(|s| {
+            let next = s.spawn(|| reclaim_chunk(root, worker, chunk));
+            let done: Vec<Outcome> = reclaimed
+                .drain(..)
+                .map(|r| finish(open, worker, r))
+                .collect();
+            (done, next.join())
+        });
+        out.extend(done);
+        match next {
+            Ok((outcomes, ready)) => {
+                out.extend(outcomes);
+                reclaimed = ready;
+            }
+            Err(_) => log::error!("a reclaim thread panicked; its entries wait for the next pass"),
+        }
     }
+    out.extend(reclaimed.into_iter().map(|r| finish(open, worker, r)));
+    out.extend(queue.map(|w| Outcome::new(w.original, Action::Deferred)));
     for batch in &batches {
         trash.remove_if_empty(batch);
     }
 }
 
-/// Reclaims a chunk of waiting entries (linked worktrees through their
-/// owners' workers, one call per owner) and deletes what may go.
-fn drain_chunk(
+/// An entry whose drain decision is made (and, for a linked worktree, whose
+/// reclaim as its owner is done): what is left is to delete it or put it
+/// back.
+struct Reclaiming<'a> {
+    waiting: Waiting<'a>,
+    decision: Drain,
+    reclaimed: Option<Reclaimed>,
+    /// The owner and admin dir of a linked worktree.
+    admin: Option<(Owner, PathBuf)>,
+}
+
+/// Decides a chunk of waiting entries: linked worktrees are reclaimed
+/// through their owners' workers (one call per owner), the rest assessed
+/// here. Returns the outcomes already final (skipped, failed) and the
+/// entries ready for [`finish`]. Deletes nothing.
+fn reclaim_chunk<'a>(
     root: &Root,
-    open: &OpenRoot,
     worker: &Worker,
-    chunk: Vec<Waiting>,
-    out: &mut Vec<Outcome>,
-) {
+    chunk: Vec<Waiting<'a>>,
+) -> (Vec<Outcome>, Vec<Reclaiming<'a>>) {
+    let (mut out, mut ready) = (Vec::new(), Vec::new());
     let mut linked: BTreeMap<Owner, Vec<(Waiting, PathBuf)>> = BTreeMap::new();
     for w in chunk {
         match std::fs::symlink_metadata(&w.path) {
@@ -228,7 +261,12 @@ fn drain_chunk(
                     _ => EntryKind::Broken,
                 };
                 let decision = drain(kind, risk::assess(&w.path).at_risk, false, root.policy);
-                out.push(finish(open, worker, &w, decision, None, None));
+                ready.push(Reclaiming {
+                    waiting: w,
+                    decision,
+                    reclaimed: None,
+                    admin: None,
+                });
             }
         }
     }
@@ -242,16 +280,19 @@ fn drain_chunk(
             })
             .collect();
         for ((w, gitdir), answer) in items.into_iter().zip(call(worker, owner, &requests)) {
-            out.push(match answer {
-                Ok(r) if r.error.is_none() || r.decision == Drain::Keep => {
-                    let decision = r.decision;
-                    finish(open, worker, &w, decision, Some(r), Some((owner, gitdir)))
-                }
-                Ok(r) => failed_reclaim(w.original.clone(), r),
-                Err(e) => Outcome::new(w.original, Action::Failed).with_error(e),
-            });
+            match answer {
+                Ok(r) if r.error.is_none() || r.decision == Drain::Keep => ready.push(Reclaiming {
+                    waiting: w,
+                    decision: r.decision,
+                    reclaimed: Some(r),
+                    admin: Some((owner, gitdir)),
+                }),
+                Ok(r) => out.push(failed_reclaim(w.original.clone(), r)),
+                Err(e) => out.push(Outcome::new(w.original, Action::Failed).with_error(e)),
+            }
         }
     }
+    (out, ready)
 }
 
 /// A reclaim that failed: reported with whatever it preserved first.
@@ -301,17 +342,11 @@ fn settle(mut o: Outcome, removed: &Removed) -> Outcome {
 }
 
 /// Carries out the drain decision for one entry: delete it, or put it back.
-fn finish(
-    open: &OpenRoot,
-    worker: &Worker,
-    w: &Waiting,
-    decision: Drain,
-    reclaimed: Option<Reclaimed>,
-    admin: Option<(Owner, PathBuf)>,
-) -> Outcome {
-    let o = reclaimed_outcome(w.original.clone(), decision, reclaimed);
-    if decision == Drain::Keep {
-        return put_back(open, worker, w, admin, o);
+fn finish(open: &OpenRoot, worker: &Worker, r: Reclaiming) -> Outcome {
+    let w = &r.waiting;
+    let o = reclaimed_outcome(w.original.clone(), r.decision, r.reclaimed);
+    if r.decision == Drain::Keep {
+        return put_back(open, worker, w, r.admin, o);
     }
     remove_into(o, w.batch.fd.as_fd(), &w.name)
 }
