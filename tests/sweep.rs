@@ -616,3 +616,30 @@ fn as_root_a_configuration_others_can_change_is_78() {
     assert_eq!(out.status.code(), Some(78));
     assert_eq!(h.live(), vec!["entry"], "nothing touched");
 }
+
+#[test]
+fn a_worktree_linked_by_relative_paths_is_left_in_place() {
+    let Some(h) = host(r#"["*"]"#, "preserve") else {
+        return;
+    };
+    let wt = h.f.worktree("relative", "t-relative");
+    write(&wt.join("wip.txt"), "only copy\n");
+    // What `git worktree add` writes under worktree.useRelativePaths.
+    let admin = h.f.repo.join(".git/worktrees/relative");
+    std::fs::write(
+        wt.join(".git"),
+        "gitdir: ../../repo/.git/worktrees/relative\n",
+    )
+    .unwrap();
+    std::fs::write(admin.join("gitdir"), "../../../wt/relative/.git\n").unwrap();
+    h.hand_over();
+    let before = snapshot(&wt);
+    let (_, doc) = h.sweep(&[]);
+    let e = action_of(&doc, &wt);
+    assert_eq!(e["action"], "refused", "{doc}");
+    assert!(
+        e["error"].as_str().unwrap().contains("relative paths"),
+        "{doc}"
+    );
+    assert_eq!(snapshot(&wt), before, "left exactly as it was");
+}

@@ -84,11 +84,17 @@ pub fn inspect(path: &Path, root_dev: u64, processes: &ProcessTable) -> std::io:
 /// A genuine linked worktree's admin dir names it back (`<gitdir>/gitdir`
 /// holds `<worktree>/.git`). One that does not may be a copy, a moved
 /// worktree or a forged `.git`: its admin entry belongs to someone else, and
-/// treeward does not touch it.
+/// treeward does not touch it. One linked by relative paths cannot be moved
+/// without breaking the link, so it is not quarantined either.
 fn backlink_mismatch(worktree: &Path, gitdir: &Path) -> Option<String> {
     let expected = worktree.join(".git");
+    let dotgit = std::fs::read_to_string(&expected).unwrap_or_default();
+    if Path::new(dotgit.trim_start_matches("gitdir:").trim()).is_relative() {
+        return Some(RELATIVE.to_owned());
+    }
     match std::fs::read_to_string(gitdir.join("gitdir")) {
         Ok(text) if Path::new(text.trim_end_matches(['\n', '\r'])) == expected => None,
+        Ok(text) if Path::new(text.trim()).is_relative() => Some(RELATIVE.to_owned()),
         Ok(text) => Some(format!(
             "its admin dir {} belongs to {}, not to this path (git worktree repair fixes a moved worktree)",
             gitdir.display(),
@@ -97,3 +103,10 @@ fn backlink_mismatch(worktree: &Path, gitdir: &Path) -> Option<String> {
         Err(e) => Some(format!("cannot read {}/gitdir: {e}", gitdir.display())),
     }
 }
+
+/// Why a worktree linked to its repository by relative paths is left alone:
+/// renaming it into the trash would break the link, and a worktree its
+/// repository no longer knows would be assessed as broken.
+const RELATIVE: &str = "linked to its repository by relative paths (worktree.useRelativePaths): \
+     moving it would break the link, so it is left in place; with that setting off, \
+     `git worktree repair` makes the paths absolute";
