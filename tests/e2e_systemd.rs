@@ -285,6 +285,20 @@ fn the_boot_unit_sweeps_while_the_system_comes_up() {
 
 const REAP: &str = env!("CARGO_BIN_EXE_treeward-reap");
 
+/// The fixture's directory (shared with the sandbox, searchable by all) and
+/// its root `<shared>/wt`, with the repository, its origin and the root
+/// handed to the agent.
+fn hand_to_agent(f: &Fixture) -> (&Path, PathBuf) {
+    let shared = f.tmp.path();
+    std::fs::set_permissions(shared, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let root = shared.join("wt");
+    std::fs::create_dir_all(&root).unwrap();
+    for p in [&f.repo, &f.origin, &root] {
+        chown_r(p, AGENT);
+    }
+    (shared, root)
+}
+
 /// A ledger record, as the hook or `treeward release` writes one.
 fn record(id: &str, path: &Path, repo: &Path, state: &str) -> Value {
     serde_json::json!({
@@ -304,14 +318,9 @@ fn the_reap_timer_reclaims_released_worktrees_but_not_busy_ones() {
         return;
     }
     let f = Fixture::new_in(Path::new("/var/tmp"));
-    let shared = f.tmp.path();
-    std::fs::set_permissions(shared, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let root = shared.join("wt");
     let released = f.worktree("sess-released", "task-released");
     let busy = f.worktree("sess-busy", "task-busy");
-    for p in [&f.repo, &f.origin, &root] {
-        chown_r(p, AGENT);
-    }
+    let (shared, root) = hand_to_agent(&f);
     let units = Units::new();
     units
         .ship("units/treeward-reap.service", "treeward-reap.service")
@@ -381,16 +390,7 @@ fn the_reap_timer_reclaims_released_worktrees_but_not_busy_ones() {
     assert_eq!(sb.property("treeward-reap.service", "User"), "agent");
     assert!(!released.exists(), "the released worktree was reclaimed");
     assert!(busy.join("README").is_file(), "the busy one was not");
-    let after: Value = serde_json::from_slice(&std::fs::read(&ledger).unwrap()).unwrap();
-    let state = |id: &str| {
-        after["records"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["id"] == id)
-            .unwrap()["state"]
-            .clone()
-    };
+    let state = |id: &str| common::ledger_state(&ledger, id);
     assert_eq!(
         (state("rel"), state("busy")),
         (Value::from("removed"), Value::from("released"))
@@ -411,13 +411,7 @@ fn a_worktree_the_agent_adds_is_recorded_by_the_installed_hook() {
         return;
     }
     let f = Fixture::new_in(Path::new("/var/tmp"));
-    let shared = f.tmp.path();
-    std::fs::set_permissions(shared, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let root = shared.join("wt");
-    std::fs::create_dir_all(&root).unwrap();
-    for p in [&f.repo, &f.origin, &root] {
-        chown_r(p, AGENT);
-    }
+    let (shared, root) = hand_to_agent(&f);
     let units = Units::new();
     let sb = Sandbox::boot(
         &units,

@@ -453,16 +453,7 @@ fn the_ledger_follows_and_keeps_its_owner_and_mode() {
     use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(&ledger).unwrap();
     assert_eq!((m.uid(), m.mode() & 0o777), (OWNER, 0o640));
-    let doc: Value = serde_json::from_slice(&std::fs::read(&ledger).unwrap()).unwrap();
-    let state = |id: &str| {
-        doc["records"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["id"] == id)
-            .unwrap()["state"]
-            .clone()
-    };
+    let state = |id: &str| common::ledger_state(&ledger, id);
     assert_eq!(state("a"), "preserved");
     assert_eq!(state("b"), "removed");
 }

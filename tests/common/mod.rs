@@ -294,3 +294,16 @@ pub fn set_mtime(path: &Path, when: &str) {
         .unwrap();
     assert!(ok.success(), "touch -d {when:?} {}", path.display());
 }
+
+/// The `state` of record `id` in the ledger file at `ledger` (as the JSON
+/// reader of the documented contract sees it).
+pub fn ledger_state(ledger: &Path, id: &str) -> serde_json::Value {
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(ledger).unwrap()).unwrap();
+    doc["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == id)
+        .unwrap_or_else(|| panic!("no record {id} in {doc}"))["state"]
+        .clone()
+}
