@@ -37,6 +37,8 @@
 
 use crate::admin::hooks::{self, HookOutcome};
 use crate::admin::rebuild::{self, Restored};
+use crate::admin_dir;
+use crate::claim::{Claim, Claimed, Unclaimed};
 use crate::config::Policy;
 use crate::error::EXIT_ERROR;
 use crate::reclaim::{self, Reclaimed};
@@ -77,28 +79,19 @@ pub enum Request {
         #[serde(with = "wire_path")]
         path: PathBuf,
     },
-    /// `git worktree lock` of the linked worktree at `path`.
+    /// `git worktree lock` of the claimed worktree.
     LockWorktree {
-        #[serde(with = "wire_path")]
-        path: PathBuf,
+        claimed: Claimed,
         reason: Option<String>,
     },
-    /// `git worktree unlock` of the linked worktree at `path`.
-    UnlockWorktree {
-        #[serde(with = "wire_path")]
-        path: PathBuf,
-    },
-    /// [`reclaim::relocate`]: point the admin entry `gitdir` at `worktree`.
-    Relocate {
-        #[serde(with = "wire_path")]
-        gitdir: PathBuf,
-        #[serde(with = "wire_path")]
-        worktree: PathBuf,
-    },
-    /// [`reclaim::reclaim`] of the linked worktree at `path`.
+    /// `git worktree unlock` of the claimed worktree.
+    UnlockWorktree { claimed: Claimed },
+    /// [`reclaim::relocate`]: point the claimed worktree's admin entry at
+    /// where the worktree is now.
+    Relocate { claimed: Claimed },
+    /// [`reclaim::reclaim`] of the claimed worktree.
     Reclaim {
-        #[serde(with = "wire_path")]
-        path: PathBuf,
+        claimed: Claimed,
         policy: Policy,
         dry_run: bool,
     },
@@ -714,22 +707,34 @@ pub fn serve_request(request: &Request) -> Response {
         Request::Assess { path } => Response::Assessed {
             assessment: Box::new(risk::assess(path)),
         },
-        Request::LockWorktree { path, reason } => lock_worktree(path, reason.as_deref())
-            .unwrap_or_else(|e| failed(path, "cannot lock the worktree", &e)),
-        Request::UnlockWorktree { path } => {
-            unlock_worktree(path).unwrap_or_else(|e| failed(path, "cannot unlock the worktree", &e))
-        }
-        Request::Relocate { gitdir, worktree } => match reclaim::relocate(gitdir, worktree) {
+        Request::LockWorktree { claimed, reason } => on_claim(claimed, |c| {
+            match admin_dir::lock(c, reason.as_deref().unwrap_or_default()) {
+                Ok(admin_dir::Lock::Taken) => Response::Locked {
+                    newly_locked: true,
+                    reason: reason.clone(),
+                },
+                Ok(admin_dir::Lock::Held(held)) => Response::Locked {
+                    newly_locked: false,
+                    reason: Some(held).filter(|r| !r.is_empty()),
+                },
+                Err(message) => Response::Failed { message },
+            }
+        }),
+        Request::UnlockWorktree { claimed } => on_claim(claimed, |c| match admin_dir::unlock(c) {
+            Ok(was_locked) => Response::Unlocked { was_locked },
+            Err(message) => Response::Failed { message },
+        }),
+        Request::Relocate { claimed } => on_claim(claimed, |c| match admin_dir::relocate(c) {
             Ok(()) => Response::Relocated,
             Err(message) => Response::Failed { message },
-        },
+        }),
         Request::Reclaim {
-            path,
+            claimed,
             policy,
             dry_run,
-        } => Response::Reclaimed {
-            reclaimed: reclaim::reclaim(path, *policy, *dry_run),
-        },
+        } => on_claim(claimed, |c| Response::Reclaimed {
+            reclaimed: reclaim::reclaim(c, *policy, *dry_run),
+        }),
         Request::Restore {
             repository,
             prefix,
@@ -751,16 +756,27 @@ pub fn serve_request(request: &Request) -> Response {
     }
 }
 
+/// Verifies a claim again where it is served, as its owner, and acts on it
+/// only if it still holds.
+fn on_claim(claimed: &Claimed, act: impl FnOnce(&Claim) -> Response) -> Response {
+    match claimed.verify() {
+        Ok(claim) => act(&claim),
+        Err(Unclaimed::NotLinked) => Response::Failed {
+            message: format!(
+                "{}: not acted on: not a linked worktree",
+                claimed.entry().display()
+            ),
+        },
+        Err(e) => Response::Failed {
+            message: format!("not acted on: {e}"),
+        },
+    }
+}
+
 fn hook_response(result: Result<HookOutcome, String>) -> Response {
     match result {
         Ok(outcome) => Response::Hook { outcome },
         Err(message) => Response::Failed { message },
-    }
-}
-
-fn failed(path: &Path, what: &str, e: &git2::Error) -> Response {
-    Response::Failed {
-        message: format!("{}: {what}: {}", path.display(), e.message()),
     }
 }
 
@@ -781,43 +797,6 @@ fn current_groups() -> nix::Result<Vec<u32>> {
     groups.sort_unstable();
     groups.dedup();
     Ok(groups)
-}
-
-/// Opens the linked worktree at `path` (no search upwards).
-fn open_linked_worktree(path: &Path) -> Result<git2::Worktree, git2::Error> {
-    let repo = git2::Repository::open_ext(
-        path,
-        git2::RepositoryOpenFlags::NO_SEARCH,
-        std::iter::empty::<&OsStr>(),
-    )?;
-    if !repo.is_worktree() {
-        return Err(git2::Error::from_str("not a linked worktree"));
-    }
-    git2::Worktree::open_from_repository(&repo)
-}
-
-fn lock_worktree(path: &Path, reason: Option<&str>) -> Result<Response, git2::Error> {
-    let wt = open_linked_worktree(path)?;
-    if let git2::WorktreeLockStatus::Locked(existing) = wt.is_locked()? {
-        return Ok(Response::Locked {
-            newly_locked: false,
-            reason: existing,
-        });
-    }
-    wt.lock(reason)?;
-    Ok(Response::Locked {
-        newly_locked: true,
-        reason: reason.map(str::to_owned),
-    })
-}
-
-fn unlock_worktree(path: &Path) -> Result<Response, git2::Error> {
-    let wt = open_linked_worktree(path)?;
-    let was_locked = matches!(wt.is_locked()?, git2::WorktreeLockStatus::Locked(_));
-    if was_locked {
-        wt.unlock()?;
-    }
-    Ok(Response::Unlocked { was_locked })
 }
 
 /// When this process was started as a worker (first argument
@@ -998,7 +977,7 @@ fn sendable(response: Response) -> Response {
 
 /// Paths on the wire: a string when they are UTF-8, else their bytes, so
 /// that any entry name crosses the boundary unchanged.
-mod wire_path {
+pub(crate) mod wire_path {
     use serde::{Deserialize, Deserializer, Serializer};
     use std::ffi::OsString;
     use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -1023,6 +1002,26 @@ mod wire_path {
             Wire::Text(text) => PathBuf::from(text),
             Wire::Bytes(bytes) => PathBuf::from(OsString::from_vec(bytes)),
         })
+    }
+}
+
+/// [`wire_path`] for an optional path (`null` when absent).
+pub(crate) mod wire_path_opt {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::path::{Path, PathBuf};
+
+    #[derive(Deserialize)]
+    struct Wrapped(#[serde(with = "super::wire_path")] PathBuf);
+
+    pub fn serialize<S: Serializer>(path: &Option<PathBuf>, s: S) -> Result<S::Ok, S::Error> {
+        match path {
+            Some(p) => super::wire_path::serialize(Path::new(p), s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
+        Ok(Option::<Wrapped>::deserialize(d)?.map(|w| w.0))
     }
 }
 
@@ -1126,16 +1125,33 @@ mod tests {
     #[test]
     fn requests_round_trip_including_non_utf8_paths() {
         let odd = PathBuf::from(OsString::from_vec(b"/tmp/wt/r\xffx".to_vec()));
+        // A ticket as the wire carries it (only a verified claim makes one).
+        let claimed: Claimed = serde_json::from_value(serde_json::json!({
+            "entry": (b"/tmp/wt/r\xffx").to_vec(),
+            "owner": 4242,
+            "also_named": "/tmp/wt/.treeward-trash/b/r",
+        }))
+        .unwrap();
         let requests = vec![
             Request::Probe,
             Request::Assess {
                 path: "/tmp/wt/review-1".into(),
             },
             Request::LockWorktree {
-                path: odd.clone(),
+                claimed: claimed.clone(),
                 reason: Some("treeward sweep".into()),
             },
-            Request::UnlockWorktree { path: odd.clone() },
+            Request::UnlockWorktree {
+                claimed: claimed.clone(),
+            },
+            Request::Relocate {
+                claimed: claimed.clone(),
+            },
+            Request::Reclaim {
+                claimed,
+                policy: Policy::Preserve,
+                dry_run: true,
+            },
             Request::Restore {
                 repository: "/srv/repo/.git".into(),
                 prefix: "refs/treeward/preserved/r/20260101T000000Z".into(),

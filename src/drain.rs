@@ -14,20 +14,21 @@
 //! `error`; nothing here stops a pass.
 
 use crate::as_owner::{self, Owner, Request, Response, Route, Worker};
+use crate::claim::{self, Claim, Expect, Unclaimed};
 use crate::config::Root;
+use crate::fd;
 use crate::ledger::{Ledger, Record, State};
 use crate::reclaim::Reclaimed;
 use crate::remove::{RemoveError, Removed};
-use crate::risk::{self, Location};
 use crate::roots::{OpenRoot, TRASH};
 use crate::sweep::decide::{drain, Drain, EntryKind};
+use crate::sweep::inspect::{kind_at, unlinked_at_risk};
 use crate::sweep::report::{Action, Outcome};
 use crate::trash::{self, Batch, Trash};
 use nix::unistd::Uid;
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsFd, BorrowedFd};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -208,84 +209,100 @@ struct Reclaiming<'a> {
     waiting: Waiting<'a>,
     decision: Drain,
     reclaimed: Option<Reclaimed>,
-    /// The owner and admin dir of a linked worktree.
-    admin: Option<(Owner, PathBuf)>,
+    /// The verified claim of a linked worktree, where it waits in the trash.
+    claim: Option<Claim>,
+    /// Why it is not acted on: it stopped being a verified claim while it
+    /// waited. It goes back where it was, untouched.
+    refused: Option<String>,
 }
 
-/// Decides a chunk of waiting entries: linked worktrees are reclaimed
-/// through their owners' workers (one call per owner), the rest assessed
-/// here. Returns the outcomes already final (skipped, failed) and the
-/// entries ready for [`finish`]. Deletes nothing.
+/// Decides a chunk of waiting entries: linked worktrees whose claims still
+/// hold are reclaimed through their owners' workers (one call per owner);
+/// the rest are judged without git. Returns the outcomes already final
+/// (skipped, failed) and the entries ready for [`finish`]. Deletes nothing.
 fn reclaim_chunk<'a>(
     root: &Root,
     worker: &Worker,
     chunk: Vec<Waiting<'a>>,
 ) -> (Vec<Outcome>, Vec<Reclaiming<'a>>) {
     let (mut out, mut ready) = (Vec::new(), Vec::new());
-    let mut linked: BTreeMap<Owner, Vec<(Waiting, PathBuf)>> = BTreeMap::new();
+    let mut linked: BTreeMap<Owner, Vec<(Waiting, Claim)>> = BTreeMap::new();
+    let expected = claim::expected_owner(root, Uid::effective().as_raw());
     for w in chunk {
-        match std::fs::symlink_metadata(&w.path) {
-            Ok(meta) => {
-                if let Some(skipped) = not_ours(&w.original, meta.uid()) {
-                    out.push(skipped);
-                    continue;
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+        let dir = w.batch.fd.as_fd();
+        let st = match fd::stat_at(dir, &w.name) {
+            Ok(Some(st)) => st,
+            Ok(None) => continue,
             Err(e) => {
-                out.push(Outcome::new(w.original, Action::Failed).with_error(e.to_string()));
+                out.push(Outcome::new(w.original, Action::Failed).with_error(e.desc()));
                 continue;
             }
+        };
+        if let Some(skipped) = not_ours(&w.original, st.st_uid) {
+            out.push(skipped);
+            continue;
         }
-        match risk::locate(&w.path) {
-            Location::Linked { common, gitdir, .. } => match as_owner::owner_of(&common) {
-                Ok(owner)
-                    if as_owner::route(Uid::effective().as_raw(), owner.uid)
-                        == Route::CannotSwitch =>
-                {
-                    out.extend(not_ours(&w.original, owner.uid));
-                }
-                Ok(owner) => linked.entry(owner).or_default().push((w, gitdir)),
-                Err(e) => out.push(
-                    Outcome::new(w.original, Action::Failed)
-                        .with_error(format!("owner of {}: {e}", common.display())),
-                ),
-            },
-            Location::Missing => {}
-            other => {
-                let kind = match other {
-                    Location::Symlink => EntryKind::Symlink,
-                    Location::NotADirectory => EntryKind::NotADirectory,
-                    Location::Plain { .. } => EntryKind::Plain,
-                    Location::Main { .. } => EntryKind::Main,
-                    _ => EntryKind::Broken,
-                };
-                let decision = drain(kind, risk::assess(&w.path).at_risk, false, root.policy);
-                ready.push(Reclaiming {
-                    waiting: w,
-                    decision,
-                    reclaimed: None,
-                    admin: None,
-                });
+        let parent = w.path.parent().unwrap_or(&w.path).to_path_buf();
+        let expect = Expect {
+            owner: expected,
+            also_named: Some(&w.original),
+        };
+        let (kind, refused) = match claim::verify_at(dir, &parent, &w.name, expect) {
+            Ok(c)
+                if as_owner::route(Uid::effective().as_raw(), c.owner().uid)
+                    == Route::CannotSwitch =>
+            {
+                out.extend(not_ours(&w.original, c.owner().uid));
+                continue;
             }
-        }
+            Ok(c) => {
+                linked.entry(c.owner()).or_default().push((w, c));
+                continue;
+            }
+            Err(Unclaimed::NotLinked) => match kind_at(dir, &w.name, st.st_mode) {
+                Ok(kind) => (kind, None),
+                Err(e) => {
+                    out.push(Outcome::new(w.original, Action::Failed).with_error(e.desc()));
+                    continue;
+                }
+            },
+            Err(Unclaimed::Broken(_)) => (EntryKind::Broken, None),
+            Err(Unclaimed::Refused(why)) => (EntryKind::Linked, Some(why)),
+        };
+        let decision = match refused {
+            Some(_) => Drain::Keep,
+            None => drain(
+                kind,
+                unlinked_at_risk(kind, dir, &w.name),
+                false,
+                root.policy,
+            ),
+        };
+        ready.push(Reclaiming {
+            waiting: w,
+            decision,
+            reclaimed: None,
+            claim: None,
+            refused,
+        });
     }
     for (owner, items) in linked {
         let requests: Vec<Request> = items
             .iter()
-            .map(|(w, _)| Request::Reclaim {
-                path: w.path.clone(),
+            .map(|(_, c)| Request::Reclaim {
+                claimed: c.ticket(),
                 policy: root.policy,
                 dry_run: false,
             })
             .collect();
-        for ((w, gitdir), answer) in items.into_iter().zip(call(worker, owner, &requests)) {
+        for ((w, c), answer) in items.into_iter().zip(call(worker, owner, &requests)) {
             match answer {
                 Ok(r) if r.error.is_none() || r.decision == Drain::Keep => ready.push(Reclaiming {
                     waiting: w,
                     decision: r.decision,
                     reclaimed: Some(r),
-                    admin: Some((owner, gitdir)),
+                    claim: Some(c),
+                    refused: None,
                 }),
                 Ok(r) => out.push(failed_reclaim(w.original.clone(), r)),
                 Err(e) => out.push(Outcome::new(w.original, Action::Failed).with_error(e)),
@@ -344,9 +361,13 @@ fn settle(mut o: Outcome, removed: &Removed) -> Outcome {
 /// Carries out the drain decision for one entry: delete it, or put it back.
 fn finish(open: &OpenRoot, worker: &Worker, r: Reclaiming) -> Outcome {
     let w = &r.waiting;
+    if let Some(why) = r.refused {
+        let o = Outcome::new(w.original.clone(), Action::Refused).with_error(why);
+        return put_back(open, worker, w, None, o);
+    }
     let o = reclaimed_outcome(w.original.clone(), r.decision, r.reclaimed);
     if r.decision == Drain::Keep {
-        return put_back(open, worker, w, r.admin, o);
+        return put_back(open, worker, w, r.claim, o);
     }
     remove_into(o, w.batch.fd.as_fd(), &w.name)
 }
@@ -357,7 +378,7 @@ fn put_back(
     open: &OpenRoot,
     worker: &Worker,
     w: &Waiting,
-    admin: Option<(Owner, PathBuf)>,
+    claim: Option<Claim>,
     mut o: Outcome,
 ) -> Outcome {
     if let Err(e) = trash::put_back(open, &w.name, w.batch) {
@@ -367,17 +388,15 @@ fn put_back(
         ));
         return o;
     }
-    if let Some((owner, gitdir)) = admin {
+    if let Some(c) = claim {
+        let back = c.ticket_moved(&w.original);
         let requests = [
             Request::Relocate {
-                gitdir,
-                worktree: w.original.clone(),
+                claimed: back.clone(),
             },
-            Request::UnlockWorktree {
-                path: w.original.clone(),
-            },
+            Request::UnlockWorktree { claimed: back },
         ];
-        let answers = call_simple(worker, owner, &requests, |r| {
+        let answers = call_simple(worker, c.owner(), &requests, |r| {
             matches!(r, Response::Relocated | Response::Unlocked { .. })
         });
         if let Some(Err(e)) = answers.into_iter().find(Result::is_err) {

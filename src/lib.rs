@@ -5,12 +5,15 @@
 //! orchestrator written in Rust can call the same code in-process.
 
 pub mod admin;
+pub mod admin_dir;
 pub mod as_owner;
 pub mod check;
+pub mod claim;
 pub mod cli;
 pub mod config;
 pub mod drain;
 pub mod error;
+pub mod fd;
 pub mod hook;
 pub mod in_use;
 pub mod ledger;

@@ -15,14 +15,13 @@
 //! from treeward's own removal: only what dies with the directory and the
 //! admin entry counts (see [`at_risk_for_removal`]).
 
+use crate::claim::Claim;
 use crate::config::Policy;
 use crate::preserve::{self, BranchFate, PreserveError};
 use crate::risk::{self, Assessment, Kind, Reason};
 use crate::sweep::decide::{drain, Drain, EntryKind};
-use git2::{Repository, RepositoryOpenFlags, WorktreePruneOptions};
 use serde::{Deserialize, Serialize};
-use std::io::Write;
-use std::path::Path;
+use std::os::fd::AsFd;
 
 /// What reclaiming did (or, under dry run, would do).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,9 +46,10 @@ pub fn at_risk_for_removal(a: &Assessment) -> bool {
         .any(|r| !matches!(r, Reason::Unpushed | Reason::Unmerged))
 }
 
-/// Reclaims the linked worktree at `path` under `policy`; with `dry_run`,
-/// only assesses and decides.
-pub fn reclaim(path: &Path, policy: Policy, dry_run: bool) -> Reclaimed {
+/// Reclaims the claimed worktree under `policy`; with `dry_run`, only
+/// assesses and decides. Runs as the claim's owner.
+pub fn reclaim(claim: &Claim, policy: Policy, dry_run: bool) -> Reclaimed {
+    let path = claim.entry();
     let a = risk::assess(path);
     let mut out = Reclaimed {
         decision: Drain::Keep,
@@ -86,35 +86,36 @@ pub fn reclaim(path: &Path, policy: Policy, dry_run: bool) -> Reclaimed {
             }
         }
     }
-    if let Err(e) = forget(&a, &mut out) {
+    if let Err(e) = forget(claim, &a, &mut out) {
         out.error = Some(e);
     }
     out
 }
 
 /// Removes the worktree's admin entry (even though it is locked: the lock is
-/// treeward's quarantine or the caller decided), then its branch if
+/// treeward's quarantine or the caller decided) with the safe removal engine,
+/// under the `worktrees` dir the claim verified, then its branch if
 /// integrated.
-fn forget(a: &Assessment, out: &mut Reclaimed) -> Result<(), String> {
-    let (Some(common), Some(name)) = (&a.repository, &a.worktree_name) else {
-        return Err("no repository or admin name".to_owned());
-    };
-    let repo = Repository::open_ext(
-        common,
-        RepositoryOpenFlags::NO_SEARCH,
-        std::iter::empty::<&std::ffi::OsStr>(),
-    )
-    .map_err(|e| format!("opening {}: {}", common.display(), e.message()))?;
-    let wt = repo
-        .find_worktree(name)
-        .map_err(|e| format!("finding worktree {name}: {}", e.message()))?;
-    wt.prune(Some(
-        WorktreePruneOptions::new()
-            .valid(true)
-            .locked(true)
-            .working_tree(false),
-    ))
-    .map_err(|e| format!("removing the admin entry {name}: {}", e.message()))?;
+fn forget(claim: &Claim, a: &Assessment, out: &mut Reclaimed) -> Result<(), String> {
+    let worktrees = claim.open_worktrees().map_err(|e| e.to_string())?;
+    match crate::remove::remove_entry(worktrees.as_fd(), claim.name()) {
+        Ok(removed) if removed.complete => {}
+        Ok(removed) => {
+            return Err(format!(
+                "the admin entry {} was only partly removed: {}",
+                claim.admin().display(),
+                removed.describe()
+            ))
+        }
+        Err(crate::remove::RemoveError::NotFound { .. }) => {}
+        Err(e) => {
+            return Err(format!(
+                "removing the admin entry {}: {e}",
+                claim.admin().display()
+            ))
+        }
+    }
+    let common = claim.common();
     out.forgotten = true;
     if let Some(branch) = &a.branch {
         let fate =
@@ -122,22 +123,4 @@ fn forget(a: &Assessment, out: &mut Reclaimed) -> Result<(), String> {
         out.branch_deleted = fate == BranchFate::Deleted;
     }
     Ok(())
-}
-
-/// Points a worktree's admin entry at the worktree's new place (after the
-/// sweep renamed it into the trash, or back), so that it stays a valid
-/// worktree of its repository. Written atomically, as the repository's owner.
-pub fn relocate(gitdir: &Path, worktree: &Path) -> Result<(), String> {
-    let target = gitdir.join("gitdir");
-    let tmp = gitdir.join(format!("gitdir.treeward.{}", std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(format!("{}\n", worktree.join(".git").display()).as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &target)
-    };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        format!("rewriting {}: {e}", target.display())
-    })
 }

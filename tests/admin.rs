@@ -328,7 +328,7 @@ fn restore_round_trip_through_the_sweep_as_the_owner() {
         eprintln!("skipped: the restore round trip runs as root (CI does) to act for uid {OWNER}");
         return;
     }
-    let h = host("policy = \"preserve\"");
+    let h = host(&format!("policy = \"preserve\"\nowner = \"{OWNER}\""));
     // Like /tmp: the owner creates its worktrees there.
     std::fs::set_permissions(&h.root, std::fs::Permissions::from_mode(0o1777)).unwrap();
     let wt = dirty(&h.f, "review-dirty");

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 use treeward::as_owner::{AsOwnerError, Owner, Request, Response, Worker, WORKER_FLAG};
+use treeward::claim::{self, Claimed, Expect};
 use treeward::risk::{Kind, Reason};
 
 const BIN: &str = env!("CARGO_BIN_EXE_treeward-check");
@@ -66,6 +67,19 @@ fn owned_fixture() -> (Fixture, PathBuf) {
     (f, wt)
 }
 
+/// The ticket of the verified claim on the worktree at `wt`, owned by 4242.
+fn ticket(wt: &Path) -> Claimed {
+    claim::verify(wt, Expect::owner(OWNER.uid))
+        .unwrap_or_else(|e| panic!("{}: {e}", wt.display()))
+        .ticket()
+}
+
+/// A ticket no claim made (as a hostile caller could send one): the worker
+/// verifies it again and refuses it.
+fn forged(path: &Path) -> Claimed {
+    serde_json::from_value(serde_json::json!({"entry": path, "owner": OWNER.uid})).unwrap()
+}
+
 fn lock_file(f: &Fixture) -> PathBuf {
     f.repo.join(".git/worktrees/review-1/locked")
 }
@@ -99,7 +113,7 @@ fn raw_worker(stdin: &[u8], setup: impl FnOnce(&mut Command)) -> Output {
 fn lock_envelope(uid: u32, path: &Path) -> String {
     serde_json::json!({
         "uid": uid, "gid": uid, "groups": [uid],
-        "requests": [{"op": "lock_worktree", "path": path, "reason": "x"}],
+        "requests": [{"op": "lock_worktree", "claimed": {"entry": path, "owner": uid}, "reason": "x"}],
     })
     .to_string()
 }
@@ -206,7 +220,7 @@ fn locking_writes_only_as_the_owner() {
     }
     let (f, wt) = owned_fixture();
     let lock = Request::LockWorktree {
-        path: wt.clone(),
+        claimed: ticket(&wt),
         reason: Some("treeward sweep".into()),
     };
     assert_eq!(
@@ -243,7 +257,9 @@ fn locking_writes_only_as_the_owner() {
         other => panic!("{other:?}"),
     }
 
-    let unlock = Request::UnlockWorktree { path: wt.clone() };
+    let unlock = Request::UnlockWorktree {
+        claimed: ticket(&wt),
+    };
     assert_eq!(
         worker()
             .call_batch(OWNER, &[unlock.clone(), unlock])
@@ -269,15 +285,15 @@ fn a_failed_request_does_not_fail_the_batch() {
             OWNER,
             &[
                 Request::LockWorktree {
-                    path: f.repo.clone(),
+                    claimed: forged(&f.repo),
                     reason: None,
                 },
                 Request::LockWorktree {
-                    path: missing.clone(),
+                    claimed: forged(&missing),
                     reason: None,
                 },
                 Request::LockWorktree {
-                    path: wt,
+                    claimed: ticket(&wt),
                     reason: None,
                 },
             ],

@@ -243,7 +243,7 @@ fn the_boot_unit_sweeps_while_the_system_comes_up() {
     // `owner` (the sweep acts as the repository's owner by its uid alone).
     std::os::unix::fs::chown(&r.root, Some(0), Some(0)).unwrap();
     let config = r.shared().join("treeward.toml");
-    std::fs::write(&config, r.config("")).unwrap();
+    std::fs::write(&config, r.config("owner = \"agent\"\n")).unwrap();
     let units = Units::new();
     units
         .ship("units/treeward-sweep.service", "treeward-sweep.service")

@@ -34,7 +34,7 @@ fn host(patterns: &str, policy: &str) -> Option<Host> {
     std::fs::write(
         &cfg,
         format!(
-            "ledger = \"{}\"\n\n[[root]]\npath = \"{}\"\npatterns = {patterns}\npolicy = \"{policy}\"\n",
+            "ledger = \"{}\"\n\n[[root]]\npath = \"{}\"\npatterns = {patterns}\npolicy = \"{policy}\"\nowner = \"{OWNER}\"\n",
             f.tmp.path().join("ledger.json").display(),
             root.display()
         ),

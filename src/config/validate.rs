@@ -287,11 +287,22 @@ fn parse_policy(text: &str) -> Result<Policy, String> {
     }
 }
 
-/// The account named by `owner`.
+/// The account named by `owner`; a number that names no account is taken
+/// as a uid (hosts whose agents run under uids without a passwd entry, as
+/// `chown` takes them), with the group of the same number.
 fn resolve_owner(name: &str, users: &dyn UserDb) -> Result<Owner, String> {
     match users.owner(name)? {
         Some(owner) => Ok(owner),
-        None => Err(format!("unknown user {name:?}: not in the passwd database")),
+        None => match name.parse::<u32>() {
+            Ok(uid) => Ok(Owner {
+                name: name.to_owned(),
+                uid,
+                gid: uid,
+            }),
+            Err(_) => Err(format!(
+                "unknown user {name:?}: not in the passwd database (a numeric uid is accepted too)"
+            )),
+        },
     }
 }
 

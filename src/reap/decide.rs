@@ -96,8 +96,9 @@ pub struct Facts {
     pub foreign: bool,
     /// The entry lives on its root's filesystem.
     pub same_filesystem: bool,
-    /// Its `.git` names an admin dir that belongs to another path.
-    pub foreign_admin: bool,
+    /// It looks like a linked worktree but is not a verified claim
+    /// ([`crate::claim`]).
+    pub unverified: bool,
     /// The record's repository no longer exists.
     pub repository_gone: bool,
     /// Whether removing it would lose work; `None` until assessed.
@@ -113,7 +114,7 @@ pub enum Skip {
     RootOwned,
     Foreign,
     MountPoint,
-    ForeignAdmin,
+    Unverified,
     RepositoryGone,
     Young,
     Backoff,
@@ -126,7 +127,7 @@ impl Skip {
             Skip::InUse => Action::SkippedInUse,
             Skip::Locked => Action::SkippedLocked,
             Skip::RootOwned => Action::RootOwnedSkipped,
-            Skip::Foreign | Skip::MountPoint | Skip::ForeignAdmin | Skip::RepositoryGone => {
+            Skip::Foreign | Skip::MountPoint | Skip::Unverified | Skip::RepositoryGone => {
                 Action::Refused
             }
             Skip::Young => Action::SkippedYoung,
@@ -141,7 +142,7 @@ impl Skip {
                 "owned by another user: treeward-reap acts only as itself; left for treeward-sweep",
             ),
             Skip::MountPoint => Some("a mount point: another filesystem is never crossed"),
-            Skip::ForeignAdmin => Some("its .git names an admin dir that belongs to another path"),
+            Skip::Unverified => Some("not a verified worktree of the repository its .git names"),
             Skip::RepositoryGone => {
                 Some("its repository is gone: nothing can be preserved there; reported and left")
             }
@@ -198,9 +199,8 @@ pub fn decide(f: &Facts) -> Verdict {
             ..
         } => Some(Skip::MountPoint),
         Facts {
-            foreign_admin: true,
-            ..
-        } => Some(Skip::ForeignAdmin),
+            unverified: true, ..
+        } => Some(Skip::Unverified),
         Facts {
             repository_gone: true,
             ..
@@ -252,7 +252,7 @@ mod tests {
             root_owned: false,
             foreign: false,
             same_filesystem: true,
-            foreign_admin: false,
+            unverified: false,
             repository_gone: false,
             at_risk: None,
             policy: Policy::Preserve,
@@ -308,10 +308,7 @@ mod tests {
                 |f| f.same_filesystem = false,
                 Verdict::Skip(Skip::MountPoint),
             ),
-            (
-                |f| f.foreign_admin = true,
-                Verdict::Skip(Skip::ForeignAdmin),
-            ),
+            (|f| f.unverified = true, Verdict::Skip(Skip::Unverified)),
             (
                 |f| f.repository_gone = true,
                 Verdict::Skip(Skip::RepositoryGone),

@@ -39,6 +39,7 @@
 pub mod decide;
 
 use crate::as_owner::{Owner, Request, Response, Worker};
+use crate::claim::{self, Claimed};
 use crate::config::{Config, Policy, Root};
 use crate::drain::{
     action_of, call, call_simple, drain_trash, failed_reclaim, planned, reclaimed_outcome,
@@ -354,11 +355,13 @@ struct Candidate<'a> {
 }
 
 impl Candidate<'_> {
-    fn owner(&self) -> Option<Owner> {
-        self.inspected.admin.as_ref().map(|a| Owner {
-            uid: a.uid,
-            gid: a.gid,
-        })
+    /// The owner of a linked worktree's verified claim, and its ticket for
+    /// that owner's worker; `None` for anything else.
+    fn claimed(&self) -> Option<(Owner, Claimed)> {
+        match (&self.facts.kind, &self.inspected.claim) {
+            (EntryKind::Linked, Some(claim)) => Some((claim.owner(), claim.ticket())),
+            _ => None,
+        }
     }
 
     fn record_id(&self) -> Option<String> {
@@ -473,10 +476,15 @@ impl<'a> Pass<'a> {
             );
             return None;
         }
-        let (inspected, mtime) = match inspect(&path, open.dev, &self.processes)
-            .and_then(|i| Ok((i, std::fs::symlink_metadata(&path)?.modified()?)))
-        {
-            Ok(found) => found,
+        let owner = claim::expected_owner(root, self.euid);
+        let (inspected, mtime) = match inspect(open, &root.path, name, owner, &self.processes)
+            .map_err(std::io::Error::from)
+            .and_then(|i| match i {
+                Some(i) => Ok(Some((i, std::fs::symlink_metadata(&path)?.modified()?))),
+                None => Ok(None),
+            }) {
+            Ok(Some(found)) => found,
+            Ok(None) => return None,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
             Err(e) => {
                 let o =
@@ -521,7 +529,7 @@ impl<'a> Pass<'a> {
         let newest = transition.map_or(mtime, |t| t.max(mtime));
         let elapsed = |t: SystemTime| self.now.duration_since(t).unwrap_or(Duration::ZERO);
         let root_pass = self.euid == 0;
-        let repo_uid = inspected.admin.as_ref().map(|a| a.uid);
+        let repo_uid = inspected.claim.as_ref().map(|c| c.owner().uid);
         Facts {
             kind: inspected.seen.kind,
             record: record.map(|r| r.state),
@@ -532,16 +540,16 @@ impl<'a> Pass<'a> {
             in_use: inspected.seen.in_use,
             owner_alive,
             locked: inspected.seen.locked
-                && !inspected
-                    .admin
+                && inspected
+                    .claim
                     .as_ref()
-                    .is_some_and(|a| locked_by_reaper(&a.gitdir)),
+                    .is_none_or(|c| c.lock() != Some(REAP_LOCK)),
             root_owned: !root_pass && inspected.uid == 0,
             foreign: !root_pass
                 && ((inspected.uid != self.euid && inspected.uid != 0)
                     || repo_uid.is_some_and(|u| u != self.euid)),
             same_filesystem: inspected.seen.same_filesystem,
-            foreign_admin: inspected.seen.foreign_admin,
+            unverified: inspected.seen.unverified,
             repository_gone: record.is_some_and(|r| is_gone(&r.repository)),
             at_risk: None,
             policy: root.policy,
@@ -571,7 +579,7 @@ impl<'a> Pass<'a> {
                 humantime::format_duration(whole_seconds(facts.since_transition)),
                 humantime::format_duration(decide::backoff(facts.attempts))
             )),
-            Skip::ForeignAdmin => inspected.mismatch.clone(),
+            Skip::Unverified => inspected.refusal.clone(),
             Skip::RepositoryGone => record.map(|r| {
                 format!(
                     "its repository {} is gone: nothing can be preserved there; reported and left",
@@ -635,11 +643,11 @@ impl<'a> Pass<'a> {
     /// `--dry-run`: what each candidate would become, assessed where it lies
     /// (a linked worktree by a dry-run reclaim, as its owner).
     fn plan(&mut self, candidates: Vec<Candidate<'a>>) {
-        let mut linked: BTreeMap<Owner, Vec<Candidate>> = BTreeMap::new();
+        let mut linked: BTreeMap<Owner, Vec<(Candidate, Claimed)>> = BTreeMap::new();
         for c in candidates {
-            match (c.verdict, c.owner()) {
-                (Verdict::Assess, Some(owner)) if c.facts.kind == EntryKind::Linked => {
-                    linked.entry(owner).or_default().push(c)
+            match (c.verdict, c.claimed()) {
+                (Verdict::Assess, Some((owner, ticket))) => {
+                    linked.entry(owner).or_default().push((c, ticket))
                 }
                 _ => {
                     let verdict = settle(&c);
@@ -655,13 +663,13 @@ impl<'a> Pass<'a> {
         for (owner, items) in linked {
             let requests: Vec<Request> = items
                 .iter()
-                .map(|c| Request::Reclaim {
-                    path: c.path.clone(),
+                .map(|(c, ticket)| Request::Reclaim {
+                    claimed: ticket.clone(),
                     policy: c.facts.policy,
                     dry_run: true,
                 })
                 .collect();
-            for (c, answer) in items
+            for ((c, _), answer) in items
                 .into_iter()
                 .zip(call(&self.opts.worker, owner, &requests))
             {
@@ -712,13 +720,13 @@ impl<'a> Pass<'a> {
             let o = Outcome::new(c.path.clone(), Action::SkippedInUse)
                 .with_error(use_detail(&c.path, &now, c.record));
             self.push(o, c.record_id());
-            to_unlock.extend(linked_owner(&c));
+            to_unlock.extend(c.claimed());
         }
         // 3 and 4. Reclaim (linked worktrees, as their owners), then delete.
-        let mut linked: BTreeMap<Owner, Vec<(Candidate, Guard)>> = BTreeMap::new();
+        let mut linked: BTreeMap<Owner, Vec<(Candidate, Guard, Claimed)>> = BTreeMap::new();
         for (c, g) in ready {
-            match linked_owner(&c) {
-                Some((owner, _)) => linked.entry(owner).or_default().push((c, g)),
+            match c.claimed() {
+                Some((owner, ticket)) => linked.entry(owner).or_default().push((c, g, ticket)),
                 None => {
                     let o = remove_into(
                         Outcome::new(c.path.clone(), Action::Removed),
@@ -732,14 +740,14 @@ impl<'a> Pass<'a> {
         for (owner, items) in linked {
             let requests: Vec<Request> = items
                 .iter()
-                .map(|(c, _)| Request::Reclaim {
-                    path: c.path.clone(),
+                .map(|(_, _, ticket)| Request::Reclaim {
+                    claimed: ticket.clone(),
                     policy,
                     dry_run: false,
                 })
                 .collect();
             let answers = call(&self.opts.worker, owner, &requests);
-            for ((c, g), answer) in items.into_iter().zip(answers) {
+            for ((c, g, ticket), answer) in items.into_iter().zip(answers) {
                 let o = match answer {
                     Ok(r) if r.error.is_none() && r.decision != Drain::Keep => {
                         let decision = r.decision;
@@ -749,7 +757,7 @@ impl<'a> Pass<'a> {
                     // Kept, or nothing changed but its work may be preserved:
                     // the worktree stays, unlocked, as it was found.
                     other => {
-                        to_unlock.push((owner, c.path.clone()));
+                        to_unlock.push((owner, ticket));
                         match other {
                             Ok(r) if r.decision == Drain::Keep => {
                                 reclaimed_outcome(c.path.clone(), Drain::Keep, Some(r))
@@ -772,17 +780,23 @@ impl<'a> Pass<'a> {
     fn lock_all(&mut self, guarded: Vec<(Candidate<'a>, Guard)>) -> Vec<(Candidate<'a>, Guard)> {
         let mut out = Vec::new();
         let mut by_owner: BTreeMap<Owner, Vec<(Candidate<'a>, Guard)>> = BTreeMap::new();
+        let mut tickets: BTreeMap<Owner, Vec<Claimed>> = BTreeMap::new();
         for (c, g) in guarded {
-            match linked_owner(&c) {
-                Some((owner, _)) => by_owner.entry(owner).or_default().push((c, g)),
+            match c.claimed() {
+                Some((owner, ticket)) => {
+                    by_owner.entry(owner).or_default().push((c, g));
+                    tickets.entry(owner).or_default().push(ticket);
+                }
                 None => out.push((c, g)),
             }
         }
         for (owner, items) in by_owner {
-            let requests: Vec<Request> = items
-                .iter()
-                .map(|(c, _)| Request::LockWorktree {
-                    path: c.path.clone(),
+            let requests: Vec<Request> = tickets
+                .remove(&owner)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|claimed| Request::LockWorktree {
+                    claimed,
                     reason: Some(REAP_LOCK.to_owned()),
                 })
                 .collect();
@@ -812,22 +826,27 @@ impl<'a> Pass<'a> {
     }
 
     /// Lifts this pass's lock from worktrees it leaves in place.
-    fn unlock_all(&self, worktrees: Vec<(Owner, PathBuf)>) {
-        let mut by_owner: BTreeMap<Owner, Vec<PathBuf>> = BTreeMap::new();
-        for (owner, path) in worktrees {
-            by_owner.entry(owner).or_default().push(path);
+    fn unlock_all(&self, worktrees: Vec<(Owner, Claimed)>) {
+        let mut by_owner: BTreeMap<Owner, Vec<Claimed>> = BTreeMap::new();
+        for (owner, claimed) in worktrees {
+            by_owner.entry(owner).or_default().push(claimed);
         }
-        for (owner, paths) in by_owner {
-            let requests: Vec<Request> = paths
+        for (owner, claims) in by_owner {
+            let requests: Vec<Request> = claims
                 .iter()
-                .map(|path| Request::UnlockWorktree { path: path.clone() })
+                .map(|claimed| Request::UnlockWorktree {
+                    claimed: claimed.clone(),
+                })
                 .collect();
             let answers = call_simple(&self.opts.worker, owner, &requests, |r| {
                 matches!(r, Response::Unlocked { .. })
             });
-            for (path, answer) in paths.iter().zip(answers) {
+            for (claimed, answer) in claims.iter().zip(answers) {
                 if let Err(e) = answer {
-                    log::warn!("{}: left in place, but still locked: {e}", path.display());
+                    log::warn!(
+                        "{}: left in place, but still locked: {e}",
+                        claimed.entry().display()
+                    );
                 }
             }
         }
@@ -893,15 +912,6 @@ fn guard(open: &OpenRoot, c: &Candidate) -> Result<Guard, Option<Outcome>> {
     }
 }
 
-/// The owner and path of a linked-worktree candidate (git work runs as
-/// that owner); `None` for anything else.
-fn linked_owner(c: &Candidate) -> Option<(Owner, PathBuf)> {
-    match (c.facts.kind, c.owner()) {
-        (EntryKind::Linked, Some(owner)) => Some((owner, c.path.clone())),
-        _ => None,
-    }
-}
-
 /// The verdict once a candidate that is not a linked worktree has been
 /// assessed where it lies (a linked one is assessed by its reclaim).
 fn settle(c: &Candidate) -> Verdict {
@@ -929,12 +939,6 @@ fn chunks<T>(items: Vec<T>) -> Vec<Vec<T>> {
 /// proof of absence).
 fn is_gone(path: &Path) -> bool {
     matches!(std::fs::symlink_metadata(path), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
-}
-
-/// Whether the worktree lock in the admin dir is this reaper's own, left
-/// by a pass that stopped midway.
-fn locked_by_reaper(gitdir: &Path) -> bool {
-    std::fs::read_to_string(gitdir.join("locked")).is_ok_and(|r| r.trim_end() == REAP_LOCK)
 }
 
 fn whole_seconds(d: Duration) -> Duration {
@@ -1034,8 +1038,14 @@ fn prune_admin(record: &Record, euid: u32) -> Result<Pruned, String> {
         if matches!(wt.is_locked(), Ok(git2::WorktreeLockStatus::Locked(_))) {
             return Ok(Pruned::Locked);
         }
-        wt.prune(Some(&mut git2::WorktreePruneOptions::new()))
-            .map_err(|e| format!("pruning {name}: {}", e.message()))?;
+        let worktrees = claim::open_worktrees_of(common, euid).map_err(|e| e.to_string())?;
+        match crate::remove::remove_entry(worktrees.as_fd(), OsStr::new(name)) {
+            Ok(removed) if !removed.complete => {
+                return Err(format!("pruning {name}: {}", removed.describe()))
+            }
+            Ok(_) | Err(crate::remove::RemoveError::NotFound { .. }) => {}
+            Err(e) => return Err(format!("pruning {name}: {e}")),
+        }
     }
     Ok(Pruned::Done)
 }

@@ -3,8 +3,10 @@
 //! worktree, a `.git` file that points nowhere and a repository that is gone
 //! each get a clear verdict instead of a git error.
 
+use crate::claim::normalize;
 use std::fs;
 use std::io;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 /// What a path is, as far as git is concerned.
@@ -72,10 +74,27 @@ fn is_empty_dir(path: &Path) -> bool {
         .unwrap_or(false)
 }
 
+/// The largest `.git` or `commondir` file read.
+const MAX_POINTER: u64 = 4096;
+
+/// Reads a small git pointer file without following a symlink at its name,
+/// without blocking on a FIFO and without reading more than
+/// [`MAX_POINTER`] bytes; the directory above it is opened as the caller
+/// named it.
+fn read_pointer(dir: &Path, name: &str) -> io::Result<String> {
+    let fd = nix::fcntl::open(dir, crate::fd::dir_flags(), nix::sys::stat::Mode::empty())
+        .map_err(io::Error::from)?;
+    match crate::fd::read_at(fd.as_fd(), std::ffi::OsStr::new(name), MAX_POINTER) {
+        Ok(Some(bytes)) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
+        Ok(None) => Err(io::ErrorKind::NotFound.into()),
+        Err(e) => Err(io::Error::other(e.to_string())),
+    }
+}
+
 /// Follows a `.git` file (`gitdir: <path>`) to the admin dir and from there
 /// (`commondir`) to the common repository.
 fn locate_gitfile(worktree: &Path, dotgit: &Path) -> Location {
-    let text = match fs::read_to_string(dotgit) {
+    let text = match read_pointer(worktree, ".git") {
         Ok(t) => t,
         Err(e) => {
             return Location::Broken {
@@ -98,7 +117,7 @@ fn locate_gitfile(worktree: &Path, dotgit: &Path) -> Location {
             ),
         };
     }
-    let common = match fs::read_to_string(gitdir.join("commondir")) {
+    let common = match read_pointer(&gitdir, "commondir") {
         // A gitdir without `commondir` is a repository of its own (a
         // submodule or `--separate-git-dir` clone), not a linked worktree.
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Location::Main { common: gitdir },
@@ -134,25 +153,6 @@ fn parse_gitfile(text: &str) -> Option<&str> {
     (!target.is_empty()).then_some(target)
 }
 
-/// Removes `.` and `name/..` pairs lexically (a `commondir` of `../..` is the
-/// norm), so reports show `/repo/.git` rather than `/repo/.git/worktrees/x/../..`.
-/// Lexical is right here: git itself resolves `commondir` this way.
-fn normalize(path: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for c in path.components() {
-        match c {
-            std::path::Component::CurDir => {}
-            std::path::Component::ParentDir => {
-                if !out.pop() {
-                    out.push(c);
-                }
-            }
-            other => out.push(other),
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,14 +169,5 @@ mod tests {
         );
         assert_eq!(parse_gitfile("gitdir:   \n"), None);
         assert_eq!(parse_gitfile("ref: refs/heads/main\n"), None);
-    }
-
-    #[test]
-    fn normalize_folds_dot_dot() {
-        assert_eq!(
-            normalize(Path::new("/r/.git/worktrees/a/../..")),
-            PathBuf::from("/r/.git")
-        );
-        assert_eq!(normalize(Path::new("/r/./x")), PathBuf::from("/r/x"));
     }
 }

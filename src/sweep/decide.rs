@@ -39,8 +39,10 @@ pub struct Seen {
     pub in_use: bool,
     /// The entry lives on the root's filesystem (a rename can move it).
     pub same_filesystem: bool,
-    /// Its `.git` points at an admin dir that names another path.
-    pub foreign_admin: bool,
+    /// It looks like a linked worktree but is not a verified claim
+    /// ([`crate::claim`]): its `.git`, its admin dir, its repository or their
+    /// owners do not hold together.
+    pub unverified: bool,
 }
 
 /// The blocking decision.
@@ -59,7 +61,7 @@ pub enum First {
 }
 
 const MOUNT_POINT: &str = "a mount point: another filesystem is never crossed";
-const FOREIGN_ADMIN: &str = "its .git names an admin dir that belongs to another path";
+const UNVERIFIED: &str = "not a verified worktree of the repository its .git names";
 
 /// Decides what happens to an entry before anything moves.
 ///
@@ -67,8 +69,8 @@ const FOREIGN_ADMIN: &str = "its .git names an admin dir that belongs to another
 /// owner's explicit "keep". A clone under a root is a whole repository with
 /// every branch in it; only `policy = "discard"` removes it. An entry on
 /// another filesystem (a mount point as an entry) is never crossed into. A
-/// worktree whose admin dir does not name it back is not provably what its
-/// `.git` claims, so nothing is done to it or to that admin dir.
+/// worktree that is not a verified claim is not provably what its `.git`
+/// says, so nothing is done to it or to the admin dir it names.
 pub fn first(seen: Seen, policy: Policy) -> First {
     match seen {
         Seen { in_use: true, .. } => First::SkipInUse,
@@ -82,9 +84,8 @@ pub fn first(seen: Seen, policy: Policy) -> First {
             ..
         } => First::Refuse(MOUNT_POINT),
         Seen {
-            foreign_admin: true,
-            ..
-        } => First::Refuse(FOREIGN_ADMIN),
+            unverified: true, ..
+        } => First::Refuse(UNVERIFIED),
         Seen {
             kind: EntryKind::Main,
             ..
@@ -139,14 +140,14 @@ mod tests {
         locked: bool,
         in_use: bool,
         same_filesystem: bool,
-        foreign_admin: bool,
+        unverified: bool,
     ) -> Seen {
         Seen {
             kind,
             locked,
             in_use,
             same_filesystem,
-            foreign_admin,
+            unverified,
         }
     }
 
@@ -156,10 +157,10 @@ mod tests {
             for policy in POLICIES {
                 for locked in [false, true] {
                     for in_use in [false, true] {
-                        for (same, foreign) in
+                        for (same, unverified) in
                             [(false, false), (true, false), (true, true), (false, true)]
                         {
-                            let got = first(seen(kind, locked, in_use, same, foreign), policy);
+                            let got = first(seen(kind, locked, in_use, same, unverified), policy);
                             let want = if in_use {
                                 First::SkipInUse
                             } else if locked {
@@ -168,14 +169,14 @@ mod tests {
                                 First::Unlink
                             } else if !same {
                                 First::Refuse(MOUNT_POINT)
-                            } else if foreign {
-                                First::Refuse(FOREIGN_ADMIN)
+                            } else if unverified {
+                                First::Refuse(UNVERIFIED)
                             } else if kind == Main && policy != Policy::Discard {
                                 First::Keep
                             } else {
                                 First::Quarantine
                             };
-                            assert_eq!(got, want, "{kind:?} {policy:?} locked={locked} in_use={in_use} same_fs={same} foreign={foreign}");
+                            assert_eq!(got, want, "{kind:?} {policy:?} locked={locked} in_use={in_use} same_fs={same} unverified={unverified}");
                         }
                     }
                 }

@@ -1,112 +1,102 @@
 //! The cheap facts about an entry that the blocking decision needs: what it
-//! is (from `lstat` and its `.git`), whether its admin dir names it back,
-//! whether it is locked, whether it is in use. No git status here: this runs
-//! while the service's start waits.
+//! is (from `fstatat` and the trust decision of [`crate::claim`]), whether
+//! it is locked, whether it is in use. No git status here: this runs while
+//! the service's start waits. Everything is read relative to the root's
+//! descriptor, without following a link or opening anything but regular
+//! files and directories.
 
 use super::decide::{EntryKind, Seen};
+use crate::claim::{self, Claim, Expect, Unclaimed};
+use crate::fd;
 use crate::in_use::{flock_held, ProcessTable};
-use crate::risk::{locate, Location};
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
-
-/// A linked worktree's place in its repository.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Admin {
-    /// `<common>/worktrees/<name>`.
-    pub gitdir: PathBuf,
-    /// The common git dir.
-    pub common: PathBuf,
-    /// The admin name.
-    pub name: String,
-    /// The owner of the common dir: git work on it runs as this user.
-    pub uid: u32,
-    pub gid: u32,
-}
+use crate::roots::OpenRoot;
+use nix::sys::stat::SFlag;
+use std::ffi::OsStr;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::Path;
 
 /// Everything the blocking decision and the quarantine need.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Inspected {
     pub seen: Seen,
-    pub admin: Option<Admin>,
-    /// Why a worktree is not taken for what its `.git` says (its admin dir
-    /// names another path).
-    pub mismatch: Option<String>,
+    /// The verified claim of a linked worktree: the only key to its git
+    /// operations.
+    pub claim: Option<Claim>,
+    /// Why an entry that looks like a linked worktree is not taken for one.
+    pub refusal: Option<String>,
     /// The entry's own owner.
     pub uid: u32,
 }
 
-/// Inspects `path`, a direct child of a root on device `root_dev`.
-pub fn inspect(path: &Path, root_dev: u64, processes: &ProcessTable) -> std::io::Result<Inspected> {
-    let meta = std::fs::symlink_metadata(path)?;
-    let is_dir = meta.is_dir();
-    let (kind, admin, mismatch) = match locate(path) {
-        Location::Symlink => (EntryKind::Symlink, None, None),
-        Location::NotADirectory | Location::Missing => (EntryKind::NotADirectory, None, None),
-        Location::Plain { .. } => (EntryKind::Plain, None, None),
-        Location::Broken { .. } => (EntryKind::Broken, None, None),
-        Location::Main { .. } => (EntryKind::Main, None, None),
-        Location::Linked {
-            gitdir,
-            common,
-            name,
-        } => {
-            let mismatch = backlink_mismatch(path, &gitdir);
-            let owner = std::fs::metadata(&common)?;
-            let admin = Admin {
-                gitdir,
-                common,
-                name,
-                uid: owner.uid(),
-                gid: owner.gid(),
-            };
-            (EntryKind::Linked, Some(admin), mismatch)
-        }
+/// Inspects the entry `name` of the open root at `root_path`, whose
+/// worktrees must belong to `owner`. `Ok(None)`: it vanished meanwhile.
+pub fn inspect(
+    open: &OpenRoot,
+    root_path: &Path,
+    name: &OsStr,
+    owner: u32,
+    processes: &ProcessTable,
+) -> nix::Result<Option<Inspected>> {
+    let Some(st) = fd::stat_at(open.fd.as_fd(), name)? else {
+        return Ok(None);
     };
-    let locked = admin
-        .as_ref()
-        .is_some_and(|a| a.gitdir.join("locked").exists());
+    let path = root_path.join(name);
+    let is_dir = st.st_mode & SFlag::S_IFMT.bits() == SFlag::S_IFDIR.bits();
+    let (kind, claim, refusal) = if is_dir {
+        match claim::verify_at(open.fd.as_fd(), root_path, name, Expect::owner(owner)) {
+            Ok(c) => (EntryKind::Linked, Some(c), None),
+            Err(Unclaimed::NotLinked) => (kind_at(open.fd.as_fd(), name, st.st_mode)?, None, None),
+            Err(Unclaimed::Broken(_)) => (EntryKind::Broken, None, None),
+            Err(Unclaimed::Refused(why)) => (EntryKind::Linked, None, Some(why)),
+        }
+    } else {
+        (kind_at(open.fd.as_fd(), name, st.st_mode)?, None, None)
+    };
+    let locked = claim.as_ref().is_some_and(|c| c.lock().is_some());
     let in_use =
-        is_dir && (!processes.users_of(path).is_empty() || flock_held(path).unwrap_or(false));
-    Ok(Inspected {
+        is_dir && (!processes.users_of(&path).is_empty() || flock_held(&path).unwrap_or(false));
+    Ok(Some(Inspected {
         seen: Seen {
             kind,
             locked,
             in_use,
-            same_filesystem: meta.dev() == root_dev,
-            foreign_admin: mismatch.is_some(),
+            same_filesystem: st.st_dev == open.dev,
+            unverified: refusal.is_some(),
         },
-        admin,
-        mismatch,
-        uid: meta.uid(),
+        claim,
+        refusal,
+        uid: st.st_uid,
+    }))
+}
+
+/// What an entry with no `.git` file is (`mode` from its `lstat`): a link,
+/// a file, a clone (its `.git` is a directory) or a plain directory.
+pub fn kind_at(dir: BorrowedFd<'_>, name: &OsStr, mode: u32) -> nix::Result<EntryKind> {
+    let file_type = SFlag::from_bits_truncate(mode & SFlag::S_IFMT.bits());
+    if file_type == SFlag::S_IFLNK {
+        return Ok(EntryKind::Symlink);
+    }
+    if file_type != SFlag::S_IFDIR {
+        return Ok(EntryKind::NotADirectory);
+    }
+    let entry = fd::open_dir_at(dir, name)?;
+    Ok(match fd::stat_at(entry.as_fd(), OsStr::new(".git"))? {
+        Some(st) if st.st_mode & SFlag::S_IFMT.bits() == SFlag::S_IFDIR.bits() => EntryKind::Main,
+        _ => EntryKind::Plain,
     })
 }
 
-/// A genuine linked worktree's admin dir names it back (`<gitdir>/gitdir`
-/// holds `<worktree>/.git`). One that does not may be a copy, a moved
-/// worktree or a forged `.git`: its admin entry belongs to someone else, and
-/// treeward does not touch it. One linked by relative paths cannot be moved
-/// without breaking the link, so it is not quarantined either.
-fn backlink_mismatch(worktree: &Path, gitdir: &Path) -> Option<String> {
-    let expected = worktree.join(".git");
-    let dotgit = std::fs::read_to_string(&expected).unwrap_or_default();
-    if Path::new(dotgit.trim_start_matches("gitdir:").trim()).is_relative() {
-        return Some(RELATIVE.to_owned());
-    }
-    match std::fs::read_to_string(gitdir.join("gitdir")) {
-        Ok(text) if Path::new(text.trim_end_matches(['\n', '\r'])) == expected => None,
-        Ok(text) if Path::new(text.trim()).is_relative() => Some(RELATIVE.to_owned()),
-        Ok(text) => Some(format!(
-            "its admin dir {} belongs to {}, not to this path (git worktree repair fixes a moved worktree)",
-            gitdir.display(),
-            text.trim_end()
-        )),
-        Err(e) => Some(format!("cannot read {}/gitdir: {e}", gitdir.display())),
+/// Whether deleting an entry that is not a verified linked worktree would
+/// lose anything, judged without git (no git runs on what no claim
+/// vouches for): a link or a file holds nothing of its own, an empty plain
+/// directory nothing at all; anything else (files in a plain directory, a
+/// clone, a broken or unverified worktree) is at risk.
+pub fn unlinked_at_risk(kind: EntryKind, dir: BorrowedFd<'_>, name: &OsStr) -> bool {
+    match kind {
+        EntryKind::Symlink | EntryKind::NotADirectory => false,
+        EntryKind::Plain => fd::open_dir_at(dir, name)
+            .and_then(|d| crate::remove::list_names(d.as_fd()))
+            .map_or(true, |names| !names.is_empty()),
+        EntryKind::Linked | EntryKind::Broken | EntryKind::Main => true,
     }
 }
-
-/// Why a worktree linked to its repository by relative paths is left alone:
-/// renaming it into the trash would break the link, and a worktree its
-/// repository no longer knows would be assessed as broken.
-const RELATIVE: &str = "linked to its repository by relative paths (worktree.useRelativePaths): \
-     moving it would break the link, so it is left in place; with that setting off, \
-     `git worktree repair` makes the paths absolute";

@@ -20,14 +20,14 @@ pub mod inspect;
 pub mod report;
 
 use crate::as_owner::{Owner, Request, Response, Worker};
+use crate::claim::{self, Claim, Claimed};
 use crate::config::{Config, Root};
 use crate::drain::{action_of, call, call_simple, drain_trash, planned, record};
 use crate::in_use::ProcessTable;
-use crate::risk;
 use crate::roots::{self, OpenRoot, TRASH};
 use crate::trash::{self, Batch, Trash};
 use decide::{drain, first, First};
-use inspect::{inspect, Inspected};
+use inspect::{inspect, unlinked_at_risk, Inspected};
 use nix::errno::Errno;
 use nix::unistd::{unlinkat, Uid, UnlinkatFlags};
 use report::{millis, Action, Outcome, RefusedRoot, Report};
@@ -112,12 +112,13 @@ fn block(
     out: &mut Vec<Outcome>,
 ) -> Result<(), String> {
     let names = roots::entry_names(root, open).map_err(|e| format!("cannot list: {e}"))?;
+    let owner = claim::expected_owner(root, Uid::effective().as_raw());
     let mut to_quarantine = Vec::new();
     for name in names {
         let path = root.path.join(&name);
-        let inspected = match inspect(&path, open.dev, processes) {
-            Ok(i) => i,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+        let inspected = match inspect(open, &root.path, &name, owner, processes) {
+            Ok(Some(i)) => i,
+            Ok(None) | Err(Errno::ENOENT) => continue,
             Err(e) => {
                 out.push(
                     Outcome::new(path, Action::Failed).with_error(format!("cannot inspect: {e}")),
@@ -133,7 +134,7 @@ fn block(
             First::SkipLocked => out.push(Outcome::new(path, Action::SkippedLocked)),
             First::SkipInUse => out.push(Outcome::new(path, Action::SkippedInUse)),
             First::Refuse(why) => {
-                let detail = inspected.mismatch.clone().unwrap_or_else(|| why.to_owned());
+                let detail = inspected.refusal.clone().unwrap_or_else(|| why.to_owned());
                 out.push(Outcome::new(path, Action::Refused).with_error(detail));
             }
             First::Keep => out.push(Outcome::new(path, Action::Kept).with_error(
@@ -142,7 +143,7 @@ fn block(
         }
     }
     if opts.dry_run {
-        plan(root, to_quarantine, opts, out);
+        plan(root, open, to_quarantine, opts, out);
         return Ok(());
     }
     if to_quarantine.is_empty() {
@@ -177,40 +178,37 @@ fn denied(path: PathBuf, uid: u32, e: Errno) -> Outcome {
 
 /// `--dry-run`: what the drain would do with each entry, assessed read-only
 /// where it lies.
-fn plan(root: &Root, items: Vec<(OsString, Inspected)>, opts: &Options, out: &mut Vec<Outcome>) {
-    let mut linked: BTreeMap<Owner, Vec<PathBuf>> = BTreeMap::new();
+fn plan(
+    root: &Root,
+    open: &OpenRoot,
+    items: Vec<(OsString, Inspected)>,
+    opts: &Options,
+    out: &mut Vec<Outcome>,
+) {
+    let mut linked: BTreeMap<Owner, Vec<Claim>> = BTreeMap::new();
     for (name, inspected) in items {
-        let path = root.path.join(&name);
-        match &inspected.admin {
-            Some(a) => linked
-                .entry(Owner {
-                    uid: a.uid,
-                    gid: a.gid,
-                })
-                .or_default()
-                .push(path),
+        match inspected.claim {
+            Some(c) => linked.entry(c.owner()).or_default().push(c),
             None => {
-                let decision = drain(
-                    inspected.seen.kind,
-                    risk::assess(&path).at_risk,
-                    false,
-                    root.policy,
-                );
+                let path = root.path.join(&name);
+                let at_risk = unlinked_at_risk(inspected.seen.kind, open.fd.as_fd(), &name);
+                let decision = drain(inspected.seen.kind, at_risk, false, root.policy);
                 out.push(planned(path, action_of(decision)));
             }
         }
     }
-    for (owner, paths) in linked {
-        let requests: Vec<Request> = paths
+    for (owner, claims) in linked {
+        let requests: Vec<Request> = claims
             .iter()
-            .map(|p| Request::Reclaim {
-                path: p.clone(),
+            .map(|c| Request::Reclaim {
+                claimed: c.ticket(),
                 policy: root.policy,
                 dry_run: true,
             })
             .collect();
         let answers = call(&opts.worker, owner, &requests);
-        for (path, answer) in paths.into_iter().zip(answers) {
+        let paths = claims.iter().map(|c| c.entry().to_path_buf());
+        for (path, answer) in paths.zip(answers) {
             out.push(match answer {
                 Ok(r) if r.error.is_none() => planned(path, action_of(r.decision)),
                 Ok(r) => Outcome::new(path, Action::Failed).with_error(r.error.unwrap_or_default()),
@@ -232,22 +230,17 @@ fn quarantine(
 ) {
     let mut by_owner: BTreeMap<Owner, Vec<usize>> = BTreeMap::new();
     for (i, (_, inspected)) in items.iter().enumerate() {
-        if let Some(a) = &inspected.admin {
-            by_owner
-                .entry(Owner {
-                    uid: a.uid,
-                    gid: a.gid,
-                })
-                .or_default()
-                .push(i);
+        if let Some(c) = &inspected.claim {
+            by_owner.entry(c.owner()).or_default().push(i);
         }
     }
     let mut lock_failed: BTreeMap<usize, String> = BTreeMap::new();
     for (owner, idx) in &by_owner {
         let requests: Vec<Request> = idx
             .iter()
-            .map(|&i| Request::LockWorktree {
-                path: root.path.join(&items[i].0),
+            .filter_map(|&i| items[i].1.claim.as_ref())
+            .map(|c| Request::LockWorktree {
+                claimed: c.ticket(),
                 reason: Some(QUARANTINE_LOCK.to_owned()),
             })
             .collect();
@@ -267,7 +260,7 @@ fn quarantine(
         }
     }
     let trash_dir = root.path.join(TRASH).join(&batch.name);
-    let mut moved: BTreeMap<Owner, Vec<(PathBuf, PathBuf)>> = BTreeMap::new();
+    let mut moved: BTreeMap<Owner, Vec<(PathBuf, Claimed)>> = BTreeMap::new();
     for (i, (name, inspected)) in items.iter().enumerate() {
         let path = root.path.join(name);
         if let Some(e) = lock_failed.remove(&i) {
@@ -281,14 +274,10 @@ fn quarantine(
         }
         match trash::quarantine(open, name, batch) {
             Ok(()) => {
-                if let Some(a) = &inspected.admin {
-                    moved
-                        .entry(Owner {
-                            uid: a.uid,
-                            gid: a.gid,
-                        })
-                        .or_default()
-                        .push((a.gitdir.clone(), trash_dir.join(name)));
+                if let Some(c) = &inspected.claim {
+                    let now = trash_dir.join(name);
+                    let ticket = c.ticket_moved(&now);
+                    moved.entry(c.owner()).or_default().push((now, ticket));
                 }
             }
             Err(Errno::ENOENT) => {}
@@ -298,12 +287,11 @@ fn quarantine(
     for (owner, places) in moved {
         let requests: Vec<Request> = places
             .iter()
-            .map(|(gitdir, worktree)| Request::Relocate {
-                gitdir: gitdir.clone(),
-                worktree: worktree.clone(),
+            .map(|(_, claimed)| Request::Relocate {
+                claimed: claimed.clone(),
             })
             .collect();
-        for ((_, worktree), answer) in
+        for ((worktree, _), answer) in
             places
                 .iter()
                 .zip(call_simple(&opts.worker, owner, &requests, |r| {

@@ -59,9 +59,59 @@ pub struct Fixture {
     pub origin: PathBuf,
 }
 
+/// A directory for fixtures whose every ancestor only root (or the user
+/// running the tests) can write: treeward never takes a repository under a
+/// group- or world-writable directory such as `/tmp` for one it may act on
+/// (SECURITY.md), so fixtures that treeward must act on live here. Cargo's
+/// target tmp dir when its path is such; else `/var/lib/treeward-tests` as
+/// root and `~/.cache/treeward-tests` as anyone else.
+pub fn strict_base() -> PathBuf {
+    use std::os::unix::fs::MetadataExt;
+    let me = nix::unistd::Uid::effective().as_raw();
+    let strict = |path: &Path| {
+        path.ancestors().all(|dir| {
+            std::fs::symlink_metadata(dir).is_ok_and(|m| {
+                m.is_dir() && (m.uid() == 0 || m.uid() == me) && m.mode() & 0o022 == 0
+            })
+        })
+    };
+    let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    if strict(&target) {
+        return target;
+    }
+    let fallback = if me == 0 {
+        PathBuf::from("/var/lib/treeward-tests")
+    } else {
+        PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/treeward-tests")
+    };
+    std::fs::create_dir_all(&fallback).unwrap();
+    std::fs::set_permissions(
+        &fallback,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    assert!(
+        strict(&fallback),
+        "{}: not a directory only root and uid {me} can write",
+        fallback.display()
+    );
+    fallback
+}
+
+/// A temp dir under [`strict_base`], mode 0755.
+pub fn strict_tempdir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir_in(strict_base()).unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    dir
+}
+
 impl Fixture {
     pub fn new() -> Fixture {
-        Fixture::new_in(&std::env::temp_dir())
+        Fixture::new_in(&strict_base())
     }
 
     /// The same fixture in a temp dir under `parent`.

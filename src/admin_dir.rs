@@ -1,0 +1,89 @@
+//! What treeward writes into a worktree's admin dir
+//! (`<common>/worktrees/<name>`): its `locked` file and its `gitdir`
+//! back-link. Only on a verified [`Claim`], as the claim's owner, and only
+//! relative to the admin dir's descriptor: a new file is created with
+//! `O_CREAT | O_EXCL | O_NOFOLLOW` (a planted name is never written
+//! through), a replaced one is renamed into place.
+
+use crate::claim::Claim;
+use crate::fd;
+use nix::errno::Errno;
+use nix::fcntl::{openat, OFlag};
+use nix::sys::stat::Mode;
+use nix::unistd::{unlinkat, UnlinkatFlags};
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::AsFd;
+
+/// The largest lock reason read back.
+const MAX_REASON: u64 = 4096;
+
+/// What locking found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lock {
+    /// Locked now, by us, for the given reason.
+    Taken,
+    /// Someone had locked it already, for this reason (empty: none given).
+    Held(String),
+}
+
+/// `git worktree lock --reason <reason>`, as git does it: the `locked` file
+/// is the lock, and it is created only if it does not exist.
+pub fn lock(claim: &Claim, reason: &str) -> Result<Lock, String> {
+    let admin = claim.open_admin().map_err(|e| e.to_string())?;
+    let flags = OFlag::O_WRONLY
+        | OFlag::O_CREAT
+        | OFlag::O_EXCL
+        | OFlag::O_NOFOLLOW
+        | OFlag::O_NONBLOCK
+        | OFlag::O_CLOEXEC;
+    match openat(
+        admin.as_fd(),
+        "locked",
+        flags,
+        Mode::from_bits_truncate(0o644),
+    ) {
+        Ok(fd) => {
+            let mut file = File::from(fd);
+            file.write_all(reason.as_bytes())
+                .and_then(|()| file.sync_all())
+                .map_err(|e| format!("{}/locked: {e}", claim.admin().display()))?;
+            Ok(Lock::Taken)
+        }
+        Err(Errno::EEXIST) => {
+            let held = fd::read_at(admin.as_fd(), OsStr::new("locked"), MAX_REASON)
+                .map_err(|e| format!("{}/locked {e}", claim.admin().display()))?
+                .unwrap_or_default();
+            Ok(Lock::Held(
+                String::from_utf8_lossy(&held).trim_end().to_owned(),
+            ))
+        }
+        Err(e) => Err(format!("{}/locked: {e}", claim.admin().display())),
+    }
+}
+
+/// `git worktree unlock`: removes the `locked` file; whether there was one.
+pub fn unlock(claim: &Claim) -> Result<bool, String> {
+    let admin = claim.open_admin().map_err(|e| e.to_string())?;
+    match unlinkat(admin.as_fd(), "locked", UnlinkatFlags::NoRemoveDir) {
+        Ok(()) => Ok(true),
+        Err(Errno::ENOENT) => Ok(false),
+        Err(e) => Err(format!("{}/locked: {e}", claim.admin().display())),
+    }
+}
+
+/// Points the admin entry's `gitdir` at where the worktree is now (after
+/// the sweep renamed it into the trash, or back), so that it stays a valid
+/// worktree of its repository. Atomic: a new file renamed into place.
+pub fn relocate(claim: &Claim) -> Result<(), String> {
+    let admin = claim.open_admin().map_err(|e| e.to_string())?;
+    let mut line = claim.entry().join(".git").into_os_string();
+    line.push("\n");
+    fd::replace_at(
+        admin.as_fd(),
+        OsStr::new("gitdir"),
+        std::os::unix::ffi::OsStrExt::as_bytes(line.as_os_str()),
+    )
+    .map_err(|e| format!("rewriting {}/gitdir: {e}", claim.admin().display()))
+}

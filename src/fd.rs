@@ -1,0 +1,246 @@
+//! Directory-descriptor primitives for reading and writing inside
+//! directories that someone else controls (entries, admin dirs,
+//! repositories): the only way treeward touches a file there.
+//!
+//! Every call is relative to an open directory, never a path string; nothing
+//! is followed through a symlink (`O_NOFOLLOW`, `AT_SYMLINK_NOFOLLOW`);
+//! nothing that is not a regular file or a directory is ever opened, so a
+//! FIFO, a socket or a device node cannot block or trigger anything; and
+//! every read is capped, so a huge file cannot exhaust memory. Writes create
+//! a new file (`O_CREAT | O_EXCL`, so an existing name, a symlink included,
+//! is never written through) and rename it over the old one in the same
+//! directory.
+
+use nix::errno::Errno;
+use nix::fcntl::{openat, renameat, OFlag};
+use nix::sys::stat::{fstat, fstatat, FileStat, Mode, SFlag};
+use nix::unistd::{unlinkat, UnlinkatFlags};
+use std::ffi::OsStr;
+use std::fmt;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+/// The flags of every directory open: read-only, a directory or nothing,
+/// never through a symlink, never blocking.
+pub fn dir_flags() -> OFlag {
+    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK
+}
+
+/// Opens the directory `name` of `parent`; a symlink fails (`ELOOP` or
+/// `ENOTDIR`), so does anything that is not a directory.
+pub fn open_dir_at(parent: BorrowedFd<'_>, name: &OsStr) -> nix::Result<OwnedFd> {
+    // SAFETY (of the object opened): O_DIRECTORY|O_NOFOLLOW refuse anything
+    // but a directory reached without a symlink; O_NONBLOCK is moot for a
+    // directory but keeps the flags one set.
+    openat(parent, name, dir_flags(), Mode::empty())
+}
+
+/// Opens the directory `name` of `parent` as a handle for `*at` calls only
+/// (`O_PATH`): it needs search permission on `parent`, not read permission
+/// on the directory, so a worker can reach its worktree through the
+/// root-owned trash (mode 0711). Never through a symlink.
+pub fn open_path_at(parent: BorrowedFd<'_>, name: &OsStr) -> nix::Result<OwnedFd> {
+    openat(
+        parent,
+        name,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+}
+
+/// Opens `/` as a handle like [`open_path_at`] does.
+pub fn open_path_root() -> nix::Result<OwnedFd> {
+    nix::fcntl::open(
+        "/",
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+}
+
+/// `fstatat(parent, name, AT_SYMLINK_NOFOLLOW)`; `None` when nothing is
+/// there.
+pub fn stat_at(parent: BorrowedFd<'_>, name: &OsStr) -> nix::Result<Option<FileStat>> {
+    match fstatat(parent, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(st) => Ok(Some(st)),
+        Err(Errno::ENOENT) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// What a file type is called in a message.
+pub fn kind_name(mode: u32) -> &'static str {
+    match SFlag::from_bits_truncate(mode & SFlag::S_IFMT.bits()) {
+        SFlag::S_IFREG => "a regular file",
+        SFlag::S_IFDIR => "a directory",
+        SFlag::S_IFLNK => "a symlink",
+        SFlag::S_IFIFO => "a FIFO",
+        SFlag::S_IFSOCK => "a socket",
+        SFlag::S_IFCHR => "a character device",
+        SFlag::S_IFBLK => "a block device",
+        _ => "an unknown kind of file",
+    }
+}
+
+fn is_regular(mode: u32) -> bool {
+    mode & SFlag::S_IFMT.bits() == SFlag::S_IFREG.bits()
+}
+
+/// Why a small file could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadError {
+    /// It is not a regular file (a symlink, a FIFO, a device...).
+    NotRegular(&'static str),
+    /// It is larger than the cap.
+    TooLarge {
+        size: u64,
+        cap: u64,
+    },
+    /// It was replaced between the `stat` and the `open`.
+    Replaced,
+    Io(Errno),
+}
+
+impl fmt::Display for ReadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReadError::NotRegular(kind) => write!(f, "is {kind}, not a regular file"),
+            ReadError::TooLarge { size, cap } => {
+                write!(f, "is {size} bytes, more than the {cap} allowed")
+            }
+            ReadError::Replaced => f.write_str("was replaced while being opened"),
+            ReadError::Io(e) => f.write_str(e.desc()),
+        }
+    }
+}
+
+impl std::error::Error for ReadError {}
+
+/// Reads the regular file `name` of `dir`, at most `cap` bytes; `Ok(None)`
+/// when nothing is there. Anything but a regular file is an error without
+/// ever being opened; a file swapped in between the `stat` and the `open`
+/// (`st_dev`/`st_ino` differ) is an error too.
+pub fn read_at(dir: BorrowedFd<'_>, name: &OsStr, cap: u64) -> Result<Option<Vec<u8>>, ReadError> {
+    let Some(seen) = stat_at(dir, name).map_err(ReadError::Io)? else {
+        return Ok(None);
+    };
+    check_regular(&seen, cap)?;
+    let flags = OFlag::O_RDONLY
+        | OFlag::O_NOFOLLOW
+        | OFlag::O_NONBLOCK
+        | OFlag::O_NOCTTY
+        | OFlag::O_CLOEXEC;
+    let fd = match openat(dir, name, flags, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT) => return Ok(None),
+        Err(Errno::ELOOP) => return Err(ReadError::Replaced),
+        Err(e) => return Err(ReadError::Io(e)),
+    };
+    let st = fstat(fd.as_fd()).map_err(ReadError::Io)?;
+    if (st.st_dev, st.st_ino) != (seen.st_dev, seen.st_ino) {
+        return Err(ReadError::Replaced);
+    }
+    check_regular(&st, cap)?;
+    let mut bytes = Vec::new();
+    File::from(fd)
+        .take(cap + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| ReadError::Io(Errno::from_raw(e.raw_os_error().unwrap_or(0))))?;
+    if bytes.len() as u64 > cap {
+        return Err(ReadError::TooLarge {
+            size: bytes.len() as u64,
+            cap,
+        });
+    }
+    Ok(Some(bytes))
+}
+
+fn check_regular(st: &FileStat, cap: u64) -> Result<(), ReadError> {
+    if !is_regular(st.st_mode) {
+        return Err(ReadError::NotRegular(kind_name(st.st_mode)));
+    }
+    if st.st_size as u64 > cap {
+        return Err(ReadError::TooLarge {
+            size: st.st_size as u64,
+            cap,
+        });
+    }
+    Ok(())
+}
+
+/// Replaces the file `name` of `dir` with `bytes`: written to a new file
+/// (`O_CREAT | O_EXCL | O_NOFOLLOW`, mode 0644 less the umask), synced, then
+/// renamed over `name`. A temporary name that is taken (a planted symlink,
+/// say) is never written through: the write fails instead.
+pub fn replace_at(dir: BorrowedFd<'_>, name: &OsStr, bytes: &[u8]) -> nix::Result<()> {
+    let mut tmp = name.to_os_string();
+    tmp.push(format!(".treeward.{}", std::process::id()));
+    let flags = OFlag::O_WRONLY
+        | OFlag::O_CREAT
+        | OFlag::O_EXCL
+        | OFlag::O_NOFOLLOW
+        | OFlag::O_NONBLOCK
+        | OFlag::O_CLOEXEC;
+    let fd = openat(dir, tmp.as_os_str(), flags, Mode::from_bits_truncate(0o644))?;
+    let mut file = File::from(fd);
+    let written = file.write_all(bytes).and_then(|()| file.sync_all());
+    drop(file);
+    let renamed = match written {
+        Ok(()) => renameat(dir, tmp.as_os_str(), dir, name),
+        Err(e) => Err(Errno::from_raw(e.raw_os_error().unwrap_or(0))),
+    };
+    if renamed.is_err() {
+        let _ = unlinkat(dir, tmp.as_os_str(), UnlinkatFlags::NoRemoveDir);
+    }
+    renamed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn dir(path: &std::path::Path) -> OwnedFd {
+        crate::remove::open_dir_nofollow(path).unwrap()
+    }
+
+    #[test]
+    fn reads_regular_files_only_and_capped() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("small"), b"hello\n").unwrap();
+        std::fs::write(tmp.path().join("big"), vec![b'x'; 100]).unwrap();
+        symlink(tmp.path().join("small"), tmp.path().join("link")).unwrap();
+        nix::unistd::mkfifo(&tmp.path().join("fifo"), Mode::S_IRWXU).unwrap();
+        std::fs::create_dir(tmp.path().join("sub")).unwrap();
+        let fd = dir(tmp.path());
+        let read = |name: &str| read_at(fd.as_fd(), OsStr::new(name), 64);
+        assert_eq!(read("small"), Ok(Some(b"hello\n".to_vec())));
+        assert_eq!(read("absent"), Ok(None));
+        assert_eq!(read("big"), Err(ReadError::TooLarge { size: 100, cap: 64 }));
+        assert_eq!(read("link"), Err(ReadError::NotRegular("a symlink")));
+        assert_eq!(read("fifo"), Err(ReadError::NotRegular("a FIFO")));
+        assert_eq!(read("sub"), Err(ReadError::NotRegular("a directory")));
+    }
+
+    #[test]
+    fn replace_never_writes_through_a_planted_name() {
+        let tmp = tempfile::tempdir().unwrap();
+        let victim = tmp.path().join("victim");
+        std::fs::write(&victim, b"precious").unwrap();
+        let fd = dir(tmp.path());
+        replace_at(fd.as_fd(), OsStr::new("gitdir"), b"/x/.git\n").unwrap();
+        assert_eq!(
+            std::fs::read(tmp.path().join("gitdir")).unwrap(),
+            b"/x/.git\n"
+        );
+        let planted = tmp
+            .path()
+            .join(format!("gitdir.treeward.{}", std::process::id()));
+        symlink(&victim, &planted).unwrap();
+        assert_eq!(
+            replace_at(fd.as_fd(), OsStr::new("gitdir"), b"evil\n"),
+            Err(Errno::EEXIST)
+        );
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    }
+}
