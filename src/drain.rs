@@ -30,7 +30,7 @@ use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// How many reclaims one worker call carries (a worker is one process; the
 /// chunk bounds its run time under the timeout and lets the budget be
@@ -115,6 +115,26 @@ pub fn not_ours(path: &Path, uid: u32) -> Option<Outcome> {
     })
 }
 
+/// The shortest a worker call of the drain is given, even at the end of
+/// the budget: enough to assess and preserve one small worktree.
+pub const MIN_DRAIN_CALL: Duration = Duration::from_secs(1);
+
+/// The worker, its calls bounded by what is left of the pass's budget
+/// (never less than [`MIN_DRAIN_CALL`], never more than its own timeout): a
+/// worker that is stopped or spins is killed at the deadline, failing only
+/// its own entries.
+fn within(worker: &Worker, deadline: Option<Instant>) -> Worker {
+    match deadline {
+        Some(d) => {
+            let left = d
+                .saturating_duration_since(Instant::now())
+                .max(MIN_DRAIN_CALL);
+            worker.clone().with_timeout(left.min(worker.timeout))
+        }
+        None => worker.clone(),
+    }
+}
+
 /// One entry waiting in the trash.
 struct Waiting<'a> {
     batch: &'a Batch,
@@ -178,8 +198,9 @@ pub fn drain_trash(
             break;
         }
         let chunk: Vec<Waiting> = queue.by_ref().take(RECLAIM_CHUNK).collect();
+        let bounded = within(worker, deadline);
         let (done, next) = std::thread::scope(|s| {
-            let next = s.spawn(|| reclaim_chunk(root, worker, chunk));
+            let next = s.spawn(|| reclaim_chunk(root, &bounded, chunk));
             let done: Vec<Outcome> = reclaimed
                 .drain(..)
                 .map(|r| finish(open, worker, r))

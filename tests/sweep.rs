@@ -634,3 +634,139 @@ fn a_worktree_linked_by_relative_paths_is_left_in_place() {
     );
     assert_eq!(snapshot(&wt), before, "left exactly as it was");
 }
+
+/// Pids of live treeward workers running as `uid` (their first argument is
+/// the worker flag).
+fn workers_of(uid: u32) -> Vec<i32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let status = std::fs::read_to_string(entry.path().join("status")).unwrap_or_default();
+        let runs_as = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|ids| ids.split_whitespace().nth(1))
+            .and_then(|euid| euid.parse::<u32>().ok());
+        if runs_as == Some(uid)
+            && cmdline
+                .split(|b| *b == 0)
+                .nth(1)
+                .is_some_and(|arg| arg == b"--treeward-owner-worker")
+        {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// A worker that is stopped (SIGSTOP, as a hostile owner or a debugger
+/// would) cannot hold the sweep: the call is killed at its deadline, only
+/// that owner's entry fails (its work still on disk), the other root is
+/// swept, and the pass ends within the blocking deadline plus the budget.
+/// The control: the same sweep with nobody stopping workers takes that
+/// entry too, so the assertions below do tell a held pass from a free one.
+#[test]
+fn a_stopped_worker_fails_only_its_own_entries() {
+    if !common::prerequisite(
+        common::is_root(),
+        "stopping another uid's worker needs root",
+    ) {
+        return;
+    }
+    const OTHER: u32 = 4343;
+    let base = common::strict_tempdir();
+    let (stuck_f, free_f) = (Fixture::new_in(base.path()), Fixture::new_in(base.path()));
+    let mut roots = String::new();
+    let mut made = Vec::new();
+    // The free root first: the drain goes root by root, and a held worker
+    // may spend what is left of the budget (the rest then waits in the
+    // trash for the next pass).
+    for (f, uid, name) in [(&free_f, OTHER, "free"), (&stuck_f, OWNER, "stuck")] {
+        std::fs::set_permissions(f.tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let root = f.tmp.path().join("wt");
+        std::fs::create_dir(&root).unwrap();
+        let wt = f.worktree(name, &format!("task-{name}"));
+        write(&wt.join("notes.md"), "only copy\n");
+        chown_r(&f.repo, uid);
+        chown_r(&f.origin, uid);
+        chown_r(&wt, uid);
+        roots.push_str(&format!(
+            "[[root]]\npath = \"{}\"\npatterns = [\"*\"]\nowner = \"{uid}\"\n\n",
+            root.display()
+        ));
+        made.push(wt);
+    }
+    let cfg = base.path().join("treeward.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "ledger = \"{}\"\n\n{roots}",
+            base.path().join("ledger.json").display()
+        ),
+    )
+    .unwrap();
+    let (free, stuck) = (&made[0], &made[1]);
+
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopper = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut stopped = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                for pid in workers_of(OWNER) {
+                    let pid = nix::unistd::Pid::from_raw(pid);
+                    if nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).is_ok() {
+                        stopped += 1;
+                    }
+                }
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            stopped
+        })
+    };
+    let started = std::time::Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_treeward-sweep"))
+        .args(["--json", "--budget", "3s", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let stopped = stopper.join().unwrap();
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{doc:#}");
+    assert!(stopped > 0, "no worker of uid {OWNER} was ever stopped");
+    assert!(
+        took < std::time::Duration::from_secs(5 + 3 + 2),
+        "the pass took {took:?}"
+    );
+    let held = action_of(&doc, stuck);
+    assert_eq!(held["action"], "failed", "{doc:#}");
+    assert!(
+        held["error"].as_str().unwrap().contains("was killed"),
+        "{held}"
+    );
+    assert_eq!(action_of(&doc, free)["action"], "preserved", "{doc:#}");
+    assert!(!free.exists());
+    // The held entry's work is still on disk: in place, or in the trash.
+    let on_disk = stuck.join("notes.md").exists()
+        || Command::new("find")
+            .arg(stuck.parent().unwrap())
+            .args(["-name", "notes.md"])
+            .output()
+            .is_ok_and(|o| !o.stdout.is_empty());
+    assert!(on_disk, "the held worktree's work vanished");
+
+    // Control: with nobody stopping the worker, the next pass takes it.
+    let out = Command::new(env!("CARGO_BIN_EXE_treeward-sweep"))
+        .args(["--json", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(action_of(&doc, stuck)["action"], "preserved", "{doc:#}");
+    assert!(!stuck.exists());
+}

@@ -48,12 +48,25 @@ pub struct Options {
     pub worker: Worker,
 }
 
+/// How long one worker call of the blocking phase may take (locking and
+/// relocating a batch: a few small writes each). The service's start waits
+/// on this phase, so a worker that is stopped or spins is killed at this
+/// deadline and only its entries fail.
+pub const BLOCKING_CALL: Duration = Duration::from_secs(5);
+
 /// The reason written into the lock of a quarantined worktree.
 pub const QUARANTINE_LOCK: &str = "treeward: quarantined by treeward-sweep, being reclaimed";
 
 /// Sweeps every root with `sweep = true`.
 pub fn sweep(config: &Config, opts: &Options) -> Report {
     let start = Instant::now();
+    let blocking = Options {
+        worker: opts.worker.clone().with_timeout(BLOCKING_CALL),
+        ..opts.clone()
+    };
+    // A dry run locks and moves nothing: its calls are the drain's
+    // assessments, with the worker's own timeout.
+    let phase = if opts.dry_run { opts } else { &blocking };
     let processes = ProcessTable::scan();
     let mut outcomes = Vec::new();
     let mut refused = Vec::new();
@@ -64,7 +77,7 @@ pub fn sweep(config: &Config, opts: &Options) -> Report {
                 "root {} does not exist: nothing to sweep",
                 root.path.display()
             ),
-            Ok(Some(open)) => match block(root, &open, &processes, opts, &mut outcomes) {
+            Ok(Some(open)) => match block(root, &open, &processes, phase, &mut outcomes) {
                 Ok(()) => opened.push((root, open)),
                 Err(error) => refused.push(RefusedRoot {
                     path: root.path.clone(),
