@@ -483,7 +483,7 @@ fn unsafe_roots_are_refused_and_the_others_still_swept() {
     }
     std::fs::write(&h.cfg, text).unwrap();
     let (code, doc) = h.sweep(&[]);
-    assert_eq!(code, 0);
+    assert_eq!(code, 2, "a refused root fails the sweep: {doc}");
     assert!(h.live().is_empty(), "the good root was swept");
     assert!(open.join("victim/file").exists());
     let refused: Vec<&str> = doc["refused_roots"]

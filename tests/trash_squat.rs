@@ -1,7 +1,8 @@
 //! `treeward-sweep` as root against a sticky root (mode 1777, like `/tmp`)
 //! where another user (uid 4343) squats the names treeward reserves: the
 //! trash, and names inside it. The squat is removed as residue, never
-//! followed and never blocked on, and the sweep carries on. Root-only:
+//! followed and never blocked on, and the sweep carries on; a root the
+//! sweep refuses fails it (exit 2) once the others are swept. Root-only:
 //! skipped with a printed reason otherwise (CI runs as root).
 
 mod common;
@@ -268,4 +269,47 @@ fn strays_in_the_trash_are_removed_as_residue_and_open_batches_of_the_owner_kept
     assert!(open_batch.join("sess-kept/file").is_file());
     assert_eq!(entry(&doc, &open_batch)["action"], "refused", "{doc:#}");
     assert_eq!(common::live_names(&h.root), Vec::<String>::new());
+}
+
+#[test]
+fn a_refused_root_fails_the_sweep_once_the_others_are_swept() {
+    let Some(h) = host() else {
+        return;
+    };
+    h.residue();
+    // World-writable without the sticky bit: anyone could plant entries.
+    let open = h.f.tmp.path().join("open-root");
+    write(&open.join("victim/file"), "v\n");
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let mut text = std::fs::read_to_string(&h.cfg).unwrap();
+    text.push_str(&format!(
+        "\n[[root]]\npath = \"{}\"\npatterns = [\"*\"]\n",
+        open.display()
+    ));
+    std::fs::write(&h.cfg, text).unwrap();
+
+    // A dry run that would refuse the root fails too, and changes nothing.
+    let before = snapshot(h.f.tmp.path());
+    let (code, doc, stderr) = h.sweep(&["--dry-run"]);
+    assert_eq!(code, 2, "{stderr}\n{doc:#}");
+    assert_eq!(snapshot(h.f.tmp.path()), before);
+
+    let (code, doc, stderr) = h.sweep(&[]);
+    assert_eq!(code, 2, "{stderr}\n{doc:#}");
+    assert!(stderr.contains("refused 1 root"), "{stderr}");
+    // The report is still the whole JSON document, the refused root in it,
+    let refused = doc["refused_roots"].as_array().unwrap();
+    assert_eq!(refused.len(), 1, "{doc:#}");
+    assert_eq!(refused[0]["path"], open.to_str().unwrap());
+    assert!(refused[0]["error"].as_str().unwrap().contains("sticky"));
+    // and the healthy root was swept; the refused one left alone.
+    assert_eq!(common::live_names(&h.root), Vec::<String>::new());
+    assert_eq!(doc["swept_count"], 3, "{doc:#}");
+    assert!(open.join("victim/file").is_file());
+
+    // Control: the same root made sticky is swept, and the sweep exits 0.
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let (code, doc, stderr) = h.sweep(&[]);
+    assert_eq!(code, 0, "{stderr}\n{doc:#}");
+    assert!(!open.join("victim").exists());
 }
