@@ -67,6 +67,10 @@ pub struct Claim {
     name: OsString,
     owner: Owner,
     lock: Option<String>,
+    /// The former place its admin dir was allowed to name ([`Expect`]).
+    also_named: Option<PathBuf>,
+    /// Its admin dir names that former place, not the entry.
+    named_before: bool,
 }
 
 impl Claim {
@@ -102,6 +106,13 @@ impl Claim {
         self.lock.as_deref()
     }
 
+    /// Whether its admin dir still names where it was before it was moved
+    /// (a relocation that did not happen): git finds its files only once
+    /// the admin dir is pointed at the entry ([`crate::admin_dir::relocate`]).
+    pub fn named_before(&self) -> bool {
+        self.named_before
+    }
+
     /// Opens `<common>/worktrees` again, with the same checks as the claim,
     /// for an operation on the admin dir inside it.
     pub fn open_worktrees(&self) -> Result<OwnedFd, Unclaimed> {
@@ -126,7 +137,7 @@ impl Claim {
         Claimed {
             entry: self.entry.clone(),
             owner: self.owner.uid,
-            also_named: None,
+            also_named: self.also_named.clone(),
         }
     }
 
@@ -307,7 +318,8 @@ pub fn verify_at(
     let backlink = read_pointer(&admin_fd, &admin, "gitdir")?
         .ok_or_else(|| refused(format!("{}/gitdir is missing", admin.display())))?;
     let backlink = PathBuf::from(OsString::from_vec(backlink));
-    let names_us = backlink == entry.join(".git")
+    let named_before = backlink != entry.join(".git");
+    let names_us = !named_before
         || expect
             .also_named
             .is_some_and(|p| backlink == p.join(".git"));
@@ -332,6 +344,8 @@ pub fn verify_at(
             gid: common_st.st_gid,
         },
         lock,
+        also_named: expect.also_named.map(Path::to_path_buf),
+        named_before,
     })
 }
 

@@ -24,7 +24,7 @@ use crate::roots::{OpenRoot, TRASH};
 use crate::sweep::decide::{drain, Drain, EntryKind};
 use crate::sweep::inspect::{kind_at, unlinked_at_risk};
 use crate::sweep::report::{Action, Outcome};
-use crate::trash::{self, Batch, Trash};
+use crate::trash::{self, Batch, Cleared, Stray, Taken, Trash, TrashError};
 use nix::unistd::Uid;
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
@@ -155,7 +155,7 @@ pub fn drain_trash(
     deadline: Option<Instant>,
     out: &mut Vec<Outcome>,
 ) {
-    let trash = match Trash::open(open, false) {
+    let trash = match open_trash(root, open, false, out) {
         Ok(Some(t)) => t,
         Ok(None) => return,
         Err(e) => {
@@ -163,15 +163,15 @@ pub fn drain_trash(
             return;
         }
     };
-    let (batches, problems) = match trash.batches() {
+    let (batches, strays) = match trash.batches() {
         Ok(b) => b,
         Err(e) => {
             out.push(Outcome::new(root.path.join(TRASH), Action::Failed).with_error(e));
             return;
         }
     };
-    for p in problems {
-        out.push(Outcome::new(root.path.join(TRASH), Action::Refused).with_error(p));
+    for stray in strays {
+        out.extend(clear_stray(root, &trash, stray));
     }
     let mut waiting = Vec::new();
     for batch in &batches {
@@ -220,6 +220,84 @@ pub fn drain_trash(
     out.extend(queue.map(|w| Outcome::new(w.original, Action::Deferred)));
     for batch in &batches {
         trash.remove_if_empty(batch);
+    }
+}
+
+/// The trash of `root` for this pass to fill or drain (`create`: made if
+/// missing). As root, residue that squats its name (anything but a
+/// directory of the root's owner: a file, a symlink, a FIFO, another user's
+/// directory) is swapped out for a new trash and removed with the safe
+/// removal engine, and reported in `out`. An unprivileged pass reports a
+/// squatted trash in `out`, left for `treeward-sweep`, and gets `None`.
+/// `Err`: the trash cannot be used, for the caller to report.
+pub fn open_trash(
+    root: &Root,
+    open: &OpenRoot,
+    create: bool,
+    out: &mut Vec<Outcome>,
+) -> Result<Option<Trash>, String> {
+    let squat = match Trash::open(open, create) {
+        Ok(t) => return Ok(t),
+        Err(TrashError::Taken(t)) if !t.may_hold_work() => t,
+        Err(e) => return Err(e.to_string()),
+    };
+    if Uid::effective().is_root() {
+        let (trash, cleared) = Trash::claim(open)?;
+        out.extend(cleared.map(|c| cleared_outcome(root, c)));
+        return Ok(Some(trash));
+    }
+    out.push(squatted(root, &squat));
+    Ok(None)
+}
+
+/// The report line of a squatted trash an unprivileged pass leaves.
+pub fn squatted(root: &Root, squat: &Taken) -> Outcome {
+    Outcome::new(root.path.join(TRASH), Action::Refused).with_error(format!(
+        "the trash is squatted: {squat}; not used, and left for treeward-sweep, which removes it as residue"
+    ))
+}
+
+/// The report line of a squat [`Trash::claim`] removed: the trash, or
+/// the name it was moved aside to when it was not all removed.
+fn cleared_outcome(root: &Root, c: Cleared) -> Outcome {
+    if c.complete() {
+        let mut o = Outcome::new(root.path.join(TRASH), Action::Removed).with_error(c.to_string());
+        o.bytes_freed = c.removed.as_ref().map_or(0, |r| r.bytes);
+        o
+    } else {
+        Outcome::new(root.path.join(&c.aside), Action::Failed).with_error(c.to_string())
+    }
+}
+
+/// A name in the trash that is not a batch: residue that root removes (only
+/// treeward's own batches hold quarantined worktrees), else reported and
+/// left alone.
+fn clear_stray(root: &Root, trash: &Trash, stray: Stray) -> Option<Outcome> {
+    let path = root.path.join(TRASH).join(&stray.name);
+    let taken = match stray.found {
+        Ok(t) => t,
+        Err(e) => return Some(Outcome::new(path, Action::Refused).with_error(e)),
+    };
+    if taken.may_hold_work() {
+        return Some(Outcome::new(path, Action::Refused).with_error(taken.to_string()));
+    }
+    if !Uid::effective().is_root() {
+        return Some(Outcome::new(path, Action::Refused).with_error(format!(
+            "not a batch of treeward's: {taken}; left for treeward-sweep, which removes it as residue"
+        )));
+    }
+    let why = format!("not a batch of treeward's: {taken}");
+    match trash.remove_stray(&stray.name) {
+        Ok(None) => None,
+        Ok(Some((seen, removed))) => {
+            let why = seen.map_or(why, |t| format!("not a batch of treeward's: {t}"));
+            let o = Outcome::new(path, Action::Removed)
+                .with_error(format!("{why}; removed as residue"));
+            Some(settle(o, &removed))
+        }
+        Err(e) => {
+            Some(Outcome::new(path, Action::Failed).with_error(format!("{why}; not removed: {e}")))
+        }
     }
 }
 

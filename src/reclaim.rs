@@ -50,16 +50,26 @@ pub fn at_risk_for_removal(a: &Assessment) -> bool {
 /// assesses and decides. Runs as the claim's owner.
 pub fn reclaim(claim: &Claim, policy: Policy, dry_run: bool) -> Reclaimed {
     let path = claim.entry();
-    let a = risk::assess(path);
     let mut out = Reclaimed {
         decision: Drain::Keep,
-        reasons: a.reasons.clone(),
-        branch: a.branch.clone(),
+        reasons: Vec::new(),
+        branch: None,
         preserved_refs: Vec::new(),
         forgotten: false,
         branch_deleted: false,
         error: None,
     };
+    // A quarantine whose relocation did not happen (its worker was killed):
+    // git finds the files only once the admin dir names where they are.
+    if claim.named_before() && !dry_run {
+        if let Err(e) = crate::admin_dir::relocate(claim) {
+            out.error = Some(e);
+            return out;
+        }
+    }
+    let a = risk::assess(path);
+    out.reasons.clone_from(&a.reasons);
+    out.branch.clone_from(&a.branch);
     if a.kind != Kind::LinkedWorktree {
         out.error = Some(format!(
             "not a linked worktree ({:?}): {}",

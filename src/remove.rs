@@ -259,8 +259,9 @@ pub struct Meta {
 }
 
 impl Meta {
+    /// What a `stat` says.
     #[allow(clippy::unnecessary_cast)] // field types differ between architectures
-    fn from_stat(st: &FileStat) -> Meta {
+    pub fn from_stat(st: &FileStat) -> Meta {
         let fmt = st.st_mode as u32 & SFlag::S_IFMT.bits() as u32;
         let kind = [
             (SFlag::S_IFDIR, Kind::Directory),
@@ -285,7 +286,8 @@ impl Meta {
         }
     }
 
-    fn same_object(&self, other: &Meta) -> bool {
+    /// Whether both describe the same filesystem object (`st_dev`, `st_ino`).
+    pub fn same_object(&self, other: &Meta) -> bool {
         self.dev == other.dev && self.ino == other.ino
     }
 }
@@ -413,6 +415,19 @@ pub fn remove_entry(parent: BorrowedFd<'_>, name: &OsStr) -> Result<Removed, Rem
     walk(parent, name, Strategy::default()).map(|(removed, _)| removed)
 }
 
+/// [`remove_entry`], only if `accept` approves of the entry as the walk's
+/// own `fstatat` sees it: the walk then acts on that very object (a
+/// directory is opened only if it is still the one `accept` saw, else it is
+/// left as [`Problem::Replaced`]; a non-directory is unlinked as itself).
+/// `Ok(None)`: not accepted, nothing done.
+pub fn remove_entry_if(
+    parent: BorrowedFd<'_>,
+    name: &OsStr,
+    accept: impl FnOnce(&Meta) -> bool,
+) -> Result<Option<Removed>, RemoveError> {
+    walk_if(parent, name, Strategy::default(), accept).map(|r| r.map(|(removed, _)| removed))
+}
+
 /// How child directories are checked for mount points.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Strategy {
@@ -472,6 +487,15 @@ fn walk(
     name: &OsStr,
     strategy: Strategy,
 ) -> Result<(Removed, WalkStats), RemoveError> {
+    walk_if(parent, name, strategy, |_| true).map(|r| r.expect("every entry is accepted"))
+}
+
+fn walk_if(
+    parent: BorrowedFd<'_>,
+    name: &OsStr,
+    strategy: Strategy,
+    accept: impl FnOnce(&Meta) -> bool,
+) -> Result<Option<(Removed, WalkStats)>, RemoveError> {
     if !is_valid_name(name) {
         return Err(RemoveError::InvalidName {
             name: name.to_os_string(),
@@ -491,6 +515,9 @@ fn walk(
             })
         }
     };
+    if !accept(&meta) {
+        return Ok(None);
+    }
     // The root's filesystem: an entry that is itself a mount point is left.
     let root_dev = match fstat(parent) {
         Ok(st) => Meta::from_stat(&st).dev,
@@ -517,7 +544,7 @@ fn walk(
     walker.apply(outcome, name);
     walker.run(parent);
     walker.out.complete = walker.entry_gone;
-    Ok((walker.out, walker.stats))
+    Ok(Some((walker.out, walker.stats)))
 }
 
 /// Unlinks a non-directory or opens a directory, after `meta` (its
@@ -983,6 +1010,26 @@ mod tests {
             nlink: 1,
             size: 42,
         }
+    }
+
+    #[test]
+    fn remove_entry_if_acts_only_on_what_it_accepted() {
+        let f = fixture();
+        write(f.root.join("sess-a/file"), "a");
+        let declined = remove_entry_if(f.fd.as_fd(), OsStr::new("sess-a"), |m| {
+            m.kind != Kind::Directory
+        });
+        assert_eq!(declined, Ok(None));
+        assert!(exists(f.root.join("sess-a/file")), "declined: nothing done");
+        let seen = std::cell::Cell::new(None);
+        let removed = remove_entry_if(f.fd.as_fd(), OsStr::new("sess-a"), |m| {
+            seen.set(Some(m.kind));
+            true
+        })
+        .unwrap()
+        .unwrap();
+        assert!(removed.complete && !exists(f.root.join("sess-a")));
+        assert_eq!(seen.get(), Some(Kind::Directory));
     }
 
     #[test]

@@ -126,19 +126,23 @@ impl Host {
             .unwrap_or_else(|| panic!("no record {id}"))
     }
 
-    /// Runs `treeward-reap` as the user, from `/`, with `args`.
-    fn run_reaper(&self, args: &[&str]) -> std::process::Output {
-        Command::new(env!("CARGO_BIN_EXE_treeward-reap"))
-            .arg("--config")
+    /// `treeward-reap` as the user, from `/`, with `args`, to run.
+    fn reaper(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_treeward-reap"));
+        cmd.arg("--config")
             .arg(&self.cfg)
             .args(args)
             .current_dir("/")
             .env("HOME", "/nonexistent")
             .env_remove("TREEWARD_CONFIG")
             .uid(self.user)
-            .gid(self.user)
-            .output()
-            .unwrap()
+            .gid(self.user);
+        cmd
+    }
+
+    /// Runs `treeward-reap` as the user, from `/`, with `args`.
+    fn run_reaper(&self, args: &[&str]) -> std::process::Output {
+        self.reaper(args).output().unwrap()
     }
 
     /// Runs `treeward-reap --json` as the user; exit status, the JSON
@@ -717,4 +721,84 @@ fn detached_and_unmerged_work_and_a_planted_symlink() {
         "the link is gone"
     );
     assert_eq!(snapshot(&canary), before, "its target is untouched");
+}
+
+#[test]
+fn a_squatted_trash_is_reported_and_left_to_the_sweep_and_the_pass_goes_on() {
+    if !common::is_root() {
+        eprintln!("skipped: squats as uid 4343, reaps as uid {NOBODY}, sweeps as root");
+        return;
+    }
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    // Two roots of the user's: the first sticky (mode 1777), where uid 4343
+    // squats the trash with a FIFO; the second plain.
+    let h = make_host(NOBODY);
+    let second = h.f.tmp.path().join("wt2");
+    std::fs::create_dir(&second).unwrap();
+    h.configure(
+        "0s",
+        "preserve",
+        &format!(
+            "owner = \"nobody\"\n\n[[root]]\npath = \"{}\"\npatterns = [\"*\"]\ngrace = \"0s\"\nowner = \"nobody\"\n",
+            second.display()
+        ),
+    );
+    let here = h.f.worktree("orphan-here", "t-here");
+    let there = second.join("orphan-there");
+    add_worktree(&h.f.repo, &there, Some("t-there"));
+    h.hand_over();
+    chown_r(&second, NOBODY);
+    set_mtime(&there, "2 hours ago");
+    chown_r(&h.root, NOBODY);
+    std::fs::set_permissions(&h.root, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    h.write_ledger(vec![]);
+    let trash = h.root.join(".treeward-trash");
+    let squat = Command::new("mkfifo")
+        .arg(&trash)
+        .uid(4343)
+        .gid(4343)
+        .status()
+        .unwrap();
+    assert!(squat.success());
+
+    let out = common::output_within(&mut h.reaper(&["--json"]), Duration::from_secs(60));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // Reported: squatted, by whom, and who clears it.
+    let line = entry(&doc, &trash);
+    assert_eq!(line["action"], "refused", "{doc:#}");
+    let why = line["error"].as_str().unwrap();
+    assert!(
+        why.contains("squatted")
+            && why.contains("a FIFO of uid 4343")
+            && why.contains("treeward-sweep"),
+        "{why}"
+    );
+    // The pass went on: both roots' orphans reclaimed, nothing refused whole.
+    assert_eq!(entry(&doc, &there)["action"], "removed", "{doc:#}");
+    assert_eq!(entry(&doc, &here)["action"], "removed", "{doc:#}");
+    assert_eq!(doc["refused_roots"], json!([]));
+    assert!(!there.exists() && !here.exists());
+    assert!(std::fs::symlink_metadata(&trash)
+        .unwrap()
+        .file_type()
+        .is_fifo());
+
+    // The sweep, as root, clears it: the trash is the root owner's again.
+    let out = common::output_within(
+        Command::new(env!("CARGO_BIN_EXE_treeward-sweep"))
+            .args(["--json", "--config"])
+            .arg(&h.cfg),
+        Duration::from_secs(60),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m = std::fs::symlink_metadata(&trash).unwrap();
+    assert!(m.is_dir());
+    assert_eq!((m.uid(), m.mode() & 0o7777), (NOBODY, 0o711));
 }

@@ -483,7 +483,7 @@ fn unsafe_roots_are_refused_and_the_others_still_swept() {
     }
     std::fs::write(&h.cfg, text).unwrap();
     let (code, doc) = h.sweep(&[]);
-    assert_eq!(code, 0);
+    assert_eq!(code, 2, "a refused root fails the sweep: {doc}");
     assert!(h.live().is_empty(), "the good root was swept");
     assert!(open.join("victim/file").exists());
     let refused: Vec<&str> = doc["refused_roots"]
@@ -635,9 +635,9 @@ fn a_worktree_linked_by_relative_paths_is_left_in_place() {
     assert_eq!(snapshot(&wt), before, "left exactly as it was");
 }
 
-/// Pids of live treeward workers running as `uid` (their first argument is
-/// the worker flag).
-fn workers_of(uid: u32) -> Vec<i32> {
+/// Pids of live treeward workers running as `uid` that `parent` started
+/// (their first argument is the worker flag).
+fn workers_of(uid: u32, parent: u32) -> Vec<i32> {
     let mut pids = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
@@ -645,12 +645,15 @@ fn workers_of(uid: u32) -> Vec<i32> {
         };
         let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
         let status = std::fs::read_to_string(entry.path().join("status")).unwrap_or_default();
-        let runs_as = status
-            .lines()
-            .find_map(|l| l.strip_prefix("Uid:"))
-            .and_then(|ids| ids.split_whitespace().nth(1))
-            .and_then(|euid| euid.parse::<u32>().ok());
-        if runs_as == Some(uid)
+        let field = |name: &str, n: usize| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|ids| ids.split_whitespace().nth(n))
+                .and_then(|v| v.parse::<u32>().ok())
+        };
+        if field("Uid:", 1) == Some(uid)
+            && field("PPid:", 0) == Some(parent)
             && cmdline
                 .split(|b| *b == 0)
                 .nth(1)
@@ -710,13 +713,21 @@ fn a_stopped_worker_fails_only_its_own_entries() {
     .unwrap();
     let (free, stuck) = (&made[0], &made[1]);
 
+    let started = std::time::Instant::now();
+    let sweep = Command::new(env!("CARGO_BIN_EXE_treeward-sweep"))
+        .args(["--json", "--budget", "3s", "--config"])
+        .arg(&cfg)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let sweep_pid = sweep.id();
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let stopper = {
         let done = done.clone();
         std::thread::spawn(move || {
             let mut stopped = 0;
             while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                for pid in workers_of(OWNER) {
+                for pid in workers_of(OWNER, sweep_pid) {
                     let pid = nix::unistd::Pid::from_raw(pid);
                     if nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).is_ok() {
                         stopped += 1;
@@ -727,12 +738,7 @@ fn a_stopped_worker_fails_only_its_own_entries() {
             stopped
         })
     };
-    let started = std::time::Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_treeward-sweep"))
-        .args(["--json", "--budget", "3s", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = sweep.wait_with_output().unwrap();
     let took = started.elapsed();
     done.store(true, std::sync::atomic::Ordering::Relaxed);
     let stopped = stopper.join().unwrap();

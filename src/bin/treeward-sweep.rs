@@ -4,7 +4,11 @@
 //!
 //! Exit status: 0 done (per-entry failures are in the report, and are
 //! retried next pass: a sweep must not keep the service down for one stuck
-//! entry), 2 an error, 78 bad configuration (nothing touched).
+//! entry); 2 an error, or a root the sweep refused (not sticky and writable
+//! by others, owned by a stranger, a symlink, cannot be listed...; also
+//! under `--dry-run`), once every other root is swept and the report
+//! printed, so that `ExecStartPre=` keeps the service down on a root the
+//! sweep could not vouch for; 78 bad configuration (nothing touched).
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -63,5 +67,21 @@ fn run(args: Args) -> Result<u8, Error> {
     treeward::logging::event(level, &report.summary(), &report.fields());
     treeward::logging::status(&report.summary());
     cli::print_report(args.common.json, &report, || report.render_human())?;
-    Ok(EXIT_OK)
+    refusal(&report).map_or(Ok(EXIT_OK), |e| Err(Error::Failed(e)))
+}
+
+/// The error a sweep that refused a root ends with (after its report).
+fn refusal(report: &sweep::report::Report) -> Option<String> {
+    let paths: Vec<String> = report
+        .refused_roots
+        .iter()
+        .map(|r| r.path.display().to_string())
+        .collect();
+    (!paths.is_empty()).then(|| {
+        format!(
+            "refused {} root(s), not swept: {} (see the report); the other roots were swept",
+            paths.len(),
+            paths.join(", ")
+        )
+    })
 }

@@ -52,7 +52,12 @@ pub fn inspect(
     } else {
         (kind_at(open.fd.as_fd(), name, st.st_mode)?, None, None)
     };
-    let locked = claim.as_ref().is_some_and(|c| c.lock().is_some());
+    // A quarantine lock on an entry still in the root is the sweep's own,
+    // left by a pass that was killed between locking and renaming: not an
+    // owner's "keep".
+    let locked = claim
+        .as_ref()
+        .is_some_and(|c| c.lock().is_some_and(|r| r != super::QUARANTINE_LOCK));
     let in_use =
         is_dir && (!processes.users_of(&path).is_empty() || flock_held(&path).unwrap_or(false));
     Ok(Some(Inspected {

@@ -22,10 +22,12 @@ pub mod report;
 use crate::as_owner::{Owner, Request, Response, Worker};
 use crate::claim::{self, Claim, Claimed};
 use crate::config::{Config, Root};
-use crate::drain::{action_of, call, call_simple, drain_trash, planned, record};
+use crate::drain::{
+    action_of, call, call_simple, drain_trash, open_trash, planned, record, squatted,
+};
 use crate::in_use::ProcessTable;
 use crate::roots::{self, OpenRoot, TRASH};
-use crate::trash::{self, Batch, Trash};
+use crate::trash::{self, Batch, Trash, TrashError};
 use decide::{drain, first, First};
 use inspect::{inspect, unlinked_at_risk, Inspected};
 use nix::errno::Errno;
@@ -156,13 +158,15 @@ fn block(
         }
     }
     if opts.dry_run {
+        plan_trash(root, open, !to_quarantine.is_empty(), out)?;
         plan(root, open, to_quarantine, opts, out);
         return Ok(());
     }
     if to_quarantine.is_empty() {
         return Ok(());
     }
-    let trash = Trash::open(open, true)?.ok_or("the trash vanished")?;
+    let trash = open_trash(root, open, true, out)?
+        .ok_or("its trash is squatted and this pass is not root: nothing can be quarantined")?;
     let batch = trash.new_batch()?;
     quarantine(root, open, &batch, to_quarantine, opts, out);
     Ok(())
@@ -187,6 +191,30 @@ fn denied(path: PathBuf, uid: u32, e: Errno) -> Outcome {
     } else {
         Outcome::new(path, Action::Failed).with_error(e.desc())
     }
+}
+
+/// `--dry-run`: what would be done with the root's trash when something
+/// else holds its name (see [`crate::drain::open_trash`]). `Err` where the
+/// real pass would refuse the root: it `needs` the trash, and cannot have it.
+fn plan_trash(
+    root: &Root,
+    open: &OpenRoot,
+    needed: bool,
+    out: &mut Vec<Outcome>,
+) -> Result<(), String> {
+    let path = root.path.join(TRASH);
+    match Trash::open(open, false) {
+        Ok(_) => {}
+        Err(TrashError::Taken(t)) if !t.may_hold_work() && Uid::effective().is_root() => out.push(
+            planned(path, Action::Removed).with_error(format!(
+                "the trash is squatted: {t}; it would be removed as residue, and treeward's own trash would take its place"
+            )),
+        ),
+        Err(e) if needed => return Err(e.to_string()),
+        Err(TrashError::Taken(t)) if !t.may_hold_work() => out.push(squatted(root, &t)),
+        Err(e) => out.push(Outcome::new(path, Action::Refused).with_error(e.to_string())),
+    }
+    Ok(())
 }
 
 /// `--dry-run`: what the drain would do with each entry, assessed read-only
@@ -258,13 +286,14 @@ fn quarantine(
             })
             .collect();
         let answers = call_simple(&opts.worker, *owner, &requests, |r| {
-            matches!(
-                r,
+            match r {
                 Response::Locked {
-                    newly_locked: true,
-                    ..
-                }
-            )
+                    newly_locked: true, ..
+                } => true,
+                // Our own lock, left by a pass killed before its rename.
+                Response::Locked { reason, .. } => reason.as_deref() == Some(QUARANTINE_LOCK),
+                _ => false,
+            }
         });
         for (&i, answer) in idx.iter().zip(answers) {
             if let Err(e) = answer {

@@ -357,3 +357,42 @@ pub fn ledger_state(ledger: &Path, id: &str) -> serde_json::Value {
         .unwrap_or_else(|| panic!("no record {id} in {doc}"))["state"]
         .clone()
 }
+
+/// Runs `cmd` to its end and returns its output, failing the test if it
+/// has not ended within `limit` (it is killed then): for a program that
+/// must not hang, such as one that meets a FIFO where it expects a
+/// directory. stdout and stderr go to files, so a full pipe cannot stall it.
+pub fn output_within(cmd: &mut Command, limit: std::time::Duration) -> Output {
+    use std::io::{Read, Seek};
+    let mut out = tempfile::tempfile().unwrap();
+    let mut err = tempfile::tempfile().unwrap();
+    let mut child = ChildGuard(
+        cmd.stdin(std::process::Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(err.try_clone().unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "{cmd:?} still running after {limit:?}: killed (it hangs)"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let read = |f: &mut std::fs::File| {
+        let mut bytes = Vec::new();
+        f.rewind().unwrap();
+        f.read_to_end(&mut bytes).unwrap();
+        bytes
+    };
+    Output {
+        status,
+        stdout: read(&mut out),
+        stderr: read(&mut err),
+    }
+}
