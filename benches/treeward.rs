@@ -284,7 +284,7 @@ fn bench_sweep(tmp: &Path) {
     std::fs::write(
         &cfg,
         format!(
-            "ledger = \"{}\"\n[[root]]\npath = \"{}\"\npatterns = [\"review-*\"]\n",
+            "ledger = \"{}\"\n[[root]]\npath = \"{}\"\npatterns = [\"review-*\"]\nowner = \"{uid}\"\n",
             tmp.join("ledger.json").display(),
             root.display()
         ),
@@ -562,7 +562,9 @@ fn bench_hook(tmp: &Path) {
 fn main() {
     // `cargo bench` passes `--bench`; a filter argument selects by name.
     let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    let tmp = tempfile::tempdir().unwrap();
+    // Not under /tmp: treeward never acts on a repository below a
+    // directory others can write (SECURITY.md).
+    let tmp = tempfile::tempdir_in(common::strict_base()).unwrap();
     println!("treeward benchmarks (median of {ROUNDS} rounds after a warm-up; ratio = treeward / alternative)");
     let suites: [Suite; 4] = [
         ("check", bench_check),
