@@ -28,8 +28,9 @@ struct Residue {
 
 impl Residue {
     fn plant() -> Residue {
-        // Out of /tmp, where a container's systemd may mount a tmpfs.
-        let f = Fixture::new_in(Path::new("/var/tmp"));
+        // Out of /tmp (where a container's systemd may mount a tmpfs), under a
+        // directory only root can write: a repository treeward may act on.
+        let f = Fixture::new_in(&common::strict_base());
         std::fs::set_permissions(f.tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let root = f.tmp.path().join("wt");
         f.worktree("sess-clean", "task-clean");
@@ -239,11 +240,11 @@ fn the_boot_unit_sweeps_while_the_system_comes_up() {
         return;
     }
     let r = Residue::plant();
-    // At boot the sandbox knows no `agent` yet: a root owned by root, and no
-    // `owner` (the sweep acts as the repository's owner by its uid alone).
+    // At boot the sandbox knows no `agent` account yet: a root owned by
+    // root, and the agent's uid as its `owner` by number.
     std::os::unix::fs::chown(&r.root, Some(0), Some(0)).unwrap();
     let config = r.shared().join("treeward.toml");
-    std::fs::write(&config, r.config("owner = \"agent\"\n")).unwrap();
+    std::fs::write(&config, r.config(&format!("owner = \"{AGENT}\"\n"))).unwrap();
     let units = Units::new();
     units
         .ship("units/treeward-sweep.service", "treeward-sweep.service")
@@ -317,7 +318,7 @@ fn the_reap_timer_reclaims_released_worktrees_but_not_busy_ones() {
     if !sandbox::available() {
         return;
     }
-    let f = Fixture::new_in(Path::new("/var/tmp"));
+    let f = Fixture::new_in(&common::strict_base());
     let released = f.worktree("sess-released", "task-released");
     let busy = f.worktree("sess-busy", "task-busy");
     let (shared, root) = hand_to_agent(&f);
@@ -410,7 +411,7 @@ fn a_worktree_the_agent_adds_is_recorded_by_the_installed_hook() {
     if !sandbox::available() {
         return;
     }
-    let f = Fixture::new_in(Path::new("/var/tmp"));
+    let f = Fixture::new_in(&common::strict_base());
     let (shared, root) = hand_to_agent(&f);
     let units = Units::new();
     let sb = Sandbox::boot(
