@@ -8,11 +8,8 @@
 use crate::claim::Claim;
 use crate::fd;
 use nix::errno::Errno;
-use nix::fcntl::{openat, OFlag};
-use nix::sys::stat::Mode;
 use nix::unistd::{unlinkat, UnlinkatFlags};
 use std::ffi::OsStr;
-use std::fs::File;
 use std::io::Write;
 use std::os::fd::AsFd;
 
@@ -32,20 +29,8 @@ pub enum Lock {
 /// is the lock, and it is created only if it does not exist.
 pub fn lock(claim: &Claim, reason: &str) -> Result<Lock, String> {
     let admin = claim.open_admin().map_err(|e| e.to_string())?;
-    let flags = OFlag::O_WRONLY
-        | OFlag::O_CREAT
-        | OFlag::O_EXCL
-        | OFlag::O_NOFOLLOW
-        | OFlag::O_NONBLOCK
-        | OFlag::O_CLOEXEC;
-    match openat(
-        admin.as_fd(),
-        "locked",
-        flags,
-        Mode::from_bits_truncate(0o644),
-    ) {
-        Ok(fd) => {
-            let mut file = File::from(fd);
+    match fd::create_new_at(admin.as_fd(), OsStr::new("locked")) {
+        Ok(mut file) => {
             file.write_all(reason.as_bytes())
                 .and_then(|()| file.sync_all())
                 .map_err(|e| format!("{}/locked: {e}", claim.admin().display()))?;

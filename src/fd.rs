@@ -168,6 +168,19 @@ fn check_regular(st: &FileStat, cap: u64) -> Result<(), ReadError> {
     Ok(())
 }
 
+/// Creates the new regular file `name` in `dir` for writing (`O_CREAT |
+/// O_EXCL | O_NOFOLLOW`, mode 0644 less the umask): a name that is taken,
+/// a planted symlink included, is never written through (`EEXIST`).
+pub fn create_new_at(dir: BorrowedFd<'_>, name: &OsStr) -> nix::Result<File> {
+    let flags = OFlag::O_WRONLY
+        | OFlag::O_CREAT
+        | OFlag::O_EXCL
+        | OFlag::O_NOFOLLOW
+        | OFlag::O_NONBLOCK
+        | OFlag::O_CLOEXEC;
+    openat(dir, name, flags, Mode::from_bits_truncate(0o644)).map(File::from)
+}
+
 /// Replaces the file `name` of `dir` with `bytes`: written to a new file
 /// (`O_CREAT | O_EXCL | O_NOFOLLOW`, mode 0644 less the umask), synced, then
 /// renamed over `name`. A temporary name that is taken (a planted symlink,
@@ -175,14 +188,7 @@ fn check_regular(st: &FileStat, cap: u64) -> Result<(), ReadError> {
 pub fn replace_at(dir: BorrowedFd<'_>, name: &OsStr, bytes: &[u8]) -> nix::Result<()> {
     let mut tmp = name.to_os_string();
     tmp.push(format!(".treeward.{}", std::process::id()));
-    let flags = OFlag::O_WRONLY
-        | OFlag::O_CREAT
-        | OFlag::O_EXCL
-        | OFlag::O_NOFOLLOW
-        | OFlag::O_NONBLOCK
-        | OFlag::O_CLOEXEC;
-    let fd = openat(dir, tmp.as_os_str(), flags, Mode::from_bits_truncate(0o644))?;
-    let mut file = File::from(fd);
+    let mut file = create_new_at(dir, &tmp)?;
     let written = file.write_all(bytes).and_then(|()| file.sync_all());
     drop(file);
     let renamed = match written {

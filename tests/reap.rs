@@ -149,14 +149,7 @@ impl Host {
     /// document, stderr.
     fn reap(&self, args: &[&str]) -> (i32, Value, String) {
         let out = self.run_reaper(&[&["--json"], args].concat());
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "not JSON ({e}): {} / {stderr}",
-                String::from_utf8_lossy(&out.stdout)
-            )
-        });
-        (out.status.code().unwrap(), doc, stderr)
+        common::json_report(&out)
     }
 
     /// [`Host::reap`] that must exit 0; the JSON document.
@@ -192,14 +185,7 @@ impl Host {
     }
 }
 
-fn entry<'a>(doc: &'a Value, path: &Path) -> &'a Value {
-    doc["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["path"] == path.to_str().unwrap())
-        .unwrap_or_else(|| panic!("{} not in report {doc:#}", path.display()))
-}
+use common::report_entry as entry;
 
 fn not_reported(doc: &Value, path: &Path) -> bool {
     !doc["entries"]

@@ -89,14 +89,7 @@ impl Host {
     }
 }
 
-fn action_of<'a>(doc: &'a Value, path: &Path) -> &'a Value {
-    doc["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["path"] == path.to_str().unwrap())
-        .unwrap_or_else(|| panic!("{} not in report {doc}", path.display()))
-}
+use common::report_entry as action_of;
 
 #[test]
 fn prefixed_residue_goes_and_siblings_stay() {

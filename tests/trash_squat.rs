@@ -11,7 +11,7 @@ use common::{chown_r, output_within, snapshot, write, Fixture};
 use serde_json::Value;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
@@ -107,14 +107,7 @@ impl Host {
                 .args(args),
             LIMIT,
         );
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "not JSON ({e}): {} / {stderr}",
-                String::from_utf8_lossy(&out.stdout)
-            )
-        });
-        (out.status.code().unwrap(), doc, stderr)
+        common::json_report(&out)
     }
 
     /// The trash is root's own private directory (the root's owner: root),
@@ -128,14 +121,7 @@ impl Host {
     }
 }
 
-fn entry<'a>(doc: &'a Value, path: &Path) -> &'a Value {
-    doc["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["path"] == path.to_str().unwrap())
-        .unwrap_or_else(|| panic!("{} not in report {doc:#}", path.display()))
-}
+use common::report_entry as entry;
 
 /// Squats the trash with `script` (run as uid 4343), adds residue, sweeps,
 /// and checks that the squat went as residue (reported as `what`) and

@@ -396,3 +396,27 @@ pub fn output_within(cmd: &mut Command, limit: std::time::Duration) -> Output {
         stderr: read(&mut err),
     }
 }
+
+/// A program's `--json` run: its exit status, the JSON document on stdout
+/// (the test fails, showing both streams, if it is not one) and stderr.
+pub fn json_report(out: &Output) -> (i32, serde_json::Value, String) {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let doc = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {} / {stderr}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
+    (out.status.code().unwrap_or(-1), doc, stderr)
+}
+
+/// The line of a sweep or reap report (`entries`) about `path`; the test
+/// fails, showing the report, if there is none.
+pub fn report_entry<'a>(doc: &'a serde_json::Value, path: &Path) -> &'a serde_json::Value {
+    doc["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["path"] == path.to_str().unwrap())
+        .unwrap_or_else(|| panic!("{} not in report {doc:#}", path.display()))
+}
