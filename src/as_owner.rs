@@ -86,7 +86,7 @@ pub enum Request {
     },
     /// `git worktree unlock` of the claimed worktree.
     UnlockWorktree { claimed: Claimed },
-    /// [`reclaim::relocate`]: point the claimed worktree's admin entry at
+    /// [`admin_dir::relocate`]: point the claimed worktree's admin entry at
     /// where the worktree is now.
     Relocate { claimed: Claimed },
     /// [`reclaim::reclaim`] of the claimed worktree.
