@@ -459,8 +459,11 @@ fn bad_restore_input_is_exit_2_and_changes_nothing() {
     let live = h.f.worktree("live", "t-live");
     let id = h.record(&live); // a record without preserved refs
     let repo = h.f.repo.to_str().unwrap().to_owned();
-    let target = h.f.tmp.path().join("target");
+    // Inside the root: restore creates worktrees nowhere else.
+    let target = h.root.join("target");
     let t = target.to_str().unwrap().to_owned();
+    let outside = h.f.tmp.path().join("outside");
+    let o = outside.to_str().unwrap().to_owned();
     let refs_before = git(&h.f.repo, &["for-each-ref"]);
     let ledger_before = h.ledger_bytes();
     let live_before = contents(&live);
@@ -485,6 +488,10 @@ fn bad_restore_input_is_exit_2_and_changes_nothing() {
             vec![&set, "--repo", &repo, "--path", live.to_str().unwrap()],
             "is a linked worktree",
         ),
+        (
+            vec![&set, "--repo", &repo, "--path", &o],
+            "not an entry of any configured root",
+        ),
     ];
     for (args, says) in cases {
         let mut all = vec!["restore"];
@@ -492,7 +499,7 @@ fn bad_restore_input_is_exit_2_and_changes_nothing() {
         let run = h.treeward(&all);
         assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
         assert!(run.stderr.contains(says), "{args:?}: {}", run.stderr);
-        assert!(!target.exists(), "{args:?}");
+        assert!(!target.exists() && !outside.exists(), "{args:?}");
         assert_eq!(h.ledger_bytes(), ledger_before, "{args:?}");
         assert_eq!(git(&h.f.repo, &["for-each-ref"]), refs_before, "{args:?}");
         assert_eq!(contents(&live), live_before, "{args:?}");
