@@ -357,3 +357,54 @@ pub fn ledger_state(ledger: &Path, id: &str) -> serde_json::Value {
         .unwrap_or_else(|| panic!("no record {id} in {doc}"))["state"]
         .clone()
 }
+
+/// Runs `cmd` and returns its output, failing the test when it has not
+/// finished within `limit` (it is then killed): for commands that must not
+/// hang, whatever they are given.
+pub fn output_within(mut cmd: Command, limit: std::time::Duration) -> Output {
+    use std::process::Stdio;
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the command starts");
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(out) => out.expect("the command runs"),
+        Err(_) => {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            panic!("{cmd:?} did not finish within {limit:?} (killed): it hung");
+        }
+    }
+}
+
+/// Replaces `path` (a file, or nothing) with a FIFO: what a hostile user
+/// plants where treeward, or git, expects a small file.
+pub fn plant_fifo(path: &Path) {
+    let _ = std::fs::remove_file(path);
+    nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+}
+
+/// Asserts that reading `path` by path (`cat`) blocks: the control showing
+/// that a planted FIFO would hang a naive reader.
+pub fn assert_blocks_a_reader(path: &Path) {
+    let status = Command::new("timeout")
+        .args(["2", "cat"])
+        .arg(path)
+        .status()
+        .unwrap();
+    assert_eq!(
+        status.code(),
+        Some(124),
+        "{}: reading it did not block",
+        path.display()
+    );
+}
