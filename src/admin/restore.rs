@@ -205,7 +205,13 @@ pub fn vet(config: &Config, plan: &Plan, euid: u32) -> Result<Repository, Error>
         }
     }
     let owner = claim::expected_owner(root, euid);
-    super::repository(&plan.repository, Some(owner))
+    super::repository(&plan.repository, Some(owner)).map_err(|e| {
+        Error::Usage(format!(
+            "{e}; worktrees in {} belong to uid {owner} (the root's configured `owner`, else \
+             whoever runs treeward), and so must the repository",
+            root.path.display()
+        ))
+    })
 }
 
 /// Restores as the plan says, as the repository's verified owner, then
