@@ -35,10 +35,11 @@
 //! passes ([`AsOwnerError::TimedOut`]); a response that cannot be produced
 //! is a [`Response::Failed`] for that request alone.
 
-use crate::admin::hooks::{self, HookOutcome};
+use crate::admin::hooks::{self, HookOutcome, HookState};
 use crate::admin::rebuild::{self, Restored};
 use crate::admin_dir;
-use crate::claim::{Claim, Claimed, Unclaimed};
+use crate::check;
+use crate::claim::{self, Claim, Claimed, Repository, Unclaimed};
 use crate::config::Policy;
 use crate::error::EXIT_ERROR;
 use crate::reclaim::{self, Reclaimed};
@@ -74,7 +75,8 @@ const MAX_MESSAGE: u64 = 64 << 20;
 pub enum Request {
     /// Reports the ids the worker runs with.
     Probe,
-    /// [`risk::assess`] of the path.
+    /// [`check::assess_verified`] of the path: assessed only if it verifies
+    /// as the serving user's (see `claim`).
     Assess {
         #[serde(with = "wire_path")]
         path: PathBuf,
@@ -118,6 +120,11 @@ pub enum Request {
         repository: PathBuf,
         dry_run: bool,
     },
+    /// [`hooks::state`] of the repository whose common dir is given.
+    HookState {
+        #[serde(with = "wire_path")]
+        repository: PathBuf,
+    },
 }
 
 /// The answer to one [`Request`], in the same position of the batch.
@@ -154,6 +161,10 @@ pub enum Response {
     /// What install-hook or uninstall-hook did.
     Hook {
         outcome: HookOutcome,
+    },
+    /// What the hooks directory holds.
+    HookState {
+        state: HookState,
     },
     /// This request failed; the others in the batch are unaffected.
     Failed {
@@ -705,7 +716,7 @@ pub fn serve_request(request: &Request) -> Response {
     match request {
         Request::Probe => probe(),
         Request::Assess { path } => Response::Assessed {
-            assessment: Box::new(risk::assess(path)),
+            assessment: Box::new(check::assess_verified(path, Uid::effective().as_raw())),
         },
         Request::LockWorktree { claimed, reason } => on_claim(claimed, |c| {
             match admin_dir::lock(c, reason.as_deref().unwrap_or_default()) {
@@ -741,18 +752,41 @@ pub fn serve_request(request: &Request) -> Response {
             path,
             branch,
             dry_run,
-        } => match rebuild::rebuild(repository, prefix, path, branch.as_deref(), *dry_run) {
-            Ok(restored) => Response::Restored { restored },
-            Err(message) => Response::Failed { message },
-        },
+        } => on_repository(repository, |r| {
+            match rebuild::rebuild(r.common(), prefix, path, branch.as_deref(), *dry_run) {
+                Ok(restored) => Response::Restored { restored },
+                Err(message) => Response::Failed { message },
+            }
+        }),
         Request::InstallHook {
             repository,
             dry_run,
-        } => hook_response(hooks::install(repository, *dry_run)),
+        } => on_repository(repository, |r| {
+            hook_response(hooks::install(r.common(), *dry_run))
+        }),
         Request::UninstallHook {
             repository,
             dry_run,
-        } => hook_response(hooks::uninstall(repository, *dry_run)),
+        } => on_repository(repository, |r| {
+            hook_response(hooks::uninstall(r.common(), *dry_run))
+        }),
+        Request::HookState { repository } => {
+            on_repository(repository, |r| match hooks::state(r.common()) {
+                Ok(state) => Response::HookState { state },
+                Err(message) => Response::Failed { message },
+            })
+        }
+    }
+}
+
+/// Verifies the repository again where it is served, as belonging to the
+/// serving user on a strict path, and acts on it only if that holds.
+fn on_repository(common: &Path, act: impl FnOnce(&Repository) -> Response) -> Response {
+    match claim::verify_repository(common, Uid::effective().as_raw()) {
+        Ok(repository) => act(&repository),
+        Err(e) => Response::Failed {
+            message: format!("not acted on: {e}"),
+        },
     }
 }
 
@@ -1052,6 +1086,12 @@ mod tests {
         let inherited = [
             ("GIT_DIR", "/evil"),
             ("GIT_CONFIG_GLOBAL", "/evil/config"),
+            ("GIT_CONFIG_SYSTEM", "/evil/config"),
+            ("GIT_CONFIG_COUNT", "1"),
+            ("GIT_CONFIG_KEY_0", "core.excludesFile"),
+            ("GIT_CONFIG_VALUE_0", "/root/.ignore"),
+            ("GIT_CONFIG_PARAMETERS", "'core.fsmonitor'='/evil'"),
+            ("XDG_CONFIG_HOME", "/root/.config"),
             ("LD_PRELOAD", "/evil.so"),
             ("HOME", "/root"),
             ("PATH", "/evil/bin"),
@@ -1065,6 +1105,8 @@ mod tests {
             .iter()
             .all(|(k, _)| !k.to_string_lossy().starts_with("GIT_")));
         assert_eq!(get(&env, "LD_PRELOAD"), None);
+        // Root's git configuration never reaches the owner's worker.
+        assert_eq!(get(&env, "XDG_CONFIG_HOME"), None);
         assert_eq!(get(&env, "HOME"), Some(OsStr::new(NO_HOME)));
         assert_eq!(get(&env, "PATH"), Some(OsStr::new(WORKER_PATH)));
         assert_eq!(get(&env, "RUST_LOG"), Some(OsStr::new("debug")));
@@ -1164,9 +1206,10 @@ mod tests {
                 dry_run: true,
             },
             Request::UninstallHook {
-                repository: odd,
+                repository: odd.clone(),
                 dry_run: false,
             },
+            Request::HookState { repository: odd },
         ];
         let envelope = Envelope {
             uid: 4242,

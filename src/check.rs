@@ -2,12 +2,21 @@
 //! would lose (the risk assessment), whether something is using it, and what
 //! the ledger knows of it; rendered as a table for people or one JSON
 //! document for scripts (schema in the README).
+//!
+//! Root checks any path, but opens no other user's repository: a worktree
+//! is assessed by its verified owner in a worker ([`assess`]), so neither
+//! root's git configuration nor a planted FIFO or symlink reaches the
+//! verdict, and what cannot be verified is at risk with the refusal as its
+//! error (fail closed).
 
+use crate::as_owner::{Request, Response, Worker};
+use crate::claim;
 use crate::config::Config;
 use crate::in_use::{flock_held, ProcessTable, ProcessUse};
 use crate::ledger::{Document, Record, State};
 use crate::risk::{self, Assessment, Kind, Reason};
 use serde::Serialize;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// One checked path: the assessment plus use and ledger facts.
@@ -34,6 +43,16 @@ pub struct Report {
     /// Why the ledger could not be read, if it could not; the check goes on
     /// without it.
     pub ledger_error: Option<String>,
+    /// Ledger records `--all` did not check, and why.
+    pub skipped: Vec<Skipped>,
+}
+
+/// A ledger record `--all` left out.
+#[derive(Debug, Clone, Serialize)]
+pub struct Skipped {
+    pub path: PathBuf,
+    pub ledger_id: String,
+    pub why: String,
 }
 
 impl Report {
@@ -43,14 +62,27 @@ impl Report {
 }
 
 /// The paths `--all` covers: every ledger record whose directory may still
-/// exist, and every entry under the configured roots, each once.
-pub fn all_targets(config: &Config, ledger: &Document) -> Vec<PathBuf> {
-    let mut paths: Vec<PathBuf> = ledger
-        .records
-        .iter()
-        .filter(|r| !matches!(r.state, State::Removed | State::Preserved) || r.path.exists())
-        .map(|r| r.path.clone())
-        .collect();
+/// exist and whose path is an entry of a configured root, and every entry
+/// under the configured roots, each once. The ledger is untrusted: a record
+/// elsewhere is not checked, but listed as skipped with why.
+pub fn all_targets(config: &Config, ledger: &Document) -> (Vec<PathBuf>, Vec<Skipped>) {
+    let mut paths = Vec::new();
+    let mut skipped = Vec::new();
+    for r in &ledger.records {
+        if crate::admin::entry_of(config, &r.path).is_none() {
+            skipped.push(Skipped {
+                path: r.path.clone(),
+                ledger_id: r.id.clone(),
+                why: "not an entry of any configured root: a ledger record is checked only \
+                      there (name the path to check it)"
+                    .to_owned(),
+            });
+        } else if !matches!(r.state, State::Removed | State::Preserved)
+            || std::fs::symlink_metadata(&r.path).is_ok()
+        {
+            paths.push(r.path.clone());
+        }
+    }
     for root in &config.roots {
         match crate::roots::entries(root) {
             Ok(entries) => paths.extend(entries),
@@ -60,24 +92,38 @@ pub fn all_targets(config: &Config, ledger: &Document) -> Vec<PathBuf> {
     }
     paths.sort();
     paths.dedup();
-    paths
+    (paths, skipped)
 }
 
-/// Checks each path. Reads only.
-pub fn check(paths: &[PathBuf], ledger: &Document, ledger_error: Option<String>) -> Report {
+/// Checks each path. Reads only. A path holding a repository is assessed by
+/// [`assess`]: as root, by its verified owner through `worker`.
+pub fn check(
+    paths: &[PathBuf],
+    ledger: &Document,
+    ledger_error: Option<String>,
+    worker: &Worker,
+) -> Report {
     let processes = ProcessTable::scan();
+    let euid = nix::unistd::Uid::effective().as_raw();
     let worktrees = paths
         .iter()
-        .map(|p| check_one(p, &processes, ledger))
+        .map(|p| check_one(p, &processes, ledger, worker, euid))
         .collect();
     Report {
         worktrees,
         ledger_error,
+        skipped: Vec::new(),
     }
 }
 
-fn check_one(path: &Path, processes: &ProcessTable, ledger: &Document) -> Checked {
-    let assessment = risk::assess(path);
+fn check_one(
+    path: &Path,
+    processes: &ProcessTable,
+    ledger: &Document,
+    worker: &Worker,
+    euid: u32,
+) -> Checked {
+    let assessment = assess(path, worker, euid);
     let record = ledger.records.iter().find(|r| r.path == path);
     let is_dir = matches!(
         assessment.kind,
@@ -98,6 +144,68 @@ fn check_one(path: &Path, processes: &ProcessTable, ledger: &Document) -> Checke
         ledger_id: record.map(|r| r.id.clone()),
         ledger_state: record.map(|r| r.state),
         assessment,
+    }
+}
+
+/// The assessment of `path` for a caller running as `euid`. What holds no
+/// repository is judged from the filesystem alone. A main or linked worktree:
+/// - as root, only once it verifies as one user's (its directory's owner
+///   owns its admin dir and repository too, on a strict path), and then by
+///   that user in a worker: root never opens another user's repository, so
+///   neither that repository's configuration nor root's own (an excludes
+///   file in root's `~/.gitconfig`) shapes the verdict;
+/// - as its own owner, in-process, as `git status` would;
+/// - as anyone else: not assessed.
+///
+/// Whatever is not assessed is at risk with the reason (fail closed).
+pub fn assess(path: &Path, worker: &Worker, euid: u32) -> Assessment {
+    let location = risk::locate(path);
+    if !location.holds_repository() {
+        return risk::assess_located(path, location);
+    }
+    let kind = location.kind();
+    if euid != 0 {
+        return match std::fs::symlink_metadata(path).map(|m| m.uid()) {
+            Ok(uid) if uid == euid => risk::assess_located(path, location),
+            Ok(uid) => risk::unassessed(
+                path,
+                kind,
+                format!(
+                    "{} belongs to uid {uid}, and this runs as uid {euid}: only its owner or \
+                     root can assess it",
+                    path.display()
+                ),
+            ),
+            Err(e) => risk::unassessed(path, kind, format!("{}: {e}", path.display())),
+        };
+    }
+    let repository = match claim::repository_of(path, None) {
+        Ok(r) => r,
+        Err(e) => return risk::unassessed(path, kind, format!("not assessed: {e}")),
+    };
+    let request = Request::Assess {
+        path: path.to_path_buf(),
+    };
+    match worker.call(repository.owner(), &request) {
+        Ok(Response::Assessed { assessment }) => *assessment,
+        Ok(Response::Failed { message }) => risk::unassessed(path, kind, message),
+        Ok(other) => risk::unassessed(path, kind, format!("unexpected reply {other:?}")),
+        Err(e) => risk::unassessed(path, kind, format!("not assessed: {e}")),
+    }
+}
+
+/// The assessment of `path` served to its owner `owner` (this process, or
+/// root for its own): a main or linked worktree is assessed only if it
+/// verifies as `owner`'s (see `claim`), so a worker never opens anything it
+/// was not sent for.
+pub fn assess_verified(path: &Path, owner: u32) -> Assessment {
+    let location = risk::locate(path);
+    if !location.holds_repository() {
+        return risk::assess_located(path, location);
+    }
+    match claim::repository_of(path, Some(owner)) {
+        Ok(_) => risk::assess_located(path, location),
+        Err(e) => risk::unassessed(path, location.kind(), format!("not assessed: {e}")),
     }
 }
 
@@ -122,6 +230,14 @@ pub fn render_human(report: &Report) -> String {
         for line in details(w) {
             out.push_str(&format!("         - {line}\n"));
         }
+    }
+    for s in &report.skipped {
+        out.push_str(&format!(
+            "skipped  {}  ledger record {}: {}\n",
+            s.path.display(),
+            s.ledger_id,
+            s.why
+        ));
     }
     let at_risk = report
         .worktrees

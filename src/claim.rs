@@ -24,6 +24,11 @@
 //! 6. the git files a git operation reads first (`HEAD`, `index`, `locked`,
 //!    `config`...) are regular files or absent, never a FIFO or a device.
 //!
+//! A repository with no live worktree to claim (a preserved set to restore,
+//! a hook to install, a path `treeward-check` is given) is verified the same
+//! way, from its common dir ([`verify_repository`], [`repository_of`]): a
+//! [`Repository`], owned by one user on a strict path.
+//!
 //! Everything it reads is read with [`crate::fd::read_at`]: regular files
 //! only, capped, never blocking. Once a claim holds, the only people who can
 //! change what it proved are root and the owner, and every git operation
@@ -250,6 +255,132 @@ pub fn expected_owner(root: &crate::config::Root, euid: u32) -> u32 {
 /// with the checks of a claim on the way (for removing an admin entry whose
 /// worktree is gone, which no claim can vouch for any more).
 pub fn open_worktrees_of(common: &Path, owner: u32) -> Result<OwnedFd, Unclaimed> {
+    let (fd, _) = open_common(common, owner)?;
+    descend(&fd, common, "worktrees", owner)
+}
+
+/// A repository proven to belong to one user: its common git dir is on a
+/// strict path (as a claim's is), owned by that user, and holds a regular
+/// `HEAD`. What an admin command needs before a git operation on a
+/// repository that has no live worktree to claim (restoring a preserved
+/// set, installing the hook, reading the hook's state). Made only by
+/// [`verify_repository`], [`repository_of`] and [`Claim::repository`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repository {
+    common: PathBuf,
+    owner: Owner,
+}
+
+impl Repository {
+    /// Its common git dir.
+    pub fn common(&self) -> &Path {
+        &self.common
+    }
+
+    /// The one user it belongs to: every git operation on it runs as them.
+    pub fn owner(&self) -> Owner {
+        self.owner
+    }
+}
+
+impl Claim {
+    /// The repository the claimed worktree belongs to, as verified.
+    pub fn repository(&self) -> Repository {
+        Repository {
+            common: self.common.clone(),
+            owner: self.owner,
+        }
+    }
+}
+
+/// Verifies the repository whose common git dir is `common` (absolute,
+/// normal) as one that belongs to `owner`: every directory from `/` to it
+/// owned by root or `owner` and writable by no one else, the common dir
+/// owned by `owner`, its `HEAD` a regular file and the files git opens
+/// first regular or absent.
+pub fn verify_repository(common: &Path, owner: u32) -> Result<Repository, Unclaimed> {
+    let (fd, st) = open_common(common, owner)?;
+    match fd::stat_at(fd.as_fd(), OsStr::new("HEAD")) {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            return Err(Unclaimed::Broken(format!(
+                "{}: not a git repository (it has no HEAD)",
+                common.display()
+            )))
+        }
+        Err(e) => {
+            return Err(Unclaimed::Refused(format!(
+                "{}/HEAD: {e}",
+                common.display()
+            )))
+        }
+    }
+    regular_or_absent(&fd, common, COMMON_FILES)?;
+    Ok(Repository {
+        common: common.to_path_buf(),
+        owner: Owner {
+            uid: owner,
+            gid: st.st_gid,
+        },
+    })
+}
+
+/// The repository a person names by `path` (absolute, normal): a worktree
+/// top with a `.git` directory, a linked worktree (verified as a claim), or
+/// a common git dir itself; verified as belonging to `owner`, or when
+/// `None`, to whoever owns the directory at `path` (one owner all the
+/// same, on a strict path). `NotLinked` when it is none of these, or
+/// nothing is there. Nothing is read through a symlink or from a FIFO, and
+/// libgit2 is not involved: this decides whether it may be.
+pub fn repository_of(path: &Path, owner: Option<u32>) -> Result<Repository, Unclaimed> {
+    let refused = |why: String| Unclaimed::Refused(format!("{}: {why}", path.display()));
+    if !is_normal(path) {
+        return Err(refused("not an absolute, normal path".to_owned()));
+    }
+    let dir = match fd::open_path(path) {
+        Ok(fd) => fd,
+        Err(nix::errno::Errno::ENOENT) => return Err(Unclaimed::NotLinked),
+        Err(e) => {
+            return Err(refused(format!(
+                "cannot be opened as a directory without following a link: {e}"
+            )))
+        }
+    };
+    let st = fstat(dir.as_fd()).map_err(|e| refused(format!("cannot stat: {e}")))?;
+    let owner = owner.unwrap_or(st.st_uid);
+    let kind = |name: &str| {
+        fd::stat_at(dir.as_fd(), OsStr::new(name))
+            .map(|st| st.map(|st| st.st_mode & 0o170000))
+            .map_err(|e| refused(format!("{name}: {e}")))
+    };
+    const DIR: u32 = 0o040000;
+    const REGULAR: u32 = 0o100000;
+    match kind(".git")? {
+        Some(DIR) => {
+            owned_by(&st, owner, "the worktree").map_err(&refused)?;
+            strict(&st, "the worktree").map_err(&refused)?;
+            verify_repository(&path.join(".git"), owner)
+        }
+        Some(REGULAR) => verify(path, Expect::owner(owner)).map(|c| c.repository()),
+        Some(mode) => Err(refused(format!(
+            ".git is {}: git would block or misread it",
+            fd::kind_name(mode)
+        ))),
+        None => match (kind("HEAD")?, kind("commondir")?) {
+            (Some(REGULAR), None) => verify_repository(path, owner),
+            (_, Some(_)) => Err(refused(
+                "the git dir of a linked worktree (it has a commondir): name the repository \
+                 or the worktree instead"
+                    .to_owned(),
+            )),
+            _ => Err(Unclaimed::NotLinked),
+        },
+    }
+}
+
+/// Opens the common dir `common` with the strict checks on its path, and
+/// checks that `owner` owns it.
+fn open_common(common: &Path, owner: u32) -> Result<(OwnedFd, FileStat), Unclaimed> {
     if !is_normal(common) {
         return Err(Unclaimed::Refused(format!(
             "{}: not an absolute, normal path",
@@ -261,7 +392,7 @@ pub fn open_worktrees_of(common: &Path, owner: u32) -> Result<OwnedFd, Unclaimed
         .map_err(|e| Unclaimed::Refused(format!("{}: cannot stat: {e}", common.display())))?;
     owned_by(&st, owner, "the repository")
         .map_err(|why| Unclaimed::Refused(format!("{}: {why}", common.display())))?;
-    descend(&fd, common, "worktrees", owner)
+    Ok((fd, st))
 }
 
 /// Verifies the entry `name` of the open directory `parent`, which lives at
@@ -364,18 +495,12 @@ pub fn verify(path: &Path, expect: Expect<'_>) -> Result<Claim, Unclaimed> {
             path.display()
         )));
     }
-    let mut parent_fd =
-        fd::open_path_root().map_err(|e| Unclaimed::Refused(format!("cannot open /: {e}")))?;
-    for component in parent.components() {
-        if let Component::Normal(c) = component {
-            parent_fd = fd::open_path_at(parent_fd.as_fd(), c).map_err(|e| {
-                Unclaimed::Refused(format!(
-                    "{}: cannot reach it without following a link: {e}",
-                    path.display()
-                ))
-            })?;
-        }
-    }
+    let parent_fd = fd::open_path(parent).map_err(|e| {
+        Unclaimed::Refused(format!(
+            "{}: cannot reach it without following a link: {e}",
+            path.display()
+        ))
+    })?;
     verify_at(parent_fd.as_fd(), parent, name, expect)
 }
 
@@ -492,7 +617,7 @@ fn strict(st: &FileStat, what: &str) -> Result<(), String> {
 fn owned_by(st: &FileStat, owner: u32, what: &str) -> Result<(), String> {
     if st.st_uid != owner {
         return Err(format!(
-            "{what} is owned by uid {}, not by uid {owner}, whose worktrees this root holds",
+            "{what} is owned by uid {}, not by uid {owner}, the one user it must belong to",
             st.st_uid
         ));
     }
@@ -540,7 +665,7 @@ fn regular_or_absent(dir: &OwnedFd, dir_path: &Path, names: &[&str]) -> Result<(
 /// Whether `path` is absolute and written the one way it can be: no `.`,
 /// `..`, doubled or trailing `/` (compared byte for byte: `Path`'s own
 /// comparison skips such differences).
-fn is_normal(path: &Path) -> bool {
+pub fn is_normal(path: &Path) -> bool {
     path.is_absolute() && normalize(path).as_os_str() == path.as_os_str()
 }
 
@@ -602,6 +727,47 @@ mod tests {
         );
         assert_eq!(split_admin(Path::new("/r/.git/modules/a")), None);
         assert_eq!(split_admin(Path::new("/worktrees")), None);
+    }
+
+    #[test]
+    fn a_repository_under_a_world_writable_directory_is_never_one() {
+        // tempdir() is under /tmp (mode 1777): refused whoever asks, before
+        // anything inside is read.
+        let tmp = tempfile::tempdir().unwrap();
+        let common = tmp.path().join("repo/.git");
+        std::fs::create_dir_all(&common).unwrap();
+        std::fs::write(common.join("HEAD"), "ref: refs/heads/main\n").unwrap();
+        let me = nix::unistd::Uid::effective().as_raw();
+        for result in [
+            verify_repository(&common, me),
+            repository_of(&tmp.path().join("repo"), None),
+            repository_of(&common, Some(me)),
+        ] {
+            match result {
+                Err(Unclaimed::Refused(why)) => {
+                    assert!(why.contains("writable by group or others"), "{why}")
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn what_names_no_repository_is_not_linked_and_odd_paths_are_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        assert_eq!(
+            repository_of(&tmp.path().join("absent"), None),
+            Err(Unclaimed::NotLinked)
+        );
+        let odd = tmp.path().join("x/../y");
+        assert!(matches!(
+            repository_of(&odd, None),
+            Err(Unclaimed::Refused(why)) if why.contains("normal")
+        ));
+        assert!(matches!(
+            verify_repository(Path::new("relative/.git"), 0),
+            Err(Unclaimed::Refused(_))
+        ));
     }
 
     #[test]

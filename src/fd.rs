@@ -58,6 +58,25 @@ pub fn open_path_root() -> nix::Result<OwnedFd> {
     )
 }
 
+/// Opens the absolute directory `path` as a handle like [`open_path_at`]
+/// does, one component at a time from `/`: a symlink anywhere on the way
+/// fails (`ELOOP` or `ENOTDIR`), so does a `..` (`EINVAL`).
+pub fn open_path(path: &std::path::Path) -> nix::Result<OwnedFd> {
+    use std::path::Component;
+    if !path.is_absolute() {
+        return Err(Errno::EINVAL);
+    }
+    let mut fd = open_path_root()?;
+    for component in path.components() {
+        match component {
+            Component::RootDir | Component::CurDir => {}
+            Component::Normal(name) => fd = open_path_at(fd.as_fd(), name)?,
+            Component::ParentDir | Component::Prefix(_) => return Err(Errno::EINVAL),
+        }
+    }
+    Ok(fd)
+}
+
 /// `fstatat(parent, name, AT_SYMLINK_NOFOLLOW)`; `None` when nothing is
 /// there.
 pub fn stat_at(parent: BorrowedFd<'_>, name: &OsStr) -> nix::Result<Option<FileStat>> {
@@ -226,6 +245,33 @@ mod tests {
         assert_eq!(read("link"), Err(ReadError::NotRegular("a symlink")));
         assert_eq!(read("fifo"), Err(ReadError::NotRegular("a FIFO")));
         assert_eq!(read("sub"), Err(ReadError::NotRegular("a directory")));
+    }
+
+    #[test]
+    fn open_path_never_follows_a_link_on_the_way() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join("a/b")).unwrap();
+        symlink(tmp.path().join("a"), tmp.path().join("link")).unwrap();
+        assert!(open_path(&tmp.path().join("a/b")).is_ok());
+        for through in ["link/b", "link"] {
+            let err = open_path(&tmp.path().join(through)).unwrap_err();
+            assert!(
+                matches!(err, Errno::ELOOP | Errno::ENOTDIR),
+                "{through}: {err}"
+            );
+        }
+        assert_eq!(
+            open_path(&tmp.path().join("a/../a/b")).unwrap_err(),
+            Errno::EINVAL
+        );
+        assert_eq!(
+            open_path(std::path::Path::new("relative")).unwrap_err(),
+            Errno::EINVAL
+        );
+        assert_eq!(
+            open_path(&tmp.path().join("absent")).unwrap_err(),
+            Errno::ENOENT
+        );
     }
 
     #[test]

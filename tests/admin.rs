@@ -98,6 +98,15 @@ impl Host {
     fn ledger_bytes(&self) -> Vec<u8> {
         std::fs::read(&self.ledger).unwrap_or_default()
     }
+
+    /// Makes the ledger `bytes` again (no file when empty).
+    fn put_back_ledger(&self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            let _ = std::fs::remove_file(&self.ledger);
+        } else {
+            std::fs::write(&self.ledger, bytes).unwrap();
+        }
+    }
 }
 
 fn row<'a>(doc: &'a Value, path: &Path) -> &'a Value {
@@ -459,8 +468,11 @@ fn bad_restore_input_is_exit_2_and_changes_nothing() {
     let live = h.f.worktree("live", "t-live");
     let id = h.record(&live); // a record without preserved refs
     let repo = h.f.repo.to_str().unwrap().to_owned();
-    let target = h.f.tmp.path().join("target");
+    // Inside the root: restore creates worktrees nowhere else.
+    let target = h.root.join("target");
     let t = target.to_str().unwrap().to_owned();
+    let outside = h.f.tmp.path().join("outside");
+    let o = outside.to_str().unwrap().to_owned();
     let refs_before = git(&h.f.repo, &["for-each-ref"]);
     let ledger_before = h.ledger_bytes();
     let live_before = contents(&live);
@@ -485,6 +497,10 @@ fn bad_restore_input_is_exit_2_and_changes_nothing() {
             vec![&set, "--repo", &repo, "--path", live.to_str().unwrap()],
             "is a linked worktree",
         ),
+        (
+            vec![&set, "--repo", &repo, "--path", &o],
+            "not an entry of any configured root",
+        ),
     ];
     for (args, says) in cases {
         let mut all = vec!["restore"];
@@ -492,7 +508,7 @@ fn bad_restore_input_is_exit_2_and_changes_nothing() {
         let run = h.treeward(&all);
         assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
         assert!(run.stderr.contains(says), "{args:?}: {}", run.stderr);
-        assert!(!target.exists(), "{args:?}");
+        assert!(!target.exists() && !outside.exists(), "{args:?}");
         assert_eq!(h.ledger_bytes(), ledger_before, "{args:?}");
         assert_eq!(git(&h.f.repo, &["for-each-ref"]), refs_before, "{args:?}");
         assert_eq!(contents(&live), live_before, "{args:?}");
@@ -764,4 +780,403 @@ fn bad_arguments_are_exit_2() {
     let h = host("");
     assert_eq!(h.treeward(&["install-hook"]).code, 2);
     assert_eq!(h.treeward(&["frobnicate"]).code, 2);
+}
+
+// ------------------------------------------------- a hostile ledger, as root
+
+/// Another user: owns repositories of its own, never the root's.
+const ATTACKER: u32 = 4343;
+
+fn need_root(what: &str) -> bool {
+    common::prerequisite(
+        common::is_root(),
+        &format!("{what} runs as root (CI does) to act for uid {OWNER}"),
+    )
+}
+
+/// A host whose root holds uid 4242's worktrees (`owner = "4242"`, sticky
+/// like /tmp), its repository owned by 4242.
+fn owned_host() -> Host {
+    let h = host(&format!("owner = \"{OWNER}\""));
+    std::fs::set_permissions(&h.root, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    h
+}
+
+/// Hands the host's repository (and origin) to 4242.
+fn hand_over(h: &Host) {
+    chown_r(&h.f.repo, OWNER);
+    chown_r(&h.f.origin, OWNER);
+}
+
+/// Another repository, outside the root, with a preserved set of its own
+/// (so a restore there would succeed if it were attempted), owned by
+/// `owner`; returns it and the set.
+fn victim(owner: u32) -> (Fixture, String) {
+    let v = Fixture::new();
+    std::fs::set_permissions(v.tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let wt = dirty(&v, "review-v");
+    let set = preserve_and_remove(&v, &wt);
+    chown_r(v.tmp.path(), owner);
+    (v, set)
+}
+
+/// Adds a record to the ledger as written by an attacker: `path`,
+/// `repository`, state preserved, listing `set`.
+fn forge(h: &Host, path: &Path, repository: &Path, set: &str) -> String {
+    Ledger::new(&h.ledger)
+        .update(|doc| {
+            let mut r = Record::new(path, repository, OWNER);
+            r.state = State::Preserved;
+            r.preserved_refs = vec![format!("refs/treeward/preserved/{set}/work")];
+            let id = r.id.clone();
+            doc.records.push(r);
+            id
+        })
+        .unwrap()
+}
+
+#[test]
+fn restore_as_root_refuses_a_forged_record_and_touches_nothing() {
+    if !need_root("restore_as_root_refuses_a_forged_record_and_touches_nothing") {
+        return;
+    }
+    let h = owned_host();
+    let wt = dirty(&h.f, "review-legit");
+    let status_before = status(None, &wt);
+    let set = preserve_and_remove(&h.f, &wt);
+    hand_over(&h);
+    let (mine, mine_set) = victim(0);
+    let (theirs, their_set) = victim(ATTACKER);
+    let link = h.f.tmp.path().join("repo-link");
+    std::os::unix::fs::symlink(&h.f.repo, &link).unwrap();
+    let outside = h.f.tmp.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+
+    let repos = [&h.f.repo, &mine.repo, &theirs.repo];
+    let watched = || -> Vec<common::Snapshot> {
+        let mut s: Vec<_> = repos.iter().map(|r| common::snapshot(r)).collect();
+        s.push(common::snapshot(&h.root));
+        s.push(common::snapshot(&outside));
+        s
+    };
+    let dot_git = |r: &Path| r.join(".git");
+    let cases: Vec<(&str, PathBuf, PathBuf, &str, &str)> = vec![
+        (
+            "a root-owned repository",
+            h.root.join("review-a"),
+            dot_git(&mine.repo),
+            &mine_set,
+            "owned by uid 0",
+        ),
+        (
+            "another user's repository",
+            h.root.join("review-b"),
+            dot_git(&theirs.repo),
+            &their_set,
+            "uid 4343",
+        ),
+        (
+            "the owner's repository through a symlink",
+            h.root.join("review-c"),
+            dot_git(&link),
+            &set,
+            "without following a link",
+        ),
+        (
+            "a path outside every root",
+            outside.join("review-d"),
+            dot_git(&h.f.repo),
+            &set,
+            "not an entry of any configured root",
+        ),
+    ];
+    for (what, path, repository, set, says) in cases {
+        let id = forge(&h, &path, &repository, set);
+        let (ledger, before) = (h.ledger_bytes(), watched());
+        for dry_run in [true, false] {
+            let mut args = vec!["restore", id.as_str()];
+            if dry_run {
+                args.push("--dry-run");
+            }
+            let run = h.treeward(&args);
+            assert_eq!(run.code, 2, "{what}: {}", run.stderr);
+            assert!(run.stderr.contains(says), "{what}: {}", run.stderr);
+        }
+        assert!(std::fs::symlink_metadata(&path).is_err(), "{what}: created");
+        assert_eq!(h.ledger_bytes(), ledger, "{what}: the ledger changed");
+        assert!(
+            watched() == before,
+            "{what}: a repository or the root changed"
+        );
+        assert_eq!(root_owned(&h.root), Vec::<String>::new(), "{what}");
+    }
+    // Named on the command line instead of by a record: refused just the same.
+    let before = watched();
+    let run = h.treeward(&[
+        "restore",
+        &mine_set,
+        "--repo",
+        mine.repo.to_str().unwrap(),
+        "--path",
+        h.root.join("review-e").to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("owned by uid 0"), "{}", run.stderr);
+    assert!(watched() == before);
+
+    // Control: the same command on a record that is the owner's, inside
+    // the root, restores, as the owner.
+    let id = forge(&h, &wt, &dot_git(&h.f.repo), &set);
+    let run = h.treeward(&["restore", &id]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(status(Some(OWNER), &wt), status_before);
+    assert_eq!(root_owned(&wt), Vec::<String>::new());
+    assert_eq!(root_owned(&h.f.repo), Vec::<String>::new());
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&wt).unwrap()),
+        OWNER
+    );
+}
+
+#[test]
+fn release_as_root_refuses_a_forged_record_and_writes_nothing() {
+    if !need_root("release_as_root_refuses_a_forged_record_and_writes_nothing") {
+        return;
+    }
+    let h = owned_host();
+    let legit = h.f.worktree("review-ok", "t-ok");
+    hand_over(&h);
+    chown_r(&legit, OWNER);
+    let (mine, _) = victim(0);
+    let mine_wt = mine.worktree("review-m", "t-m"); // outside the root
+    let (theirs, _) = victim(ATTACKER);
+    // The attacker plants a worktree of its own repository in the root.
+    let planted = h.root.join("review-planted");
+    git_as(
+        ATTACKER,
+        &theirs.repo,
+        &common::worktree_add_args(&planted, Some("t-p")),
+    );
+    let link = h.f.tmp.path().join("repo-link");
+    std::os::unix::fs::symlink(&h.f.repo, &link).unwrap();
+
+    let repos = [&h.f.repo, &mine.repo, &theirs.repo];
+    let watched =
+        || -> Vec<common::Snapshot> { repos.iter().map(|r| common::snapshot(r)).collect() };
+    let before = watched();
+    let dot_git = |r: &Path| r.join(".git");
+    let records: Vec<(&str, &Path, PathBuf, &str)> = vec![
+        (
+            "a path outside every root",
+            &mine_wt,
+            dot_git(&mine.repo),
+            "not an entry of any configured root",
+        ),
+        (
+            "the owner's worktree, named as a root-owned repository's",
+            &legit,
+            dot_git(&mine.repo),
+            "belongs to",
+        ),
+        (
+            "the owner's worktree, its repository through a symlink",
+            &legit,
+            dot_git(&link),
+            "belongs to",
+        ),
+        (
+            "another user's worktree planted in the root",
+            &planted,
+            dot_git(&theirs.repo),
+            "does not verify",
+        ),
+    ];
+    for (what, path, repository, says) in records {
+        let clean = h.ledger_bytes();
+        let id = Ledger::new(&h.ledger)
+            .update(|doc| {
+                let r = Record::new(path, &repository, OWNER);
+                let id = r.id.clone();
+                doc.records.push(r);
+                id
+            })
+            .unwrap();
+        let forged = h.ledger_bytes();
+        for args in [
+            vec!["release", id.as_str()],
+            vec!["release", id.as_str(), "--dry-run"],
+        ] {
+            let run = h.treeward(&args);
+            assert_eq!(run.code, 2, "{what}: {}", run.stderr);
+            assert!(run.stderr.contains(says), "{what}: {}", run.stderr);
+            assert_eq!(h.ledger_bytes(), forged, "{what}");
+        }
+        h.put_back_ledger(&clean);
+    }
+    // Unrecorded: a worktree of another user's repository planted in the
+    // root, and one of root's repository outside it.
+    for (path, says) in [
+        (&planted, "owned by uid 4343"),
+        (&mine_wt, "not an entry of any configured root"),
+    ] {
+        let clean = h.ledger_bytes();
+        let run = h.treeward(&["release", path.to_str().unwrap()]);
+        assert_eq!(run.code, 2, "{}: {}", path.display(), run.stderr);
+        assert!(run.stderr.contains(says), "{}", run.stderr);
+        assert_eq!(h.ledger_bytes(), clean);
+    }
+    assert!(watched() == before, "a repository changed");
+
+    // Control: the owner's own worktree in the root is released, its HEAD
+    // read (by the owner).
+    let run = h.treeward(&["release", legit.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let rec = h.records().into_iter().find(|r| r.path == legit).unwrap();
+    assert_eq!(rec.state, State::Released);
+    assert_eq!(rec.uid, OWNER);
+    assert_eq!(rec.branch.as_deref(), Some("t-ok"));
+    assert_eq!(
+        rec.base_commit.as_deref(),
+        Some(git_as(OWNER, &legit, &["rev-parse", "HEAD"]).as_str())
+    );
+    assert_eq!(root_owned(&h.f.repo), Vec::<String>::new());
+}
+
+#[test]
+fn install_hook_as_root_never_follows_core_hooks_path_out_of_the_repository() {
+    if !need_root("install_hook_as_root_never_follows_core_hooks_path_out_of_the_repository") {
+        return;
+    }
+    let h = host("");
+    // Root's own repository (served in-process, as root) and uid 4242's.
+    let mine = Fixture::new();
+    chown_r(&h.f.repo, OWNER);
+    // Outside both: a root-owned directory like /etc/cron.d, and one the
+    // owner can write (so that only the confinement stops a write there).
+    let cron = h.f.tmp.path().join("cron.d");
+    let shared = h.f.tmp.path().join("shared-hooks");
+    std::fs::create_dir(&cron).unwrap();
+    std::fs::create_dir(&shared).unwrap();
+    chown_r(&shared, OWNER);
+    let githooks = h.f.repo.join(".githooks");
+    std::os::unix::fs::symlink(&shared, &githooks).unwrap();
+    std::os::unix::fs::lchown(&githooks, Some(OWNER), Some(OWNER)).unwrap();
+
+    let (cron_s, shared_s) = (cron.to_str().unwrap(), shared.to_str().unwrap());
+    let cases: Vec<(&Fixture, u32, &str, &str)> = vec![
+        (&mine, 0, cron_s, "outside the repository"),
+        (&h.f, OWNER, cron_s, "outside the repository"),
+        (&h.f, OWNER, shared_s, "outside the repository"),
+        (&h.f, OWNER, "../shared-hooks", "outside the repository"),
+        (&h.f, OWNER, ".githooks", "without following a link"),
+    ];
+    for (f, uid, hooks_path, says) in cases {
+        let repo = f.repo.to_str().unwrap();
+        git_as_or_root(uid, &f.repo, &["config", "core.hooksPath", hooks_path]);
+        let before = common::snapshot(&f.repo);
+        for command in ["install-hook", "uninstall-hook"] {
+            let run = h.treeward(&[command, repo]);
+            assert_eq!(run.code, 2, "{command} {hooks_path}: {}", run.stderr);
+            assert!(run.stderr.contains(says), "{hooks_path}: {}", run.stderr);
+        }
+        assert!(common::snapshot(&f.repo) == before, "{hooks_path}");
+        assert_eq!(std::fs::read_dir(&cron).unwrap().count(), 0, "{hooks_path}");
+        assert_eq!(
+            std::fs::read_dir(&shared).unwrap().count(),
+            0,
+            "{hooks_path}"
+        );
+    }
+
+    // Control: a hooks directory inside the repository is installed into,
+    // by its owner.
+    std::fs::remove_file(&githooks).unwrap();
+    for (f, uid) in [(&mine, 0), (&h.f, OWNER)] {
+        let inside = f.repo.join("hooks-inside");
+        git_as_or_root(uid, &f.repo, &["config", "core.hooksPath", "hooks-inside"]);
+        let run = h.treeward(&["install-hook", f.repo.to_str().unwrap()]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        let shim = inside.join("post-checkout");
+        assert!(treeward::admin::hooks::is_shim(
+            &std::fs::read(&shim).unwrap()
+        ));
+        assert_eq!(
+            std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&shim).unwrap()),
+            uid
+        );
+    }
+}
+
+/// git as `uid`, or as this process when `uid` is root.
+fn git_as_or_root(uid: u32, dir: &Path, args: &[&str]) -> String {
+    if uid == 0 {
+        git(dir, args)
+    } else {
+        git_as(uid, dir, args)
+    }
+}
+
+#[test]
+fn list_as_root_is_never_blocked_by_a_planted_fifo() {
+    if !need_root("list_as_root_is_never_blocked_by_a_planted_fifo") {
+        return;
+    }
+    let h = owned_host();
+    let calm = h.f.worktree("calm", "t-calm");
+    git(
+        &h.f.repo,
+        &[
+            "worktree",
+            "lock",
+            "--reason",
+            "agent 7",
+            calm.to_str().unwrap(),
+        ],
+    );
+    let planted = ["locked", "HEAD", "gitdir", "commondir"];
+    let paths: Vec<PathBuf> = planted
+        .iter()
+        .map(|file| h.f.worktree(&format!("fifo-{file}"), &format!("t-{file}")))
+        .collect();
+    hand_over(&h);
+    for p in paths.iter().chain([&calm]) {
+        chown_r(p, OWNER);
+    }
+    for (file, path) in planted.iter().zip(&paths) {
+        let name = path.file_name().unwrap();
+        common::plant_fifo(&h.f.repo.join(".git/worktrees").join(name).join(file));
+        h.record(path);
+    }
+    // Control: a reader by path blocks on it.
+    common::assert_blocks_a_reader(&h.f.repo.join(".git/worktrees/fifo-locked/locked"));
+
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_treeward"));
+    cmd.args(["list", "--json", "--config"]).arg(&h.cfg);
+    let out = common::output_within(&mut cmd, std::time::Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for (file, path) in planted.iter().zip(&paths) {
+        let r = row(&doc, path);
+        assert_eq!(r["recorded"], true, "{file}: {r}");
+        if *file == "commondir" {
+            assert_eq!(r["kind"], "broken", "{r}");
+        } else {
+            let why = r["refused"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{file}: {r}"));
+            assert!(why.contains("FIFO"), "{file}: {why}");
+            assert_eq!(r["locked"], false, "{file}: {r}");
+        }
+    }
+    // The claim is what is read: the calm worktree's lock is seen.
+    let c = row(&doc, &calm);
+    assert_eq!(
+        (
+            c["locked"].clone(),
+            c["lock_reason"].clone(),
+            c["refused"].clone()
+        ),
+        (true.into(), "agent 7".into(), Value::Null),
+        "{c}"
+    );
 }

@@ -6,6 +6,7 @@ mod common;
 
 use common::{config_file, git, git_output, is_root, snapshot, write, ChildGuard, Fixture};
 use serde_json::Value;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -416,4 +417,206 @@ fn a_named_config_file_that_does_not_exist_is_78() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(78));
+}
+
+// ------------------------------------------- as root, on another user's worktree
+
+const OWNER: u32 = 4242;
+
+/// `setup()` with its repository and worktrees handed to uid 4242 (the
+/// config stays root's: as root, treeward trusts no other), readable by
+/// everyone.
+fn owned_setup(worktrees: &[&str]) -> (Fixture, std::path::PathBuf, Vec<std::path::PathBuf>) {
+    let (f, cfg) = setup();
+    let paths = worktrees
+        .iter()
+        .map(|n| f.worktree(n, &format!("b-{n}")))
+        .collect();
+    std::fs::set_permissions(f.tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    for p in [&f.repo, &f.origin, &f.tmp.path().join("wt")] {
+        common::chown_r(p, OWNER);
+    }
+    (f, cfg, paths)
+}
+
+/// `treeward-check --json args` run by `uid` (this process when `None`),
+/// with `env` added; killed and failed after 30 s.
+fn check_as(
+    uid: Option<u32>,
+    cfg: &Path,
+    args: &[&std::ffi::OsStr],
+    env: &[(&str, &Path)],
+) -> (i32, Value) {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_treeward-check"));
+    cmd.arg("--json")
+        .arg("--config")
+        .arg(cfg)
+        .args(args)
+        .env_remove("TREEWARD_CONFIG")
+        .current_dir("/");
+    if let Some(uid) = uid {
+        // As that user would: with a home of its own (none) unless given.
+        cmd.uid(uid).gid(uid).env("HOME", "/nonexistent");
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = common::output_within(&mut cmd, Duration::from_secs(30));
+    let doc = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {} / {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap_or(-1), doc)
+}
+
+#[test]
+fn roots_own_excludes_file_never_hides_another_users_untracked_work() {
+    if !common::prerequisite(is_root(), "checking uid 4242's worktree as root needs root") {
+        return;
+    }
+    let (f, cfg, paths) = owned_setup(&["notes"]);
+    let wt = &paths[0];
+    write(&wt.join("notes.md"), "the only copy\n");
+    common::chown_r(wt, OWNER);
+    // Root's git configuration: every way git and libgit2 find one says
+    // `*.md` is ignored.
+    let home = common::strict_tempdir();
+    let ignore = home.path().join("ignore");
+    write(&ignore, "*.md\n");
+    let config = format!("[core]\n\texcludesFile = {}\n", ignore.display());
+    write(&home.path().join(".gitconfig"), &config);
+    write(&home.path().join("xdg/git/config"), &config);
+    write(&home.path().join("xdg/git/ignore"), "*.md\n");
+    let xdg = home.path().join("xdg");
+    let gitconfig = home.path().join(".gitconfig");
+    let count = Path::new("1");
+    let key = Path::new("core.excludesFile");
+    let roots_config: Vec<(&str, &Path)> = vec![
+        ("HOME", home.path()),
+        ("XDG_CONFIG_HOME", &xdg),
+        ("GIT_CONFIG_GLOBAL", &gitconfig),
+        ("GIT_CONFIG_COUNT", count),
+        ("GIT_CONFIG_KEY_0", key),
+        ("GIT_CONFIG_VALUE_0", &ignore),
+    ];
+
+    // Control: with root's configuration in effect, git hides the file.
+    let status = |with_roots_config: bool| {
+        let mut cmd = Command::new("git");
+        cmd.args(["--no-optional-locks", "-c", "safe.directory=*"])
+            .args(["status", "--porcelain", "-uall"])
+            .current_dir(wt)
+            .env("GIT_CONFIG_NOSYSTEM", "1");
+        if with_roots_config {
+            for (k, v) in &roots_config {
+                cmd.env(k, v);
+            }
+        } else {
+            cmd.env("GIT_CONFIG_GLOBAL", "/dev/null");
+        }
+        String::from_utf8(cmd.output().unwrap().stdout).unwrap()
+    };
+    assert!(!status(true).contains("notes.md"), "{}", status(true));
+    assert!(status(false).contains("?? notes.md"), "{}", status(false));
+
+    let (code, doc) = check_as(None, &cfg, &[wt.as_os_str()], &roots_config);
+    let w = &doc["worktrees"][0];
+    assert_eq!(code, 1, "{doc}");
+    assert_eq!(w["error"], Value::Null, "{w}");
+    assert_eq!(w["repository_owner"], OWNER);
+    assert_eq!(w["reasons"], serde_json::json!(["untracked"]), "{w}");
+    assert_eq!(w["changes"]["untracked"], 1, "{w}");
+    assert_eq!(common::root_owned(&f.repo), Vec::<String>::new());
+    assert_eq!(common::root_owned(wt), Vec::<String>::new());
+
+    // Control: the owner's own configuration is the owner's to apply.
+    std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (code, doc) = check_as(
+        Some(OWNER),
+        &cfg,
+        &[wt.as_os_str()],
+        &[("HOME", home.path())],
+    );
+    assert_eq!(code, 0, "{doc}");
+    assert_eq!(doc["worktrees"][0]["reasons"], serde_json::json!([]));
+}
+
+#[test]
+fn a_fifo_planted_in_a_worktree_never_hangs_the_check_and_is_at_risk() {
+    if !common::prerequisite(
+        is_root(),
+        "checking uid 4242's worktrees as root needs root",
+    ) {
+        return;
+    }
+    let planted = ["locked", "HEAD", "gitdir", "commondir"];
+    let names: Vec<String> = planted.iter().map(|p| format!("fifo-{p}")).collect();
+    let mut all: Vec<&str> = names.iter().map(String::as_str).collect();
+    all.push("calm");
+    let (f, cfg, paths) = owned_setup(&all);
+    for (file, path) in planted.iter().zip(&paths) {
+        let admin = f
+            .repo
+            .join(".git/worktrees")
+            .join(path.file_name().unwrap());
+        common::plant_fifo(&admin.join(file));
+    }
+    // Control: a reader by path blocks on it.
+    common::assert_blocks_a_reader(&f.repo.join(".git/worktrees/fifo-HEAD/HEAD"));
+
+    // Named one by one, and found under the root by --all.
+    let named: Vec<&std::ffi::OsStr> = paths.iter().map(|p| p.as_os_str()).collect();
+    for args in [named, vec!["--all".as_ref()]] {
+        let (code, doc) = check_as(None, &cfg, &args, &[]);
+        assert_eq!(code, 1, "{doc}");
+        let rows = doc["worktrees"].as_array().unwrap();
+        assert_eq!(rows.len(), 5, "{doc}");
+        for (file, path) in planted.iter().zip(&paths) {
+            let w = rows
+                .iter()
+                .find(|w| w["path"] == path.to_str().unwrap())
+                .unwrap();
+            assert_eq!(w["at_risk"], true, "{file}: {w}");
+            let error = w["error"].as_str().unwrap_or_else(|| panic!("{file}: {w}"));
+            assert!(error.contains("FIFO"), "{file}: {error}");
+        }
+        let calm = rows
+            .iter()
+            .find(|w| w["path"] == paths[4].to_str().unwrap())
+            .unwrap();
+        assert_eq!(
+            (calm["at_risk"].clone(), calm["error"].clone()),
+            (false.into(), Value::Null),
+            "the same check on an untouched worktree assesses it: {calm}"
+        );
+    }
+}
+
+#[test]
+fn a_caller_neither_root_nor_the_owner_is_told_and_at_risk() {
+    if !common::prerequisite(is_root(), "switching to uids 4242 and 4343 needs root") {
+        return;
+    }
+    let (_f, cfg, paths) = owned_setup(&["theirs"]);
+    let wt = paths[0].as_os_str();
+    let (code, doc) = check_as(Some(4343), &cfg, &[wt], &[]);
+    assert_eq!(code, 1, "{doc}");
+    let w = &doc["worktrees"][0];
+    assert_eq!(w["at_risk"], true);
+    let error = w["error"].as_str().unwrap();
+    assert!(
+        error.contains("uid 4242") && error.contains("uid 4343"),
+        "{error}"
+    );
+    // Control: its owner assesses it, in-process.
+    let (code, doc) = check_as(Some(OWNER), &cfg, &[wt], &[]);
+    assert_eq!(
+        (code, doc["worktrees"][0]["error"].clone()),
+        (0, Value::Null),
+        "{doc}"
+    );
 }

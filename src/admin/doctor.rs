@@ -10,14 +10,20 @@
 //!   and the hook;
 //! - repositories named by records not yet finished (`active`, `released`,
 //!   `kept`, `retry_remove`): still there, and the `post-checkout` shim
-//!   installed (a repository gone, or without the shim, is a problem);
+//!   installed (a repository gone, or without the shim, is a problem). The
+//!   ledger is untrusted: only records whose path is an entry of a
+//!   configured root are followed (another live one is a problem unless
+//!   `hook_record_anywhere` explains it), each repository must verify as
+//!   the root's owner's, and its hook is read as that owner, never by root
+//!   through a path someone else controls;
 //! - units: `treeward-sweep.service` is a problem when missing only if a root
 //!   is swept, `treeward-reap.service` and `.timer` only if a root is reaped;
 //!   looked for in [`UNIT_DIRS`] unless other directories are given;
 //! - roots: absent (fine: nothing to do yet) or passing [`crate::roots::vet`].
 
-use super::hooks;
-use crate::as_owner::{Identity, Owner};
+use super::hooks::{self, HookState};
+use crate::as_owner::{Identity, Owner, Request, Response, Worker};
+use crate::claim::{self, Unclaimed};
 use crate::config::Config;
 use crate::ledger::{Document, Ledger, LedgerError, State};
 use nix::unistd::{access, AccessFlags};
@@ -38,7 +44,7 @@ pub const UNIT_DIRS: &[&str] = &[
 /// One check.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
-    /// `config`, `ledger`, `repository`, `unit` or `root`.
+    /// `config`, `ledger`, `record`, `repository`, `unit` or `root`.
     pub check: &'static str,
     /// What was checked (a path, a unit name).
     pub subject: String,
@@ -64,8 +70,9 @@ pub struct Diagnosis {
     pub findings: Vec<Finding>,
 }
 
-/// Runs every check.
-pub fn doctor(config: &Config, unit_dirs: &[PathBuf]) -> Diagnosis {
+/// Runs every check; a repository's hook is read as its owner through
+/// `worker`.
+pub fn doctor(config: &Config, unit_dirs: &[PathBuf], worker: &Worker) -> Diagnosis {
     let mut findings = vec![Finding::new(
         "config",
         config.source.to_string(),
@@ -75,7 +82,7 @@ pub fn doctor(config: &Config, unit_dirs: &[PathBuf]) -> Diagnosis {
     let read = Ledger::new(&config.ledger).read();
     findings.extend(ledger_findings(config, &read));
     if let Ok(doc) = &read {
-        findings.extend(repository_findings(doc));
+        findings.extend(repository_findings(config, doc, worker));
     }
     findings.extend(unit_findings(config, unit_dirs));
     findings.extend(root_findings(config));
@@ -179,47 +186,83 @@ fn cannot_write(
     }
 }
 
-fn repository_findings(doc: &Document) -> Vec<Finding> {
-    // Repository → whether any of its records is not finished.
-    let mut repos: BTreeMap<PathBuf, bool> = BTreeMap::new();
+/// One finding per repository of the records: verified as the owner's of
+/// the root their worktrees are entries of, then its hook's state read as
+/// that owner (in a worker, when this runs as root). A record outside every
+/// root is a finding of its own; its repository is not looked at.
+fn repository_findings(config: &Config, doc: &Document, worker: &Worker) -> Vec<Finding> {
+    let euid = super::euid();
+    let mut out = Vec::new();
+    // (Repository, owner) → whether any of its records is not finished.
+    let mut repos: BTreeMap<(PathBuf, u32), bool> = BTreeMap::new();
     for r in &doc.records {
         let live = matches!(
             r.state,
             State::Active | State::Released | State::Kept | State::RetryRemove
         );
-        *repos.entry(r.repository.clone()).or_default() |= live;
-    }
-    repos
-        .into_iter()
-        .map(|(repo, live)| {
-            let subject = repo.display().to_string();
-            let state = if repo.is_dir() {
-                hooks::state(&repo)
-            } else {
-                Err("gone".to_owned())
-            };
-            let (ok, detail) = match state {
-                Ok(s) if s.installed() => {
-                    (true, format!("hook installed in {}", s.hooks_dir.display()))
-                }
-                Ok(s) => (
-                    false,
-                    format!("hook not installed in {}", s.hooks_dir.display()),
-                ),
-                Err(e) => (false, e),
-            };
-            if live || ok {
-                Finding::new("repository", subject, ok, detail)
-            } else {
-                Finding::new(
-                    "repository",
-                    subject,
-                    true,
-                    format!("{detail} (only finished records)"),
-                )
+        match super::entry_of(config, &r.path) {
+            Some(root) => {
+                let owner = claim::expected_owner(root, euid);
+                *repos.entry((r.repository.clone(), owner)).or_default() |= live;
             }
-        })
-        .collect()
+            None => out.push(Finding::new(
+                "record",
+                r.path.display().to_string(),
+                !live || config.hook_record_anywhere,
+                format!(
+                    "ledger record {}: not an entry of any configured root, so its repository \
+                     {} is not looked at",
+                    r.id,
+                    r.repository.display()
+                ),
+            )),
+        }
+    }
+    for ((repo, owner), live) in repos {
+        let subject = repo.display().to_string();
+        let (ok, detail) = match hook_state(&repo, owner, worker, euid) {
+            Ok(s) if s.installed() => {
+                (true, format!("hook installed in {}", s.hooks_dir.display()))
+            }
+            Ok(s) => (
+                false,
+                format!("hook not installed in {}", s.hooks_dir.display()),
+            ),
+            Err(e) => (false, e),
+        };
+        out.push(if live || ok {
+            Finding::new("repository", subject, ok, detail)
+        } else {
+            Finding::new(
+                "repository",
+                subject,
+                true,
+                format!("{detail} (only finished records)"),
+            )
+        });
+    }
+    out
+}
+
+/// The hook's state in `repo`, which must verify as `owner`'s; read by
+/// that owner through `worker` when this runs as root, else in-process
+/// (an unprivileged doctor reads only what it may read anyway).
+fn hook_state(repo: &Path, owner: u32, worker: &Worker, euid: u32) -> Result<HookState, String> {
+    let verified = claim::verify_repository(repo, owner).map_err(|e| match e {
+        Unclaimed::Broken(why) => format!("gone: {why}"),
+        e => format!("refused: {e}"),
+    })?;
+    if euid != 0 {
+        return hooks::state(verified.common());
+    }
+    let request = Request::HookState {
+        repository: verified.common().to_path_buf(),
+    };
+    match super::call_as_owner(worker, &verified, &request) {
+        Ok(Response::HookState { state }) => Ok(state),
+        Ok(other) => Err(format!("unexpected reply {other:?}")),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 fn unit_findings(config: &Config, unit_dirs: &[PathBuf]) -> Vec<Finding> {

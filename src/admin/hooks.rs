@@ -16,20 +16,29 @@
 //!   was chained. A `post-checkout` that is not ours is never touched.
 //! - A chained hook without a shim in front of it is an interrupted install
 //!   or uninstall: install finishes the install, uninstall the uninstall.
-//! - These run as the repository's owner (see `as_owner`): root never writes
-//!   into a user's repository.
+//! - These run as the repository's owner (see `as_owner`), once the
+//!   repository is verified as that one user's on a strict path (see
+//!   `claim`): root never writes into a user's repository, nor acts on one
+//!   that others could have changed.
+//! - The hooks directory must stay inside the repository: a `core.hooksPath`
+//!   that leads outside it (absolute, through `..`, or through a symlink) is
+//!   refused, and nothing is written.
 //!
 //! Failure mode: every problem is an error naming the path; the state on
 //! disk is then one of the states above.
 
-use super::{call_as_owner, common_dir};
+use super::call_as_owner;
 use crate::as_owner::{Request, Response, Worker};
+use crate::claim;
 use crate::error::Error;
+use crate::fd::{self, ReadError};
 use git2::{ConfigLevel, ErrorCode, Repository, RepositoryOpenFlags};
 use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
 use serde::{Deserialize, Serialize};
+use std::ffi::OsStr;
 use std::fs;
 use std::io::{self, Write};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -139,7 +148,8 @@ fn open(path: &Path) -> Result<Repository, git2::Error> {
     )
 }
 
-/// The hooks directory of the repository whose common git dir is `common`.
+/// The hooks directory of the repository whose common git dir is `common`
+/// (absolute, normal), which must stay inside the repository ([`inside`]).
 pub fn hooks_dir(common: &Path) -> Result<PathBuf, String> {
     let failed =
         |e: git2::Error| format!("{}: reading its config: {}", common.display(), e.message());
@@ -148,19 +158,83 @@ pub fn hooks_dir(common: &Path) -> Result<PathBuf, String> {
         .config()
         .and_then(|c| c.open_level(ConfigLevel::Local))
         .map_err(failed)?;
-    match local.get_path("core.hooksPath") {
-        Ok(p) if p.is_absolute() => Ok(p),
-        Ok(p) => Ok(repo.workdir().unwrap_or(repo.path()).join(p)),
-        Err(e) if e.code() == ErrorCode::NotFound => Ok(common.join("hooks")),
-        Err(e) => Err(failed(e)),
-    }
+    let top = repo.workdir().map(claim::normalize);
+    let dir = match local.get_path("core.hooksPath") {
+        // Relative: against the main worktree's top, or a bare repository's
+        // git dir, as git resolves it; `..` folded as the kernel would not
+        // (a symlink on the way is refused below, so the two agree).
+        Ok(p) => claim::normalize(&top.as_deref().unwrap_or(common).join(p)),
+        Err(e) if e.code() == ErrorCode::NotFound => common.join("hooks"),
+        Err(e) => return Err(failed(e)),
+    };
+    // Inside means under the common dir, or under the main worktree that
+    // holds it as its `.git`: never where the config says the worktree is
+    // (`core.worktree` is the config's word, not the filesystem's).
+    let holder = common
+        .parent()
+        .filter(|_| !repo.is_bare() && common.file_name() == Some(OsStr::new(".git")));
+    let bases: Vec<&Path> = holder.into_iter().chain([common]).collect();
+    inside(&dir, &bases)?;
+    Ok(dir)
 }
 
-/// Reads what the hooks directory of `common` holds. Changes nothing.
+/// Pure: the one of `bases` that `dir` lies under, lexically (component by
+/// component); `None` when it leads outside them all.
+pub fn base_of<'b>(dir: &Path, bases: &[&'b Path]) -> Option<&'b Path> {
+    bases.iter().copied().find(|b| dir.starts_with(b))
+}
+
+/// Checks that the hooks directory `dir` stays inside the repository: under
+/// its main worktree's top or its common dir (`bases`), and every part of it
+/// that exists reached from there without following a symlink (what is
+/// missing is created later, as the owner). Git follows `core.hooksPath`
+/// anywhere; treeward, asked to install into one repository, never writes
+/// outside it (a repository's config must not steer a write, as root least
+/// of all, into `/etc/cron.d`).
+fn inside(dir: &Path, bases: &[&Path]) -> Result<(), String> {
+    let Some(base) = base_of(dir, bases) else {
+        let names: Vec<String> = bases.iter().map(|b| b.display().to_string()).collect();
+        return Err(format!(
+            "core.hooksPath leads to {}, outside the repository ({}): treeward installs its \
+             hook only inside the repository it is given",
+            dir.display(),
+            names.join(" or ")
+        ));
+    };
+    let mut at = base.to_path_buf();
+    let mut fd = fd::open_path(base).map_err(|e| {
+        format!(
+            "{}: cannot be opened without following a link: {e}",
+            base.display()
+        )
+    })?;
+    for name in dir.strip_prefix(base).unwrap_or(Path::new("")).iter() {
+        at.push(name);
+        fd = match fd::open_path_at(fd.as_fd(), name) {
+            Ok(next) => next,
+            Err(nix::errno::Errno::ENOENT) => return Ok(()),
+            Err(e) => {
+                return Err(format!(
+                    "{}: not a directory reached without following a link ({e}): the hooks \
+                     directory must be inside the repository",
+                    at.display()
+                ))
+            }
+        };
+    }
+    Ok(())
+}
+
+/// Reads what the hooks directory of `common` holds. Changes nothing, and
+/// reads nothing by path: a FIFO or a symlink as the hook is someone
+/// else's hook, never opened.
 pub fn state(common: &Path) -> Result<HookState, String> {
     let dir = hooks_dir(common)?;
-    let hook = classify(&dir.join(HOOK))?;
-    let chained = exists(&dir.join(CHAINED))?;
+    let (hook, chained) = match fd::open_path(&dir) {
+        Ok(fd) => (classify(&fd, &dir)?, exists(&fd, &dir, CHAINED)?),
+        Err(nix::errno::Errno::ENOENT) => (Found::Absent, false),
+        Err(e) => return Err(format!("{}: {e}", dir.display())),
+    };
     Ok(HookState {
         repository: common.to_path_buf(),
         hooks_dir: dir,
@@ -169,31 +243,31 @@ pub fn state(common: &Path) -> Result<HookState, String> {
     })
 }
 
-fn exists(path: &Path) -> Result<bool, String> {
-    match fs::symlink_metadata(path) {
-        Ok(_) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(format!("{}: {e}", path.display())),
-    }
+/// The largest hook read to see whether it is the shim.
+const MAX_HOOK: u64 = 1 << 20;
+
+fn exists(dir: &OwnedFd, dir_path: &Path, name: &str) -> Result<bool, String> {
+    fd::stat_at(dir.as_fd(), OsStr::new(name))
+        .map(|st| st.is_some())
+        .map_err(|e| format!("{}: {e}", dir_path.join(name).display()))
 }
 
-fn classify(path: &Path) -> Result<Found, String> {
-    let meta = match fs::symlink_metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Found::Absent),
-        Err(e) => return Err(format!("{}: {e}", path.display())),
+fn classify(dir: &OwnedFd, dir_path: &Path) -> Result<Found, String> {
+    let failed = |e: String| format!("{}: {e}", dir_path.join(HOOK).display());
+    let Some(st) = fd::stat_at(dir.as_fd(), OsStr::new(HOOK)).map_err(|e| failed(e.to_string()))?
+    else {
+        return Ok(Found::Absent);
     };
-    if !meta.is_file() {
-        return Ok(Found::Other);
-    }
-    let bytes = fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(if is_shim(&bytes) {
-        Found::Shim {
-            current: bytes == SHIM && meta.permissions().mode() & 0o7777 == SHIM_MODE,
+    match fd::read_at(dir.as_fd(), OsStr::new(HOOK), MAX_HOOK) {
+        Ok(None) => Ok(Found::Absent),
+        Ok(Some(bytes)) if is_shim(&bytes) => Ok(Found::Shim {
+            current: bytes == SHIM && st.st_mode & 0o7777 == SHIM_MODE,
+        }),
+        Ok(Some(_)) | Err(ReadError::NotRegular(_) | ReadError::TooLarge { .. }) => {
+            Ok(Found::Other)
         }
-    } else {
-        Found::Other
-    })
+        Err(e) => Err(failed(e.to_string())),
+    }
 }
 
 /// Installs the shim into the repository whose common git dir is `common`.
@@ -297,32 +371,34 @@ fn sync_dir(dir: &Path) -> Result<(), String> {
 }
 
 /// Installs (or with `remove`, uninstalls) the shim in each repository, as
-/// its owner. Every path is checked to be a repository before any is
-/// changed; the first failure after that stops the run.
+/// its owner. Every path is verified as a repository of the one user who
+/// owns it, on a strict path ([`super::repository`]), before any is changed;
+/// the first failure after that stops the run.
 pub fn install_all(
     repos: &[PathBuf],
     remove: bool,
     worker: &Worker,
     dry_run: bool,
 ) -> Result<Vec<HookOutcome>, Error> {
-    let commons = repos
+    let verified = repos
         .iter()
-        .map(|r| common_dir(r))
+        .map(|r| super::repository(&super::absolute(r)?, None))
         .collect::<Result<Vec<_>, _>>()?;
     let mut out = Vec::new();
-    for repository in commons {
+    for repo in verified {
+        let repository = repo.common().to_path_buf();
         let request = if remove {
             Request::UninstallHook {
-                repository: repository.clone(),
+                repository,
                 dry_run,
             }
         } else {
             Request::InstallHook {
-                repository: repository.clone(),
+                repository,
                 dry_run,
             }
         };
-        match call_as_owner(worker, &repository, &request)? {
+        match call_as_owner(worker, &repo, &request)? {
             Response::Hook { outcome } => out.push(outcome),
             other => return Err(Error::Failed(format!("unexpected reply {other:?}"))),
         }
@@ -366,6 +442,27 @@ mod tests {
         assert!(!is_shim(
             b"#!/bin/sh\n# treeward-shim: post-checkout, sort of\n"
         ));
+    }
+
+    #[test]
+    fn a_hooks_directory_must_lie_under_the_repository() {
+        let (top, common) = (Path::new("/srv/r"), Path::new("/srv/r/.git"));
+        let bases = [top, common];
+        let under = |p: &str| base_of(&claim::normalize(&top.join(p)), &bases);
+        assert_eq!(under(".githooks"), Some(top));
+        assert_eq!(under(".git/hooks"), Some(top));
+        assert_eq!(under("a/../.githooks"), Some(top));
+        assert_eq!(under("../elsewhere"), None);
+        assert_eq!(under("/etc/cron.d"), None);
+        assert_eq!(
+            under("/srv/r-other/hooks"),
+            None,
+            "a shared prefix is not inside"
+        );
+        // A bare repository, or a separate git dir: its own directory.
+        let bare = [Path::new("/srv/bare.git")];
+        assert!(base_of(Path::new("/srv/bare.git/hooks"), &bare).is_some());
+        assert!(base_of(Path::new("/srv/hooks"), &bare).is_none());
     }
 
     #[test]

@@ -3,8 +3,14 @@
 //! and cheaply: no repository is opened (locked is the admin dir's `locked`
 //! file, in use is one `/proc` scan, `flock` probes and the recorded owner).
 //!
+//! Run as root over untrusted entries, it must never block or be led
+//! astray: a path outside the roots is not looked into, and inside an entry
+//! only a verified claim is read (no file by path, so a FIFO planted as
+//! `locked`, `HEAD`, `gitdir` or `commondir` is a refusal, not a hang).
+//!
 //! The JSON document (`--json`) is a contract, documented in the README.
 
+use crate::claim::{self, Expect, Unclaimed};
 use crate::config::Config;
 use crate::in_use::{flock_held, pid_alive, ProcessTable};
 use crate::ledger::{self, Document, Record, State};
@@ -41,6 +47,10 @@ pub struct Listed {
     pub preserved_refs: Vec<String>,
     pub attempts: u32,
     pub last_error: Option<String>,
+    /// Why treeward does not act on this path or record (not an entry of
+    /// any configured root, a worktree that fails its claim, a record whose
+    /// repository is not the one on disk); null when nothing is refused.
+    pub refused: Option<String>,
 }
 
 /// The whole `treeward list --json` document.
@@ -85,20 +95,18 @@ pub fn list(config: &Config, doc: &Document, ledger_error: Option<String>) -> Li
     }
 }
 
-/// What is at `path` now, as an unrecorded row.
+/// What is at `path` now, as an unrecorded row. Nothing inside an entry is
+/// read by path: the kind comes from `lstat` and the `.git`/`commondir`
+/// pointers read with [`crate::fd::read_at`] ([`risk::locate`]); whether it
+/// is locked, and its repository, only from a verified claim.
 fn on_disk(config: &Config, path: &Path, processes: &ProcessTable, now: SystemTime) -> Listed {
     let location = risk::locate(path);
     let meta = std::fs::symlink_metadata(path).ok();
     let is_dir = meta.as_ref().is_some_and(|m| m.is_dir());
-    let (lock_reason, locked) = match &location {
-        Location::Linked { gitdir, .. } => match std::fs::read_to_string(gitdir.join("locked")) {
-            Ok(reason) => (
-                Some(reason.trim_end().to_owned()).filter(|r| !r.is_empty()),
-                true,
-            ),
-            Err(_) => (None, false),
-        },
-        _ => (None, false),
+    let root = super::entry_of(config, path);
+    let seen = match root {
+        None => OnDisk::refused(NOT_AN_ENTRY.to_owned()),
+        Some(root) => look(path, &location, root),
     };
     let mut in_use_by: Vec<u32> = if is_dir {
         processes.users_of(path).iter().map(|u| u.pid).collect()
@@ -109,19 +117,16 @@ fn on_disk(config: &Config, path: &Path, processes: &ProcessTable, now: SystemTi
     let flocked = is_dir && flock_held(path).unwrap_or(false);
     Listed {
         path: path.to_path_buf(),
-        root: config.entry_of(path).map(|(r, _)| r.path.clone()),
+        root: root.map(|r| r.path.clone()),
         recorded: false,
         id: None,
         state: None,
-        repository: match &location {
-            Location::Linked { common, .. } | Location::Main { common } => Some(common.clone()),
-            _ => None,
-        },
+        repository: seen.repository,
         branch: None,
-        kind: kind_of(&location),
+        kind: location.kind(),
         exists: meta.is_some(),
-        locked,
-        lock_reason,
+        locked: seen.lock.is_some(),
+        lock_reason: seen.lock.filter(|r| !r.is_empty()),
         in_use: !in_use_by.is_empty() || flocked,
         in_use_by,
         created_at: None,
@@ -132,6 +137,55 @@ fn on_disk(config: &Config, path: &Path, processes: &ProcessTable, now: SystemTi
         preserved_refs: Vec::new(),
         attempts: 0,
         last_error: None,
+        refused: seen.refused,
+    }
+}
+
+/// Why a path outside the roots is not looked into.
+const NOT_AN_ENTRY: &str =
+    "not an entry of any configured root: treeward does not act on it, nor look inside";
+
+/// What a listing learns from inside an entry.
+#[derive(Default)]
+struct OnDisk {
+    repository: Option<PathBuf>,
+    /// The lock reason ("" when none was given); `None` when unlocked.
+    lock: Option<String>,
+    refused: Option<String>,
+}
+
+impl OnDisk {
+    fn refused(why: String) -> OnDisk {
+        OnDisk {
+            refused: Some(why),
+            ..OnDisk::default()
+        }
+    }
+}
+
+/// Looks inside the entry `path` of `root`: a linked worktree only through
+/// its claim for the root's owner; a main worktree's repository is where
+/// its `.git` directory is.
+fn look(path: &Path, location: &Location, root: &crate::config::Root) -> OnDisk {
+    match location {
+        Location::Main { common } => OnDisk {
+            repository: Some(common.clone()),
+            ..OnDisk::default()
+        },
+        Location::Linked { .. } => {
+            let owner = claim::expected_owner(root, super::euid());
+            match claim::verify(path, Expect::owner(owner)) {
+                Ok(c) => OnDisk {
+                    repository: Some(c.common().to_path_buf()),
+                    lock: c.lock().map(str::to_owned),
+                    refused: None,
+                },
+                Err(Unclaimed::Refused(why)) => OnDisk::refused(why),
+                // Gone or broken meanwhile: residue, nothing to refuse.
+                Err(_) => OnDisk::default(),
+            }
+        }
+        _ => OnDisk::default(),
     }
 }
 
@@ -140,6 +194,14 @@ fn join_record(row: &mut Listed, r: &Record, now: SystemTime) {
     row.recorded = true;
     row.id = Some(r.id.clone());
     row.state = Some(r.state);
+    if let Some(on_disk) = row.repository.as_ref().filter(|c| **c != r.repository) {
+        row.refused.get_or_insert(format!(
+            "the ledger names the repository {}, but the worktree on disk belongs to {}: \
+             the record is not acted on",
+            r.repository.display(),
+            on_disk.display()
+        ));
+    }
     row.repository = Some(r.repository.clone());
     row.branch = r.branch.clone();
     row.created_at = Some(r.created_at.clone());
@@ -156,18 +218,6 @@ fn join_record(row: &mut Listed, r: &Record, now: SystemTime) {
 
 fn seconds_between(then: SystemTime, now: SystemTime) -> Option<u64> {
     now.duration_since(then).ok().map(|d| d.as_secs())
-}
-
-/// Pure: the kind of thing a location is, in the checker's vocabulary.
-pub fn kind_of(location: &Location) -> Kind {
-    match location {
-        Location::Missing => Kind::Missing,
-        Location::Symlink => Kind::Symlink,
-        Location::NotADirectory | Location::Plain { .. } => Kind::NotAWorktree,
-        Location::Main { .. } => Kind::MainWorktree,
-        Location::Linked { .. } => Kind::LinkedWorktree,
-        Location::Broken { .. } => Kind::Broken,
-    }
 }
 
 /// The table a person reads: one line per worktree.
@@ -216,12 +266,9 @@ mod tests {
 
     #[test]
     fn kinds_follow_the_checker() {
-        assert_eq!(kind_of(&Location::Missing), Kind::Missing);
-        assert_eq!(
-            kind_of(&Location::Plain { empty: true }),
-            Kind::NotAWorktree
-        );
-        assert_eq!(kind_of(&Location::Broken { why: "x".into() }), Kind::Broken);
+        assert_eq!(Location::Missing.kind(), Kind::Missing);
+        assert_eq!(Location::Plain { empty: true }.kind(), Kind::NotAWorktree);
+        assert_eq!(Location::Broken { why: "x".into() }.kind(), Kind::Broken);
     }
 
     #[test]

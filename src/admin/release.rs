@@ -16,13 +16,19 @@
 //!   unknown id, a path outside every root, a path that is missing or not a
 //!   linked worktree (the reaper treats such unrecorded entries as orphans
 //!   anyway).
+//! - The ledger is untrusted: a record is released only if its path is an
+//!   entry of a configured root holding either nothing or a worktree that
+//!   verifies as the root's owner's claim, of the repository the record
+//!   names. Otherwise: exit 2, nothing changed. Only the ledger is written;
+//!   nothing of the worktree's repository is read as root.
 
+use crate::as_owner::{Request, Response, Worker};
+use crate::claim::{self, Expect, Unclaimed};
 use crate::config::Config;
 use crate::error::Error;
 use crate::ledger::{Document, Ledger, Record, State};
 use crate::risk::{self, Location};
 use serde::Serialize;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// What a release did.
@@ -39,19 +45,33 @@ pub struct Released {
     pub dry_run: bool,
 }
 
-/// Releases the worktree named by `target` (a record id or a path).
-pub fn release(config: &Config, target: &str, dry_run: bool) -> Result<Released, Error> {
+/// Releases the worktree named by `target` (a record id or a path). Only
+/// the ledger is written; the worktree's HEAD is read (for a new record) as
+/// its verified owner, through `worker`.
+pub fn release(
+    config: &Config,
+    target: &str,
+    worker: &Worker,
+    dry_run: bool,
+) -> Result<Released, Error> {
     let ledger = Ledger::new(&config.ledger);
     // Decided against the current ledger, then redone under the lock: the
     // record found must still be there when it is changed.
     let doc = ledger.read()?;
+    let euid = super::euid();
     let fresh = match find(&doc, target) {
-        Some(_) => None,
-        None => Some(record_from_disk(config, &absolute(target)?)?),
+        Some(i) => {
+            vet_record(config, &doc.records[i], euid)?;
+            None
+        }
+        None => Some(record_from_disk(config, &absolute(target)?, worker, euid)?),
     };
     let apply = |doc: &mut Document| -> Result<Released, Error> {
         let mut out = match (find(doc, target), &fresh) {
-            (Some(i), _) => release_record(&mut doc.records[i]),
+            (Some(i), _) => {
+                vet_record(config, &doc.records[i], euid)?;
+                release_record(&mut doc.records[i])
+            }
             (None, Some(record)) => {
                 doc.records.push(record.clone());
                 Released {
@@ -83,7 +103,34 @@ fn find(doc: &Document, target: &str) -> Option<usize> {
 }
 
 fn absolute(target: &str) -> Result<PathBuf, Error> {
-    std::path::absolute(target).map_err(|e| Error::Usage(format!("{target}: {e}")))
+    super::absolute(Path::new(target))
+}
+
+/// Whether a recorded worktree may be released: its path must be an entry of
+/// a configured root, and what is there either gone or a worktree that
+/// verifies as the root's owner's, of the repository the record names.
+fn vet_record(config: &Config, record: &Record, euid: u32) -> Result<(), Error> {
+    let (id, path) = (&record.id, &record.path);
+    let refused = |why: String| {
+        Error::Usage(format!(
+            "ledger record {id} ({}): {why}: the record is not trusted, nothing changed",
+            path.display()
+        ))
+    };
+    let Some(root) = super::entry_of(config, path) else {
+        return Err(refused("not an entry of any configured root".to_owned()));
+    };
+    let owner = claim::expected_owner(root, euid);
+    match claim::verify(path, Expect::owner(owner)) {
+        Ok(c) if c.common() == record.repository => Ok(()),
+        Ok(c) => Err(refused(format!(
+            "it names the repository {}, but the worktree there belongs to {}",
+            record.repository.display(),
+            c.common().display()
+        ))),
+        Err(_) if risk::locate(path) == Location::Missing => Ok(()),
+        Err(e) => Err(refused(format!("what is there does not verify: {e}"))),
+    }
 }
 
 /// Pure: moves a record to `released` when it is before that state.
@@ -104,62 +151,59 @@ pub fn release_record(record: &mut Record) -> Released {
 }
 
 /// A `released` record for the unrecorded linked worktree at `path`, which
-/// must be an entry of a configured root.
-fn record_from_disk(config: &Config, path: &Path) -> Result<Record, Error> {
-    if config.entry_of(path).is_none() {
+/// must be an entry of a configured root and verify as a claim of the root's
+/// owner. Its branch and HEAD are read by that owner (the assessment, in a
+/// worker when this runs as root): root opens no repository of another user.
+fn record_from_disk(
+    config: &Config,
+    path: &Path,
+    worker: &Worker,
+    euid: u32,
+) -> Result<Record, Error> {
+    let Some(root) = super::entry_of(config, path) else {
         return Err(Error::Usage(format!(
             "{}: no ledger record, and not an entry of any configured root (nothing changed)",
             path.display()
         )));
-    }
-    let (common, name) = match risk::locate(path) {
-        Location::Linked { common, name, .. } => (common, name),
-        Location::Missing => {
+    };
+    let owner = claim::expected_owner(root, euid);
+    let claim = match claim::verify(path, Expect::owner(owner)) {
+        Ok(c) => c,
+        Err(Unclaimed::NotLinked) if risk::locate(path) == Location::Missing => {
             return Err(Error::Usage(format!(
                 "{}: no ledger record and no such file or directory",
                 path.display()
             )))
         }
-        _ => {
+        Err(Unclaimed::NotLinked) => {
             return Err(Error::Usage(format!(
                 "{}: no ledger record, and not a linked worktree: there is nothing to release \
                  (the reaper treats unrecorded entries as orphans)",
                 path.display()
             )))
         }
+        Err(e) => {
+            return Err(Error::Usage(format!(
+                "{}: no ledger record, and refused: {e} (nothing changed)",
+                path.display()
+            )))
+        }
     };
-    let meta = std::fs::symlink_metadata(path)
-        .map_err(|e| Error::Failed(format!("{}: {e}", path.display())))?;
-    let mut record = Record::new(path, &common, meta.uid());
-    record.worktree_name = Some(name);
-    let head = head_of(path);
-    record.branch = head.0;
-    record.base_commit = head.1;
+    let mut record = Record::new(path, claim.common(), claim.owner().uid);
+    record.worktree_name = Some(claim.name().to_string_lossy().into_owned());
+    let request = Request::Assess {
+        path: path.to_path_buf(),
+    };
+    match worker.call(claim.owner(), &request) {
+        Ok(Response::Assessed { assessment }) => {
+            record.branch = assessment.branch;
+            record.base_commit = assessment.head;
+        }
+        Ok(other) => log::warn!("{}: HEAD not read: {other:?}", path.display()),
+        Err(e) => log::warn!("{}: HEAD not read: {e}", path.display()),
+    }
     record.state = State::Released;
     Ok(record)
-}
-
-/// The branch (short name) and HEAD commit of the worktree at `path`, as far
-/// as they can be read.
-fn head_of(path: &Path) -> (Option<String>, Option<String>) {
-    let Ok(repo) = git2::Repository::open_ext(
-        path,
-        git2::RepositoryOpenFlags::NO_SEARCH,
-        std::iter::empty::<&std::ffi::OsStr>(),
-    ) else {
-        return (None, None);
-    };
-    let Ok(head) = repo.find_reference("HEAD") else {
-        return (None, None);
-    };
-    let branch = head
-        .symbolic_target()
-        .ok()
-        .flatten()
-        .and_then(|t| t.strip_prefix("refs/heads/"))
-        .map(str::to_owned);
-    let commit = head.resolve().ok().and_then(|r| r.target());
-    (branch, commit.map(|c| c.to_string()))
 }
 
 #[cfg(test)]

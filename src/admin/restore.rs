@@ -15,10 +15,16 @@
 //! - Bad input (unknown id, not a treeward ref, refs that do not exist, a
 //!   repository that is gone, a live worktree at the path) is an error and
 //!   nothing changes.
+//! - The ledger is untrusted ([`vet`]): the path restored to (and a record's
+//!   own path) must be an entry of a configured root, and the repository one
+//!   that belongs to that root's owner on a strict path; the restore runs as
+//!   that owner. A forged record, a `--repo` of someone else's or root's,
+//!   or a path elsewhere is refused (exit 2) before anything is touched.
 
+use super::call_as_owner;
 use super::rebuild::Restored;
-use super::{call_as_owner, common_dir};
 use crate::as_owner::{Request, Response, Worker};
+use crate::claim::{self, Repository};
 use crate::config::Config;
 use crate::error::Error;
 use crate::ledger::{Document, Ledger, Record, State};
@@ -31,11 +37,14 @@ use std::path::{Path, PathBuf};
 pub struct Plan {
     /// `refs/treeward/preserved/<name>/<stamp>`.
     pub prefix: String,
-    /// The common git dir.
+    /// The repository as named (by `--repo` or the record); the verified
+    /// common git dir once [`vet`] passed.
     pub repository: PathBuf,
     pub path: PathBuf,
     /// The record that lists the set, if any.
     pub record: Option<String>,
+    /// That record's path.
+    pub record_path: Option<PathBuf>,
     /// The record's branch (used when only per-worktree refs were kept).
     pub branch: Option<String>,
 }
@@ -130,8 +139,8 @@ pub fn plan(
         }
     };
     let repository = match (repo, record) {
-        (Some(r), _) => common_dir(r)?,
-        (None, Some(r)) => common_dir(&r.repository)?,
+        (Some(r), _) => super::absolute(r)?,
+        (None, Some(r)) => r.repository.clone(),
         (None, None) => {
             return Err(Error::Usage(format!(
                 "no ledger record lists {prefix}: name its repository with --repo"
@@ -139,9 +148,7 @@ pub fn plan(
         }
     };
     let path = match (path, record) {
-        (Some(p), _) => {
-            std::path::absolute(p).map_err(|e| Error::Usage(format!("{}: {e}", p.display())))?
-        }
+        (Some(p), _) => super::absolute(p)?,
         (None, Some(r)) => r.path.clone(),
         (None, None) => {
             return Err(Error::Usage(format!(
@@ -154,11 +161,61 @@ pub fn plan(
         repository,
         path,
         record: record.map(|r| r.id.clone()),
+        record_path: record.map(|r| r.path.clone()),
         branch: record.and_then(|r| r.branch.clone()),
     })
 }
 
-/// Restores as the plan says, as the repository's owner, then records it.
+/// Decides whether a plan may be carried out, and as whom: the path must
+/// be an entry of a configured root that passes its checks, a record's path
+/// too, and the repository must be verified as belonging to the root's
+/// expected owner on a strict path ([`super::repository`]); the restore
+/// then runs as that owner. Reads only; every refusal names what failed.
+pub fn vet(config: &Config, plan: &Plan, euid: u32) -> Result<Repository, Error> {
+    if let (Some(id), Some(path)) = (&plan.record, &plan.record_path) {
+        if super::entry_of(config, path).is_none() {
+            return Err(Error::Usage(format!(
+                "ledger record {id}: its path {} is not an entry of any configured root: the \
+                 record is not trusted, nothing changed",
+                path.display()
+            )));
+        }
+    }
+    let Some(root) = super::entry_of(config, &plan.path) else {
+        return Err(Error::Usage(format!(
+            "{}: not an entry of any configured root: restore creates worktrees only in a root \
+             (nothing changed)",
+            plan.path.display()
+        )));
+    };
+    match crate::roots::open(root) {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            return Err(Error::Usage(format!(
+                "{}: the root {} does not exist (nothing changed)",
+                plan.path.display(),
+                root.path.display()
+            )))
+        }
+        Err(why) => {
+            return Err(Error::Usage(format!(
+                "the root {} is refused: {why} (nothing changed)",
+                root.path.display()
+            )))
+        }
+    }
+    let owner = claim::expected_owner(root, euid);
+    super::repository(&plan.repository, Some(owner)).map_err(|e| {
+        Error::Usage(format!(
+            "{e}; worktrees in {} belong to uid {owner} (the root's configured `owner`, else \
+             whoever runs treeward), and so must the repository",
+            root.path.display()
+        ))
+    })
+}
+
+/// Restores as the plan says, as the repository's verified owner, then
+/// records it. Refused (nothing touched) unless [`vet`] passes.
 pub fn restore(
     config: &Config,
     target: &str,
@@ -168,7 +225,9 @@ pub fn restore(
     dry_run: bool,
 ) -> Result<Outcome, Error> {
     let ledger = Ledger::new(&config.ledger);
-    let plan = plan(&ledger.read()?, target, path, repo)?;
+    let mut plan = plan(&ledger.read()?, target, path, repo)?;
+    let verified = vet(config, &plan, super::euid())?;
+    plan.repository = verified.common().to_path_buf();
     let request = Request::Restore {
         repository: plan.repository.clone(),
         prefix: plan.prefix.clone(),
@@ -176,16 +235,14 @@ pub fn restore(
         branch: plan.branch.clone(),
         dry_run,
     };
-    let restored = match call_as_owner(worker, &plan.repository, &request)? {
+    let restored = match call_as_owner(worker, &verified, &request)? {
         Response::Restored { restored } => restored,
         other => return Err(Error::Failed(format!("unexpected reply {other:?}"))),
     };
     let id = if dry_run {
         plan.record.clone()
     } else {
-        let owner = crate::as_owner::owner_of(&plan.repository)
-            .map(|o| o.uid)
-            .unwrap_or(0);
+        let owner = verified.owner().uid;
         let id = ledger
             .update(|doc| record_restore(doc, &plan, &restored, owner))
             .map_err(|e| {

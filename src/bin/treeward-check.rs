@@ -7,6 +7,7 @@
 use clap::Parser;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use treeward::as_owner::Worker;
 use treeward::check;
 use treeward::cli::{self, Common};
 use treeward::config::Config;
@@ -47,15 +48,27 @@ fn run(args: Args) -> Result<u8, Error> {
             std::path::absolute(p).map_err(|e| Error::Usage(format!("{}: {e}", p.display())))?,
         );
     }
+    let mut skipped = Vec::new();
     if args.all {
-        paths.extend(check::all_targets(&config, &ledger));
+        let (all, left_out) = check::all_targets(&config, &ledger);
+        paths.extend(all);
+        for s in &left_out {
+            log::warn!(
+                "ledger record {} ({}): skipped: {}",
+                s.ledger_id,
+                s.path.display(),
+                s.why
+            );
+        }
+        skipped = left_out;
     } else if paths.is_empty() {
         paths.push(
             std::env::current_dir()
                 .map_err(|e| Error::Failed(format!("current directory: {e}")))?,
         );
     }
-    let report = check::check(&paths, &ledger, ledger_error);
+    let mut report = check::check(&paths, &ledger, ledger_error, &Worker::current());
+    report.skipped = skipped;
     if args.common.json {
         let json =
             serde_json::to_string_pretty(&report).map_err(|e| Error::Failed(e.to_string()))?;

@@ -110,7 +110,7 @@ fn run(args: Args) -> Result<u8, Error> {
             target,
         } => {
             let config = Config::load(common.config.as_deref())?;
-            let r = release::release(&config, &target, dry_run)?;
+            let r = release::release(&config, &target, &worker, dry_run)?;
             print(common.json, &r, || {
                 let verb = match (r.changed, r.dry_run) {
                     (true, true) => "would be released",
@@ -154,7 +154,7 @@ fn run(args: Args) -> Result<u8, Error> {
             } else {
                 unit_dir
             };
-            let d = doctor::doctor(&config, &dirs);
+            let d = doctor::doctor(&config, &dirs, &worker);
             print(common.json, &d, || doctor::render_human(&d))?;
             Ok(if d.problems > 0 {
                 EXIT_AT_RISK

@@ -116,10 +116,50 @@ impl Assessment {
     }
 }
 
+impl Location {
+    /// The kind of thing it is, in the checker's vocabulary.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Location::Missing => Kind::Missing,
+            Location::Symlink => Kind::Symlink,
+            Location::NotADirectory | Location::Plain { .. } => Kind::NotAWorktree,
+            Location::Main { .. } => Kind::MainWorktree,
+            Location::Linked { .. } => Kind::LinkedWorktree,
+            Location::Broken { .. } => Kind::Broken,
+        }
+    }
+
+    /// Whether assessing it opens a repository (a main or linked
+    /// worktree); everything else is judged from the filesystem alone.
+    pub fn holds_repository(&self) -> bool {
+        matches!(self, Location::Main { .. } | Location::Linked { .. })
+    }
+}
+
 /// Assesses the worktree (or whatever else) at `path`. Never fails: every
 /// problem becomes part of the verdict.
 pub fn assess(path: &Path) -> Assessment {
-    match locate(path) {
+    assess_located(path, locate(path))
+}
+
+/// The verdict on a worktree that holds a repository but was not assessed
+/// because nothing vouched for it (see `claim`): at risk, with why, never a
+/// silent pass (fail closed).
+pub fn unassessed(path: &Path, kind: Kind, why: String) -> Assessment {
+    let mut a = Assessment::new(path, kind);
+    a.error = Some(why);
+    a.flag(Reason::Error);
+    if kind == Kind::MainWorktree {
+        a.flag(Reason::MainWorktree);
+    }
+    a.reasons.sort();
+    a
+}
+
+/// [`assess`] of a path already located: a repository is opened (with
+/// libgit2) only when `location` [holds one](Location::holds_repository).
+pub fn assess_located(path: &Path, location: Location) -> Assessment {
+    match location {
         Location::Missing => {
             let mut a = Assessment::new(path, Kind::Missing);
             a.error = Some(format!("{}: no such file or directory", path.display()));

@@ -420,3 +420,26 @@ pub fn report_entry<'a>(doc: &'a serde_json::Value, path: &Path) -> &'a serde_js
         .find(|e| e["path"] == path.to_str().unwrap())
         .unwrap_or_else(|| panic!("{} not in report {doc:#}", path.display()))
 }
+
+/// Replaces `path` (a file, or nothing) with a FIFO: what a hostile user
+/// plants where treeward, or git, expects a small file.
+pub fn plant_fifo(path: &Path) {
+    let _ = std::fs::remove_file(path);
+    nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+}
+
+/// Asserts that reading `path` by path (`cat`) blocks: the control showing
+/// that a planted FIFO would hang a naive reader.
+pub fn assert_blocks_a_reader(path: &Path) {
+    let status = Command::new("timeout")
+        .args(["2", "cat"])
+        .arg(path)
+        .status()
+        .unwrap();
+    assert_eq!(
+        status.code(),
+        Some(124),
+        "{}: reading it did not block",
+        path.display()
+    );
+}
