@@ -20,6 +20,7 @@ use std::fmt;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
 
 /// The flags of every directory open: read-only, a directory or nothing,
 /// never through a symlink, never blocking.
@@ -75,6 +76,18 @@ pub fn open_path(path: &std::path::Path) -> nix::Result<OwnedFd> {
         }
     }
     Ok(fd)
+}
+
+/// Opens the directory `path` as a handle like [`open_path_at`] does, but
+/// through whatever symlinks its path holds: for a directory the caller
+/// already trusts by its path (a repository's common dir), below which
+/// everything is then opened relative to it, never following a link.
+pub fn open_path_trusted(path: &Path) -> nix::Result<OwnedFd> {
+    nix::fcntl::open(
+        path,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
 }
 
 /// `fstatat(parent, name, AT_SYMLINK_NOFOLLOW)`; `None` when nothing is
@@ -172,6 +185,36 @@ pub fn read_at(dir: BorrowedFd<'_>, name: &OsStr, cap: u64) -> Result<Option<Vec
         });
     }
     Ok(Some(bytes))
+}
+
+/// [`read_at`] of `rel` (names joined by `/`, such as
+/// `rebase-merge/head-name`) below `dir`, each directory on the way opened
+/// with [`open_path_at`]: `Ok(None)` when something on the way is absent; a
+/// directory on the way that is a symlink or not a directory is
+/// [`ReadError::NotRegular`].
+pub fn read_below(dir: BorrowedFd<'_>, rel: &str, cap: u64) -> Result<Option<Vec<u8>>, ReadError> {
+    let (dirs, name) = rel.rsplit_once('/').unwrap_or(("", rel));
+    let mut held: Option<OwnedFd> = None;
+    for part in dirs.split('/').filter(|p| !p.is_empty()) {
+        let parent = held.as_ref().map_or(dir, |fd| fd.as_fd());
+        match open_path_at(parent, OsStr::new(part)) {
+            Ok(fd) => held = Some(fd),
+            Err(Errno::ENOENT) => return Ok(None),
+            Err(Errno::ELOOP | Errno::ENOTDIR) => {
+                let kind = stat_at(parent, OsStr::new(part))
+                    .ok()
+                    .flatten()
+                    .map_or("not a directory", |st| kind_name(st.st_mode));
+                return Err(ReadError::NotRegular(kind));
+            }
+            Err(e) => return Err(ReadError::Io(e)),
+        }
+    }
+    read_at(
+        held.as_ref().map_or(dir, |fd| fd.as_fd()),
+        OsStr::new(name),
+        cap,
+    )
 }
 
 fn check_regular(st: &FileStat, cap: u64) -> Result<(), ReadError> {
@@ -272,6 +315,21 @@ mod tests {
             open_path(&tmp.path().join("absent")).unwrap_err(),
             Errno::ENOENT
         );
+    }
+
+    #[test]
+    fn reads_below_without_following_or_blocking() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join("a/b")).unwrap();
+        std::fs::write(tmp.path().join("a/b/name"), b"refs/heads/x\n").unwrap();
+        nix::unistd::mkfifo(&tmp.path().join("a/fifo"), Mode::S_IRWXU).unwrap();
+        symlink(tmp.path().join("a"), tmp.path().join("link")).unwrap();
+        let fd = open_path_trusted(tmp.path()).unwrap();
+        let read = |rel: &str| read_below(fd.as_fd(), rel, 64);
+        assert_eq!(read("a/b/name"), Ok(Some(b"refs/heads/x\n".to_vec())));
+        assert_eq!(read("a/missing/name"), Ok(None));
+        assert_eq!(read("a/fifo"), Err(ReadError::NotRegular("a FIFO")));
+        assert_eq!(read("link/b/name"), Err(ReadError::NotRegular("a symlink")));
     }
 
     #[test]

@@ -39,6 +39,7 @@
 //! (they only ever add safety). This runs as the repository's owner; the
 //! privilege drop is the caller's.
 
+use crate::fd;
 use crate::ledger;
 use crate::risk::{self, branch, reach, Location};
 use git2::{
@@ -46,9 +47,11 @@ use git2::{
     Oid, Repository, RepositoryOpenFlags, Signature,
 };
 use std::collections::BTreeSet;
+use std::ffi::OsStr;
 use std::fmt;
 use std::fs;
 use std::io;
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -845,32 +848,52 @@ fn is_default_branch(branch: &str, default: &str) -> bool {
 }
 
 /// Whether any worktree of the repository has `branch` checked out, or is
-/// rebasing or bisecting it (as `git branch -d` checks). An unreadable
-/// admin file is an error: not knowing must not delete.
+/// rebasing or bisecting it (as `git branch -d` checks). Below the common
+/// dir, everything is read relative to directory descriptors, never through
+/// a symlink, never blocking on a FIFO, capped: an admin file that is not a
+/// regular file (or a `worktrees` or admin entry that is not a directory)
+/// cannot tell, so the branch counts as checked out there (kept). An admin
+/// file that cannot be read is an error: not knowing must not delete.
 pub fn checked_out_anywhere(common: &Path, branch: &str) -> Result<bool, PreserveError> {
-    let mut admin_dirs = vec![common.to_path_buf()];
+    let io_error = |path: &Path, doing: &str, errno: nix::errno::Errno| PreserveError::Io {
+        path: path.to_path_buf(),
+        doing: doing.into(),
+        source: io::Error::from(errno),
+    };
+    let common_fd =
+        fd::open_path_trusted(common).map_err(|e| io_error(common, "opening the repository", e))?;
     let worktrees = common.join("worktrees");
-    match fs::read_dir(&worktrees) {
+    let cannot_tell = |path: &Path, why: &dyn fmt::Display| {
+        log::warn!(
+            "{}: {why}: whether it has {branch} checked out cannot be told; the branch is kept",
+            path.display()
+        );
+        Ok(true)
+    };
+    let mut others = Vec::new();
+    match fd::open_dir_at(common_fd.as_fd(), OsStr::new("worktrees")) {
         Ok(dir) => {
-            for entry in dir {
-                let entry = entry.map_err(|source| PreserveError::Io {
-                    path: worktrees.clone(),
-                    doing: "listing worktrees".into(),
-                    source,
-                })?;
-                admin_dirs.push(entry.path());
+            let names = crate::remove::list_names(dir.as_fd())
+                .map_err(|e| io_error(&worktrees, "listing worktrees", e))?;
+            for name in names {
+                others.push((worktrees.join(&name), fd::open_path_at(dir.as_fd(), &name)));
             }
         }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(source) => {
-            return Err(PreserveError::Io {
-                path: worktrees,
-                doing: "listing worktrees".into(),
-                source,
-            })
+        Err(nix::errno::Errno::ENOENT) => {}
+        Err(e @ (nix::errno::Errno::ELOOP | nix::errno::Errno::ENOTDIR)) => {
+            return cannot_tell(&worktrees, &e.desc())
         }
+        Err(e) => return Err(io_error(&worktrees, "listing worktrees", e)),
     }
-    for dir in admin_dirs {
+    let admin_dirs = std::iter::once((common.to_path_buf(), Ok(common_fd))).chain(others);
+    for (dir, admin) in admin_dirs {
+        let admin = match admin {
+            Ok(fd) => fd,
+            Err(e @ (nix::errno::Errno::ELOOP | nix::errno::Errno::ENOTDIR)) => {
+                return cannot_tell(&dir, &e.desc())
+            }
+            Err(e) => return Err(io_error(&dir, "opening an admin dir", e)),
+        };
         for file in [
             "HEAD",
             "rebase-merge/head-name",
@@ -878,22 +901,23 @@ pub fn checked_out_anywhere(common: &Path, branch: &str) -> Result<bool, Preserv
             "BISECT_START",
         ] {
             let path = dir.join(file);
-            match fs::read_to_string(&path) {
-                Ok(text) if names_branch(&text, branch) => return Ok(true),
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(source) => {
-                    return Err(PreserveError::Io {
-                        path,
-                        doing: "reading which branch is checked out".into(),
-                        source,
-                    })
+            match fd::read_below(admin.as_fd(), file, MAX_ADMIN_FILE) {
+                Ok(Some(bytes)) if names_branch(&String::from_utf8_lossy(&bytes), branch) => {
+                    return Ok(true)
                 }
+                Ok(_) => {}
+                Err(fd::ReadError::Io(e)) => {
+                    return Err(io_error(&path, "reading which branch is checked out", e))
+                }
+                Err(e) => return cannot_tell(&path, &e),
             }
         }
     }
     Ok(false)
 }
+
+/// The largest HEAD, `head-name` or `BISECT_START` read.
+const MAX_ADMIN_FILE: u64 = 4096;
 
 /// Whether a HEAD (`ref: refs/heads/x`), `head-name` (`refs/heads/x`) or
 /// `BISECT_START` (`x`) file names `branch`.

@@ -20,6 +20,7 @@ pub use verdict::{reasons, BranchFacts, Changes, Facts, Reason};
 
 use git2::{Repository, RepositoryOpenFlags, WorktreeLockStatus};
 use serde::{Deserialize, Serialize};
+use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -219,12 +220,22 @@ fn open_read_only(path: &Path) -> Result<Repository, git2::Error> {
 
 /// Stash entries, counted from the stash's reflog file: libgit2's reflog
 /// reader creates the file when it is missing, and the checker writes
-/// nothing.
+/// nothing. Read relative to the common dir's descriptor, never through a
+/// symlink, never blocking on a FIFO, capped (anything else counts none).
 fn stash_entries(common: &Path) -> usize {
-    std::fs::read(common.join("logs/refs/stash"))
+    crate::fd::open_path_trusted(common)
+        .ok()
+        .and_then(|dir| {
+            crate::fd::read_below(dir.as_fd(), "logs/refs/stash", MAX_STASH_LOG)
+                .ok()
+                .flatten()
+        })
         .map(|log| log.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count())
         .unwrap_or(0)
 }
+
+/// The largest stash reflog read (some 100,000 entries).
+const MAX_STASH_LOG: u64 = 32 << 20;
 
 /// Gathers the facts from git and turns them into the verdict.
 fn inspect(a: &mut Assessment, common: &Path) -> Result<(), git2::Error> {

@@ -2,9 +2,14 @@
 //! HEAD that nothing else reaches, and per-worktree refs. Both die when git's
 //! admin entry for the worktree is pruned.
 
+use crate::fd;
 use git2::{Oid, Repository};
-use std::fs;
+use std::ffi::OsStr;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
+
+/// The largest HEAD file read.
+const MAX_HEAD: u64 = 4096;
 
 /// Ref namespaces git keeps per worktree (in the worktree's admin dir).
 const PER_WORKTREE: [&str; 2] = ["refs/worktree/", "refs/bisect/"];
@@ -80,27 +85,36 @@ fn count_unhidden(repo: &Repository, head: Oid, hidden: &[Oid]) -> Result<usize,
 
 /// The commits that the other worktrees of `common` have detached HEADs on.
 /// `own_name` is this worktree's admin name, `None` for the main worktree.
+/// Below the common dir, read relative to directory descriptors, never
+/// through a symlink, never blocking on a FIFO, capped: a HEAD that cannot
+/// be read so hides nothing (the count can only grow: fail closed).
 fn other_detached_heads(common: &Path, own_name: Option<&str>) -> Vec<Oid> {
     let mut heads = Vec::new();
+    let Ok(common_fd) = fd::open_path_trusted(common) else {
+        return heads;
+    };
     if own_name.is_some() {
-        heads.extend(read_detached(&common.join("HEAD")));
+        heads.extend(read_detached(common_fd.as_fd()));
     }
-    if let Ok(dir) = fs::read_dir(common.join("worktrees")) {
-        for entry in dir.flatten() {
-            if own_name.is_some_and(|own| entry.file_name() == own) {
-                continue;
-            }
-            heads.extend(read_detached(&entry.path().join("HEAD")));
+    let Ok(worktrees) = fd::open_dir_at(common_fd.as_fd(), OsStr::new("worktrees")) else {
+        return heads;
+    };
+    for name in crate::remove::list_names(worktrees.as_fd()).unwrap_or_default() {
+        if own_name.is_some_and(|own| name == own) {
+            continue;
+        }
+        if let Ok(admin) = fd::open_path_at(worktrees.as_fd(), &name) {
+            heads.extend(read_detached(admin.as_fd()));
         }
     }
     heads
 }
 
-/// The commit in a HEAD file if it is detached (symbolic HEADs name a branch,
-/// which is a ref already counted).
-fn read_detached(head_file: &Path) -> Option<Oid> {
-    let text = fs::read_to_string(head_file).ok()?;
-    Oid::from_str(text.trim()).ok()
+/// The commit in the `HEAD` file of the admin dir `admin` if it is detached
+/// (symbolic HEADs name a branch, which is a ref already counted).
+fn read_detached(admin: BorrowedFd<'_>) -> Option<Oid> {
+    let bytes = fd::read_at(admin, OsStr::new("HEAD"), MAX_HEAD).ok()??;
+    Oid::from_str(std::str::from_utf8(&bytes).ok()?.trim()).ok()
 }
 
 #[cfg(test)]
