@@ -1629,7 +1629,12 @@ mod tests {
 
     fn add(path: &str) -> (Record, Change) {
         let rec = sample(path);
-        (rec.clone(), Change::Add { record: rec })
+        (
+            rec.clone(),
+            Change::Add {
+                record: Box::new(rec),
+            },
+        )
     }
 
     #[test]

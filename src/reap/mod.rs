@@ -391,7 +391,7 @@ fn governing<'r>(records: &[&'r Record]) -> Option<&'r Record> {
 
 /// How strongly a record governs its path: active, then unfinished, then
 /// finished.
-fn rank(r: &Record) -> u8 {
+pub(crate) fn rank(r: &Record) -> u8 {
     match r.state {
         State::Active => 2,
         State::Released | State::RetryRemove | State::Kept => 1,
@@ -769,7 +769,7 @@ impl<'a> Pass<'a> {
         for c in going {
             match guard(open, &c) {
                 Ok(g) => guarded.push((c, g)),
-                Err(Some(o)) => self.push(o, c.record_id()),
+                Err(Some(o)) => self.push(*o, c.record_id()),
                 Err(None) => {} // gone meanwhile: the next pass sees why
             }
         }
@@ -952,7 +952,7 @@ type Guard = Option<Flock<File>>;
 /// Takes this pass's exclusive `flock` on a candidate directory without
 /// waiting. `Err(Some)`: someone holds one (in use) or it cannot be opened;
 /// `Err(None)`: it is gone.
-fn guard(open: &OpenRoot, c: &Candidate) -> Result<Guard, Option<Outcome>> {
+fn guard(open: &OpenRoot, c: &Candidate) -> Result<Guard, Option<Box<Outcome>>> {
     if matches!(c.facts.kind, EntryKind::Symlink | EntryKind::NotADirectory) {
         return Ok(None);
     }
@@ -961,21 +961,21 @@ fn guard(open: &OpenRoot, c: &Candidate) -> Result<Guard, Option<Outcome>> {
         Ok(fd) => fd,
         Err(Errno::ENOENT) => return Err(None),
         Err(e) => {
-            return Err(Some(
+            return Err(Some(Box::new(
                 Outcome::new(c.path.clone(), Action::Failed)
                     .with_error(format!("cannot open it to lock it: {}", e.desc())),
-            ))
+            )))
         }
     };
     match Flock::lock(File::from(fd), FlockArg::LockExclusiveNonblock) {
         Ok(lock) => Ok(Some(lock)),
-        Err((_, Errno::EWOULDBLOCK)) => Err(Some(
+        Err((_, Errno::EWOULDBLOCK)) => Err(Some(Box::new(
             Outcome::new(c.path.clone(), Action::SkippedInUse).with_error("a flock is held on it"),
-        )),
-        Err((_, e)) => Err(Some(
+        ))),
+        Err((_, e)) => Err(Some(Box::new(
             Outcome::new(c.path.clone(), Action::Failed)
                 .with_error(format!("cannot flock it: {}", e.desc())),
-        )),
+        ))),
     }
 }
 
