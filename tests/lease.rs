@@ -7,9 +7,8 @@
 
 mod common;
 
-use common::Fixture;
+use common::{Fixture, ProcessGroup};
 use serde_json::Value;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -61,29 +60,6 @@ impl Setup {
             }
             Err(_) => Vec::new(),
         }
-    }
-}
-
-/// A `treeward lease` started in a process group of its own, the whole
-/// group killed when dropped (its command included), so a failing test
-/// leaves no process holding a flock.
-struct Group(std::process::Child);
-
-impl Group {
-    fn spawn(mut cmd: Command) -> Group {
-        Group(cmd.process_group(0).spawn().unwrap())
-    }
-
-    fn pid(&self) -> u32 {
-        self.0.id()
-    }
-}
-
-impl Drop for Group {
-    fn drop(&mut self) {
-        let group = nix::unistd::Pid::from_raw(self.0.id() as i32);
-        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
-        let _ = self.0.wait();
     }
 }
 
@@ -202,7 +178,7 @@ fn the_command_runs_under_the_lease_and_holds_its_flock() {
 #[test]
 fn the_holder_is_recorded_while_it_runs_and_a_second_lease_fails_at_once() {
     let s = setup();
-    let first = Group::spawn(s.lease(&s.wt, &["sleep", "1000"]));
+    let first = ProcessGroup::spawn(&mut s.lease(&s.wt, &["sleep", "1000"]));
     let pid = first.pid();
     eventually("the holder is recorded", || {
         s.records().iter().any(|r| r["lease"]["pid"] == pid)
@@ -237,7 +213,7 @@ fn the_holder_is_recorded_while_it_runs_and_a_second_lease_fails_at_once() {
 #[test]
 fn a_sigterm_to_the_lease_stops_its_command_and_ends_the_lease_cleanly() {
     let s = setup();
-    let mut lease = Group::spawn(s.lease(&s.wt, &["sleep", "1000"]));
+    let mut lease = ProcessGroup::spawn(&mut s.lease(&s.wt, &["sleep", "1000"]));
     let pid = lease.pid();
     eventually("the holder is recorded", || {
         s.records().iter().any(|r| r["lease"]["pid"] == pid)
