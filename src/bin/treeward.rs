@@ -66,9 +66,11 @@ enum Command {
     InstallHook(HookArgs),
     /// Remove the shim and put back the hook it chained.
     UninstallHook(HookArgs),
-    /// Run CMD while holding a lease on the worktree at PATH; exit with
-    /// CMD's status (128+N if signal N killed it, 127 not found, 126 not
-    /// executable; 2 if no lease was taken, CMD then not started).
+    /// Run CMD while holding a lease on the worktree at PATH.
+    ///
+    /// Exits with CMD's status (128+N if signal N killed it, 127 not found,
+    /// 126 not executable); 2 if no lease was taken (CMD then not started).
+    /// A worktree already leased is refused at once, never waited for.
     Lease(LeaseArgs),
     /// Check the set-up; exit 1 listing each problem.
     Doctor {
