@@ -210,7 +210,7 @@ pub fn assess_verified(path: &Path, owner: u32) -> Assessment {
 }
 
 fn owner_alive(record: &Record) -> bool {
-    record.owner_pid.is_some_and(crate::in_use::pid_alive)
+    crate::in_use::recorded_process_alive(record)
 }
 
 /// The table a person reads: one line per path, the reasons spelled out.

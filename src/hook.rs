@@ -253,7 +253,9 @@ pub fn change_for(decision: &Decision, uid: u32) -> Option<Change> {
             record.worktree_name = Some(worktree_name.clone());
             record.branch = branch.clone();
             record.base_commit = base_commit.clone();
-            Some(Change::Add { record })
+            Some(Change::Add {
+                record: Box::new(record),
+            })
         }
         Decision::UpdateBranch {
             path,

@@ -3,8 +3,10 @@
 //! Three signals are gathered here: a process whose working directory, root
 //! directory or an open file lies inside the entry ([`ProcessTable`]); a BSD
 //! `flock` held on the entry's directory ([`flock_held`], the convention
-//! `systemd-tmpfiles` honours); and whether a pid the ledger names is still
-//! alive ([`pid_alive`]).
+//! `systemd-tmpfiles` honours, and what a lease holds); and whether a
+//! process the ledger names is still alive ([`recorded_process_alive`]: its
+//! `owner_pid` by [`pid_alive`], its lease holder by pid *and* start time,
+//! [`holder_alive`], so that a reused pid is not taken for the holder).
 //!
 //! Failure mode: unknown is never "not in use". [`ProcessTable::scan`] reads
 //! `/proc` once; a process whose links cannot be read (permissions) is counted
@@ -13,6 +15,7 @@
 //! possibly in use while `unreadable() > 0` unless they have other proof.
 //! A process that exits during the scan is simply not there.
 
+use crate::ledger::{Holder, Record};
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg, OFlag};
 use nix::sys::stat::Mode;
@@ -145,6 +148,86 @@ pub fn pid_alive(pid: u32) -> bool {
         Err(Errno::EPERM) => true,
         Err(_) => false,
     }
+}
+
+/// What `/proc/<pid>/stat` says of a process: its state letter and its
+/// start time (field 22, clock ticks since boot).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcStat {
+    pub state: char,
+    pub start_time: u64,
+}
+
+/// Pure: parses a `/proc/<pid>/stat` line. The command name (field 2) is
+/// in parentheses and may hold spaces and parentheses itself, so fields are
+/// counted from the last `)`.
+pub fn parse_stat(line: &str) -> Option<ProcStat> {
+    let (_, after) = line.rsplit_once(')')?;
+    let mut fields = after.split_whitespace();
+    // Field 3 is the state; field 22 is 19 further.
+    let state = fields.next()?.chars().next()?;
+    let start_time = fields.nth(18)?.parse().ok()?;
+    Some(ProcStat { state, start_time })
+}
+
+/// Reads `/proc/<pid>/stat`. `Ok(None)`: no such process visible (gone, or
+/// hidden by `hidepid`).
+pub fn proc_stat(pid: u32) -> io::Result<Option<ProcStat>> {
+    if pid == 0 || i32::try_from(pid).is_err() {
+        return Ok(None);
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(line) => parse_stat(&line).map(Some).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("/proc/{pid}/stat: not a stat line"),
+            )
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The start time of this very process (field 22 of `/proc/self/stat`).
+pub fn own_start_time() -> io::Result<u64> {
+    let line = std::fs::read_to_string("/proc/self/stat")?;
+    parse_stat(&line).map(|s| s.start_time).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            "/proc/self/stat: not a stat line",
+        )
+    })
+}
+
+/// Pure: whether a lease holder is alive, from what `/proc/<pid>/stat` gave
+/// (`None`: not visible) and whether the pid exists at all ([`pid_alive`]).
+/// The same pid with another start time is another process: gone. A zombie
+/// has closed its files, its `flock` with them: gone. A pid that exists but
+/// whose stat cannot be read (`hidepid`, an error) is unknown, and unknown
+/// is never "gone".
+pub fn holder_alive_from(
+    holder: &Holder,
+    stat: io::Result<Option<ProcStat>>,
+    pid_exists: bool,
+) -> bool {
+    match stat {
+        Ok(Some(s)) => s.start_time == holder.start_time && !matches!(s.state, 'Z' | 'X' | 'x'),
+        Ok(None) | Err(_) => pid_exists,
+    }
+}
+
+/// Whether the process that took a lease still lives: same pid, same start
+/// time (see [`holder_alive_from`]).
+pub fn holder_alive(holder: &Holder) -> bool {
+    let stat = proc_stat(holder.pid);
+    let unseen = !matches!(stat, Ok(Some(_)));
+    holder_alive_from(holder, stat, unseen && pid_alive(holder.pid))
+}
+
+/// Whether the record names a live process: its `owner_pid`, or its lease
+/// holder ([`holder_alive`]).
+pub fn recorded_process_alive(record: &Record) -> bool {
+    record.owner_pid.is_some_and(pid_alive) || record.lease.as_ref().is_some_and(holder_alive)
 }
 
 /// Whether some process holds a BSD `flock` on the directory.
@@ -672,6 +755,65 @@ mod tests {
         let pid = child.id();
         child.wait().expect("wait");
         assert!(!pid_alive(pid));
+    }
+
+    #[test]
+    fn stat_lines_are_read_past_any_command_name() {
+        // Fields 3.. after the name; starttime is field 22.
+        let tail = "S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 4242 20 21";
+        for name in ["sleep", "a b", "x) (y", ")", "((("] {
+            let line = format!("123 ({name}) {tail}");
+            assert_eq!(
+                parse_stat(&line),
+                Some(ProcStat {
+                    state: 'S',
+                    start_time: 4242
+                }),
+                "{line}"
+            );
+        }
+        assert_eq!(parse_stat("123 (short) S 1 2"), None);
+        assert_eq!(parse_stat("no parenthesis"), None);
+    }
+
+    #[test]
+    fn this_process_is_its_own_live_holder_and_another_start_is_not() {
+        let start = own_start_time().expect("own start time");
+        let me = std::process::id();
+        assert_eq!(proc_stat(me).unwrap().map(|s| s.start_time), Some(start));
+        let holder = |pid, start_time| Holder { pid, start_time };
+        assert!(holder_alive(&holder(me, start)));
+        assert!(!holder_alive(&holder(me, start + 1)), "a reused pid");
+        assert!(!holder_alive(&holder(0, start)));
+        assert!(!holder_alive(&holder(u32::MAX, start)));
+        let mut child = Command::new("true").spawn().expect("spawn true");
+        let pid = child.id();
+        child.wait().expect("wait");
+        assert!(!holder_alive(&holder(pid, start)), "gone");
+    }
+
+    #[test]
+    fn holder_liveness_table() {
+        let h = Holder {
+            pid: 10,
+            start_time: 500,
+        };
+        let stat = |state, start_time| Ok(Some(ProcStat { state, start_time }));
+        let unreadable = || Err(io::Error::from(io::ErrorKind::PermissionDenied));
+        // (what /proc says, whether the pid exists) -> alive
+        let rows: Vec<(io::Result<Option<ProcStat>>, bool, bool)> = vec![
+            (stat('S', 500), true, true),
+            (stat('R', 500), true, true),
+            (stat('S', 501), true, false),
+            (stat('Z', 500), true, false),
+            (Ok(None), false, false),
+            (Ok(None), true, true),
+            (unreadable(), true, true),
+            (unreadable(), false, false),
+        ];
+        for (i, (s, exists, want)) in rows.into_iter().enumerate() {
+            assert_eq!(holder_alive_from(&h, s, exists), want, "row {i}");
+        }
     }
 
     #[test]

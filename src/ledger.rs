@@ -105,9 +105,25 @@ pub struct Record {
     pub attempts: u32,
     #[serde(default)]
     pub last_error: Option<String>,
-    /// A process that owns the worktree while it lives (in use).
+    /// A process that owns the worktree while it lives (in use). Read, and
+    /// honoured, but written by nothing in treeward: leases record
+    /// [`Record::lease`] instead.
     #[serde(default)]
     pub owner_pid: Option<u32>,
+    /// The process holding a lease on the worktree (`treeward lease`, see
+    /// [`crate::lease`]); `None` when no lease was taken or the last one
+    /// ended cleanly. Absent from ledgers written before leases: `None`.
+    #[serde(default)]
+    pub lease: Option<Holder>,
+}
+
+/// The process that holds a lease: its pid and its start time, so that a
+/// pid the kernel gave to another process since is never taken for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Holder {
+    pub pid: u32,
+    /// Field 22 (`starttime`) of `/proc/<pid>/stat`: clock ticks since boot.
+    pub start_time: u64,
 }
 
 impl Record {
@@ -129,6 +145,7 @@ impl Record {
             attempts: 0,
             last_error: None,
             owner_pid: None,
+            lease: None,
         }
     }
 
@@ -1100,6 +1117,10 @@ mod tests {
         rec.attempts = 3;
         rec.last_error = Some("EBUSY".into());
         rec.owner_pid = Some(42);
+        rec.lease = Some(Holder {
+            pid: 43,
+            start_time: 123_456,
+        });
         let stored = rec.clone();
         ledger.update(|doc| doc.records.push(rec)).unwrap();
 
@@ -1579,6 +1600,28 @@ mod tests {
             Decoded::Valid(doc, _) => {
                 assert_eq!(doc.records[0].state, State::Kept);
                 assert!(doc.records[0].preserved_refs.is_empty());
+                assert_eq!(doc.records[0].lease, None, "a ledger from before leases");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_owner_pid_and_a_lease_holder_are_read() {
+        let text = r#"{"schema": 1, "records": [{"id": "a", "path": "/w/a",
+            "repository": "/r.git", "uid": 0, "created_at": "2024-01-01T00:00:00Z",
+            "last_transition": "2024-01-01T00:00:00Z", "state": "active",
+            "owner_pid": 7, "lease": {"pid": 8, "start_time": 99}}]}"#;
+        match decode(text.as_bytes()) {
+            Decoded::Valid(doc, _) => {
+                assert_eq!(doc.records[0].owner_pid, Some(7));
+                assert_eq!(
+                    doc.records[0].lease,
+                    Some(Holder {
+                        pid: 8,
+                        start_time: 99
+                    })
+                );
             }
             other => panic!("{other:?}"),
         }
@@ -1586,7 +1629,12 @@ mod tests {
 
     fn add(path: &str) -> (Record, Change) {
         let rec = sample(path);
-        (rec.clone(), Change::Add { record: rec })
+        (
+            rec.clone(),
+            Change::Add {
+                record: Box::new(rec),
+            },
+        )
     }
 
     #[test]

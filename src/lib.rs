@@ -28,6 +28,7 @@ pub mod error;
 pub mod fd;
 pub mod hook;
 pub mod in_use;
+pub mod lease;
 pub mod ledger;
 pub mod logging;
 pub mod preserve;

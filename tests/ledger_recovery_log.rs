@@ -73,7 +73,11 @@ fn torn_journal_line_is_dropped_with_a_warning_naming_the_journal() {
     let dir = tempfile::tempdir().unwrap();
     let ledger = Ledger::new(&dir.path().join("ledger.json"));
     let record = Record::new(Path::new("/tmp/adf-worktrees/a"), Path::new("/r/.git"), 0);
-    ledger.append(&Change::Add { record }).unwrap();
+    ledger
+        .append(&Change::Add {
+            record: Box::new(record),
+        })
+        .unwrap();
     let mut f = std::fs::OpenOptions::new()
         .append(true)
         .open(ledger.journal_path())

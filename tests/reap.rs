@@ -7,7 +7,9 @@
 
 mod common;
 
-use common::{add_worktree, chown_r, git_as, set_mtime, snapshot, write, ChildGuard, Fixture};
+use common::{
+    add_worktree, chown_r, git_as, set_mtime, snapshot, write, ChildGuard, Fixture, ProcessGroup,
+};
 use serde_json::{json, Value};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
@@ -179,6 +181,50 @@ impl Host {
         names
     }
 
+    /// `treeward lease <wt> -- sleep 1000` as the user, in a process group
+    /// of its own (killed whole when dropped), once its holder is recorded.
+    fn lease(&self, wt: &Path) -> ProcessGroup {
+        let lease = ProcessGroup::spawn(
+            Command::new(env!("CARGO_BIN_EXE_treeward"))
+                .arg("lease")
+                .arg("--config")
+                .arg(&self.cfg)
+                .arg(wt)
+                .args(["--", "sleep", "1000"])
+                .current_dir("/")
+                .env("HOME", "/nonexistent")
+                .env_remove("TREEWARD_CONFIG")
+                .uid(self.user)
+                .gid(self.user),
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.lease_holder(wt) != Some(json!(lease.pid())) {
+            assert!(Instant::now() < deadline, "the lease was never recorded");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        lease
+    }
+
+    /// The lease holder's pid on the record of `wt` (`Some(null)`: none).
+    fn lease_holder(&self, wt: &Path) -> Option<Value> {
+        let doc: Value = serde_json::from_slice(&std::fs::read(&self.ledger).ok()?).ok()?;
+        let records = doc["records"].as_array()?;
+        let r = records
+            .iter()
+            .rev()
+            .find(|r| r["path"] == wt.to_str().unwrap())?;
+        Some(r["lease"]["pid"].clone())
+    }
+
+    /// The newest record of `wt`.
+    fn record_of(&self, wt: &Path) -> Value {
+        self.records()
+            .into_iter()
+            .rev()
+            .find(|r| r["path"] == wt.to_str().unwrap())
+            .unwrap_or_else(|| panic!("no record of {}", wt.display()))
+    }
+
     /// Spawns `cmd` as the user, in the background.
     fn spawn_as_user(&self, cmd: &mut Command) -> ChildGuard {
         ChildGuard(cmd.uid(self.user).gid(self.user).spawn().unwrap())
@@ -201,6 +247,19 @@ fn wait_for_flock(dir: &Path) {
         assert!(Instant::now() < deadline, "the flock was never taken");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+fn wait_for_no_flock(dir: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while treeward::in_use::flock_held(dir).ok() != Some(false) {
+        assert!(Instant::now() < deadline, "the flock was never let go");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The text of `key` in a report line, "" when null.
+fn text<'a>(e: &'a Value, key: &str) -> &'a str {
+    e[key].as_str().unwrap_or("")
 }
 
 #[test]
@@ -787,4 +846,198 @@ fn a_squatted_trash_is_reported_and_left_to_the_sweep_and_the_pass_goes_on() {
     let m = std::fs::symlink_metadata(&trash).unwrap();
     assert!(m.is_dir());
     assert_eq!((m.uid(), m.mode() & 0o7777), (NOBODY, 0o711));
+}
+
+#[test]
+fn a_killed_lease_holder_gives_its_worktree_up_at_the_next_pass() {
+    let Some(h) = host("1h", "preserve") else {
+        return;
+    };
+    let dirty = h.f.worktree("dirty", "t-dirty");
+    let clean = h.f.worktree("clean", "t-clean");
+    let never = h.f.worktree("never", "t-never");
+    write(&dirty.join("notes.md"), "only copy\n");
+    h.hand_over();
+    for p in [&dirty, &clean, &never] {
+        set_mtime(p, "now");
+    }
+    // A recorded worktree that never had a lease: active, left alone.
+    h.write_ledger(vec![h.rec("never", &never, "active", 60, json!({}))]);
+    // The leases create the records of the others (active, young).
+    let mut leases = [h.lease(&dirty), h.lease(&clean)];
+    let pids = [leases[0].pid(), leases[1].pid()];
+
+    // The control: while their holders live, the same pass takes nothing.
+    let doc = h.reap_ok(&[]);
+    for (p, pid) in [(&dirty, pids[0]), (&clean, pids[1])] {
+        let e = entry(&doc, p);
+        assert_eq!(e["action"], "skipped_in_use", "{doc:#}");
+        assert!(
+            text(e, "error").contains(&format!("lease holder pid {pid} (treeward) is alive")),
+            "{e}"
+        );
+        assert!(p.join("README").is_file());
+    }
+    assert!(not_reported(&doc, &never));
+
+    // SIGKILL: each `treeward lease` and its command, as an OOM kill of
+    // the agent's cgroup would. The kernel drops the flocks; the ledger
+    // still names the holders.
+    for lease in &mut leases {
+        lease.kill_all();
+    }
+    for p in [&dirty, &clean] {
+        wait_for_no_flock(p);
+    }
+    assert_eq!(h.lease_holder(&dirty), Some(json!(pids[0])));
+
+    let doc = h.reap_ok(&[]);
+    let e = entry(&doc, &dirty);
+    assert_eq!(e["action"], "preserved", "{doc:#}");
+    let e2 = entry(&doc, &clean);
+    assert_eq!(e2["action"], "removed", "{doc:#}");
+    for (e, pid) in [(e, pids[0]), (e2, pids[1])] {
+        let why = text(e, "reason");
+        assert!(
+            why.contains(&format!("its lease holder (pid {pid}")) && why.contains("is gone"),
+            "{e}"
+        );
+        assert!(why.contains("without waiting for the grace"), "{e}");
+    }
+    assert!(!dirty.exists() && !clean.exists());
+    assert!(never.join("README").is_file());
+    assert!(not_reported(&doc, &never));
+    // The dirty work is in the repository, and the ledger followed.
+    let refs = h.refs("refs/treeward/preserved/");
+    assert!(!refs.is_empty());
+    assert_eq!(e["preserved_refs"], json!(refs));
+    let work = refs.iter().find(|r| r.ends_with("/work")).unwrap();
+    assert_eq!(h.git(&["show", &format!("{work}^3:notes.md")]), "only copy");
+    assert_eq!(h.record_of(&dirty)["state"], "preserved");
+    assert_eq!(h.record_of(&clean)["state"], "removed");
+    assert_eq!(h.record("never")["state"], "active");
+}
+
+#[test]
+fn a_live_lease_is_in_use_and_one_ended_cleanly_leaves_the_worktree_active() {
+    let Some(h) = host("0s", "preserve") else {
+        return;
+    };
+    let wt = h.f.worktree("leased", "t-leased");
+    h.hand_over();
+    let mut lease = h.lease(&wt);
+    let pid = lease.pid();
+
+    let doc = h.reap_ok(&[]);
+    let e = entry(&doc, &wt);
+    assert_eq!(e["action"], "skipped_in_use", "{doc:#}");
+    assert!(
+        text(e, "error").contains(&format!("lease holder pid {pid} (treeward) is alive")),
+        "{e}"
+    );
+    assert_eq!(doc["in_use_count"], 1);
+    assert!(wt.join("README").is_file());
+    assert_eq!(h.record_of(&wt)["state"], "active");
+
+    // Stopped (its SIGTERM passed on to its command), the lease ends
+    // cleanly: no holder, and an active record is left alone as before.
+    let me = nix::unistd::Pid::from_raw(pid as i32);
+    nix::sys::signal::kill(me, nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert_eq!(lease.0.wait().unwrap().code(), Some(128 + 15));
+    assert_eq!(h.lease_holder(&wt), Some(Value::Null));
+    let doc = h.reap_ok(&[]);
+    assert!(not_reported(&doc, &wt), "{doc:#}");
+    assert_eq!(doc["active_count"], 1);
+    assert!(wt.join("README").is_file());
+}
+
+#[test]
+fn a_lease_holder_is_a_pid_and_a_start_time_not_a_reused_pid() {
+    let Some(h) = host("1h", "preserve") else {
+        return;
+    };
+    let reused = h.f.worktree("reused", "t-reused");
+    let matching = h.f.worktree("matching", "t-matching");
+    h.hand_over();
+    // An unrelated live process: the pid a dead holder's could have become.
+    let other = ChildGuard(
+        Command::new("sleep")
+            .arg("1000")
+            .current_dir("/")
+            .spawn()
+            .unwrap(),
+    );
+    let pid = other.0.id();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let start = treeward::in_use::parse_stat(&stat).unwrap().start_time;
+    h.write_ledger(vec![
+        h.rec(
+            "reused",
+            &reused,
+            "active",
+            60,
+            json!({"lease": {"pid": pid, "start_time": start + 1}}),
+        ),
+        h.rec(
+            "matching",
+            &matching,
+            "active",
+            60,
+            json!({"lease": {"pid": pid, "start_time": start}}),
+        ),
+    ]);
+
+    let doc = h.reap_ok(&[]);
+    let e = entry(&doc, &matching);
+    assert_eq!(e["action"], "skipped_in_use", "{doc:#}");
+    assert!(
+        text(e, "error").contains(&format!("lease holder pid {pid} (sleep) is alive")),
+        "{e}"
+    );
+    let e = entry(&doc, &reused);
+    assert_eq!(e["action"], "removed", "{doc:#}");
+    assert!(
+        text(e, "reason").contains(&format!("pid {pid}, that pid is another process now")),
+        "{e}"
+    );
+    // The pid lived throughout: by pid alone, both were in use.
+    assert!(treeward::in_use::pid_alive(pid));
+    assert!(!reused.exists() && matching.join("README").is_file());
+    assert_eq!(h.record("reused")["state"], "removed");
+    assert_eq!(h.record("matching")["state"], "active");
+}
+
+#[test]
+fn a_lease_whose_holder_is_killed_stays_in_use_while_its_command_holds_the_flock() {
+    let Some(h) = host("1h", "preserve") else {
+        return;
+    };
+    let wt = h.f.worktree("agent", "t-agent");
+    h.hand_over();
+    let mut lease = h.lease(&wt);
+    let pid = lease.pid();
+    // Only `treeward lease` dies; `sleep` (its command) inherited the
+    // lease's descriptor and lives on, holding the flock.
+    let me = nix::unistd::Pid::from_raw(pid as i32);
+    nix::sys::signal::kill(me, nix::sys::signal::Signal::SIGKILL).unwrap();
+    lease.0.wait().unwrap();
+    assert!(treeward::in_use::flock_held(&wt).unwrap());
+
+    let doc = h.reap_ok(&[]);
+    let e = entry(&doc, &wt);
+    assert_eq!(e["action"], "skipped_in_use", "{doc:#}");
+    assert!(
+        text(e, "error").contains(&format!("lease holder pid {pid} is gone, but its flock")),
+        "{e}"
+    );
+    assert!(wt.join("README").is_file());
+
+    // Its command gone too, the lease is abandoned: taken at once.
+    lease.kill_all();
+    wait_for_no_flock(&wt);
+    let doc = h.reap_ok(&[]);
+    let e = entry(&doc, &wt);
+    assert_eq!(e["action"], "removed", "{doc:#}");
+    assert!(text(e, "reason").contains("lease holder"), "{e}");
+    assert!(!wt.exists());
 }

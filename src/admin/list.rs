@@ -12,8 +12,8 @@
 
 use crate::claim::{self, Expect, Unclaimed};
 use crate::config::Config;
-use crate::in_use::{flock_held, pid_alive, ProcessTable};
-use crate::ledger::{self, Document, Record, State};
+use crate::in_use::{flock_held, holder_alive, pid_alive, ProcessTable};
+use crate::ledger::{self, Document, Holder, Record, State};
 use crate::risk::{self, Kind, Location};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -37,8 +37,12 @@ pub struct Listed {
     pub locked: bool,
     pub lock_reason: Option<String>,
     pub in_use: bool,
-    /// Pids using it (cwd, root, open file, or the recorded live owner).
+    /// Pids using it (cwd, root, open file, the recorded live owner or lease
+    /// holder).
     pub in_use_by: Vec<u32>,
+    /// The lease holder the record names (`treeward lease`), and whether it
+    /// is alive; null when the record names none.
+    pub lease: Option<LeaseHolder>,
     pub created_at: Option<String>,
     pub last_transition: Option<String>,
     /// Seconds since the record was created, or for an unrecorded entry
@@ -51,6 +55,18 @@ pub struct Listed {
     /// any configured root, a worktree that fails its claim, a record whose
     /// repository is not the one on disk); null when nothing is refused.
     pub refused: Option<String>,
+}
+
+/// A recorded lease holder.
+#[derive(Debug, Clone, Serialize)]
+pub struct LeaseHolder {
+    pub pid: u32,
+    /// Its process start time (clock ticks since boot).
+    pub start_time: u64,
+    /// The process with this pid and start time still runs. False: the
+    /// holder died without ending its lease, and the reaper takes an
+    /// `active` worktree whose lease's `flock` nobody holds as released.
+    pub alive: bool,
 }
 
 /// The whole `treeward list --json` document.
@@ -129,6 +145,7 @@ fn on_disk(config: &Config, path: &Path, processes: &ProcessTable, now: SystemTi
         lock_reason: seen.lock.filter(|r| !r.is_empty()),
         in_use: !in_use_by.is_empty() || flocked,
         in_use_by,
+        lease: None,
         created_at: None,
         last_transition: None,
         age_seconds: meta
@@ -214,6 +231,18 @@ fn join_record(row: &mut Listed, r: &Record, now: SystemTime) {
         row.in_use = true;
         row.in_use_by.push(pid);
     }
+    if let Some(h @ Holder { pid, start_time }) = r.lease {
+        let alive = holder_alive(&h);
+        if alive {
+            row.in_use = true;
+            row.in_use_by.push(pid);
+        }
+        row.lease = Some(LeaseHolder {
+            pid,
+            start_time,
+            alive,
+        });
+    }
 }
 
 fn seconds_between(then: SystemTime, now: SystemTime) -> Option<u64> {
@@ -240,6 +269,11 @@ pub fn render_human(listing: &Listing) -> String {
         }
         if w.in_use {
             flags.push("in use".to_owned());
+        }
+        match &w.lease {
+            Some(l) if l.alive => flags.push(format!("leased by pid {}", l.pid)),
+            Some(l) => flags.push(format!("lease holder pid {} gone", l.pid)),
+            None => {}
         }
         if !w.preserved_refs.is_empty() {
             flags.push(format!("{} preserved ref(s)", w.preserved_refs.len()));

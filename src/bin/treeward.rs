@@ -1,11 +1,14 @@
 //! `treeward`: the admin command — list the ledger, release a worktree,
-//! restore preserved work, install or uninstall the hook, doctor.
+//! hold a lease on one while a command runs, restore preserved work,
+//! install or uninstall the hook, doctor.
 //!
 //! Exit status: 0 done, 1 `doctor` found problems, 2 an error or bad input
-//! (nothing changed), 78 bad configuration (nothing touched).
+//! (nothing changed), 78 bad configuration (nothing touched). `lease`
+//! exits with its command's status instead (see [`treeward::lease::run`]).
 
 use clap::{Parser, Subcommand};
 use serde::Serialize;
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use treeward::admin::{doctor, hooks, list, release, restore};
@@ -63,6 +66,12 @@ enum Command {
     InstallHook(HookArgs),
     /// Remove the shim and put back the hook it chained.
     UninstallHook(HookArgs),
+    /// Run CMD while holding a lease on the worktree at PATH.
+    ///
+    /// Exits with CMD's status (128+N if signal N killed it, 127 not found,
+    /// 126 not executable); 2 if no lease was taken (CMD then not started).
+    /// A worktree already leased is refused at once, never waited for.
+    Lease(LeaseArgs),
     /// Check the set-up; exit 1 listing each problem.
     Doctor {
         #[command(flatten)]
@@ -83,6 +92,26 @@ struct HookArgs {
     /// Repositories (a worktree top, a linked worktree or a git dir).
     #[arg(required = true, value_name = "REPO")]
     repos: Vec<PathBuf>,
+}
+
+/// `treeward lease [--config P] PATH -- CMD [ARGS...]`.
+#[derive(Debug, clap::Args)]
+struct LeaseArgs {
+    /// Configuration file (default: $TREEWARD_CONFIG, else
+    /// /etc/treeward/config.toml if it exists, else embedded defaults).
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// The worktree: an entry of a configured root.
+    path: PathBuf,
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    command: Vec<OsString>,
+}
+
+/// Runs `treeward lease`: the lease is taken, CMD run, the lease ended.
+fn lease(args: LeaseArgs) -> Result<u8, Error> {
+    let config = Config::load(args.config.as_deref())?;
+    treeward::lease::run(&config, &args.path, &args.command)
 }
 
 fn main() -> ExitCode {
@@ -145,6 +174,7 @@ fn run(args: Args) -> Result<u8, Error> {
             print(common.json, &o, || restore::render_human(&o))?;
             Ok(EXIT_OK)
         }
+        Command::Lease(a) => lease(a),
         Command::InstallHook(a) => hook(&a, false, &worker),
         Command::UninstallHook(a) => hook(&a, true, &worker),
         Command::Doctor { common, unit_dir } => {

@@ -43,8 +43,10 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Change {
-    /// A new record; skipped if its id is already in the ledger.
-    Add { record: Record },
+    /// A new record; skipped if its id is already in the ledger. (Boxed:
+    /// a record is much larger than the other changes; the JSON is the
+    /// same.)
+    Add { record: Box<Record> },
     /// The worktree at `path` of `repository` is now on `branch` (`None`:
     /// detached).
     Branch {
@@ -193,7 +195,7 @@ pub(super) fn fold(doc: &mut Document, lines: &[Line]) {
                 if is_live(record.state) {
                     at_path.push(doc.records.len());
                 }
-                doc.records.push(record.clone());
+                doc.records.push(Record::clone(record));
             }
             Change::Branch {
                 path,
@@ -261,7 +263,7 @@ mod tests {
     fn lines_round_trip_in_the_documented_form() {
         let rec = record("/w/a");
         let l = line(Change::Add {
-            record: rec.clone(),
+            record: Box::new(rec.clone()),
         });
         let bytes = encode_line(&l.id, &l.change, false).unwrap();
         let s = String::from_utf8(bytes.clone()).unwrap();
@@ -307,7 +309,9 @@ mod tests {
     fn fold_adds_once_and_updates_the_branch_of_the_live_record() {
         let a = record("/w/a");
         let lines = vec![
-            line(Change::Add { record: a.clone() }),
+            line(Change::Add {
+                record: Box::new(a.clone()),
+            }),
             line(branch("/w/a", Some("feature"))),
             line(branch("/w/unknown", Some("ignored"))),
         ];
@@ -346,7 +350,7 @@ mod tests {
             &mut doc,
             &[
                 line(Change::Add {
-                    record: new.clone(),
+                    record: Box::new(new.clone()),
                 }),
                 line(branch("/w/a", Some("after"))),
             ],

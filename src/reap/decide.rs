@@ -3,9 +3,12 @@
 //! without a filesystem (see the tables below).
 //!
 //! Two steps, so that the cheap one spares the expensive facts: [`triage`]
-//! from the ledger alone (an `active` record's entry is not looked at; a
-//! record whose worktree is gone is reconciled), then [`decide`] from what
-//! inspecting the entry told. The at-risk verdict under the root's policy is
+//! from the ledger alone (an `active` record's entry is not looked at,
+//! unless the record names a lease holder: then whether its lease is still
+//! held, see [`Lease`]; a record whose worktree is gone is reconciled), then
+//! [`decide`] from what inspecting the entry told. An `active` record whose
+//! lease was abandoned (its holder is gone, nobody holds its `flock`) is
+//! decided as `released` ([`decision_state`]). The at-risk verdict under the root's policy is
 //! [`crate::sweep::decide::drain`], the sweep's own table, so that both
 //! binaries treat work at risk the same way (reclaiming a linked worktree
 //! applies it as its owner, see [`crate::reclaim`]).
@@ -34,36 +37,83 @@ pub fn backoff(attempts: u32) -> Duration {
         .min(BACKOFF_MAX)
 }
 
+/// What the governing record's lease says (SPEC "lease").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lease {
+    /// The record names no lease holder: no lease was taken, or the last
+    /// one ended cleanly.
+    None,
+    /// Held: its holder is alive (same pid, same start time), or a `flock`
+    /// is still held on the directory (a command the holder started, which
+    /// inherited the lease's descriptor, outlives it).
+    Held,
+    /// Abandoned: its holder died without ending it (SIGKILL, OOM), and no
+    /// one holds the `flock` any more.
+    Abandoned,
+}
+
+impl Lease {
+    /// Pure: from whether the record names a holder, whether that holder is
+    /// alive, and whether a `flock` is held on the directory.
+    pub fn of(recorded: bool, holder_alive: bool, flock_held: bool) -> Lease {
+        match (recorded, holder_alive || flock_held) {
+            (false, _) => Lease::None,
+            (true, true) => Lease::Held,
+            (true, false) => Lease::Abandoned,
+        }
+    }
+}
+
 /// The first step, from the ledger and the path's existence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Triage {
-    /// Not the reaper's: an `active` record's worktree, or a finished
-    /// record (`removed`, `preserved`) whose path is empty.
+    /// Not the reaper's: an `active` record's worktree (without a lease),
+    /// or a finished record (`removed`, `preserved`) whose path is empty.
     Leave,
     /// The record's worktree is gone: move it to `removed` and prune its
     /// admin entry in the repository.
     Reconcile,
-    /// The record's worktree is gone but its owner still lives: wait.
+    /// In use, left alone and reported: the record's worktree is gone but
+    /// its owner or lease holder still lives (wait), or an `active`
+    /// worktree's lease is held.
     InUse,
     /// Inspect the entry and [`decide`].
     Inspect,
+    /// An `active` worktree whose lease was abandoned: releasable. Inspect
+    /// it and decide it as `released` ([`decision_state`]): taken without
+    /// waiting for the grace.
+    Abandoned,
 }
 
 /// Triage of one path: `record` is the state of the record that governs it
 /// (`None`: no record, or only finished records of a worktree that once was
 /// there), `exists` whether anything is at the path, `owner_alive` whether
-/// the record names a live owner process.
-pub fn triage(record: Option<State>, exists: bool, owner_alive: bool) -> Triage {
+/// the record names a live owner process (its `owner_pid` or its lease
+/// holder), `lease` what its lease says.
+pub fn triage(record: Option<State>, exists: bool, owner_alive: bool, lease: Lease) -> Triage {
     let unfinished = matches!(
         record,
         Some(State::Active | State::Released | State::RetryRemove | State::Kept)
     );
     match (exists, record) {
         (false, _) if !unfinished => Triage::Leave,
-        (false, _) if owner_alive => Triage::InUse,
+        (false, _) if owner_alive || lease == Lease::Held => Triage::InUse,
         (false, _) => Triage::Reconcile,
-        (true, Some(State::Active)) => Triage::Leave,
+        (true, Some(State::Active)) => match lease {
+            Lease::None => Triage::Leave,
+            Lease::Held => Triage::InUse,
+            Lease::Abandoned => Triage::Abandoned,
+        },
         (true, _) => Triage::Inspect,
+    }
+}
+
+/// The record state [`decide`] is given after `triage`: `released` for an
+/// abandoned lease, else the record's own.
+pub fn decision_state(record: Option<State>, triage: Triage) -> Option<State> {
+    match triage {
+        Triage::Abandoned => Some(State::Released),
+        _ => record,
     }
 }
 
@@ -263,7 +313,8 @@ mod tests {
     fn triage_table() {
         use State::*;
         use Triage::*;
-        // (record, exists, owner alive) -> triage
+        // (record, exists, owner alive) -> triage, for a record without a
+        // lease: what it was before leases.
         let table = [
             (None, true, false, Inspect),
             (None, false, false, Leave),
@@ -285,11 +336,95 @@ mod tests {
         ];
         for (record, exists, alive, want) in table {
             assert_eq!(
-                triage(record, exists, alive),
+                triage(record, exists, alive, Lease::None),
                 want,
                 "{record:?} exists={exists} alive={alive}"
             );
         }
+    }
+
+    #[test]
+    fn lease_table() {
+        use Lease::*;
+        // (holder recorded, holder alive, flock held) -> lease
+        let table = [
+            (false, false, false, None),
+            (false, true, true, None),
+            (true, true, false, Held),
+            (true, true, true, Held),
+            (true, false, true, Held),
+            (true, false, false, Abandoned),
+        ];
+        for (recorded, alive, flocked, want) in table {
+            assert_eq!(
+                Lease::of(recorded, alive, flocked),
+                want,
+                "recorded={recorded} alive={alive} flocked={flocked}"
+            );
+        }
+    }
+
+    #[test]
+    fn triage_of_leased_records() {
+        use State::*;
+        use Triage::*;
+        // (record, exists, owner alive, lease) -> triage. A live holder
+        // also makes "owner alive"; a held flock alone does not.
+        let table = [
+            (Some(Active), true, true, Lease::Held, InUse),
+            (Some(Active), true, false, Lease::Held, InUse),
+            (Some(Active), true, false, Lease::Abandoned, Abandoned),
+            // A live owner_pid does not save an abandoned lease: that is
+            // decided, with every other obstacle, by `decide`.
+            (Some(Active), true, true, Lease::Abandoned, Abandoned),
+            (Some(Active), false, true, Lease::Held, InUse),
+            (Some(Active), false, false, Lease::Abandoned, Reconcile),
+            (Some(Released), true, true, Lease::Held, Inspect),
+            (Some(Released), true, false, Lease::Abandoned, Inspect),
+            (Some(Released), false, true, Lease::Held, InUse),
+            (Some(Kept), true, false, Lease::Abandoned, Inspect),
+            (Some(Removed), false, false, Lease::Abandoned, Leave),
+            (Some(Preserved), true, false, Lease::Abandoned, Inspect),
+        ];
+        for (record, exists, alive, lease, want) in table {
+            assert_eq!(
+                triage(record, exists, alive, lease),
+                want,
+                "{record:?} exists={exists} alive={alive} {lease:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_abandoned_lease_is_decided_as_a_release() {
+        let t = triage(Some(State::Active), true, false, Lease::Abandoned);
+        let abandoned = |change: fn(&mut Facts)| {
+            let mut f = Facts {
+                record: decision_state(Some(State::Active), t),
+                age: Duration::ZERO,
+                since_transition: Duration::ZERO,
+                ..candidate()
+            };
+            change(&mut f);
+            decide(&f)
+        };
+        assert_eq!(abandoned(|_| {}), Verdict::Assess, "young: no grace");
+        assert_eq!(
+            abandoned(|f| f.at_risk = Some(true)),
+            Verdict::Act(Drain::PreserveThenRemove),
+            "its work at risk is preserved"
+        );
+        assert_eq!(abandoned(|f| f.in_use = true), Verdict::Skip(Skip::InUse));
+        assert_eq!(
+            abandoned(|f| f.owner_alive = true),
+            Verdict::Skip(Skip::InUse)
+        );
+        assert_eq!(abandoned(|f| f.locked = true), Verdict::Skip(Skip::Locked));
+        // Every other triage leaves the record's state as it is.
+        for t in [Triage::Inspect, Triage::Leave, Triage::InUse] {
+            assert_eq!(decision_state(Some(State::Active), t), Some(State::Active));
+        }
+        assert_eq!(decision_state(None, Triage::Inspect), None);
     }
 
     #[test]

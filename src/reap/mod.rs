@@ -9,8 +9,11 @@
 //! says so ([`Report::busy`]).
 //!
 //! For each entry of each `reap = true` root: the ledger triages it
-//! ([`decide::triage`]: an `active` record protects it without a look), the
-//! cheap facts are gathered ([`crate::sweep::inspect`]) and
+//! ([`decide::triage`]: an `active` record protects it without a look,
+//! unless it names a lease holder — see [`crate::lease`]: a held lease is
+//! reported in use, an abandoned one makes the record releasable, taken as
+//! `released` without waiting for the grace, and its report line says so in
+//! `reason`), the cheap facts are gathered ([`crate::sweep::inspect`]) and
 //! [`decide::decide`] rules. A candidate is then, in chunks:
 //! 1. guarded: this pass takes an exclusive `flock` on the entry's directory
 //!    (held until it is deleted: a tool that follows the `flock` convention
@@ -18,8 +21,9 @@
 //!    "in use") and `git worktree lock`s a linked worktree with
 //!    [`REAP_LOCK`] (a lock taken by anyone else meanwhile makes it
 //!    `skipped_locked`);
-//! 2. re-checked: `/proc` is scanned again and the owner pid probed, right
-//!    before anything changes; in use now means unlocked and skipped;
+//! 2. re-checked: `/proc` is scanned again and the owner pid and lease
+//!    holder probed, right before anything changes; in use now means
+//!    unlocked and skipped;
 //! 3. reclaimed with [`crate::reclaim::reclaim`] as its repository's owner
 //!    (this very process: the reaper is the owner), which assesses,
 //!    preserves by the root's policy and forgets it in its repository;
@@ -46,13 +50,13 @@ use crate::drain::{
     remove_into, RECLAIM_CHUNK,
 };
 use crate::error::Error;
-use crate::in_use::{flock_held, pid_alive, ProcessTable};
+use crate::in_use::{flock_held, holder_alive, pid_alive, recorded_process_alive, ProcessTable};
 use crate::ledger::{parse_timestamp, Document, Ledger, Record, State};
 use crate::roots::{self, OpenRoot};
 use crate::sweep::decide::{Drain, EntryKind};
 use crate::sweep::inspect::{inspect, Inspected};
 use crate::sweep::report::{self, Action, Outcome, RefusedRoot};
-use decide::{decide, triage, Facts, Skip, Triage, Verdict};
+use decide::{decide, decision_state, triage, Facts, Lease, Skip, Triage, Verdict};
 use nix::errno::Errno;
 use nix::fcntl::{openat, Flock, FlockArg, OFlag};
 use nix::sys::stat::Mode;
@@ -279,6 +283,7 @@ pub fn reap(config: &Config, opts: &Options) -> Result<Report, Error> {
         refused: Vec::new(),
         active: 0,
         reconciled: 0,
+        reasons: BTreeMap::new(),
     };
     for root in config.roots.iter().filter(|r| r.reap) {
         match roots::open(root) {
@@ -342,6 +347,9 @@ struct Pass<'a> {
     refused: Vec<RefusedRoot>,
     active: usize,
     reconciled: usize,
+    /// Why an entry is a candidate when its record alone would not make it
+    /// one (an abandoned lease), for every report line of that path.
+    reasons: BTreeMap<PathBuf, String>,
 }
 
 /// An entry the decision made a candidate.
@@ -383,7 +391,7 @@ fn governing<'r>(records: &[&'r Record]) -> Option<&'r Record> {
 
 /// How strongly a record governs its path: active, then unfinished, then
 /// finished.
-fn rank(r: &Record) -> u8 {
+pub(crate) fn rank(r: &Record) -> u8 {
     match r.state {
         State::Active => 2,
         State::Released | State::RetryRemove | State::Kept => 1,
@@ -392,11 +400,45 @@ fn rank(r: &Record) -> u8 {
 }
 
 fn owner_alive(record: Option<&Record>) -> bool {
-    record.and_then(|r| r.owner_pid).is_some_and(pid_alive)
+    record.is_some_and(recorded_process_alive)
+}
+
+/// What the record's lease says of the entry at `path`: the `flock` is
+/// probed only for a holder that is not alive. A directory whose `flock`
+/// cannot be probed counts as held (unknown is never "not in use").
+fn lease_of(record: Option<&Record>, path: &Path) -> Lease {
+    let Some(holder) = record.and_then(|r| r.lease) else {
+        return Lease::None;
+    };
+    let alive = holder_alive(&holder);
+    let flocked = !alive
+        && std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir())
+        && flock_held(path).unwrap_or(true);
+    Lease::of(true, alive, flocked)
+}
+
+/// Why an abandoned lease's worktree is taken, for its report line.
+fn abandoned_reason(record: &Record) -> String {
+    let Some(h) = record.lease else {
+        return "its lease was abandoned: taken as released".to_owned();
+    };
+    let reused = if pid_alive(h.pid) {
+        ", that pid is another process now"
+    } else {
+        ""
+    };
+    format!(
+        "its lease holder (pid {}{reused}) is gone and nobody holds its flock: \
+         taken as released, without waiting for the grace",
+        h.pid
+    )
 }
 
 impl<'a> Pass<'a> {
-    fn push(&mut self, outcome: Outcome, record: Option<String>) {
+    fn push(&mut self, mut outcome: Outcome, record: Option<String>) {
+        if outcome.reason.is_none() {
+            outcome.reason = self.reasons.get(&outcome.path).cloned();
+        }
         self.tracked.push(Tracked { outcome, record });
     }
 
@@ -462,11 +504,32 @@ impl<'a> Pass<'a> {
     ) -> Option<Candidate<'a>> {
         let path = root.path.join(name);
         let alive = owner_alive(record);
-        if triage(record.map(|r| r.state), true, alive) == Triage::Leave {
-            self.active += 1;
-            return None;
-        }
         let id = record.map(|r| r.id.clone());
+        let triaged = triage(
+            record.map(|r| r.state),
+            true,
+            alive,
+            lease_of(record, &path),
+        );
+        match (triaged, record) {
+            (Triage::Leave, _) => {
+                self.active += 1;
+                return None;
+            }
+            (Triage::InUse, _) => {
+                let detail = use_detail(&path, &self.processes, record);
+                self.push(
+                    Outcome::new(path, Action::SkippedInUse).with_error(detail),
+                    id,
+                );
+                return None;
+            }
+            (Triage::Abandoned, Some(r)) => {
+                self.reasons.insert(path.clone(), abandoned_reason(r));
+            }
+            _ => {}
+        }
+        let state = decision_state(record.map(|r| r.state), triaged);
         if self.doc.recovered_from.is_some() && record.is_none() {
             self.push(
                 Outcome::new(path, Action::Refused).with_error(
@@ -493,7 +556,7 @@ impl<'a> Pass<'a> {
                 return None;
             }
         };
-        let facts = self.facts(root, record, &inspected, mtime, alive);
+        let facts = self.facts(root, record, state, &inspected, mtime, alive);
         match decide(&facts) {
             Verdict::Leave => {
                 self.active += 1;
@@ -515,11 +578,13 @@ impl<'a> Pass<'a> {
         }
     }
 
-    /// The facts [`decide`] needs about an inspected entry.
+    /// The facts [`decide`] needs about an inspected entry; `state` is the
+    /// record's state as [`decision_state`] gives it.
     fn facts(
         &self,
         root: &Root,
         record: Option<&Record>,
+        state: Option<State>,
         inspected: &Inspected,
         mtime: SystemTime,
         owner_alive: bool,
@@ -532,7 +597,7 @@ impl<'a> Pass<'a> {
         let repo_uid = inspected.claim.as_ref().map(|c| c.owner().uid);
         Facts {
             kind: inspected.seen.kind,
-            record: record.map(|r| r.state),
+            record: state,
             attempts: record.map_or(0, |r| r.attempts),
             since_transition: transition.map_or(Duration::ZERO, elapsed),
             age: elapsed(newest),
@@ -600,8 +665,10 @@ impl<'a> Pass<'a> {
             return; // listed as something the root's patterns do not own
         }
         let id = Some(record.id.clone());
-        match triage(Some(record.state), false, owner_alive(Some(record))) {
-            Triage::Leave | Triage::Inspect => {}
+        let alive = owner_alive(Some(record));
+        let lease = lease_of(Some(record), &record.path);
+        match triage(Some(record.state), false, alive, lease) {
+            Triage::Leave | Triage::Inspect | Triage::Abandoned => {}
             Triage::InUse => {
                 let o = Outcome::new(record.path.clone(), Action::SkippedInUse)
                     .with_error(use_detail(&record.path, &self.processes, Some(record)));
@@ -702,7 +769,7 @@ impl<'a> Pass<'a> {
         for c in going {
             match guard(open, &c) {
                 Ok(g) => guarded.push((c, g)),
-                Err(Some(o)) => self.push(o, c.record_id()),
+                Err(Some(o)) => self.push(*o, c.record_id()),
                 Err(None) => {} // gone meanwhile: the next pass sees why
             }
         }
@@ -885,7 +952,7 @@ type Guard = Option<Flock<File>>;
 /// Takes this pass's exclusive `flock` on a candidate directory without
 /// waiting. `Err(Some)`: someone holds one (in use) or it cannot be opened;
 /// `Err(None)`: it is gone.
-fn guard(open: &OpenRoot, c: &Candidate) -> Result<Guard, Option<Outcome>> {
+fn guard(open: &OpenRoot, c: &Candidate) -> Result<Guard, Option<Box<Outcome>>> {
     if matches!(c.facts.kind, EntryKind::Symlink | EntryKind::NotADirectory) {
         return Ok(None);
     }
@@ -894,21 +961,21 @@ fn guard(open: &OpenRoot, c: &Candidate) -> Result<Guard, Option<Outcome>> {
         Ok(fd) => fd,
         Err(Errno::ENOENT) => return Err(None),
         Err(e) => {
-            return Err(Some(
+            return Err(Some(Box::new(
                 Outcome::new(c.path.clone(), Action::Failed)
                     .with_error(format!("cannot open it to lock it: {}", e.desc())),
-            ))
+            )))
         }
     };
     match Flock::lock(File::from(fd), FlockArg::LockExclusiveNonblock) {
         Ok(lock) => Ok(Some(lock)),
-        Err((_, Errno::EWOULDBLOCK)) => Err(Some(
+        Err((_, Errno::EWOULDBLOCK)) => Err(Some(Box::new(
             Outcome::new(c.path.clone(), Action::SkippedInUse).with_error("a flock is held on it"),
-        )),
-        Err((_, e)) => Err(Some(
+        ))),
+        Err((_, e)) => Err(Some(Box::new(
             Outcome::new(c.path.clone(), Action::Failed)
                 .with_error(format!("cannot flock it: {}", e.desc())),
-        )),
+        ))),
     }
 }
 
@@ -968,6 +1035,23 @@ fn use_detail(path: &Path, processes: &ProcessTable, record: Option<&Record>) ->
     }
     if let Some(pid) = record.and_then(|r| r.owner_pid).filter(|&p| pid_alive(p)) {
         parts.push(format!("its owner pid {pid} is alive"));
+    }
+    if let Some(h) = record.and_then(|r| r.lease) {
+        if holder_alive(&h) {
+            let comm = std::fs::read_to_string(format!("/proc/{}/comm", h.pid))
+                .map(|c| format!(" ({})", c.trim_end()))
+                .unwrap_or_default();
+            parts.push(format!(
+                "leased: its lease holder pid {}{comm} is alive",
+                h.pid
+            ));
+        } else if path.is_dir() && flock_held(path).unwrap_or(false) {
+            parts.push(format!(
+                "its lease holder pid {} is gone, but its flock is still held \
+                 (by a command it started, which inherited it)",
+                h.pid
+            ));
+        }
     }
     if parts.is_empty() {
         "in use".to_owned()

@@ -62,6 +62,9 @@ pub struct Outcome {
     pub branch_deleted: bool,
     pub bytes_freed: u64,
     pub error: Option<String>,
+    /// Why this entry was acted on, when its record alone would not say
+    /// (the reaper: "its lease holder (pid N) is gone…"); null otherwise.
+    pub reason: Option<String>,
 }
 
 impl Outcome {
@@ -75,6 +78,7 @@ impl Outcome {
             branch_deleted: false,
             bytes_freed: 0,
             error: None,
+            reason: None,
         }
     }
 
@@ -223,6 +227,9 @@ impl Report {
             if let Some(err) = &e.error {
                 line.push_str(&format!("  ({err})"));
             }
+            if let Some(reason) = &e.reason {
+                line.push_str(&format!("  [{reason}]"));
+            }
             out.push_str(&line);
             out.push('\n');
         }
@@ -314,6 +321,7 @@ mod tests {
         assert_eq!(v["entries"][0]["planned"], "skipped_in_use");
         assert_eq!(v["entries"][0]["preserved_refs"], serde_json::json!([]));
         assert_eq!(v["entries"][0]["error"], serde_json::Value::Null);
+        assert_eq!(v["entries"][0]["reason"], serde_json::Value::Null);
     }
 
     #[test]

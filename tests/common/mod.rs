@@ -248,6 +248,37 @@ impl Drop for ChildGuard {
     }
 }
 
+/// A child started in a process group of its own (`process_group(0)`),
+/// the whole group SIGKILLed when dropped, so that a test leaves none of
+/// its processes behind, grandchildren included (a `treeward lease` and
+/// its command).
+pub struct ProcessGroup(pub std::process::Child);
+
+impl ProcessGroup {
+    pub fn spawn(cmd: &mut Command) -> ProcessGroup {
+        use std::os::unix::process::CommandExt;
+        ProcessGroup(cmd.process_group(0).spawn().unwrap())
+    }
+
+    /// The child's pid, which is also the group's id.
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// SIGKILLs every process of the group, and reaps the child.
+    pub fn kill_all(&mut self) {
+        let group = nix::unistd::Pid::from_raw(self.0.id() as i32);
+        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        self.kill_all();
+    }
+}
+
 pub fn is_root() -> bool {
     nix::unistd::Uid::effective().is_root()
 }
