@@ -370,12 +370,7 @@ fn reclaim_chunk<'a>(
         };
         let decision = match refused {
             Some(_) => Drain::Keep,
-            None => drain(
-                kind,
-                unlinked_at_risk(kind, dir, &w.name),
-                false,
-                root.policy,
-            ),
+            None => drain(unlinked_at_risk(kind, dir, &w.name), false, root.policy),
         };
         ready.push(Reclaiming {
             waiting: w,

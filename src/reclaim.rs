@@ -19,7 +19,7 @@ use crate::claim::Claim;
 use crate::config::Policy;
 use crate::preserve::{self, BranchFate, PreserveError};
 use crate::risk::{self, Assessment, Kind, Reason};
-use crate::sweep::decide::{drain, Drain, EntryKind};
+use crate::sweep::decide::{drain, Drain};
 use serde::{Deserialize, Serialize};
 use std::os::fd::AsFd;
 
@@ -78,7 +78,7 @@ pub fn reclaim(claim: &Claim, policy: Policy, dry_run: bool) -> Reclaimed {
         ));
         return out;
     }
-    out.decision = drain(EntryKind::Linked, at_risk_for_removal(&a), true, policy);
+    out.decision = drain(at_risk_for_removal(&a), true, policy);
     if dry_run || out.decision == Drain::Keep {
         return out;
     }

@@ -307,7 +307,7 @@ fn a_symlink_entry_is_removed_as_a_link() {
 }
 
 #[test]
-fn mode_000_subtrees_root_owned_entries_and_broken_worktrees_are_removed() {
+fn mode_000_subtrees_go_while_unrecordable_work_is_kept() {
     let Some(h) = host(r#"["*"]"#, "preserve") else {
         return;
     };
@@ -340,13 +340,32 @@ fn mode_000_subtrees_root_owned_entries_and_broken_worktrees_are_removed() {
     std::fs::remove_dir_all(gone_repo.repo.join(".git")).unwrap();
     let (code, doc) = h.sweep(&[]);
     assert_eq!(code, 0);
-    assert!(h.live().is_empty(), "{:?} {doc}", h.live());
+    // The worktree with mode-000 subtrees is gone; what no repository can
+    // record (a broken worktree's files, a directory of root's with files)
+    // is kept under `preserve`, with why (SPEC, "preserve").
+    assert!(!closed.exists());
+    assert_eq!(h.live(), vec!["orphan", "root-owned"], "{doc}");
+    for kept in [&orphan, &rooty] {
+        let e = action_of(&doc, kept);
+        assert_eq!(e["action"], "kept", "{doc}");
+        assert!(
+            e["error"]
+                .as_str()
+                .unwrap()
+                .contains("no repository can record"),
+            "{e}"
+        );
+    }
     assert_eq!(
-        action_of(&doc, &orphan)["action"],
-        "removed",
-        "a broken worktree is residue"
+        std::fs::read_to_string(orphan.join("wip.txt")).unwrap(),
+        "w\n"
     );
-    assert_eq!(action_of(&doc, &rooty)["action"], "removed");
+    // Under `discard` they go.
+    let cfg = std::fs::read_to_string(&h.cfg).unwrap();
+    std::fs::write(&h.cfg, cfg.replace("\"preserve\"", "\"discard\"")).unwrap();
+    let (code, doc) = h.sweep(&[]);
+    assert_eq!(code, 0, "{doc}");
+    assert!(h.live().is_empty(), "{:?} {doc}", h.live());
 }
 
 #[test]

@@ -301,5 +301,12 @@ fn a_refused_root_fails_the_sweep_once_the_others_are_swept() {
     std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).unwrap();
     let (code, doc, stderr) = h.sweep(&[]);
     assert_eq!(code, 0, "{stderr}\n{doc:#}");
-    assert!(!open.join("victim").exists());
+    // Swept: its directory with a file, which no repository can record, is
+    // kept with why; nothing is refused.
+    assert_eq!(
+        entry(&doc, &open.join("victim"))["action"],
+        "kept",
+        "{doc:#}"
+    );
+    assert_eq!(doc["refused_roots"], serde_json::json!([]), "{doc:#}");
 }

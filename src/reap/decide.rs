@@ -273,9 +273,7 @@ pub fn decide(f: &Facts) -> Verdict {
         (EntryKind::Symlink | EntryKind::NotADirectory, _) => Verdict::Act(Drain::Remove),
         (EntryKind::Main, _) if f.policy != Policy::Discard => Verdict::Act(Drain::Keep),
         (_, None) => Verdict::Assess,
-        (kind, Some(at_risk)) => {
-            Verdict::Act(drain(kind, at_risk, kind == EntryKind::Linked, f.policy))
-        }
+        (kind, Some(at_risk)) => Verdict::Act(drain(at_risk, kind == EntryKind::Linked, f.policy)),
     }
 }
 
@@ -559,9 +557,9 @@ mod tests {
             (Linked, Some(true), KeepIt, Verdict::Act(Keep)),
             (Linked, Some(true), Discard, Verdict::Act(Remove)),
             (Linked, None, KeepIt, Verdict::Assess),
-            (Broken, Some(true), Preserve, Verdict::Act(Remove)),
+            (Broken, Some(true), Preserve, Verdict::Act(Keep)),
             (Broken, Some(true), KeepIt, Verdict::Act(Keep)),
-            (Plain, Some(true), Preserve, Verdict::Act(Remove)),
+            (Plain, Some(true), Preserve, Verdict::Act(Keep)),
             (Plain, None, Preserve, Verdict::Assess),
             (Main, None, Preserve, Verdict::Act(Keep)),
             (Main, None, KeepIt, Verdict::Act(Keep)),

@@ -53,8 +53,9 @@ use crate::error::Error;
 use crate::in_use::{flock_held, holder_alive, pid_alive, recorded_process_alive, ProcessTable};
 use crate::ledger::{parse_timestamp, Document, Ledger, Record, State};
 use crate::roots::{self, OpenRoot};
+use crate::sweep::decide::unrecordable;
 use crate::sweep::decide::{Drain, EntryKind};
-use crate::sweep::inspect::{inspect, Inspected};
+use crate::sweep::inspect::{inspect, unlinked_at_risk, Inspected};
 use crate::sweep::report::{self, Action, Outcome, RefusedRoot};
 use decide::{decide, decision_state, triage, Facts, Lease, Skip, Triage, Verdict};
 use nix::errno::Errno;
@@ -486,7 +487,7 @@ impl<'a> Pass<'a> {
             }
         }
         if self.opts.dry_run {
-            self.plan(candidates);
+            self.plan(open, candidates);
         } else {
             for chunk in chunks(candidates) {
                 self.act(open, root.policy, chunk);
@@ -709,7 +710,7 @@ impl<'a> Pass<'a> {
 
     /// `--dry-run`: what each candidate would become, assessed where it lies
     /// (a linked worktree by a dry-run reclaim, as its owner).
-    fn plan(&mut self, candidates: Vec<Candidate<'a>>) {
+    fn plan(&mut self, open: &OpenRoot, candidates: Vec<Candidate<'a>>) {
         let mut linked: BTreeMap<Owner, Vec<(Candidate, Claimed)>> = BTreeMap::new();
         for c in candidates {
             match (c.verdict, c.claimed()) {
@@ -717,7 +718,7 @@ impl<'a> Pass<'a> {
                     linked.entry(owner).or_default().push((c, ticket))
                 }
                 _ => {
-                    let verdict = settle(&c);
+                    let verdict = settle(open, &c);
                     let o = match verdict {
                         Verdict::Act(d) => planned(c.path.clone(), action_of(d)),
                         _ => Outcome::new(c.path.clone(), Action::Failed)
@@ -755,9 +756,10 @@ impl<'a> Pass<'a> {
         // Entries that are not linked worktrees are assessed here, in place.
         let mut going = Vec::new();
         for mut c in chunk {
-            c.verdict = settle(&c);
+            c.verdict = settle(open, &c);
             if c.verdict == Verdict::Act(Drain::Keep) {
-                let o = Outcome::new(c.path.clone(), Action::Kept);
+                let o = Outcome::new(c.path.clone(), Action::Kept)
+                    .with_error(unrecordable(c.facts.kind));
                 self.push(o, c.record_id());
             } else {
                 going.push(c);
@@ -981,10 +983,10 @@ fn guard(open: &OpenRoot, c: &Candidate) -> Result<Guard, Option<Box<Outcome>>> 
 
 /// The verdict once a candidate that is not a linked worktree has been
 /// assessed where it lies (a linked one is assessed by its reclaim).
-fn settle(c: &Candidate) -> Verdict {
+fn settle(open: &OpenRoot, c: &Candidate) -> Verdict {
     match c.verdict {
         Verdict::Assess if c.facts.kind != EntryKind::Linked => decide(&Facts {
-            at_risk: Some(crate::risk::assess(&c.path).at_risk),
+            at_risk: Some(unlinked_at_risk(c.facts.kind, open.fd.as_fd(), &c.name)),
             ..c.facts
         }),
         verdict => verdict,

@@ -110,20 +110,31 @@ pub enum Drain {
 /// Decides what happens to a quarantined entry once its risk is known.
 ///
 /// `preservable` is whether the work can be recorded in a repository (a
-/// linked worktree can; a broken one, a plain directory and a clone cannot).
-/// Work that cannot be preserved under `preserve` is removed only when the
-/// entry is residue by construction (a broken worktree whose repository is
-/// gone, a plain directory from a crash before `git worktree add`); anything
-/// else that is at risk and cannot be preserved is kept.
-pub fn drain(kind: EntryKind, at_risk: bool, preservable: bool, policy: Policy) -> Drain {
+/// verified linked worktree can; a broken one, a plain directory and a clone
+/// cannot). Work at risk that cannot be recorded in any repository is kept
+/// under `preserve` and reported, never deleted (SPEC, "preserve"): a plain
+/// directory with files, a broken worktree whose repository is gone. Only
+/// `discard` removes it.
+pub fn drain(at_risk: bool, preservable: bool, policy: Policy) -> Drain {
     match (at_risk, policy) {
         (false, _) | (true, Policy::Discard) => Drain::Remove,
         (true, Policy::Keep) => Drain::Keep,
         (true, Policy::Preserve) if preservable => Drain::PreserveThenRemove,
-        (true, Policy::Preserve) => match kind {
-            EntryKind::Broken | EntryKind::Plain => Drain::Remove,
-            _ => Drain::Keep,
-        },
+        (true, Policy::Preserve) => Drain::Keep,
+    }
+}
+
+/// Why an entry whose work no repository can record is kept (SPEC,
+/// "preserve"): only `policy = "discard"` removes it.
+pub fn unrecordable(kind: EntryKind) -> &'static str {
+    match kind {
+        EntryKind::Broken => {
+            "kept: a broken worktree (its admin dir or repository is gone) whose files no repository can record; policy discard removes it"
+        }
+        EntryKind::Main => {
+            "kept: a clone: removing it would remove its repository; policy discard removes it"
+        }
+        _ => "kept: a directory with files that no repository can record; policy discard removes it",
     }
 }
 
@@ -187,36 +198,33 @@ mod tests {
     #[test]
     fn drain_table() {
         use Drain::*;
-        // (kind, at_risk, preservable, policy) -> action
+        // (at_risk, preservable, policy) -> action. Unrecordable work (a
+        // plain directory with files, a broken worktree, a clone) is the
+        // `preservable: false` rows: kept unless `discard`.
         let table = [
-            (Linked, false, true, Policy::Preserve, Remove),
-            (Linked, true, true, Policy::Preserve, PreserveThenRemove),
-            (Linked, true, true, Policy::Keep, Keep),
-            (Linked, true, true, Policy::Discard, Remove),
-            (Linked, true, false, Policy::Preserve, Keep),
-            (Broken, true, false, Policy::Preserve, Remove),
-            (Broken, true, false, Policy::Keep, Keep),
-            (Plain, true, false, Policy::Preserve, Remove),
-            (Plain, false, false, Policy::Keep, Remove),
-            (Main, true, false, Policy::Preserve, Keep),
-            (Main, true, false, Policy::Discard, Remove),
+            (false, true, Policy::Preserve, Remove),
+            (true, true, Policy::Preserve, PreserveThenRemove),
+            (true, true, Policy::Keep, Keep),
+            (true, true, Policy::Discard, Remove),
+            (true, false, Policy::Preserve, Keep),
+            (true, false, Policy::Keep, Keep),
+            (true, false, Policy::Discard, Remove),
+            (false, false, Policy::Keep, Remove),
         ];
-        for (kind, at_risk, preservable, policy, want) in table {
+        for (at_risk, preservable, policy, want) in table {
             assert_eq!(
-                drain(kind, at_risk, preservable, policy),
+                drain(at_risk, preservable, policy),
                 want,
-                "{kind:?} {at_risk} {preservable} {policy:?}"
+                "{at_risk} {preservable} {policy:?}"
             );
         }
     }
 
     #[test]
     fn nothing_at_risk_is_always_removed() {
-        for kind in KINDS {
-            for policy in POLICIES {
-                for preservable in [false, true] {
-                    assert_eq!(drain(kind, false, preservable, policy), Drain::Remove);
-                }
+        for policy in POLICIES {
+            for preservable in [false, true] {
+                assert_eq!(drain(false, preservable, policy), Drain::Remove);
             }
         }
     }

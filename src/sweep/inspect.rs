@@ -93,15 +93,38 @@ pub fn kind_at(dir: BorrowedFd<'_>, name: &OsStr, mode: u32) -> nix::Result<Entr
 
 /// Whether deleting an entry that is not a verified linked worktree would
 /// lose anything, judged without git (no git runs on what no claim
-/// vouches for): a link or a file holds nothing of its own, an empty plain
-/// directory nothing at all; anything else (files in a plain directory, a
-/// clone, a broken or unverified worktree) is at risk.
+/// vouches for): a link or a file entry holds nothing of its own, a plain
+/// directory only what is more than FIFOs, sockets and empty directories
+/// (what SPEC says no preserving keeps anyway); anything else (a clone, a
+/// broken or unverified worktree) is at risk. Whatever cannot be read is
+/// at risk.
 pub fn unlinked_at_risk(kind: EntryKind, dir: BorrowedFd<'_>, name: &OsStr) -> bool {
     match kind {
         EntryKind::Symlink | EntryKind::NotADirectory => false,
-        EntryKind::Plain => fd::open_dir_at(dir, name)
-            .and_then(|d| crate::remove::list_names(d.as_fd()))
-            .map_or(true, |names| !names.is_empty()),
+        EntryKind::Plain => holds_work(dir, name).unwrap_or(true),
         EntryKind::Linked | EntryKind::Broken | EntryKind::Main => true,
     }
+}
+
+/// Whether the directory `name` of `dir` holds anything but FIFOs, sockets
+/// and empty directories (one level down: a deeper tree counts as work).
+fn holds_work(dir: BorrowedFd<'_>, name: &OsStr) -> nix::Result<bool> {
+    let fd = fd::open_dir_at(dir, name)?;
+    for child in crate::remove::list_names(fd.as_fd())? {
+        let Some(st) = fd::stat_at(fd.as_fd(), &child)? else {
+            continue;
+        };
+        let kind = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits());
+        let nothing = match kind {
+            SFlag::S_IFIFO | SFlag::S_IFSOCK => true,
+            SFlag::S_IFDIR => fd::open_dir_at(fd.as_fd(), &child)
+                .and_then(|d| crate::remove::list_names(d.as_fd()))?
+                .is_empty(),
+            _ => false,
+        };
+        if !nothing {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }

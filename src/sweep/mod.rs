@@ -28,7 +28,7 @@ use crate::drain::{
 use crate::in_use::ProcessTable;
 use crate::roots::{self, OpenRoot, TRASH};
 use crate::trash::{self, Batch, Trash, TrashError};
-use decide::{drain, first, First};
+use decide::{drain, first, unrecordable, Drain, First};
 use inspect::{inspect, unlinked_at_risk, Inspected};
 use nix::errno::Errno;
 use nix::unistd::{unlinkat, Uid, UnlinkatFlags};
@@ -143,6 +143,23 @@ fn block(
         };
         let decision = first(inspected.seen, root.policy);
         match decision {
+            // Work no repository can record stays where it is: judged here,
+            // without git, so it is not moved to the trash and back.
+            First::Quarantine
+                if inspected.claim.is_none()
+                    && drain(
+                        unlinked_at_risk(inspected.seen.kind, open.fd.as_fd(), &name),
+                        false,
+                        root.policy,
+                    ) == Drain::Keep =>
+            {
+                let why = unrecordable(inspected.seen.kind);
+                out.push(if opts.dry_run {
+                    planned(path, Action::Kept).with_error(why)
+                } else {
+                    Outcome::new(path, Action::Kept).with_error(why)
+                });
+            }
             First::Quarantine => to_quarantine.push((name, inspected)),
             First::Unlink if opts.dry_run => out.push(planned(path, Action::Removed)),
             First::Unlink => out.push(unlink(open, &name, path, &inspected)),
@@ -233,7 +250,7 @@ fn plan(
             None => {
                 let path = root.path.join(&name);
                 let at_risk = unlinked_at_risk(inspected.seen.kind, open.fd.as_fd(), &name);
-                let decision = drain(inspected.seen.kind, at_risk, false, root.policy);
+                let decision = drain(at_risk, false, root.policy);
                 out.push(planned(path, action_of(decision)));
             }
         }
