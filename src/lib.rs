@@ -18,6 +18,7 @@
 
 pub mod admin;
 pub mod admin_dir;
+pub mod args;
 pub mod as_owner;
 pub mod check;
 pub mod claim;

@@ -404,6 +404,29 @@ fn dry_run_changes_nothing_and_plans() {
     assert_eq!(action_of(&doc, &clean)["action"], "planned");
 }
 
+/// `--budget -1s` is refused as a negative duration (not as the unknown
+/// flags `-1 -s`), and `--budget` followed by a flag says a duration was
+/// expected; both exit 2 before any configuration is read. Needs no root.
+#[test]
+fn a_negative_or_missing_budget_is_a_usage_error() {
+    for (value, says) in [
+        ("-1s", "\"-1s\" is negative"),
+        (
+            "--dry-run",
+            "expected a duration such as 10s, found \"--dry-run\"",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_treeward-sweep"))
+            .args(["--config", "/nonexistent/treeward.toml", "--budget", value])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "--budget {value}: {stderr}");
+        assert!(stderr.contains(says), "--budget {value}: {stderr}");
+        assert!(out.stdout.is_empty());
+    }
+}
+
 #[test]
 fn the_budget_leaves_the_rest_in_the_trash_for_the_next_pass() {
     let Some(h) = host(r#"["*"]"#, "preserve") else {

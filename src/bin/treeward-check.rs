@@ -5,28 +5,15 @@
 //! PATH that does not exist), 78 bad configuration.
 
 use clap::Parser;
-use std::path::PathBuf;
 use std::process::ExitCode;
+use treeward::args::Check as Args;
 use treeward::as_owner::Worker;
 use treeward::check;
-use treeward::cli::{self, Common};
+use treeward::cli;
 use treeward::config::Config;
 use treeward::error::{Error, EXIT_AT_RISK, EXIT_ERROR, EXIT_OK};
 use treeward::ledger::Ledger;
 use treeward::risk::{self, Kind};
-
-/// What would be lost if these worktrees were removed. Changes nothing.
-#[derive(Debug, Parser)]
-#[command(name = "treeward-check", version)]
-struct Args {
-    #[command(flatten)]
-    common: Common,
-    /// Every ledger record and every entry under the configured roots.
-    #[arg(long)]
-    all: bool,
-    /// Worktrees to check (default: the current directory).
-    paths: Vec<PathBuf>,
-}
 
 fn main() -> ExitCode {
     cli::run("treeward-check", || run(Args::parse()))

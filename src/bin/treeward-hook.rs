@@ -8,26 +8,11 @@
 //! error such as wrong arguments, 78 bad configuration.
 
 use clap::Parser;
-use std::ffi::OsString;
 use std::process::ExitCode;
-use treeward::cli::{self, Common};
+use treeward::args::Hook as Args;
+use treeward::cli;
 use treeward::error::{Error, EXIT_OK};
 use treeward::hook;
-
-/// Record a new linked worktree in the treeward ledger (git post-checkout).
-#[derive(Debug, Parser)]
-#[command(name = "treeward-hook", version)]
-struct Args {
-    #[command(flatten)]
-    common: Common,
-    /// Say what would be recorded; change nothing. Errors then exit 2 (78
-    /// for bad configuration) instead of 0.
-    #[arg(long)]
-    dry_run: bool,
-    /// <old-commit> <new-commit> <flag>, as git passes them.
-    #[arg(value_name = "ARG")]
-    args: Vec<OsString>,
-}
 
 const PROGRAM: &str = "treeward-hook";
 

@@ -9,22 +9,12 @@
 
 use clap::Parser;
 use std::process::ExitCode;
+use treeward::args::Reap as Args;
 use treeward::as_owner::Worker;
-use treeward::cli::{self, Common};
+use treeward::cli;
 use treeward::config::Config;
 use treeward::error::{Error, EXIT_OK};
 use treeward::reap::{self, Options};
-
-/// Reclaim released and orphaned worktrees, never one in use.
-#[derive(Debug, Parser)]
-#[command(name = "treeward-reap", version)]
-struct Args {
-    #[command(flatten)]
-    common: Common,
-    /// Plan and report what would be done; change nothing.
-    #[arg(long)]
-    dry_run: bool,
-}
 
 fn main() -> ExitCode {
     cli::run("treeward-reap", || run(Args::parse()))

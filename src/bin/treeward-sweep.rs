@@ -12,32 +12,12 @@
 
 use clap::Parser;
 use std::process::ExitCode;
-use std::time::Duration;
+use treeward::args::Sweep as Args;
 use treeward::as_owner::Worker;
-use treeward::cli::{self, Common};
-use treeward::config::{parse_duration, Config};
+use treeward::cli;
+use treeward::config::Config;
 use treeward::error::{Error, EXIT_OK};
 use treeward::sweep::{self, Options};
-
-/// Clear worktree residue under the sweep roots, preserving work at risk.
-#[derive(Debug, Parser)]
-#[command(name = "treeward-sweep", version)]
-struct Args {
-    #[command(flatten)]
-    common: Common,
-    /// Plan and report what would be done; change nothing.
-    #[arg(long)]
-    dry_run: bool,
-    /// How long the drain (assess, preserve, delete) may run after the
-    /// residue is out of the way; the rest waits in the trash for the next
-    /// pass. Such as 10s, 2m.
-    #[arg(long, default_value = "10s", value_parser = budget)]
-    budget: Duration,
-}
-
-fn budget(text: &str) -> Result<Duration, String> {
-    parse_duration(text)
-}
 
 fn main() -> ExitCode {
     cli::run("treeward-sweep", || run(Args::parse()))

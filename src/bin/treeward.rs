@@ -6,107 +6,17 @@
 //! (nothing changed), 78 bad configuration (nothing touched). `lease`
 //! exits with its command's status instead (see [`treeward::lease::run`]).
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use serde::Serialize;
-use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use treeward::admin::{doctor, hooks, list, release, restore};
+use treeward::args::{Admin as Args, AdminCommand as Command, HookRepos, LeaseArgs};
 use treeward::as_owner::Worker;
-use treeward::cli::{self, Common};
+use treeward::cli;
 use treeward::config::Config;
 use treeward::error::{Error, EXIT_AT_RISK, EXIT_ERROR, EXIT_OK};
 use treeward::ledger::Ledger;
-
-/// Administer treeward: the ledger, preserved work, the hook, the set-up.
-#[derive(Debug, Parser)]
-#[command(name = "treeward", version)]
-struct Args {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Ledger records joined with what is on disk, plus unrecorded entries
-    /// under the roots.
-    List {
-        #[command(flatten)]
-        common: Common,
-    },
-    /// Mark a worktree done with: the reaper may take it without waiting
-    /// for the grace period.
-    Release {
-        #[command(flatten)]
-        common: Common,
-        /// Change nothing; say what would change.
-        #[arg(long)]
-        dry_run: bool,
-        /// A ledger record id, or the worktree's path.
-        target: String,
-    },
-    /// Recreate a worktree from preserved refs, with its uncommitted state.
-    Restore {
-        #[command(flatten)]
-        common: Common,
-        #[arg(long)]
-        dry_run: bool,
-        /// Where to restore (default: the record's path). Something there
-        /// is moved aside, never overwritten.
-        #[arg(long, value_name = "P")]
-        path: Option<PathBuf>,
-        /// The repository, when no ledger record lists the refs.
-        #[arg(long, value_name = "REPO")]
-        repo: Option<PathBuf>,
-        /// A ledger record id, a ref under refs/treeward/preserved/, or
-        /// <name>/<stamp>.
-        target: String,
-    },
-    /// Install the post-checkout shim, chaining an existing hook.
-    InstallHook(HookArgs),
-    /// Remove the shim and put back the hook it chained.
-    UninstallHook(HookArgs),
-    /// Run CMD while holding a lease on the worktree at PATH.
-    ///
-    /// Exits with CMD's status (128+N if signal N killed it, 127 not found,
-    /// 126 not executable); 2 if no lease was taken (CMD then not started).
-    /// A worktree already leased is refused at once, never waited for.
-    Lease(LeaseArgs),
-    /// Check the set-up; exit 1 listing each problem.
-    Doctor {
-        #[command(flatten)]
-        common: Common,
-        /// Look for systemd units here instead of the standard directories
-        /// (repeatable).
-        #[arg(long, value_name = "DIR")]
-        unit_dir: Vec<PathBuf>,
-    },
-}
-
-#[derive(Debug, clap::Args)]
-struct HookArgs {
-    #[command(flatten)]
-    common: Common,
-    #[arg(long)]
-    dry_run: bool,
-    /// Repositories (a worktree top, a linked worktree or a git dir).
-    #[arg(required = true, value_name = "REPO")]
-    repos: Vec<PathBuf>,
-}
-
-/// `treeward lease [--config P] PATH -- CMD [ARGS...]`.
-#[derive(Debug, clap::Args)]
-struct LeaseArgs {
-    /// Configuration file (default: $TREEWARD_CONFIG, else
-    /// /etc/treeward/config.toml if it exists, else embedded defaults).
-    #[arg(long, value_name = "PATH")]
-    config: Option<PathBuf>,
-    /// The worktree: an entry of a configured root.
-    path: PathBuf,
-    /// The command and its arguments, after `--`.
-    #[arg(last = true, required = true, value_name = "CMD")]
-    command: Vec<OsString>,
-}
 
 /// Runs `treeward lease`: the lease is taken, CMD run, the lease ended.
 fn lease(args: LeaseArgs) -> Result<u8, Error> {
@@ -195,7 +105,7 @@ fn run(args: Args) -> Result<u8, Error> {
     }
 }
 
-fn hook(args: &HookArgs, remove: bool, worker: &Worker) -> Result<u8, Error> {
+fn hook(args: &HookRepos, remove: bool, worker: &Worker) -> Result<u8, Error> {
     Config::load(args.common.config.as_deref())?;
     let outcomes = hooks::install_all(&args.repos, remove, worker, args.dry_run)?;
     print(args.common.json, &outcomes, || {
