@@ -234,6 +234,23 @@ impl Identity {
     pub fn of(owner: Owner) -> Result<Identity, AsOwnerError> {
         identity_for(owner, account_of(owner.uid)?)
     }
+
+    /// The ids this process runs with (for a worker of its own ids): its
+    /// effective uid and gid and its groups as they are, whatever the
+    /// account database says.
+    pub fn current() -> Result<Identity, AsOwnerError> {
+        let uid = Uid::effective().as_raw();
+        let failed = |why: String| AsOwnerError::Account { uid, why };
+        let account = account_of(uid)?;
+        let groups = current_groups().map_err(|e| failed(format!("listing its groups: {e}")))?;
+        Ok(Identity {
+            uid,
+            gid: Gid::effective().as_raw(),
+            groups,
+            name: account.as_ref().map(|a| a.name.clone()),
+            home: account.map(|a| a.home),
+        })
+    }
 }
 
 /// Looks up the account of `uid` and its groups.
@@ -303,10 +320,16 @@ pub fn worker_environment(
 /// How a call is served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
-    /// In this process: the owner is the caller (or root, for root).
+    /// In this process: root, for root's own repositories (a worker never
+    /// runs as root).
     InProcess,
     /// In a worker running as the owner: the caller is root.
     Worker,
+    /// In a worker running as the caller itself, who is the owner and not
+    /// root: no ids change, but the call gets the worker's deadline, so a
+    /// FIFO the owner planted where git reads (a loose ref) cannot hang the
+    /// caller's pass.
+    SelfWorker,
     /// The caller is not root and the owner is someone else.
     CannotSwitch,
 }
@@ -314,8 +337,10 @@ pub enum Route {
 /// Decides how to serve requests for `owner_uid` from a caller whose
 /// effective uid is `caller_euid`.
 pub fn route(caller_euid: u32, owner_uid: u32) -> Route {
-    if caller_euid == owner_uid {
+    if caller_euid == owner_uid && caller_euid == 0 {
         Route::InProcess
+    } else if caller_euid == owner_uid {
+        Route::SelfWorker
     } else if caller_euid == 0 {
         Route::Worker
     } else {
@@ -470,9 +495,9 @@ impl Worker {
     }
 
     /// Serves `requests` as `owner`, in order, all in one worker: one
-    /// response per request. In-process when the caller is the owner
-    /// (without timeout); an error when an unprivileged caller asks for
-    /// another uid.
+    /// response per request. In-process (without timeout) only for root's
+    /// own repositories; an unprivileged owner's in a worker of its own ids;
+    /// an error when an unprivileged caller asks for another uid.
     pub fn call_batch(
         &self,
         owner: Owner,
@@ -484,8 +509,9 @@ impl Worker {
                 caller: Uid::effective().as_raw(),
                 owner: owner.uid,
             }),
-            Route::Worker if requests.is_empty() => Ok(Vec::new()),
+            Route::Worker | Route::SelfWorker if requests.is_empty() => Ok(Vec::new()),
             Route::Worker => self.run_worker(&Identity::of(owner)?, requests),
+            Route::SelfWorker => self.run_worker(&Identity::current()?, requests),
         }
     }
 
@@ -584,6 +610,7 @@ impl Worker {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         let credentials = Credentials {
+            switch: identity.uid != Uid::effective().as_raw(),
             uid: Uid::from_raw(identity.uid),
             gid: Gid::from_raw(identity.gid),
             groups: identity.groups.iter().map(|g| Gid::from_raw(*g)).collect(),
@@ -637,6 +664,9 @@ fn open_descriptors() -> Vec<i32> {
 
 /// The credentials a worker takes between fork and exec.
 struct Credentials {
+    /// Whether the ids change (root starting an owner's worker); a worker
+    /// of the caller's own ids keeps them as they are.
+    switch: bool,
     uid: Uid,
     gid: Gid,
     groups: Vec<Gid>,
@@ -656,9 +686,11 @@ impl Credentials {
             let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
             let _ = fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
         }
-        nix::unistd::setgroups(&self.groups)?;
-        nix::unistd::setresgid(self.gid, self.gid, self.gid)?;
-        nix::unistd::setresuid(self.uid, self.uid, self.uid)?;
+        if self.switch {
+            nix::unistd::setgroups(&self.groups)?;
+            nix::unistd::setresgid(self.gid, self.gid, self.gid)?;
+            nix::unistd::setresuid(self.uid, self.uid, self.uid)?;
+        }
         nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
         if nix::unistd::getppid() != self.parent {
             return Err(io::Error::from_raw_os_error(
@@ -1159,7 +1191,7 @@ mod tests {
     fn routes() {
         assert_eq!(route(0, 4242), Route::Worker);
         assert_eq!(route(0, 0), Route::InProcess);
-        assert_eq!(route(4242, 4242), Route::InProcess);
+        assert_eq!(route(4242, 4242), Route::SelfWorker);
         assert_eq!(route(4242, 4343), Route::CannotSwitch);
         assert_eq!(route(4242, 0), Route::CannotSwitch);
     }

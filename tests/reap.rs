@@ -1041,3 +1041,69 @@ fn a_lease_whose_holder_is_killed_stays_in_use_while_its_command_holds_the_flock
     assert!(text(e, "reason").contains("lease holder"), "{e}");
     assert!(!wt.exists());
 }
+
+/// A FIFO the repository's owner planted as a loose ref blocks git itself
+/// (libgit2 opens it to read a branch). The reaper serves its own uid in a
+/// worker of its own ids, so the call is killed at its deadline: that
+/// worktree fails with its work on disk, the other root's worktree is
+/// taken, and the pass ends. The control: with the ref a file again, the
+/// next pass preserves the worktree.
+#[test]
+fn a_fifo_ref_the_owner_planted_fails_only_its_worktree() {
+    let Some(h) = host("0s", "preserve") else {
+        return;
+    };
+    let stuck = h.f.worktree("stuck", "t-stuck");
+    write(&stuck.join("notes.md"), "only copy\n");
+    let free_f = Fixture::new_in(h.f.tmp.path());
+    let free_root = free_f.tmp.path().join("wt");
+    std::fs::create_dir(&free_root).unwrap();
+    std::fs::set_permissions(&free_root, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let free = free_root.join("free");
+    common::add_worktree(&free_f.repo, &free, Some("t-free"));
+    write(&free.join("notes.md"), "only copy\n");
+    h.hand_over();
+    for p in [&free_f.repo, &free_f.origin, &free] {
+        chown_r(p, h.user);
+    }
+    std::fs::set_permissions(free_f.tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let cfg = std::fs::read_to_string(&h.cfg).unwrap();
+    std::fs::write(
+        &h.cfg,
+        format!(
+            "{cfg}\n[[root]]\npath = \"{}\"\npatterns = [\"*\"]\ngrace = \"0s\"\n",
+            free_root.display()
+        ),
+    )
+    .unwrap();
+    let stuck_branch = h.f.repo.join(".git/refs/heads/t-stuck");
+    let tip = std::fs::read(&stuck_branch).unwrap();
+    common::plant_fifo(&stuck_branch);
+    std::os::unix::fs::lchown(&stuck_branch, Some(h.user), Some(h.user)).unwrap();
+    common::assert_blocks_a_reader(&stuck_branch);
+
+    let started = std::time::Instant::now();
+    let out = common::output_within(
+        &mut h.reaper(&["--json"]),
+        treeward::as_owner::DEFAULT_TIMEOUT + Duration::from_secs(30),
+    );
+    let took = started.elapsed();
+    let (code, doc, stderr) = common::json_report(&out);
+    assert_eq!(code, 0, "{stderr}");
+    let e = entry(&doc, &stuck);
+    assert_eq!(e["action"], "failed", "{doc:#}");
+    assert!(text(e, "error").contains("was killed"), "{e}");
+    assert_eq!(
+        std::fs::read_to_string(stuck.join("notes.md")).unwrap(),
+        "only copy\n"
+    );
+    assert_eq!(entry(&doc, &free)["action"], "preserved", "{doc:#}");
+    eprintln!("the reaper with a FIFO ref ended in {took:?}");
+
+    // Control: the ref a file again, the worktree is taken.
+    std::fs::remove_file(&stuck_branch).unwrap();
+    std::fs::write(&stuck_branch, tip).unwrap();
+    std::os::unix::fs::lchown(&stuck_branch, Some(h.user), Some(h.user)).unwrap();
+    let doc = h.reap_ok(&[]);
+    assert_eq!(entry(&doc, &stuck)["action"], "preserved", "{doc:#}");
+}
