@@ -38,17 +38,19 @@ impl Residue {
         write(&dirty.join("README"), "hello\nunsaved agent work\n");
         write(&dirty.join("notes.txt"), "untracked agent notes\n");
         f.worktree("other-1", "task-other");
-        write(&root.join("sess-plain/half-made"), "x\n");
+        // A crash between `mkdir` and `git worktree add`: directories only
+        // (a directory with files would be work no repository can record,
+        // kept under `preserve`).
+        std::fs::create_dir_all(root.join("sess-plain/half-made")).unwrap();
         chown_r(&f.repo, AGENT);
         chown_r(&f.origin, AGENT);
         chown_r(&root, AGENT);
+        // Root's residue the agent cannot remove: a directory tree of
+        // root's, mode 0700 (no files in it: those would be kept, as work
+        // no repository can record).
         let rooty = root.join("sess-root");
-        write(&rooty.join("cache/blob"), "root was here\n");
-        std::fs::set_permissions(
-            rooty.join("cache/blob"),
-            std::fs::Permissions::from_mode(0o600),
-        )
-        .unwrap();
+        std::fs::create_dir_all(rooty.join("cache")).unwrap();
+        std::fs::set_permissions(&rooty, std::fs::Permissions::from_mode(0o700)).unwrap();
         Residue { f, root }
     }
 
