@@ -12,7 +12,8 @@
 //! 2. a repository under a group- or world-writable directory;
 //! 3. a symlink swapped into an admin dir, the repository or the worktree at
 //!    the moment the sweep reads, locks, relocates, preserves, forgets or
-//!    removes (inotify), and blindly in a loop;
+//!    removes (inotify), and blindly in a loop; and at the moment
+//!    `treeward restore` (as root) rebuilds a preserved worktree;
 //! 4. FIFOs where git and treeward read pointers and state;
 //! 5. the reaper against 1 and 4.
 //!
@@ -1105,12 +1106,19 @@ impl Canary {
             "/nonexistent/treeward-attack-canary/.git\n",
         );
         write(&dir.join("sub/inner.txt"), "root's own bytes too\n");
+        // An empty directory: what `git worktree add` accepts as the new
+        // worktree's directory when a symlink at its path leads there.
+        root_dir(&dir.join("empty"), 0o755);
         let before = snapshot(&dir);
         Canary { dir, before }
     }
 
     fn file(&self) -> PathBuf {
         self.dir.join("precious.txt")
+    }
+
+    fn empty(&self) -> PathBuf {
+        self.dir.join("empty")
     }
 
     /// `Ok` when every byte, mode, owner and mtime under the canary is as
@@ -1242,6 +1250,8 @@ struct SwapHost {
     f: Fixture,
     root: PathBuf,
     cfg: PathBuf,
+    /// Who owns the repository and makes the worktrees.
+    owner: u32,
 }
 
 fn swap_host() -> SwapHost {
@@ -1263,6 +1273,35 @@ fn swap_host() -> SwapHost {
         f,
         root,
         cfg,
+        owner: AGENT,
+    }
+}
+
+/// A repository of root's (strict path) and a sticky root-owned root with
+/// no `owner` configured: root's own worktrees, which root restores
+/// in-process, and where the attacker (4343) may create names.
+fn root_swap_host() -> SwapHost {
+    let tmp = common::strict_tempdir();
+    let base = tmp.path();
+    let f = Fixture::new_in(base);
+    set_mode(f.tmp.path(), 0o755);
+    let root = root_dir(&base.join("root"), 0o1777);
+    let cfg = base.join("treeward.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "ledger = \"{}\"\n\n[[root]]\npath = \"{}\"\npatterns = [\"wt-*\"]\npolicy = \"preserve\"\n",
+            base.join("ledger.json").display(),
+            root.display()
+        ),
+    )
+    .unwrap();
+    SwapHost {
+        _tmp: tmp,
+        f,
+        root,
+        cfg,
+        owner: 0,
     }
 }
 
@@ -1275,12 +1314,12 @@ impl SwapHost {
         self.common().join("worktrees").join(name)
     }
 
-    /// A new dirty worktree `<root>/<name>` of the agent's (detached; an
+    /// A new dirty worktree `<root>/<name>` of the owner's (detached; an
     /// untracked `deep/a/b/f.txt`, an edited README), made by the agent.
     fn add(&self, name: &str) -> PathBuf {
         let wt = self.root.join(name);
         sh_as(
-            AGENT,
+            self.owner,
             &self.f.repo,
             r#"git worktree add -q --detach "$WT" main && cd "$WT" && mkdir -p deep/a/b \
                && echo only-copy > deep/a/b/f.txt && echo edited >> README"#,
@@ -1350,6 +1389,11 @@ struct Attacker {
 
 impl Attacker {
     fn start(spec: &Value) -> Attacker {
+        Attacker::start_as(AGENT, spec)
+    }
+
+    /// The attacker process as `uid` (gid = uid).
+    fn start_as(uid: u32, spec: &Value) -> Attacker {
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args([
                 "--exact",
@@ -1361,8 +1405,8 @@ impl Attacker {
             .env(ATTACK_SPEC, spec.to_string())
             .env("HOME", "/nonexistent")
             .current_dir("/")
-            .uid(AGENT)
-            .gid(AGENT)
+            .uid(uid)
+            .gid(uid)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -1548,6 +1592,7 @@ mod attacker {
         match spec["mode"].as_str().unwrap() {
             "inotify" => on_event(spec),
             "blind" => blind(spec),
+            "restore" => on_restore(spec),
             other => panic!("unknown mode {other}"),
         }
     }
@@ -1622,6 +1667,233 @@ mod attacker {
             "ATTACK-RESULT events={events} fired={} planted={}",
             u8::from(swapped.is_some()),
             u8::from(planted)
+        );
+    }
+
+    /// Where a restore target appears (the place whose inotify events name
+    /// it, and that name; `""`: any event there) and what is swapped.
+    fn restore_place(spec: &Value) -> (&'static str, String, Place) {
+        let target = spec["target"].as_str().unwrap();
+        let name = spec["name"].as_str().unwrap().to_owned();
+        let (file, dir) = (path(spec, "canary_file"), path(spec, "canary_dir"));
+        let at = |d: PathBuf, n: &str, to: PathBuf| Place {
+            dir: d,
+            name: n.to_owned(),
+            aside: if n == name {
+                format!(".aside-{n}")
+            } else {
+                format!("{n}.aside")
+            },
+            link_to: to,
+        };
+        match target {
+            "entry" => ("root", name.clone(), at(path(spec, "root"), &name, dir)),
+            "worktrees" => (
+                "common",
+                "worktrees".into(),
+                at(path(spec, "common"), "worktrees", dir),
+            ),
+            "admin" => (
+                "worktrees",
+                name.clone(),
+                at(path(spec, "worktrees"), &name, dir),
+            ),
+            "gitdir" | "HEAD" | "commondir" | "index.lock" => (
+                "admin",
+                target.into(),
+                at(path(spec, "admin"), target, file),
+            ),
+            "dotgit" => (
+                "entry",
+                ".git".into(),
+                at(path(spec, "entry"), ".git", file),
+            ),
+            "README" => (
+                "entry",
+                target.into(),
+                at(path(spec, "entry"), target, file),
+            ),
+            "src" | "deep" => ("entry", target.into(), at(path(spec, "entry"), target, dir)),
+            // The attacker (4343) plants at the free path in the sticky
+            // root: a symlink to an empty root-owned directory, or an empty
+            // directory of its own (mode 0777) that it swaps for a symlink
+            // once git writes into it; when the new admin dir is created
+            // (git has found the path free), `-early` at the first event in
+            // the common dir (the repository verified or read), `-again` as
+            // soon as the file it left at the path is moved aside.
+            squat if squat.starts_with("squat-") => {
+                let to = if squat.starts_with("squat-link") {
+                    path(spec, "canary_empty")
+                } else {
+                    dir
+                };
+                let (watch, wanted) = if squat.ends_with("-early") {
+                    ("common", String::new())
+                } else if squat.ends_with("-again") {
+                    ("root", name.clone())
+                } else {
+                    ("worktrees", name.clone())
+                };
+                (watch, wanted, at(path(spec, "root"), &name, to))
+            }
+            other => panic!("unknown restore target {other}"),
+        }
+    }
+
+    /// Against `treeward restore`: watches the root and the common dir, and
+    /// `<common>/worktrees`, the new admin dir and the new worktree as they
+    /// appear. At the event where the target appears — or, `later`, at the
+    /// first event inside it (a directory) or the next one naming it (a
+    /// file) — swaps it for a symlink to the canary and leaves that there
+    /// until told to stop. The squats plant at the worktree's free path
+    /// instead (see [`restore_place`]); `squat-dir` in two steps: an empty
+    /// directory of its own (which git would accept), swapped for the
+    /// symlink at the first event inside it.
+    fn on_restore(spec: &Value) {
+        use nix::sys::inotify::WatchDescriptor;
+        use std::collections::HashMap;
+        use std::os::unix::fs::PermissionsExt;
+        let ino = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).unwrap();
+        let mask = AddWatchFlags::IN_ALL_EVENTS
+            | AddWatchFlags::IN_DONT_FOLLOW
+            | AddWatchFlags::IN_ONLYDIR;
+        let (watch, wanted, place) = restore_place(spec);
+        let target_path = place.dir.join(&place.name);
+        let target = spec["target"].as_str().unwrap();
+        let squat = target.starts_with("squat-");
+        let squat_dir = target.starts_with("squat-dir");
+        let later = spec["later"].as_bool().unwrap();
+        let again = squat && target.ends_with("-again");
+        let name = spec["name"].as_str().unwrap().to_owned();
+        if again {
+            std::fs::write(&target_path, "left here to be moved aside\n").unwrap();
+        }
+        let where_is = |at: &str| match at {
+            "inside" => target_path.clone(),
+            at => path(spec, at),
+        };
+        let mut places: HashMap<WatchDescriptor, &'static str> = HashMap::new();
+        // Watches `at`; true when it has the target already (or, for the
+        // inside of the target, anything).
+        let add = |places: &mut HashMap<WatchDescriptor, &'static str>, at: &'static str| {
+            let dir = where_is(at);
+            let Ok(wd) = ino.add_watch(&dir, mask) else {
+                return false;
+            };
+            places.insert(wd, at);
+            match at {
+                "inside" => std::fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_some()),
+                at => {
+                    at == watch
+                        && !wanted.is_empty()
+                        && dir.join(&wanted).symlink_metadata().is_ok()
+                }
+            }
+        };
+        // Where the events inside the target (a directory) arrive.
+        let inside: Option<&'static str> = match target {
+            "entry" => Some("entry"),
+            "worktrees" => Some("worktrees"),
+            "admin" => Some("admin"),
+            "src" | "deep" => Some("inside"),
+            t if t.starts_with("squat-dir") => Some("inside"),
+            _ => None,
+        };
+        for at in ["root", "common", "worktrees"] {
+            add(&mut places, at);
+        }
+        println!("ATTACK-READY");
+        let mut events = 0u64;
+        let mut swapped: Option<Swapped> = None;
+        // The target appeared (a squat: was planted), waiting for `later`.
+        let mut appeared = false;
+        let mut squatted = false;
+        loop {
+            let stdin = std::io::stdin();
+            let mut fds = [
+                PollFd::new(ino.as_fd(), PollFlags::POLLIN),
+                PollFd::new(stdin.as_fd(), PollFlags::POLLIN),
+            ];
+            if poll(&mut fds, PollTimeout::NONE).is_err() {
+                continue;
+            }
+            let stop = fds[1].revents().is_some_and(|r| !r.is_empty());
+            for ev in ino.read_events().unwrap_or_default() {
+                events += 1;
+                if swapped.is_some() {
+                    continue;
+                }
+                let at = places.get(&ev.wd).copied().unwrap_or("");
+                let named = ev
+                    .name
+                    .as_ref()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let mut hit = at == watch
+                    && (wanted.is_empty() || named == wanted)
+                    && (!again || ev.mask.contains(AddWatchFlags::IN_MOVED_FROM));
+                // Follow the restore into what it creates.
+                let created = ev
+                    .mask
+                    .intersects(AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO);
+                let next = match (at, named.as_str()) {
+                    ("common", "worktrees") => Some("worktrees"),
+                    ("worktrees", n) if n == name => Some("admin"),
+                    ("root", n) if n == name && !squat => Some("entry"),
+                    _ => None,
+                };
+                if let Some(next) = next.filter(|_| created) {
+                    hit |= add(&mut places, next);
+                }
+                let fire = if appeared {
+                    // Later: the first event inside, or the next naming it.
+                    match inside {
+                        Some(inside) => at == inside,
+                        None => hit,
+                    }
+                } else if hit {
+                    if squat_dir {
+                        // Step one: an empty directory of the attacker's.
+                        squatted = std::fs::create_dir(&target_path).is_ok()
+                            && std::fs::set_permissions(
+                                &target_path,
+                                PermissionsExt::from_mode(0o777),
+                            )
+                            .is_ok();
+                        appeared = squatted;
+                        squatted && add(&mut places, "inside")
+                    } else if later {
+                        appeared = true;
+                        inside.is_some_and(|i| i == "inside" && add(&mut places, i))
+                    } else {
+                        true
+                    }
+                } else {
+                    false
+                };
+                if fire {
+                    let s = swap(&place);
+                    println!(
+                        "ATTACK-SWAPPED {} planted={}",
+                        target_path.display(),
+                        s.planted
+                    );
+                    swapped = Some(s);
+                }
+            }
+            if stop {
+                break;
+            }
+        }
+        let planted = swapped.as_ref().is_some_and(|s| s.planted);
+        if let Some(s) = &swapped {
+            restore(s, &place);
+        }
+        println!(
+            "ATTACK-RESULT events={events} fired={} planted={} squatted={}",
+            u8::from(swapped.is_some()),
+            u8::from(planted),
+            u8::from(squatted)
         );
     }
 
@@ -1794,5 +2066,488 @@ fn a_naive_write_after_the_swap_clobbers_the_canary() {
     }
     eprintln!(
         "attacks: class 3 control: {hits} naive writes after the swap, {hits} reached the canary"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Class 3 at restore: a symlink swapped in while `treeward restore` rebuilds
+// a preserved worktree.
+
+/// What the attacker swaps while root restores, as whom, and when.
+struct RestoreTarget {
+    /// See `attacker::restore_place`.
+    target: &'static str,
+    uid: u32,
+    moment: &'static str,
+}
+
+const RESTORE_TARGETS: &[RestoreTarget] = &[
+    RestoreTarget {
+        target: "entry",
+        uid: AGENT,
+        moment: "the new worktree's directory created (→ the canary dir)",
+    },
+    RestoreTarget {
+        target: "worktrees",
+        uid: AGENT,
+        moment: "<common>/worktrees created (→ the canary dir)",
+    },
+    RestoreTarget {
+        target: "admin",
+        uid: AGENT,
+        moment: "<common>/worktrees/<name> created (→ the canary dir)",
+    },
+    RestoreTarget {
+        target: "gitdir",
+        uid: AGENT,
+        moment: "the admin dir's gitdir written (→ the canary file)",
+    },
+    RestoreTarget {
+        target: "HEAD",
+        uid: AGENT,
+        moment: "the admin dir's HEAD written (→ the canary file)",
+    },
+    RestoreTarget {
+        target: "commondir",
+        uid: AGENT,
+        moment: "the admin dir's commondir written (→ the canary file)",
+    },
+    RestoreTarget {
+        target: "index.lock",
+        uid: AGENT,
+        moment: "the new index being written (→ the canary file)",
+    },
+    RestoreTarget {
+        target: "dotgit",
+        uid: AGENT,
+        moment: "the worktree's .git written (→ the canary file)",
+    },
+    RestoreTarget {
+        target: "README",
+        uid: AGENT,
+        moment: "a tracked file checked out (→ the canary file)",
+    },
+    RestoreTarget {
+        target: "src",
+        uid: AGENT,
+        moment: "a tracked directory checked out (→ the canary dir)",
+    },
+    RestoreTarget {
+        target: "deep",
+        uid: AGENT,
+        moment: "the untracked files written (→ the canary dir)",
+    },
+    RestoreTarget {
+        target: "squat-link",
+        uid: ATTACKER,
+        moment: "git found the path free: a symlink there (→ an empty canary dir)",
+    },
+    RestoreTarget {
+        target: "squat-dir",
+        uid: ATTACKER,
+        moment: "git found the path free: an empty 0777 dir there, swapped (→ the canary dir) at the first event in it",
+    },
+    RestoreTarget {
+        target: "squat-link-early",
+        uid: ATTACKER,
+        moment: "the repository first read: a symlink at the path (→ an empty canary dir)",
+    },
+    RestoreTarget {
+        target: "squat-dir-early",
+        uid: ATTACKER,
+        moment: "the repository first read: an empty 0777 dir at the path, swapped (→ the canary dir) at the first event in it",
+    },
+];
+
+/// Against root's own repository, restored by root in-process in a sticky
+/// root: the attacker (4343) can only create names in the root.
+const ROOT_REPO_TARGETS: &[RestoreTarget] = &[
+    RestoreTarget {
+        target: "squat-link",
+        uid: ATTACKER,
+        moment: "root's repository; git found the path free: a symlink there (→ an empty canary dir)",
+    },
+    RestoreTarget {
+        target: "squat-dir",
+        uid: ATTACKER,
+        moment: "root's repository; git found the path free: an empty 0777 dir there, swapped (→ the canary dir) at the first event in it",
+    },
+    RestoreTarget {
+        target: "squat-link-early",
+        uid: ATTACKER,
+        moment: "root's repository, first read: a symlink at the path (→ an empty canary dir)",
+    },
+    RestoreTarget {
+        target: "squat-dir-early",
+        uid: ATTACKER,
+        moment: "root's repository, first read: an empty 0777 dir at the path, swapped (→ the canary dir) at the first event in it",
+    },
+    RestoreTarget {
+        target: "squat-link-again",
+        uid: ATTACKER,
+        moment: "root's repository; the attacker's file at the path moved aside: a symlink there (→ an empty canary dir)",
+    },
+    RestoreTarget {
+        target: "squat-dir-again",
+        uid: ATTACKER,
+        moment: "root's repository; the attacker's file at the path moved aside: an empty 0777 dir there, swapped (→ the canary dir) at the first event in it",
+    },
+];
+
+impl SwapHost {
+    fn restore_spec(&self, name: &str, target: &str, later: bool, canary: &Canary) -> Value {
+        json!({
+            "mode": "restore",
+            "target": target,
+            "name": name,
+            "root": self.root,
+            "entry": self.root.join(name),
+            "common": self.common(),
+            "worktrees": self.common().join("worktrees"),
+            "admin": self.admin(name),
+            "canary_dir": canary.dir,
+            "canary_file": canary.file(),
+            "canary_empty": canary.empty(),
+            "later": later,
+        })
+    }
+
+    /// `treeward release <root>/<name>` as root: the record a restore by
+    /// id names. Returns its id.
+    fn release(&self, name: &str) -> String {
+        let out = common::output_within(
+            Command::new(env!("CARGO_BIN_EXE_treeward"))
+                .args(["release", "--json", "--config"])
+                .arg(&self.cfg)
+                .arg(self.root.join(name))
+                .env_remove("TREEWARD_CONFIG")
+                .current_dir("/"),
+            WATCHDOG,
+        );
+        let (code, doc, stderr) = common::json_report(&out);
+        assert_eq!(code, 0, "release {name}: {stderr}");
+        doc["id"].as_str().unwrap().to_owned()
+    }
+
+    /// `treeward restore <what> --json` as root (the repository's owner is
+    /// the root's, 4242, whose worker does the work), under the watchdog.
+    fn restore(&self, what: &[&str]) -> std::process::Output {
+        common::output_within(
+            Command::new(env!("CARGO_BIN_EXE_treeward"))
+                .arg("restore")
+                .args(what)
+                .arg("--json")
+                .arg("--config")
+                .arg(&self.cfg)
+                .env_remove("TREEWARD_CONFIG")
+                .current_dir("/"),
+            WATCHDOG,
+        )
+    }
+
+    /// Removes, as root and never through a link, everything a restore and
+    /// its attacker left: every name of the root but its trash, every
+    /// admin dir (the sweep pruned those of the worktrees it preserved),
+    /// and a swapped `<common>/worktrees`.
+    fn clear_restores(&self) {
+        let worktrees = self.common().join("worktrees");
+        let aside = self.common().join("worktrees.aside");
+        if worktrees.is_symlink() {
+            std::fs::remove_file(&worktrees).unwrap();
+        }
+        if aside.is_dir() && std::fs::symlink_metadata(&worktrees).is_err() {
+            std::fs::rename(&aside, &worktrees).unwrap();
+        }
+        let clear = |dir: &Path, keep: &str| {
+            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                if e.file_name() == keep {
+                    continue;
+                }
+                let p = e.path();
+                match std::fs::symlink_metadata(&p) {
+                    Ok(m) if m.is_dir() => std::fs::remove_dir_all(&p).unwrap(),
+                    Ok(_) => std::fs::remove_file(&p).unwrap(),
+                    Err(_) => {}
+                }
+            }
+        };
+        clear(&self.root, ".treeward-trash");
+        clear(&worktrees, "");
+        if aside.is_dir() {
+            std::fs::remove_dir_all(&aside).unwrap();
+        }
+    }
+
+    /// Paths owned by root in the repository, or in the root outside its
+    /// trash (the sweep's own, root-owned): in the restored worktree.
+    fn root_owned_outside_the_trash(&self) -> Vec<String> {
+        let trash = self.root.join(".treeward-trash");
+        let mut found = root_owned(self.f.tmp.path());
+        found.extend(
+            root_owned(&self.root)
+                .into_iter()
+                .filter(|p| !Path::new(p).starts_with(&trash)),
+        );
+        found
+    }
+}
+
+/// The figures of a restore swap loop.
+#[derive(Default)]
+struct RestoreTally {
+    restores: usize,
+    fired: u64,
+    planted: u64,
+    squatted: u64,
+    breaks: Vec<String>,
+    outcomes: BTreeMap<String, BTreeMap<String, usize>>,
+    slowest: (Duration, String),
+}
+
+/// One round against `h`: a dirty worktree of its owner's per target,
+/// every other one released (a ledger record); one sweep preserves them
+/// all; each is then restored by root — by record id, or by its work ref
+/// with `--repo` and `--path` — with its attacker at work. After each, what
+/// may have broken goes to `tally.breaks`.
+fn restore_round(
+    h: &SwapHost,
+    round: usize,
+    targets: &[RestoreTarget],
+    canary: &Canary,
+    tally: &mut RestoreTally,
+) {
+    let tag = if h.owner == 0 { "r" } else { "a" };
+    let names: Vec<String> = (0..targets.len())
+        .map(|k| format!("wt-{tag}{round}-{k}"))
+        .collect();
+    let mut ids = Vec::new();
+    for (k, name) in names.iter().enumerate() {
+        h.add(name);
+        ids.push((k % 2 == 0).then(|| h.release(name)));
+    }
+    let (doc, _) = sweep(&h.cfg);
+    for ((name, t), id) in names.iter().zip(targets).zip(&ids) {
+        let wt = h.root.join(name);
+        assert_eq!(action(&doc, &wt).0, "preserved", "{doc:#}");
+        let work = entry(&doc, &wt)["preserved_refs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .find(|r| r.ends_with("/work"))
+            .unwrap_or_else(|| panic!("{name}: no work ref: {doc:#}"))
+            .to_owned();
+        let (repo, path) = (h.f.repo.to_str().unwrap(), wt.to_str().unwrap());
+        let what = match id {
+            Some(id) => vec![id.as_str()],
+            None => vec![work.as_str(), "--repo", repo, "--path", path],
+        };
+        // As the target appears, or at the first event inside it (the next
+        // one naming it, for a file).
+        let later = round % 2 == 1 && t.uid == AGENT;
+        let moment = format!("{}{}", t.moment, if later { ", later" } else { "" });
+        let attacker = Attacker::start_as(t.uid, &h.restore_spec(name, t.target, later, canary));
+        let began = Instant::now();
+        let out = h.restore(&what);
+        let took = began.elapsed();
+        let result = attacker.finish();
+        tally.restores += 1;
+        if took > tally.slowest.0 {
+            tally.slowest = (took, moment.clone());
+        }
+        tally.fired += figure(&result, "fired");
+        tally.planted += figure(&result, "planted");
+        tally.squatted += figure(&result, "squatted");
+        let code = out.status.code();
+        let swap = match (figure(&result, "fired"), figure(&result, "planted")) {
+            (_, 1) => "planted",
+            (1, _) => "not planted",
+            _ => "not fired",
+        };
+        *tally
+            .outcomes
+            .entry(format!(
+                "{}{}",
+                if h.owner == 0 { "root's " } else { "" },
+                t.target
+            ))
+            .or_default()
+            .entry(format!("{swap}, exit {}", code.unwrap_or(-1)))
+            .or_default() += 1;
+        let mut broke = Vec::new();
+        if !matches!(code, Some(0 | 2)) {
+            broke.push(format!(
+                "exit {code:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        if let Err(e) = canary.intact() {
+            broke.push(e);
+        }
+        // Restored: into a directory of the owner's, not through a link.
+        if code == Some(0) {
+            use std::os::unix::fs::MetadataExt;
+            let m = std::fs::symlink_metadata(&wt);
+            if !m.as_ref().is_ok_and(|m| m.is_dir() && m.uid() == h.owner) {
+                broke.push(format!("restored into {m:?}"));
+            }
+        }
+        // Root's own repository and worktrees are root's; in the agent's,
+        // root wrote nothing.
+        if h.owner != 0 {
+            let rooty = h.root_owned_outside_the_trash();
+            if !rooty.is_empty() {
+                broke.push(format!("root-owned: {rooty:?}"));
+            }
+        }
+        if !broke.is_empty() {
+            tally
+                .breaks
+                .push(format!("{name}: {moment}: {}", broke.join("; ")));
+        }
+        h.clear_restores();
+    }
+}
+
+/// Class 3 at restore. Rounds of: a dirty worktree of the agent's (4242,
+/// in a sticky root whose `owner` is 4242) per target of
+/// [`RESTORE_TARGETS`], one sweep preserving them all, then `treeward
+/// restore` of each as root (which verifies the repository and restores as
+/// 4242 in a worker) — by record id or by preserved ref — while an
+/// attacker process watches with inotify and, where the target appears or
+/// at the first event inside it, swaps the new worktree's directory,
+/// `<common>/worktrees`, the new admin dir, its `gitdir`, `HEAD`,
+/// `commondir`, `index.lock`, the worktree's `.git`, a tracked file, a
+/// tracked or untracked directory for a symlink to a root-owned canary (as
+/// 4242, who owns the repository), or squats the path in the sticky root
+/// (as 4343); and the same with a root's own repository in a sticky root
+/// with no `owner`, which root restores in-process, against 4343's squats
+/// ([`ROOT_REPO_TARGETS`]). After every restore: it ended within the
+/// watchdog with 0 or 2, the canary is byte-for-byte intact (mtimes too),
+/// a restored worktree is a directory of the owner's, and nothing
+/// root-owned is in the agent's repository or root (the trash aside).
+/// Control: [`a_naive_write_after_a_restore_swap_clobbers_the_canary`].
+///
+/// Found on the way: git takes an existing path that leads to an empty
+/// directory for the new worktree's, so a symlink (or an empty directory
+/// of 4343's, renamed away once git is inside) planted at the path after
+/// it was found free had root write `.git` and the whole checkout into a
+/// root-owned directory elsewhere, and git's clean-up of a failed add
+/// emptied that directory as root; the worker now creates the directory
+/// itself with `mkdir` first (`src/admin/rebuild.rs`).
+#[test]
+fn symlinks_swapped_in_while_root_restores_never_redirect_root() {
+    if !root_only() {
+        return;
+    }
+    let started = Instant::now();
+    let agents = swap_host();
+    let roots = root_swap_host();
+    let canary = Canary::new("restore");
+    let per_round = RESTORE_TARGETS.len() + ROOT_REPO_TARGETS.len();
+    let rounds = iterations(120).div_ceil(per_round);
+    let mut tally = RestoreTally::default();
+    for round in 0..rounds {
+        restore_round(&agents, round, RESTORE_TARGETS, &canary, &mut tally);
+        restore_round(&roots, round, ROOT_REPO_TARGETS, &canary, &mut tally);
+    }
+    assert_eq!(
+        tally.breaks,
+        Vec::<String>::new(),
+        "root wrote through the attacker's symlink, or the restore failed badly"
+    );
+    canary.intact().unwrap();
+    assert!(tally.planted > 0, "no symlink was ever planted");
+    eprintln!(
+        "attacks: class 3 at restore (inotify symlink swaps): {} restores, {} swaps fired, {} symlinks planted, {} paths squatted, {} breaks; outcomes by target {:?}; slowest restore {} ms ({}); {} ms in all",
+        tally.restores,
+        tally.fired,
+        tally.planted,
+        tally.squatted,
+        tally.breaks.len(),
+        tally.outcomes,
+        tally.slowest.0.as_millis(),
+        tally.slowest.1,
+        started.elapsed().as_millis()
+    );
+}
+
+/// Control of class 3 at restore: the same attacker and trigger against
+/// the same `treeward restore` — the new worktree's directory, the new
+/// admin dir, the worktree's `.git` or its untracked directory swapped (as
+/// 4242) as the restore makes it, or the path squatted (as 4343) at the
+/// repository's first read — then what the restore writes there, written
+/// as root by path, the way root restoring in-process did before the
+/// worker made the directory itself: it goes through the symlink into the
+/// canary, and the canary check sees it.
+#[test]
+fn a_naive_write_after_a_restore_swap_clobbers_the_canary() {
+    if !root_only() {
+        return;
+    }
+    let h = swap_host();
+    let dotgit: NaiveWrite = |h, name| {
+        let text = format!("gitdir: {}\n", h.admin(name).display());
+        std::fs::write(h.root.join(name).join(".git"), text).unwrap()
+    };
+    let naive: [(&str, u32, NaiveWrite); 5] = [
+        ("entry", AGENT, dotgit),
+        ("admin", AGENT, |h, name| {
+            let text = format!("{}/.git\n", h.root.join(name).display());
+            std::fs::write(h.admin(name).join("gitdir"), text).unwrap()
+        }),
+        ("dotgit", AGENT, dotgit),
+        ("deep", AGENT, |h, name| {
+            let dir = h.root.join(name).join("deep/a/b");
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("f.txt"), "only-copy\n").unwrap()
+        }),
+        ("squat-link-early", ATTACKER, dotgit),
+    ];
+    let (mut hits, mut tries) = (0, 0);
+    for (target, uid, write_naively) in naive {
+        // The attacker may lose a race on a loaded machine: try again.
+        let planted = (0..5).any(|attempt| {
+            tries += 1;
+            let name = format!("wt-control-{target}-{attempt}");
+            let wt = h.add(&name);
+            let (doc, _) = sweep(&h.cfg);
+            assert_eq!(action(&doc, &wt).0, "preserved", "{doc:#}");
+            let work = entry(&doc, &wt)["preserved_refs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(Value::as_str)
+                .find(|r| r.ends_with("/work"))
+                .unwrap()
+                .to_owned();
+            let canary = Canary::new(&format!("restore-control-{target}"));
+            let attacker = Attacker::start_as(uid, &h.restore_spec(&name, target, false, &canary));
+            let out = h.restore(&[
+                &work,
+                "--repo",
+                h.f.repo.to_str().unwrap(),
+                "--path",
+                wt.to_str().unwrap(),
+            ]);
+            assert!(matches!(out.status.code(), Some(0 | 2)), "{out:?}");
+            canary.intact().expect("the restore itself left it intact");
+            let swapped = attacker.wait_for("ATTACK-SWAPPED", Duration::from_secs(10));
+            if swapped.is_some_and(|s| s.ends_with("planted=true")) {
+                write_naively(&h, &name);
+                let seen = canary
+                    .intact()
+                    .expect_err("the naive write reached the canary");
+                eprintln!("control {target}: {seen}");
+                hits += 1;
+            }
+            let result = attacker.finish();
+            h.clear_restores();
+            figure(&result, "planted") == 1
+        });
+        assert!(planted, "{target}: the attacker never planted its symlink");
+    }
+    eprintln!(
+        "attacks: class 3 at restore, control: {tries} restores, {hits} naive writes after the swap, {hits} reached the canary"
     );
 }

@@ -17,9 +17,11 @@
 //!
 //! Something already at the path is renamed aside to
 //! `<path>.treeward-aside-<stamp>` (never overwritten), unless it is a live
-//! linked worktree, which is refused. Everything is checked before anything
-//! changes; a failing `git worktree add` puts the aside back. The preserved
-//! refs are never deleted.
+//! linked worktree, which is refused. The directory is then created with
+//! `mkdir` before git runs, so that nothing planted at the path meanwhile
+//! (a symlink, someone else's empty directory) is ever written through.
+//! Everything is checked before anything changes; a failing `git worktree
+//! add` puts the aside back. The preserved refs are never deleted.
 
 use crate::preserve::{self, NAMESPACE};
 use crate::risk::{self, Location};
@@ -150,7 +152,18 @@ pub fn rebuild(
     if let Some(aside) = &aside {
         move_aside(path, aside)?;
     }
+    if let Err(e) = make_worktree_dir(path) {
+        if let Some(aside) = &aside {
+            if let Err(back) = rename_no_replace(aside, path) {
+                log::error!("{back}");
+            }
+        }
+        return Err(e);
+    }
     if let Err(e) = add_worktree(common, path, &checkout) {
+        // git removes the directory when it fails after taking it; when
+        // it fails before, the directory is still ours and still empty.
+        let _ = fs::remove_dir(path);
         if let Some(aside) = &aside {
             if let Err(back) = rename_no_replace(aside, path) {
                 log::error!("{back}");
@@ -337,6 +350,27 @@ fn plan_aside(path: &Path) -> Result<Option<PathBuf>, String> {
                 .ok_or_else(|| format!("{}: no free aside name", path.display()))
         }
     }
+}
+
+/// Creates the new worktree's directory, as the serving user, before git
+/// runs: `mkdir` takes the name or fails, and never follows a symlink there.
+/// In a sticky root anyone may create names, and `git worktree add` accepts
+/// whatever is at the path if it leads to an empty directory: a symlink
+/// (to an empty directory anywhere) or an empty directory of someone else's
+/// (renamed away for a symlink once git is inside) planted after the path
+/// was found free would have git write `.git` and libgit2 write the whole
+/// checkout through it — as root when the repository is root's (restored
+/// in-process), and git's own clean-up on failure empties the directory
+/// the symlink leads to. A directory this user created in a sticky root
+/// can be renamed or replaced by no one else.
+fn make_worktree_dir(path: &Path) -> Result<(), String> {
+    fs::create_dir(path).map_err(|e| {
+        format!(
+            "{}: creating the worktree's directory: {e} (something took the path after it was \
+             found free: nothing was written there)",
+            path.display()
+        )
+    })
 }
 
 fn move_aside(path: &Path, aside: &Path) -> Result<(), String> {
