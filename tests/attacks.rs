@@ -324,6 +324,18 @@ struct Victim {
 }
 
 impl Victim {
+    /// The control's first step: the genuine worktree, unlocked and moved
+    /// (`git worktree move`, as its owner) to `to`, in a root of its owner.
+    fn move_into(&self, to: &Path) {
+        let wt = self.wt.to_str().unwrap();
+        git_as(self.uid, &self.f.repo, &["worktree", "unlock", wt]);
+        git_as(
+            self.uid,
+            &self.f.repo,
+            &["worktree", "move", wt, to.to_str().unwrap()],
+        );
+    }
+
     fn new(base: &Path, uid: u32, name: &str) -> Victim {
         let f = Fixture::new_in(base);
         set_mode(f.tmp.path(), 0o755);
@@ -582,13 +594,7 @@ fn forged_pointers_at_another_users_worktree_are_refused() {
     let moved_a = root_a.join("victim-moved");
     let moved_b = root_b.join("other-moved");
     for (v, to) in [(&agent, &moved_a), (&other, &moved_b)] {
-        let wt = v.wt.to_str().unwrap();
-        git_as(v.uid, &v.f.repo, &["worktree", "unlock", wt]);
-        git_as(
-            v.uid,
-            &v.f.repo,
-            &["worktree", "move", wt, to.to_str().unwrap()],
-        );
+        v.move_into(to);
     }
     write_config(
         &cfg,
@@ -1062,13 +1068,7 @@ fn the_reaper_refuses_forged_pointers() {
     // Control: the genuine worktree, released into the root, is reaped.
     let (_, root, _, cfg) = &reapers[0];
     let moved = root.join("victim-moved");
-    let wt = agent.wt.to_str().unwrap();
-    git_as(AGENT, &agent.f.repo, &["worktree", "unlock", wt]);
-    git_as(
-        AGENT,
-        &agent.f.repo,
-        &["worktree", "move", wt, moved.to_str().unwrap()],
-    );
+    agent.move_into(&moved);
     let (doc, _) = reap_as(AGENT, cfg);
     assert_eq!(action(&doc, &moved).0, "preserved", "control: {doc:#}");
     let seen = agent.untouched(&before_agent).expect_err("control: seen");
