@@ -21,7 +21,7 @@ use crate::ledger::{Ledger, Record, State};
 use crate::reclaim::Reclaimed;
 use crate::remove::{RemoveError, Removed};
 use crate::roots::{OpenRoot, TRASH};
-use crate::sweep::decide::{drain, Drain, EntryKind};
+use crate::sweep::decide::{drain, unrecordable, Drain, EntryKind};
 use crate::sweep::inspect::{kind_at, unlinked_at_risk};
 use crate::sweep::report::{Action, Outcome};
 use crate::trash::{self, Batch, Cleared, Stray, Taken, Trash, TrashError};
@@ -313,6 +313,8 @@ struct Reclaiming<'a> {
     /// Why it is not acted on: it stopped being a verified claim while it
     /// waited. It goes back where it was, untouched.
     refused: Option<String>,
+    /// What it is, when it is not a verified claim: why it is kept, if it is.
+    kind: EntryKind,
 }
 
 /// Decides a chunk of waiting entries: linked worktrees whose claims still
@@ -378,6 +380,7 @@ fn reclaim_chunk<'a>(
             reclaimed: None,
             claim: None,
             refused,
+            kind,
         });
     }
     for (owner, items) in linked {
@@ -397,6 +400,7 @@ fn reclaim_chunk<'a>(
                     reclaimed: Some(r),
                     claim: Some(c),
                     refused: None,
+                    kind: EntryKind::Linked,
                 }),
                 Ok(r) => out.push(failed_reclaim(w.original.clone(), r)),
                 Err(e) => out.push(Outcome::new(w.original, Action::Failed).with_error(e)),
@@ -459,8 +463,11 @@ fn finish(open: &OpenRoot, worker: &Worker, r: Reclaiming) -> Outcome {
         let o = Outcome::new(w.original.clone(), Action::Refused).with_error(why);
         return put_back(open, worker, w, None, o);
     }
-    let o = reclaimed_outcome(w.original.clone(), r.decision, r.reclaimed);
+    let mut o = reclaimed_outcome(w.original.clone(), r.decision, r.reclaimed.clone());
     if r.decision == Drain::Keep {
+        if r.reclaimed.is_none() {
+            o.error = Some(unrecordable(r.kind).to_owned());
+        }
         return put_back(open, worker, w, r.claim, o);
     }
     remove_into(o, w.batch.fd.as_fd(), &w.name)

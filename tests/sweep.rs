@@ -801,13 +801,42 @@ fn a_stopped_worker_fails_only_its_own_entries() {
             .is_ok_and(|o| !o.stdout.is_empty());
     assert!(on_disk, "the held worktree's work vanished");
 
-    // Control: with nobody stopping the worker, the next pass takes it.
+    // Control: with nobody stopping the worker, the next pass takes it:
+    // preserved and removed; or, when the held worker had been killed after
+    // it preserved the work and removed the admin entry (a broken worktree
+    // now, which no repository can record), kept in place with why, its
+    // work both on disk and under refs/treeward/preserved/.
     let out = Command::new(env!("CARGO_BIN_EXE_treeward-sweep"))
         .args(["--json", "--config"])
         .arg(&cfg)
         .output()
         .unwrap();
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(action_of(&doc, stuck)["action"], "preserved", "{doc:#}");
-    assert!(!stuck.exists());
+    let taken = action_of(&doc, stuck);
+    match taken["action"].as_str() {
+        Some("preserved") => assert!(!stuck.exists()),
+        Some("kept") => {
+            assert!(
+                taken["error"]
+                    .as_str()
+                    .unwrap()
+                    .contains("no repository can record"),
+                "{taken}"
+            );
+            assert_eq!(
+                std::fs::read_to_string(stuck.join("notes.md")).unwrap(),
+                "only copy\n"
+            );
+            let refs = git_as(
+                OWNER,
+                &stuck_f.repo,
+                &["for-each-ref", "refs/treeward/preserved/"],
+            );
+            assert!(
+                !refs.is_empty(),
+                "kept, and its work preserved before: {doc:#}"
+            );
+        }
+        _ => panic!("control: {doc:#}"),
+    }
 }
