@@ -142,12 +142,15 @@ fn a_bind_mount_inside_an_entry_is_not_crossed() {
     std::fs::write(
         &cfg,
         format!(
-            "ledger = \"{}\"\n[[root]]\npath = \"{}\"\npatterns = [\"e-*\"]\n",
+            "ledger = \"{}\"\n[[root]]\npath = \"{}\"\npatterns = [\"e-*\"]\npolicy = \"discard\"\n",
             a.root.parent().unwrap().join("ledger.json").display(),
             a.root.display()
         ),
     )
     .unwrap();
+    // `discard`: the plain directory goes to the removal engine whatever it
+    // holds (under `preserve` a directory with files behind a mount would be
+    // kept in place, untouched), which must not cross the mount.
     let before = snapshot(&a.canary);
     // In a private mount namespace: bind the canary inside the entry, sweep.
     let out = std::process::Command::new("unshare")
