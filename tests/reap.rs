@@ -1107,3 +1107,49 @@ fn a_fifo_ref_the_owner_planted_fails_only_its_worktree() {
     let doc = h.reap_ok(&[]);
     assert_eq!(entry(&doc, &stuck)["action"], "preserved", "{doc:#}");
 }
+
+/// Orphans whose work no repository can record — a plain directory with a
+/// file, a broken worktree whose repository is gone — are kept in place
+/// under `preserve`, with why, their files untouched (SPEC, "preserve");
+/// a plain directory holding only empty directories goes. Under `discard`
+/// the kept ones go too: the control that shows the first pass could have
+/// removed them.
+#[test]
+fn unrecordable_orphans_are_kept_under_preserve_and_go_under_discard() {
+    let Some(h) = host("0s", "preserve") else {
+        return;
+    };
+    let plain = h.root.join("plain");
+    write(&plain.join("notes.md"), "only copy\n");
+    let empty = h.root.join("empty");
+    std::fs::create_dir_all(empty.join("sub")).unwrap();
+    let gone = Fixture::new_in(h.f.tmp.path());
+    let broken = h.root.join("broken");
+    common::add_worktree(&gone.repo, &broken, Some("t-broken"));
+    write(&broken.join("wip.txt"), "w\n");
+    std::fs::remove_dir_all(gone.repo.join(".git")).unwrap();
+    h.hand_over();
+
+    let doc = h.reap_ok(&[]);
+    for kept in [&plain, &broken] {
+        let e = entry(&doc, kept);
+        assert_eq!(e["action"], "kept", "{doc:#}");
+        assert!(text(e, "error").contains("no repository can record"), "{e}");
+    }
+    assert_eq!(entry(&doc, &empty)["action"], "removed", "{doc:#}");
+    assert_eq!(
+        std::fs::read_to_string(plain.join("notes.md")).unwrap(),
+        "only copy\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(broken.join("wip.txt")).unwrap(),
+        "w\n"
+    );
+
+    h.configure("0s", "discard", "");
+    let doc = h.reap_ok(&[]);
+    for gone in [&plain, &broken] {
+        assert_eq!(entry(&doc, gone)["action"], "removed", "{doc:#}");
+        assert!(!gone.exists());
+    }
+}
