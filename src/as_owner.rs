@@ -61,9 +61,9 @@ pub const WORKER_FLAG: &str = "--treeward-owner-worker";
 /// How long a call may take unless [`Worker::with_timeout`] says otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// The `PATH` a worker runs with.
-pub const WORKER_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub const WORKER_PATH: &str = crate::git::PATH;
 /// The `HOME` of a worker whose uid has no account.
-pub const NO_HOME: &str = "/nonexistent";
+pub const NO_HOME: &str = crate::git::NO_HOME;
 /// Variables a worker inherits: only the logging setup, never `GIT_*`.
 const INHERITED_VARIABLES: &[&str] = &["TREEWARD_LOG", "RUST_LOG", "JOURNAL_STREAM"];
 /// The largest request or reply accepted, in bytes.

@@ -27,6 +27,7 @@ pub mod config;
 pub mod drain;
 pub mod error;
 pub mod fd;
+pub mod git;
 pub mod hook;
 pub mod in_use;
 pub mod lease;
