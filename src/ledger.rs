@@ -79,6 +79,20 @@ pub enum State {
     Kept,
 }
 
+impl State {
+    /// The state in words, for people.
+    pub fn words(self) -> &'static str {
+        match self {
+            State::Active => "active",
+            State::Released => "released",
+            State::Removed => "removed",
+            State::Preserved => "preserved",
+            State::RetryRemove => "retry removal",
+            State::Kept => "kept",
+        }
+    }
+}
+
 /// One known worktree.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {

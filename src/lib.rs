@@ -39,5 +39,6 @@ pub mod reclaim;
 pub mod remove;
 pub mod risk;
 pub mod roots;
+pub mod style;
 pub mod sweep;
 pub mod trash;

@@ -402,6 +402,46 @@ fn dry_run_changes_nothing_and_plans() {
     assert_eq!(action_of(&doc, &dirty)["planned"], "preserved", "{doc}");
     assert_eq!(action_of(&doc, &clean)["planned"], "removed");
     assert_eq!(action_of(&doc, &clean)["action"], "planned");
+    assert_eq!(
+        (
+            doc["swept_count"].clone(),
+            doc["planned_swept_count"].clone(),
+            doc["planned_preserved_count"].clone(),
+            doc["planned_removed_count"].clone()
+        ),
+        (0.into(), 2.into(), 1.into(), 1.into()),
+        "{doc}"
+    );
+
+    // A person reads plans, and the summary once: on stdout, not again in
+    // the log on stderr.
+    let human = Command::new(env!("CARGO_BIN_EXE_treeward-sweep"))
+        .args(["--dry-run", "--config"])
+        .arg(&h.cfg)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&human.stdout),
+        String::from_utf8_lossy(&human.stderr),
+    );
+    assert!(stdout.contains("would remove "), "{stdout}");
+    assert!(stdout.contains("would preserve then remove "), "{stdout}");
+    let summary = "dry run, nothing changed: would remove 1, would preserve then remove 1";
+    assert_eq!(stdout.matches(summary).count(), 1, "{stdout}");
+    assert!(!stderr.contains("would remove"), "{stderr}");
+    assert_eq!(snapshot(h.f.tmp.path()), before);
+    // -q: nothing on stdout.
+    let quiet = Command::new(env!("CARGO_BIN_EXE_treeward-sweep"))
+        .args(["--dry-run", "-q", "--config"])
+        .arg(&h.cfg)
+        .output()
+        .unwrap();
+    assert_eq!(quiet.status.code(), Some(0));
+    assert!(
+        quiet.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&quiet.stdout)
+    );
 }
 
 /// `--budget -1s` is refused as a negative duration (not as the unknown

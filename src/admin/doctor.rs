@@ -324,12 +324,14 @@ fn root_findings(config: &Config) -> Vec<Finding> {
 /// The lines a person reads: one per finding, then the count.
 pub fn render_human(d: &Diagnosis) -> String {
     let mut out = String::new();
+    let colour = crate::style::colour_enabled();
     for f in &d.findings {
-        let mark = if f.ok { "ok" } else { "PROBLEM" };
-        out.push_str(&format!(
-            "{mark:<8} {} {}: {}\n",
-            f.check, f.subject, f.detail
-        ));
+        let mark = if f.ok {
+            "ok      ".to_owned()
+        } else {
+            crate::style::paint("PROBLEM ", crate::style::Emphasis::Alarm, colour)
+        };
+        out.push_str(&format!("{mark} {} {}: {}\n", f.check, f.subject, f.detail));
     }
     out.push_str(&format!("{} problem(s)\n", d.problems));
     out

@@ -154,24 +154,18 @@ impl Report {
             );
         }
         let p = &self.pass;
-        let verb = if p.dry_run { "would reap" } else { "reaped" };
-        format!(
-            "{verb} {} ({} preserved, {} already gone), {} failed, {} kept, {} locked, {} in use, {} young, {} refused, {} deferred, {} root-owned skipped, {} active left alone; {} freed in {} ms",
-            p.swept_count,
-            p.preserved_count,
-            self.reconciled_count,
-            p.failed_count,
-            p.kept_count,
-            p.locked_count,
-            p.in_use_count,
-            self.young_count,
-            p.refused_count,
-            p.deferred_count,
-            p.root_owned_skipped,
-            self.active_count,
-            report::human_bytes(p.bytes_freed),
-            p.duration_ms
-        )
+        let mut line = p.summary_counts(&[
+            (self.young_count, "younger than grace"),
+            (self.active_count, "active left alone"),
+        ]);
+        if self.reconciled_count > 0 {
+            line.push_str(&format!(
+                "; {} record(s) of worktrees already gone closed",
+                self.reconciled_count
+            ));
+        }
+        line.push_str(&format!(" ({} ms)", p.duration_ms));
+        line
     }
 
     /// The human report: one line per entry, then the summary.
