@@ -284,6 +284,19 @@ fn locked_in_use_and_flocked_entries_are_left() {
     assert_eq!(action_of(&doc, &locked)["action"], "skipped_locked");
     assert_eq!(action_of(&doc, &busy)["action"], "skipped_in_use");
     assert_eq!(action_of(&doc, &flocked)["action"], "skipped_in_use");
+    // Each skip says why: the lock's reason, who uses it.
+    let why = |p: &Path| {
+        action_of(&doc, p)["error"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
+    };
+    assert_eq!(why(&locked), "locked by its owner: agent 3", "{doc}");
+    assert!(
+        why(&busy).contains("(sleep) has its working directory inside"),
+        "{doc}"
+    );
+    assert!(why(&flocked).ends_with("a flock is held on it"), "{doc}");
     assert_eq!(h.live(), vec!["busy", "flocked", "locked"]);
     assert_eq!(
         (doc["locked_count"].clone(), doc["in_use_count"].clone()),

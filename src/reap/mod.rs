@@ -1010,25 +1010,7 @@ fn whole_seconds(d: Duration) -> Duration {
 
 /// Who uses `path`, for the report.
 fn use_detail(path: &Path, processes: &ProcessTable, record: Option<&Record>) -> String {
-    let users = processes.users_of(path);
-    let mut parts: Vec<String> = users
-        .iter()
-        .take(3)
-        .map(|u| {
-            let how = match u.how {
-                crate::in_use::Use::Cwd => "its working directory",
-                crate::in_use::Use::Root => "its root directory",
-                crate::in_use::Use::OpenFile => "an open file",
-            };
-            format!("pid {} ({}) has {how} inside", u.pid, u.comm)
-        })
-        .collect();
-    if users.len() > 3 {
-        parts.push(format!("and {} more", users.len() - 3));
-    }
-    if path.is_dir() && flock_held(path).unwrap_or(false) {
-        parts.push("a flock is held on it".to_owned());
-    }
+    let mut parts = crate::in_use::describe_use(path, processes);
     if let Some(pid) = record.and_then(|r| r.owner_pid).filter(|&p| pid_alive(p)) {
         parts.push(format!("its owner pid {pid} is alive"));
     }
