@@ -893,3 +893,38 @@ fn a_stopped_worker_fails_only_its_own_entries() {
         _ => panic!("control: {doc:#}"),
     }
 }
+
+/// A sweep with no root present has nothing to record: it creates no
+/// ledger, no lock file and no directory for them.
+#[test]
+fn a_sweep_with_no_root_present_writes_no_ledger() {
+    let dir = common::strict_tempdir();
+    let state = dir.path().join("state");
+    let cfg = dir.path().join("treeward.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "ledger = \"{}\"\n\n[[root]]\npath = \"{}\"\npatterns = [\"*\"]\n",
+            state.join("ledger.json").display(),
+            dir.path().join("no-such-root").display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_treeward-sweep"))
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("nothing to do"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(!state.exists(), "the sweep created {}", state.display());
+}

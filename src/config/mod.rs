@@ -178,6 +178,23 @@ enum Origin {
 }
 
 impl Config {
+    /// The ledger, as the sweep writes it: a ledger root creates belongs to
+    /// the owner every root names (see [`Config::roots_owner`]).
+    pub fn ledger_store(&self) -> crate::ledger::Ledger {
+        crate::ledger::Ledger::new(&self.ledger)
+            .created_for(self.roots_owner().map(|o| (o.uid, o.gid)))
+    }
+
+    /// The one owner all roots are configured with; `None` when a root
+    /// names none or two roots name different users.
+    pub fn roots_owner(&self) -> Option<&Owner> {
+        let first = self.roots.first()?.owner.as_ref()?;
+        self.roots
+            .iter()
+            .all(|r| r.owner.as_ref().is_some_and(|o| o.uid == first.uid))
+            .then_some(first)
+    }
+
     /// Loads the configuration: `explicit` (from `--config`), else
     /// `TREEWARD_CONFIG`, else `/etc/treeward/config.toml` if it exists,
     /// else the embedded defaults.

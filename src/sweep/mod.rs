@@ -105,7 +105,7 @@ pub fn sweep(config: &Config, opts: &Options) -> Report {
         for (root, open) in &opened {
             drain_trash(root, open, &opts.worker, Some(deadline), &mut outcomes);
         }
-        record(&config.ledger, &outcomes);
+        record(&config.ledger_store(), &outcomes);
     }
     let prune_succeeded = report::prune_succeeded(&outcomes);
     Report::new(
