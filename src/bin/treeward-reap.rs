@@ -41,6 +41,10 @@ fn run(args: Args) -> Result<u8, Error> {
         args.common.human_on_stdout(),
     );
     treeward::logging::status(&report.summary());
+    // A pass that found another one running did nothing worth a sample.
+    if !args.dry_run && !report.busy {
+        treeward::metrics::write(config.metrics.as_deref(), "treeward-reap", &report.pass);
+    }
     args.common.print(&report, || report.render_human())?;
     Ok(EXIT_OK)
 }

@@ -52,6 +52,9 @@ fn run(args: Args) -> Result<u8, Error> {
         args.common.human_on_stdout(),
     );
     treeward::logging::status(&report.summary());
+    if !args.dry_run {
+        treeward::metrics::write(config.metrics.as_deref(), "treeward-sweep", &report);
+    }
     args.common.print(&report, || report.render_human())?;
     refusal(&report).map_or(Ok(EXIT_OK), |e| Err(Error::Failed(e)))
 }
