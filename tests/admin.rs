@@ -777,6 +777,41 @@ fn doctor_on_a_healthy_and_a_broken_setup() {
         "{}",
         human.stdout
     );
+    // Each problem that a command fixes comes with it; running the
+    // commands given for the hook and the root fixes those two.
+    let fix_of = |needle: &str| -> String {
+        doc["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["ok"] == false && f["detail"].as_str().unwrap().contains(needle))
+            .and_then(|f| f["fix"].as_str())
+            .unwrap_or_else(|| panic!("no fix for {needle}: {doc}"))
+            .to_owned()
+    };
+    let hook_fix = fix_of("hook not installed");
+    assert_eq!(
+        hook_fix,
+        format!("treeward install-hook {}", h.f.repo.join(".git").display())
+    );
+    let root_fix = fix_of("without the sticky bit");
+    assert_eq!(root_fix, format!("chmod +t {}", h.root.display()));
+    assert!(fix_of("not installed, and").contains("units/treeward-sweep.service"));
+    assert_eq!(
+        human.stdout.matches("\n         fix: ").count(),
+        3,
+        "{}",
+        human.stdout
+    );
+    let args: Vec<&str> = hook_fix.split(' ').skip(1).collect();
+    assert_eq!(h.treeward(&args).code, 0);
+    assert!(Command::new("sh")
+        .args(["-c", &root_fix])
+        .status()
+        .unwrap()
+        .success());
+    let after = h.treeward(&["doctor", "--unit-dir", unit_dir, "--json"]);
+    assert_eq!(after.json()["problems"], 2, "{}", after.stdout);
 
     // A corrupt ledger is a problem, and doctor does not repair it.
     std::fs::write(&h.ledger, "{").unwrap();
