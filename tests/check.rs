@@ -533,16 +533,20 @@ fn roots_own_excludes_file_never_hides_another_users_untracked_work() {
     assert_eq!(common::root_owned(&f.repo), Vec::<String>::new());
     assert_eq!(common::root_owned(wt), Vec::<String>::new());
 
-    // Control: the owner's own configuration is the owner's to apply.
+    // Control: the owner's own configuration is the owner's to apply (git
+    // runs with the HOME of the owner's account, so the owner's word is the
+    // repository's config here), by root's check and the owner's alike.
     std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let (code, doc) = check_as(
-        Some(OWNER),
-        &cfg,
-        &[wt.as_os_str()],
-        &[("HOME", home.path())],
+    common::git_as(
+        OWNER,
+        &f.repo,
+        &["config", "core.excludesFile", ignore.to_str().unwrap()],
     );
-    assert_eq!(code, 0, "{doc}");
-    assert_eq!(doc["worktrees"][0]["reasons"], serde_json::json!([]));
+    for uid in [None, Some(OWNER)] {
+        let (code, doc) = check_as(uid, &cfg, &[wt.as_os_str()], &[]);
+        assert_eq!(code, 0, "{uid:?}: {doc}");
+        assert_eq!(doc["worktrees"][0]["reasons"], serde_json::json!([]));
+    }
 }
 
 #[test]

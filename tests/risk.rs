@@ -27,7 +27,9 @@ fn fresh_worktree_is_not_at_risk() {
     assert!(!a.at_risk, "{a:?}");
     assert_eq!(a.branch.as_deref(), Some("task-1"));
     assert_eq!(a.integrated, Some(true));
-    assert_eq!(a.default_branch.as_deref(), Some("origin/main"));
+    // The local default branch, level with its upstream: one target.
+    assert_eq!(a.default_branch.as_deref(), Some("main"));
+    assert_eq!(a.integration_targets, vec!["main".to_owned()]);
     assert_eq!(a.worktree_name.as_deref(), Some("review-1"));
     assert_eq!(a.repository.as_deref(), Some(f.repo.join(".git").as_path()));
     assert_eq!(a.head, Some(git(&f.repo, &["rev-parse", "main"])));
