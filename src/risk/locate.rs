@@ -1,5 +1,5 @@
 //! Where is the repository of a path? Answered from the filesystem alone,
-//! before libgit2 is asked anything, so that a directory that is not a
+//! before git is asked anything, so that a directory that is not a
 //! worktree, a `.git` file that points nowhere and a repository that is gone
 //! each get a clear verdict instead of a git error.
 
