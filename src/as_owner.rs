@@ -43,7 +43,7 @@ use crate::claim::{self, Claim, Claimed, Repository, Unclaimed};
 use crate::config::Policy;
 use crate::error::EXIT_ERROR;
 use crate::reclaim::{self, Reclaimed};
-use crate::risk::{self, Assessment};
+use crate::risk::Assessment;
 use nix::unistd::{Gid, Pid, Uid};
 use serde::{Deserialize, Serialize};
 use std::ffi::{OsStr, OsString};
@@ -925,9 +925,6 @@ fn checked_requests(extra_argument: Option<OsString>) -> Result<Vec<Request>, St
     let envelope = read_envelope(io::stdin().lock())?;
     identity_mismatch(&envelope, &actual).map_or(Ok(()), Err)?;
     cannot_regain_root()?;
-    // Repositories of the owner may hold directories of others (root-owned
-    // residue); libgit2 runs nothing of theirs, so reading them is safe.
-    risk::allow_foreign_owners().map_err(|e| format!("setting up libgit2: {}", e.message()))?;
     Ok(envelope.requests)
 }
 
@@ -1269,7 +1266,7 @@ mod tests {
                 pid: 7,
             },
             Response::Assessed {
-                assessment: Box::new(risk::assess(Path::new("/nonexistent/treeward-test"))),
+                assessment: Box::new(crate::risk::assess(Path::new("/nonexistent/treeward-test"))),
             },
             Response::Locked {
                 newly_locked: true,

@@ -331,7 +331,7 @@ pub fn verify_repository(common: &Path, owner: u32) -> Result<Repository, Unclai
 /// `None`, to whoever owns the directory at `path` (one owner all the
 /// same, on a strict path). `NotLinked` when it is none of these, or
 /// nothing is there. Nothing is read through a symlink or from a FIFO, and
-/// libgit2 is not involved: this decides whether it may be.
+/// git is not involved: this decides whether it may run.
 pub fn repository_of(path: &Path, owner: Option<u32>) -> Result<Repository, Unclaimed> {
     let refused = |why: String| Unclaimed::Refused(format!("{}: {why}", path.display()));
     if !is_normal(path) {

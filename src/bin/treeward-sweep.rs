@@ -26,7 +26,6 @@ fn main() -> ExitCode {
 fn run(args: Args) -> Result<u8, Error> {
     args.common.apply();
     let config = Config::load(args.common.config.as_deref())?;
-    treeward::risk::allow_foreign_owners().map_err(|e| Error::Failed(e.message().to_owned()))?;
     let opts = Options {
         dry_run: args.dry_run,
         budget: args.budget,

@@ -28,7 +28,6 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<u8, Error> {
-    treeward::risk::allow_foreign_owners().map_err(|e| Error::Failed(e.message().to_owned()))?;
     let worker = Worker::current();
     match args.command {
         Command::List { common } => {
