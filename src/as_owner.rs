@@ -105,7 +105,6 @@ pub enum Request {
         prefix: String,
         #[serde(with = "wire_path")]
         path: PathBuf,
-        branch: Option<String>,
         dry_run: bool,
     },
     /// [`hooks::install`] into the repository whose common dir is given.
@@ -782,10 +781,9 @@ pub fn serve_request(request: &Request) -> Response {
             repository,
             prefix,
             path,
-            branch,
             dry_run,
         } => on_repository(repository, |r| {
-            match rebuild::rebuild(r.common(), prefix, path, branch.as_deref(), *dry_run) {
+            match rebuild::rebuild(r.common(), prefix, path, *dry_run) {
                 Ok(restored) => Response::Restored { restored },
                 Err(message) => Response::Failed { message },
             }
@@ -1230,7 +1228,6 @@ mod tests {
                 repository: "/srv/repo/.git".into(),
                 prefix: "refs/treeward/preserved/r/20260101T000000Z".into(),
                 path: odd.clone(),
-                branch: None,
                 dry_run: false,
             },
             Request::InstallHook {
