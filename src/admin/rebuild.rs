@@ -477,10 +477,20 @@ fn fill_modules(
         for_each_blob(common, &config, |e, bytes| {
             in_git_dir.replace(&e.path, bytes)
         })?;
-        let unset = repo
+        // Its recorded core.worktree names where it was: git would fail to
+        // start there, so it is dropped from the file with git run outside
+        // any repository.
+        let nowhere = Repo {
+            dir: Path::new("/"),
+            owner,
+        };
+        let unset = nowhere
             .git()
             .map_err(|e| e.to_string())?
-            .args(["config", "--unset-all", "core.worktree"])
+            .arg("config")
+            .arg("--file")
+            .arg(git_dir.join("config"))
+            .args(["--unset-all", "core.worktree"])
             .run()
             .map_err(|e| e.to_string())?;
         if !matches!(unset.code, Some(0 | 5)) {
@@ -554,7 +564,7 @@ fn fill_modules(
             let absorbed = holder
                 .git()
                 .map_err(|e| e.to_string())?
-                .args(["submodule", "absorbgitdirs", "--quiet", "--"])
+                .args(["submodule", "absorbgitdirs", "--"])
                 .arg(OsStr::from_bytes(rel))
                 .output();
             if let Err(e) = absorbed {
