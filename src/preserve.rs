@@ -224,13 +224,7 @@ pub struct Source<'a> {
 
 /// Preserves the worktree `s` describes into its common repository.
 pub fn preserve_into(s: &Source<'_>, time: SystemTime) -> Result<Preserved, PreserveError> {
-    let owner = crate::as_owner::owner_of(s.common)
-        .map_err(|source| PreserveError::Io {
-            path: s.common.to_path_buf(),
-            doing: "reading the repository's owner".into(),
-            source,
-        })?
-        .uid;
+    let owner = owner_uid(s.common)?;
     let scratch = Scratch::new(s.common)?;
     let stamp = compact_stamp(&ledger::format_timestamp(time));
     let top = capture(
@@ -248,6 +242,7 @@ pub fn preserve_into(s: &Source<'_>, time: SystemTime) -> Result<Preserved, Pres
     let repo = Repo {
         dir: s.worktree,
         owner,
+        git_dir: Some(s.git_dir),
     };
     let unique = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     let scratch_refs = format!("{SCRATCH_NAMESPACE}/{}-{unique}", std::process::id());
@@ -259,6 +254,99 @@ pub fn preserve_into(s: &Source<'_>, time: SystemTime) -> Result<Preserved, Pres
     let p = written?;
     log::info!("preserved {}: {}", s.worktree.display(), p.refs.join(", "));
     Ok(p)
+}
+
+/// Preserves a broken worktree, the directory `entry` whose `.git` leads
+/// to no admin dir, into the repository whose common dir is `common`
+/// (found by `claim::find_repository`), under the admin name `name`.
+/// With its admin dir (`admin`: the repository moved along with it) the
+/// whole state is recorded as for any worktree. Without it (pruned or
+/// deleted: HEAD, index and in-progress state died with it), the files are
+/// recorded against the repository's HEAD: a stand-in worktree is added
+/// (`git worktree add --no-checkout`, its index read from HEAD) and its git
+/// dir used with `entry` as the work tree; it is removed afterwards. Runs
+/// as the repository's owner.
+pub fn preserve_broken(
+    entry: &Path,
+    common: &Path,
+    admin: Option<&Path>,
+    name: &str,
+    time: SystemTime,
+) -> Result<Preserved, PreserveError> {
+    if let Some(admin) = admin {
+        let source = Source {
+            worktree: entry,
+            git_dir: admin,
+            common,
+            name,
+        };
+        return preserve_into(&source, time);
+    }
+    let owner = owner_uid(common)?;
+    let repo = Repo::new(common, owner);
+    let head = repo
+        .maybe(
+            &["rev-parse", "-q", "--verify", "HEAD^{commit}"],
+            "reading the repository's HEAD",
+        )?
+        .ok_or_else(|| PreserveError::Unpreservable {
+            path: common.to_path_buf(),
+            why: "the repository has no commit to record the files against".into(),
+        })?;
+    let scratch = Scratch::new(common)?;
+    let stand_in = scratch.path("worktree");
+    repo.out(
+        repo.git()?
+            .args(["worktree", "add", "--quiet", "--no-checkout", "--detach"])
+            .arg(&stand_in)
+            .arg(&head),
+        "adding a stand-in worktree",
+    )?;
+    let preserved = Repo::new(&stand_in, owner)
+        .text(
+            &["rev-parse", "--absolute-git-dir"],
+            "finding the stand-in's git dir",
+        )
+        .and_then(|git_dir| {
+            let git_dir = PathBuf::from(git_dir);
+            let files = Repo {
+                dir: entry,
+                owner,
+                git_dir: Some(&git_dir),
+            };
+            files.out(
+                files.git()?.args(["read-tree", &head]),
+                "reading HEAD into the index",
+            )?;
+            let source = Source {
+                worktree: entry,
+                git_dir: &git_dir,
+                common,
+                name,
+            };
+            preserve_into(&source, time)
+        });
+    let removed = repo.git().and_then(|git| {
+        repo.out(
+            git.args(["worktree", "remove", "--force"]).arg(&stand_in),
+            "removing the stand-in worktree",
+        )
+    });
+    if let Err(e) = removed {
+        log::warn!("{e}");
+    }
+    preserved
+}
+
+/// The uid that owns the common dir `common`: every git command runs as it.
+fn owner_uid(common: &Path) -> Result<u32, PreserveError> {
+    crate::as_owner::owner_of(common)
+        .map(|o| o.uid)
+        .map_err(|source| PreserveError::Io {
+            path: common.to_path_buf(),
+            doing: "reading the repository's owner".into(),
+            source,
+        })
 }
 
 fn describe(location: &Location) -> String {
@@ -295,10 +383,7 @@ fn modules(
                 why: format!("more than {MAX_MODULES} nested repositories"),
             });
         }
-        let repo = Repo {
-            dir: &dir,
-            owner: top_repo.owner,
-        };
+        let repo = Repo::new(&dir, top_repo.owner);
         let git_dir = PathBuf::from(repo.text(
             &["rev-parse", "--absolute-git-dir"],
             "finding a nested repository's git dir",
@@ -437,7 +522,18 @@ fn write_set(
     let unreachable_head = match (top.meta.branch.as_deref(), head) {
         (None, Some(h)) => repo
             .maybe(
-                &["rev-list", "-n1", h, "--not", "--exclude=HEAD", "--all"],
+                &[
+                    "rev-list",
+                    "-n1",
+                    h,
+                    "--not",
+                    // What dies with the worktree reaches nothing.
+                    "--exclude=HEAD",
+                    "--exclude=refs/worktree/*",
+                    "--exclude=refs/bisect/*",
+                    "--exclude=refs/rewritten/*",
+                    "--all",
+                ],
                 "walking the detached HEAD's commits",
             )?
             .is_some_and(|out| !out.is_empty())
@@ -749,14 +845,8 @@ pub fn delete_branch_if_integrated(
     let here = repo_common_dir;
     let short = branch.strip_prefix("refs/heads/").unwrap_or(branch);
     let full = format!("refs/heads/{short}");
-    let owner = crate::as_owner::owner_of(here)
-        .map_err(|source| PreserveError::Io {
-            path: here.to_path_buf(),
-            doing: "reading the repository's owner".into(),
-            source,
-        })?
-        .uid;
-    let repo = Repo { dir: here, owner };
+    let owner = owner_uid(here)?;
+    let repo = Repo::new(here, owner);
     let Some(tip) = repo.maybe(
         &[
             "rev-parse",
@@ -869,7 +959,7 @@ pub fn checked_out_anywhere(
     owner: u32,
     branch: &str,
 ) -> Result<bool, PreserveError> {
-    let repo = Repo { dir: common, owner };
+    let repo = Repo::new(common, owner);
     let listed = repo.out(
         repo.git()?
             .read_only()

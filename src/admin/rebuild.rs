@@ -118,7 +118,7 @@ pub fn rebuild(
     let owner = crate::as_owner::owner_of(common)
         .map_err(|e| format!("{}: {e}", common.display()))?
         .uid;
-    let repo = Repo { dir: common, owner };
+    let repo = Repo::new(common, owner);
     let names = set_refs(&repo, prefix)?;
     let state = names
         .get(&format!("{prefix}/state"))
@@ -187,7 +187,7 @@ pub fn rebuild(
         }
         return Err(e);
     }
-    let wt = Repo { dir: path, owner };
+    let wt = Repo::new(path, owner);
     let git_dir = PathBuf::from(
         wt.text(
             &["rev-parse", "--absolute-git-dir"],
@@ -450,7 +450,7 @@ fn fill_modules(
         let top_fd = crate::fd::open_path(top)
             .map_err(|e| format!("{}: opening the worktree: {e}", top.display()))?;
         Writer::new(top_fd, top).make_dirs(&path)?;
-        let repo = Repo { dir: &dir, owner };
+        let repo = Repo::new(&dir, owner);
         let git = |args: &[&str], doing: &str| -> Result<Vec<u8>, String> {
             repo.out(repo.git().map_err(|e| e.to_string())?.args(args), doing)
                 .map_err(|e| e.to_string())
@@ -480,10 +480,7 @@ fn fill_modules(
         // Its recorded core.worktree names where it was: git would fail to
         // start there, so it is dropped from the file with git run outside
         // any repository.
-        let nowhere = Repo {
-            dir: Path::new("/"),
-            owner,
-        };
+        let nowhere = Repo::new(Path::new("/"), owner);
         let unset = nowhere
             .git()
             .map_err(|e| e.to_string())?
@@ -557,10 +554,7 @@ fn fill_modules(
                 )
                 .map(|r| r.strip_prefix(b"/").unwrap_or(r))
                 .unwrap_or(&path);
-            let holder = Repo {
-                dir: &parent,
-                owner,
-            };
+            let holder = Repo::new(&parent, owner);
             let absorbed = holder
                 .git()
                 .map_err(|e| e.to_string())?

@@ -49,7 +49,7 @@ impl Scratch {
     }
 
     /// A fresh name in the scratch directory.
-    fn path(&self, what: &str) -> PathBuf {
+    pub fn path(&self, what: &str) -> PathBuf {
         let n = self.next.get();
         self.next.set(n + 1);
         self.dir.join(format!("{what}-{n}"))
@@ -75,19 +75,35 @@ impl Drop for Scratch {
     }
 }
 
-/// A git command about the repository at `dir`, as `owner`, mapped into a
+/// Git commands in `dir`, as `owner`, their failures mapped into a
 /// [`PreserveError`].
 pub struct Repo<'a> {
     pub dir: &'a Path,
     pub owner: u32,
+    /// The git dir named explicitly (`GIT_DIR`, with `dir` as the work
+    /// tree), for a worktree whose `.git` does not lead to it; else found
+    /// as git finds it.
+    pub git_dir: Option<&'a Path>,
 }
 
-impl Repo<'_> {
+impl<'a> Repo<'a> {
+    pub fn new(dir: &'a Path, owner: u32) -> Repo<'a> {
+        Repo {
+            dir,
+            owner,
+            git_dir: None,
+        }
+    }
+
     pub fn git(&self) -> Result<Git, PreserveError> {
-        Git::new(self.dir, self.owner).map_err(|source| PreserveError::Git {
+        let git = Git::new(self.dir, self.owner).map_err(|source| PreserveError::Git {
             path: self.dir.to_path_buf(),
             doing: "running git".into(),
             source,
+        })?;
+        Ok(match self.git_dir {
+            Some(g) => git.git_dir(g, Some(self.dir)),
+            None => git,
         })
     }
 
@@ -264,6 +280,7 @@ pub fn capture(t: &Target<'_>, scratch: &Scratch) -> Result<Captured, PreserveEr
     let repo = Repo {
         dir: t.dir,
         owner: t.owner,
+        git_dir: Some(t.git_dir),
     };
     let branch = repo.maybe(&["symbolic-ref", "-q", "HEAD"], "reading HEAD")?;
     let head = repo.maybe(
