@@ -97,6 +97,19 @@ pub enum Request {
         policy: Policy,
         dry_run: bool,
     },
+    /// [`reclaim::reclaim_broken`]: the broken worktree at `entry` (its
+    /// `.git` names the admin dir `name`, gone or moved to `admin`)
+    /// preserved into the repository, then that admin dir forgotten.
+    ReclaimBroken {
+        #[serde(with = "wire_path")]
+        entry: PathBuf,
+        #[serde(with = "wire_path")]
+        repository: PathBuf,
+        #[serde(default, with = "wire_path_opt")]
+        admin: Option<PathBuf>,
+        #[serde(with = "wire_path")]
+        name: PathBuf,
+    },
     /// [`rebuild::rebuild`]: a preserved set (`prefix`) back into a new
     /// worktree at `path`.
     Restore {
@@ -105,7 +118,6 @@ pub enum Request {
         prefix: String,
         #[serde(with = "wire_path")]
         path: PathBuf,
-        branch: Option<String>,
         dry_run: bool,
     },
     /// [`hooks::install`] into the repository whose common dir is given.
@@ -778,14 +790,21 @@ pub fn serve_request(request: &Request) -> Response {
         } => on_claim(claimed, |c| Response::Reclaimed {
             reclaimed: reclaim::reclaim(c, *policy, *dry_run),
         }),
+        Request::ReclaimBroken {
+            entry,
+            repository,
+            admin,
+            name,
+        } => on_repository(repository, |r| Response::Reclaimed {
+            reclaimed: reclaim::reclaim_broken(r, entry, admin.as_deref(), name.as_os_str()),
+        }),
         Request::Restore {
             repository,
             prefix,
             path,
-            branch,
             dry_run,
         } => on_repository(repository, |r| {
-            match rebuild::rebuild(r.common(), prefix, path, branch.as_deref(), *dry_run) {
+            match rebuild::rebuild(r.common(), prefix, path, *dry_run) {
                 Ok(restored) => Response::Restored { restored },
                 Err(message) => Response::Failed { message },
             }
@@ -1224,11 +1243,16 @@ mod tests {
                 policy: Policy::Preserve,
                 dry_run: true,
             },
+            Request::ReclaimBroken {
+                entry: odd.clone(),
+                repository: "/srv/repo/.git".into(),
+                admin: None,
+                name: "wt".into(),
+            },
             Request::Restore {
                 repository: "/srv/repo/.git".into(),
                 prefix: "refs/treeward/preserved/r/20260101T000000Z".into(),
                 path: odd.clone(),
-                branch: None,
                 dry_run: false,
             },
             Request::InstallHook {

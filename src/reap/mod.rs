@@ -46,8 +46,8 @@ use crate::as_owner::{Owner, Request, Response, Worker};
 use crate::claim::{self, Claimed};
 use crate::config::{Config, Policy, Root};
 use crate::drain::{
-    action_of, call, call_simple, drain_trash, failed_reclaim, planned, reclaimed_outcome,
-    remove_into, RECLAIM_CHUNK,
+    action_of, call, call_simple, drain_trash, failed_reclaim, known_repositories, planned,
+    reclaimed_outcome, remove_into, RECLAIM_CHUNK,
 };
 use crate::error::Error;
 use crate::in_use::{flock_held, holder_alive, pid_alive, recorded_process_alive, ProcessTable};
@@ -933,7 +933,8 @@ impl<'a> Pass<'a> {
             return BTreeSet::new();
         }
         let mut outcomes = Vec::new();
-        drain_trash(root, open, &self.opts.worker, None, &mut outcomes);
+        let known = known_repositories(self.doc);
+        drain_trash(root, open, &self.opts.worker, None, &known, &mut outcomes);
         let paths = outcomes.iter().map(|o| o.path.clone()).collect();
         for o in outcomes {
             self.push(o, None);
