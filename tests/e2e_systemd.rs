@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::sandbox::{self, Sandbox, Units};
+use common::sandbox::{self, agent_unit, field, Sandbox, Units};
 use common::{chown_r, git_as, write, Fixture};
 use serde_json::Value;
 use std::os::unix::fs::PermissionsExt;
@@ -35,8 +35,14 @@ impl Residue {
         let root = f.tmp.path().join("wt");
         f.worktree("sess-clean", "task-clean");
         let dirty = f.worktree("sess-dirty", "task-dirty");
-        write(&dirty.join("README"), "hello\nunsaved agent work\n");
-        write(&dirty.join("notes.txt"), "untracked agent notes\n");
+        write(
+            &dirty.join("README"),
+            &format!("hello\n{}\n", sandbox::UNSAVED_WORK),
+        );
+        write(
+            &dirty.join("notes.txt"),
+            &format!("{}\n", sandbox::UNTRACKED_WORK),
+        );
         f.worktree("other-1", "task-other");
         // A crash between `mkdir` and `git worktree add`: directories only
         // (a directory with files would be work no repository can record,
@@ -87,55 +93,19 @@ impl Residue {
         )
     }
 
-    /// The agent's main process: it asserts, as the agent, that its root
-    /// holds no residue when it starts (no `sess-*` entry, nothing waiting
-    /// in the trash), that the dirty worktree's work is under
-    /// `refs/treeward/preserved/` (its modified README and untracked notes),
-    /// and that the entry the patterns do not own is still there. Exit 0 or
-    /// 1 with the reason on stderr (the journal).
+    /// The agent's main process ([`sandbox::agent_main`]), in the shared
+    /// directory: `other-1`, an entry the patterns do not own, must still be
+    /// there.
     fn agent_script(&self) -> PathBuf {
         let path = self.shared().join("agent-main.sh");
-        let script = format!(
-            r#"#!/bin/sh
-root='{root}'
-repo='{repo}'
-fail() {{ echo "agent: $*" >&2; exit 1; }}
-for e in "$root"/sess-*; do
-    if [ -e "$e" ] || [ -L "$e" ]; then fail "residue at start: $e"; fi
-done
-if [ -d "$root/.treeward-trash" ] && [ -n "$(find "$root/.treeward-trash" -mindepth 2 -maxdepth 2)" ]; then
-    fail "residue waiting in the trash: $(ls -R "$root/.treeward-trash")"
-fi
-[ -f "$root/other-1/README" ] || fail "other-1, not a sess-* entry, is gone"
-work=$(git -C "$repo" for-each-ref --format='%(refname)' 'refs/treeward/preserved/' | grep '/sess-dirty/.*/work$') \
-    || fail "no preserved work for sess-dirty: $(git -C "$repo" for-each-ref refs/treeward/)"
-git -C "$repo" show "$work:README" | grep -q 'unsaved agent work' || fail "$work lacks the modified README"
-git -C "$repo" show "$work^3:notes.txt" | grep -q 'untracked agent notes' || fail "$work lacks the untracked notes"
-if git -C "$repo" worktree list --porcelain | grep -q '/sess-'; then fail "git still lists a sess- worktree"; fi
-echo "agent: clean start, preserved work at $work"
-"#,
-            root = self.root.display(),
-            repo = self.f.repo.display(),
-        );
-        std::fs::write(&path, script).unwrap();
+        std::fs::write(
+            &path,
+            sandbox::agent_main(&self.root, &self.f.repo, &["other-1"]),
+        )
+        .unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
         path
     }
-}
-
-/// An agent service as an operator writes one: its own user, and its main
-/// process.
-fn agent_unit(script: &Path) -> String {
-    format!(
-        "[Unit]\nDescription=treeward e2e: an agent that checks its root when it starts\n\n\
-         [Service]\nType=oneshot\nUser=agent\nEnvironment=HOME=/nonexistent GIT_CONFIG_NOSYSTEM=1\n\
-         ExecStart={}\n",
-        script.display()
-    )
-}
-
-fn field<'a>(entry: &'a Value, name: &str) -> Option<&'a str> {
-    entry.get(name).and_then(Value::as_str)
 }
 
 /// SPEC "Service layout" (a): `systemctl start agent.service` with the
