@@ -614,6 +614,11 @@ impl Worker {
     /// The worker's command line, environment and credentials.
     fn command(&self, identity: &Identity) -> Command {
         let mut cmd = Command::new(&self.program);
+        // The worker logs under the caller's name (journald's
+        // SYSLOG_IDENTIFIER comes from argv[0]), not as `exe`.
+        if let Some(arg0) = std::env::args_os().next() {
+            cmd.arg0(arg0);
+        }
         cmd.arg(WORKER_FLAG)
             .env_clear()
             .envs(worker_environment(identity, std::env::vars_os()))

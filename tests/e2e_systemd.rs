@@ -69,6 +69,21 @@ impl Residue {
         common::live_names(&self.root)
     }
 
+    /// The preserved sets (`<name>/<stamp>`) in the repository.
+    fn preserved_sets(&self) -> Vec<String> {
+        let mut sets: Vec<String> = self
+            .preserved_refs()
+            .iter()
+            .filter_map(|r| {
+                let rest = r.strip_prefix("refs/treeward/preserved/")?;
+                let mut parts = rest.splitn(3, '/');
+                Some(format!("{}/{}", parts.next()?, parts.next()?))
+            })
+            .collect();
+        sets.dedup();
+        sets
+    }
+
     fn preserved_refs(&self) -> Vec<String> {
         git_as(
             AGENT,
@@ -200,7 +215,23 @@ fn the_drop_in_sweeps_before_the_agent_starts() {
     );
     // And from outside: the root holds only what the patterns do not own.
     assert_eq!(r.live(), ["other-1"]);
-    assert_eq!(r.preserved_refs().len(), 1, "{:?}", r.preserved_refs());
+    assert_eq!(r.preserved_sets().len(), 1, "{:?}", r.preserved_refs());
+    // The summary is one journal record, with its fields: stdout, which is
+    // the journal too, carries only the entries.
+    let summaries = sb
+        .entries("agent.service")
+        .into_iter()
+        .filter(|e| field(e, "MESSAGE").is_some_and(|m| m.contains("preserved then removed 1")))
+        .count();
+    assert_eq!(summaries, 1, "{}", journal());
+    // The owner worker logs under the sweep's name, not as `exe`.
+    assert!(
+        sb.entries("agent.service")
+            .iter()
+            .all(|e| field(e, "SYSLOG_IDENTIFIER") != Some("exe")),
+        "{}",
+        journal()
+    );
 }
 
 /// The shipped `treeward-sweep.service`, enabled, runs at boot before
@@ -246,7 +277,7 @@ fn the_boot_unit_sweeps_while_the_system_comes_up() {
         "it did not run at boot"
     );
     assert_eq!(r.live(), ["other-1"], "{}", journal());
-    assert_eq!(r.preserved_refs().len(), 1);
+    assert_eq!(r.preserved_sets().len(), 1, "{:?}", r.preserved_refs());
     let summary = sb
         .wait_entry("treeward-sweep.service", |e| {
             e.get("TREEWARD_SWEPT").is_some()

@@ -44,6 +44,14 @@ fn run(args: Args) -> Result<u8, Error> {
     if !args.dry_run && !report.busy {
         treeward::metrics::write(config.metrics.as_deref(), "treeward-reap", &report.pass);
     }
-    args.common.print(&report, || report.render_human())?;
+    // Under systemd with stdout on the journal, the summary is already a
+    // journal record with its fields: print only the entries.
+    args.common.print(&report, || {
+        if treeward::logging::stdout_is_journal() {
+            report.pass.render_entries()
+        } else {
+            report.render_human()
+        }
+    })?;
     Ok(EXIT_OK)
 }

@@ -54,7 +54,15 @@ fn run(args: Args) -> Result<u8, Error> {
     if !args.dry_run {
         treeward::metrics::write(config.metrics.as_deref(), "treeward-sweep", &report);
     }
-    args.common.print(&report, || report.render_human())?;
+    // Under systemd with stdout on the journal, the summary is already a
+    // journal record with its fields: print only the entries.
+    args.common.print(&report, || {
+        if treeward::logging::stdout_is_journal() {
+            report.render_entries()
+        } else {
+            report.render_human()
+        }
+    })?;
     refusal(&report).map_or(Ok(EXIT_OK), |e| Err(Error::Failed(e)))
 }
 
