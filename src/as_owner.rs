@@ -314,7 +314,12 @@ pub fn worker_environment(
 ) -> Vec<(OsString, OsString)> {
     let mut env: Vec<(OsString, OsString)> = inherited
         .into_iter()
-        .filter(|(k, _)| INHERITED_VARIABLES.iter().any(|v| OsStr::new(v) == k))
+        .filter(|(k, _)| {
+            INHERITED_VARIABLES
+                .iter()
+                .chain(crate::fault::VARIABLES)
+                .any(|v| OsStr::new(v) == k)
+        })
         .collect();
     let home = identity
         .home

@@ -26,6 +26,7 @@ pub mod cli;
 pub mod config;
 pub mod drain;
 pub mod error;
+pub mod fault;
 pub mod fd;
 pub mod git;
 pub mod hook;

@@ -412,6 +412,7 @@ pub fn open_dir_nofollow(path: &Path) -> Result<OwnedFd, RemoveError> {
 /// Removes the entry `name` of the directory `parent` recursively; see the
 /// module documentation for the contract.
 pub fn remove_entry(parent: BorrowedFd<'_>, name: &OsStr) -> Result<Removed, RemoveError> {
+    crate::fault::point("remove: before an entry");
     walk(parent, name, Strategy::default()).map(|(removed, _)| removed)
 }
 

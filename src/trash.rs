@@ -564,18 +564,22 @@ fn sorted_names(fd: &OwnedFd, what: &str) -> Result<Vec<OsString>, String> {
 /// replaces anything (`RENAME_NOREPLACE`); the rename is atomic, so the entry
 /// is either still live or in the trash, whatever happens.
 pub fn quarantine(root: &OpenRoot, name: &OsStr, batch: &Batch) -> nix::Result<()> {
-    renameat2(
+    crate::fault::point("trash: before a quarantine");
+    let moved = renameat2(
         root.fd.as_fd(),
         name,
         batch.fd.as_fd(),
         name,
         RenameFlags::RENAME_NOREPLACE,
-    )
+    );
+    crate::fault::point("trash: after a quarantine");
+    moved
 }
 
 /// Moves a quarantined entry back to its place in the root (for work that
 /// is kept). Fails with `EEXIST` if the name has been taken meanwhile.
 pub fn put_back(root: &OpenRoot, name: &OsStr, batch: &Batch) -> nix::Result<()> {
+    crate::fault::point("trash: before a put-back");
     renameat2(
         batch.fd.as_fd(),
         name,
