@@ -38,7 +38,8 @@
 //!   in the working tree) with parents `[HEAD, I]` or `[HEAD, I, U]` (`I`
 //!   the index, conflicts taken as "ours"; `U`, parentless, the untracked
 //!   files); `[I]`/`[I, U]` on an unborn branch. `git stash apply --index`
-//!   at the same HEAD gives it back;
+//!   at the same HEAD gives it back (`W` and `U` hold raw bytes, like
+//!   `files/`: under eol or filter attributes the exact copy is `state`);
 //! - `head`: a detached HEAD whose commits no other ref reaches;
 //! - `worktree/…`, `bisect/…`, `rewritten/…`: copies of the per-worktree
 //!   refs. The objects only the in-progress state names (root refs, ids

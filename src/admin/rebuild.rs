@@ -42,8 +42,8 @@
 //! by hand (`git stash apply --index <…/work>`).
 
 use crate::preserve::layout::{
-    self, Entry, Meta, ModuleKind, ADMIN, FILES, INDEX, META, MODULES, MODULE_CONFIG, SHARED_INDEX,
-    STAGES,
+    self, Entry, Meta, ModuleKind, ADMIN, FILES, INDEX, KEEP, META, MODULES, MODULE_CONFIG,
+    SHARED_INDEX, STAGES,
 };
 use crate::preserve::{Repo, NAMESPACE};
 use crate::risk::{self, Location};
@@ -302,7 +302,7 @@ fn layers(repo: &Repo<'_>, state: &str) -> Result<BTreeMap<String, Layer>, Strin
         } else if let Some(p) = under(FILES) {
             e.path = p;
             layer.files.push(e);
-        } else if under(STAGES).is_none() {
+        } else if under(STAGES).is_none() && under(KEEP).is_none() {
             log::warn!(
                 "{state}: unknown entry {}",
                 String::from_utf8_lossy(&e.path)
