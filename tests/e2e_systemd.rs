@@ -63,7 +63,8 @@ impl Residue {
         common::live_names(&self.root)
     }
 
-    fn preserved_refs(&self) -> Vec<String> {
+    /// The preserved sets, by their `…/state` refs.
+    fn preserved_sets(&self) -> Vec<String> {
         git_as(
             AGENT,
             &self.f.repo,
@@ -74,6 +75,7 @@ impl Residue {
             ],
         )
         .lines()
+        .filter(|r| r.ends_with("/state"))
         .map(str::to_owned)
         .collect()
     }
@@ -230,7 +232,7 @@ fn the_drop_in_sweeps_before_the_agent_starts() {
     );
     // And from outside: the root holds only what the patterns do not own.
     assert_eq!(r.live(), ["other-1"]);
-    assert_eq!(r.preserved_refs().len(), 1, "{:?}", r.preserved_refs());
+    assert_eq!(r.preserved_sets().len(), 1, "{:?}", r.preserved_sets());
 }
 
 /// The shipped `treeward-sweep.service`, enabled, runs at boot before
@@ -276,7 +278,7 @@ fn the_boot_unit_sweeps_while_the_system_comes_up() {
         "it did not run at boot"
     );
     assert_eq!(r.live(), ["other-1"], "{}", journal());
-    assert_eq!(r.preserved_refs().len(), 1);
+    assert_eq!(r.preserved_sets().len(), 1);
     let summary = sb
         .wait_entry("treeward-sweep.service", |e| {
             e.get("TREEWARD_SWEPT").is_some()
