@@ -212,19 +212,19 @@ pub fn preserve_at(worktree: &Path, time: SystemTime) -> Result<Preserved, Prese
 }
 
 /// Where a preserve reads from and writes to.
-pub struct Source<'a> {
+struct Source<'a> {
     /// The worktree's directory.
-    pub worktree: &'a Path,
+    worktree: &'a Path,
     /// Its git dir (the admin dir of a linked worktree).
-    pub git_dir: &'a Path,
+    git_dir: &'a Path,
     /// The common git dir the set goes into.
-    pub common: &'a Path,
+    common: &'a Path,
     /// The admin name that names the set.
-    pub name: &'a str,
+    name: &'a str,
 }
 
 /// Preserves the worktree `s` describes into its common repository.
-pub fn preserve_into(s: &Source<'_>, time: SystemTime) -> Result<Preserved, PreserveError> {
+fn preserve_into(s: &Source<'_>, time: SystemTime) -> Result<Preserved, PreserveError> {
     let owner = owner_uid(s.common)?;
     let scratch = Scratch::new(s.common)?;
     let stamp = compact_stamp(&ledger::format_timestamp(time));
