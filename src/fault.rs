@@ -32,7 +32,7 @@ pub const LINE: usize = 64;
 
 #[cfg(feature = "fault-injection")]
 mod imp {
-    use std::io::{Seek, SeekFrom, Write};
+    use std::io::{Seek, Write};
 
     pub fn point(name: &'static str) {
         let Some(log) = std::env::var_os("TREEWARD_FAULT_LOG") else {
@@ -53,7 +53,7 @@ mod imp {
         if f.write_all(line.as_bytes()).is_err() {
             return;
         }
-        let Ok(end) = f.seek(SeekFrom::Current(0)) else {
+        let Ok(end) = f.stream_position() else {
             return;
         };
         let n = end / super::LINE as u64;
