@@ -447,6 +447,9 @@ fn reclaim_chunk<'a>(
 /// A reclaim that failed: reported with whatever it preserved first.
 pub fn failed_reclaim(path: PathBuf, r: Reclaimed) -> Outcome {
     let mut o = Outcome::new(path, Action::Failed).with_error(r.error.unwrap_or_default());
+    if !r.preserved_refs.is_empty() {
+        o.repository = r.repository;
+    }
     o.preserved_refs = r.preserved_refs;
     o
 }
@@ -455,6 +458,9 @@ pub fn failed_reclaim(path: PathBuf, r: Reclaimed) -> Outcome {
 pub fn reclaimed_outcome(path: PathBuf, decision: Drain, reclaimed: Option<Reclaimed>) -> Outcome {
     let mut o = Outcome::new(path, action_of(decision));
     if let Some(r) = reclaimed {
+        if !r.preserved_refs.is_empty() {
+            o.repository = r.repository;
+        }
         o.preserved_refs = r.preserved_refs;
         o.branch = r.branch;
         o.branch_deleted = r.branch_deleted;
@@ -570,20 +576,52 @@ pub fn apply(rec: &mut Record, o: &Outcome) {
     }
 }
 
+/// Records what `o` did in the ledger: moves the record at `index`
+/// ([`apply`]); with no record, a preserved set gets one of its own, in
+/// state `preserved`, so that `treeward list` shows it and `treeward
+/// restore` finds it by id.
+pub fn record_outcome(doc: &mut Document, index: Option<usize>, o: &Outcome) {
+    match index.and_then(|i| doc.records.get_mut(i)) {
+        Some(rec) => apply(rec, o),
+        None => {
+            if let Some(record) = preserved_record(o) {
+                doc.records.push(record);
+            }
+        }
+    }
+}
+
+/// Pure but for the owner's uid: a new `preserved` record for a set that
+/// no record lists.
+fn preserved_record(o: &Outcome) -> Option<Record> {
+    let repository = o.repository.as_ref()?;
+    if o.preserved_refs.is_empty() {
+        return None;
+    }
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata(repository).map_or(0, |m| m.uid());
+    let mut rec = Record::new(&o.path, repository, uid);
+    rec.preserved_refs.clone_from(&o.preserved_refs);
+    rec.branch.clone_from(&o.branch);
+    rec.transition(State::Preserved);
+    Some(rec)
+}
+
 /// Moves the ledger's records of drained entries (found by path) to their
-/// new states. A ledger that cannot be written is logged, not fatal: the
-/// report stands. With no ledger and no journal there is no record to move,
-/// and nothing is created.
+/// new states, and gives each preserved set without one a record. A ledger
+/// that cannot be written is logged, not fatal: the report stands. With no
+/// ledger, no journal and no preserved set, nothing is created.
 pub fn record(ledger: &Ledger, outcomes: &[Outcome]) {
     let exists = |p: &Path| std::fs::symlink_metadata(p).is_ok();
-    if outcomes.is_empty() || !(exists(ledger.path()) || exists(&ledger.journal_path())) {
+    let new_sets = outcomes.iter().any(|o| preserved_record(o).is_some());
+    if outcomes.is_empty() || !(new_sets || exists(ledger.path()) || exists(&ledger.journal_path()))
+    {
         return;
     }
     let result = ledger.update(|doc| {
         for o in outcomes {
-            if let Some(rec) = doc.find_by_path_mut(&o.path) {
-                apply(rec, o);
-            }
+            let index = doc.records.iter().rposition(|r| r.path == o.path);
+            record_outcome(doc, index, o);
         }
     });
     if let Err(e) = result {

@@ -1195,9 +1195,7 @@ fn record(ledger: &Ledger, tracked: &[Tracked]) {
                 Some(id) => doc.records.iter().position(|r| &r.id == id),
                 None => by_path(doc, &t.outcome.path),
             };
-            if let Some(rec) = index.and_then(|i| doc.records.get_mut(i)) {
-                crate::drain::apply(rec, &t.outcome);
-            }
+            crate::drain::record_outcome(doc, index, &t.outcome);
         }
     });
     if let Err(e) = result {

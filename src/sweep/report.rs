@@ -66,6 +66,9 @@ pub struct Outcome {
     /// Why this entry was acted on, when its record alone would not say
     /// (the reaper: "its lease holder (pid N) is gone…"); null otherwise.
     pub reason: Option<String>,
+    /// The repository its work was preserved in (null when nothing was).
+    #[serde(serialize_with = "crate::as_owner::wire_path_opt::serialize")]
+    pub repository: Option<PathBuf>,
 }
 
 impl Outcome {
@@ -80,6 +83,7 @@ impl Outcome {
             bytes_freed: 0,
             error: None,
             reason: None,
+            repository: None,
         }
     }
 
