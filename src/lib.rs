@@ -33,6 +33,7 @@ pub mod in_use;
 pub mod lease;
 pub mod ledger;
 pub mod logging;
+pub mod pace;
 pub mod preserve;
 pub mod reap;
 pub mod reclaim;

@@ -47,11 +47,12 @@ use crate::claim::{self, Claimed};
 use crate::config::{Config, Policy, Root};
 use crate::drain::{
     action_of, call, call_simple, drain_trash, failed_reclaim, planned, reclaimed_outcome,
-    remove_into, RECLAIM_CHUNK,
+    remove_into,
 };
 use crate::error::Error;
 use crate::in_use::{flock_held, holder_alive, pid_alive, recorded_process_alive, ProcessTable};
 use crate::ledger::{parse_timestamp, Document, Ledger, Record, State};
+use crate::pace::RECLAIM_CHUNK;
 use crate::roots::{self, OpenRoot};
 use crate::sweep::decide::unrecordable;
 use crate::sweep::decide::{Drain, EntryKind};
@@ -795,6 +796,7 @@ impl<'a> Pass<'a> {
                         Outcome::new(c.path.clone(), Action::Removed),
                         open.fd.as_fd(),
                         &c.name,
+                        None,
                     );
                     self.push(o, c.record_id());
                 }
@@ -815,7 +817,7 @@ impl<'a> Pass<'a> {
                     Ok(r) if r.error.is_none() && r.decision != Drain::Keep => {
                         let decision = r.decision;
                         let o = reclaimed_outcome(c.path.clone(), decision, Some(r));
-                        remove_into(o, open.fd.as_fd(), &c.name)
+                        remove_into(o, open.fd.as_fd(), &c.name, None)
                     }
                     // Kept, or nothing changed but its work may be preserved:
                     // the worktree stays, unlocked, as it was found.
