@@ -28,6 +28,7 @@ use crate::config::Root;
 use crate::fd;
 use crate::ledger::{Ledger, Record, State};
 use crate::pace::{call_limits, next_chunk, Speed};
+use crate::progress::Progress;
 use crate::reclaim::Reclaimed;
 use crate::remove::{RemoveError, Removed};
 use crate::roots::{OpenRoot, TRASH};
@@ -163,13 +164,15 @@ struct Waiting<'a> {
 }
 
 /// The drain: reclaims and deletes what waits in the trash of `root`, oldest
-/// batch first, until the deadline (`None`: no deadline). Each worker call
-/// runs as the entry's repository owner.
+/// batch first, until the deadline (`None`: no deadline), telling
+/// `progress` as it goes. Each worker call runs as the entry's repository
+/// owner.
 pub fn drain_trash(
     root: &Root,
     open: &OpenRoot,
     worker: &Worker,
     deadline: Option<Instant>,
+    progress: &mut Progress,
     out: &mut Vec<Outcome>,
 ) {
     let trash = match open_trash(root, open, false, out) {
@@ -208,11 +211,14 @@ pub fn drain_trash(
             Err(e) => out.push(Outcome::new(at, Action::Failed).with_error(e)),
         }
     }
+    progress.found(remains.iter().map(|r| r.names.len()).sum::<usize>() + waiting.len());
     // What earlier passes reclaimed but did not finish deleting goes first:
     // it needs no worker, only the rest of its removal.
     for r in &remains {
         for name in &r.names {
-            out.push(delete_remains(root, open, r, name, deadline));
+            let o = delete_remains(root, open, r, name, deadline);
+            progress.settled(&o);
+            out.push(o);
         }
     }
     // A pipeline on two cores: while the files of one chunk are deleted
@@ -246,12 +252,18 @@ pub fn drain_trash(
                 .collect();
             (done, next.map(|n| n.join()))
         });
-        out.extend(done);
+        for o in done {
+            progress.settled(&o);
+            out.push(o);
+        }
         match next {
             None => {}
             Some(Ok(((outcomes, ready, served), took))) => {
                 speed.observe(served, took);
-                out.extend(outcomes);
+                for o in outcomes {
+                    progress.settled(&o);
+                    out.push(o);
+                }
                 reclaimed = ready;
             }
             Some(Err(_)) => {
@@ -259,7 +271,11 @@ pub fn drain_trash(
             }
         }
     }
-    out.extend(queue.map(|w| Outcome::new(w.original, Action::Deferred)));
+    for w in queue {
+        let o = Outcome::new(w.original, Action::Deferred);
+        progress.settled(&o);
+        out.push(o);
+    }
     for batch in &batches {
         trash.remove_if_empty(batch);
     }

@@ -35,6 +35,7 @@ pub mod ledger;
 pub mod logging;
 pub mod pace;
 pub mod preserve;
+pub mod progress;
 pub mod reap;
 pub mod reclaim;
 pub mod remove;

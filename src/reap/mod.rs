@@ -53,6 +53,7 @@ use crate::error::Error;
 use crate::in_use::{flock_held, holder_alive, pid_alive, recorded_process_alive, ProcessTable};
 use crate::ledger::{parse_timestamp, Document, Ledger, Record, State};
 use crate::pace::RECLAIM_CHUNK;
+use crate::progress::Progress;
 use crate::roots::{self, OpenRoot};
 use crate::sweep::decide::unrecordable;
 use crate::sweep::decide::{Drain, EntryKind};
@@ -934,7 +935,16 @@ impl<'a> Pass<'a> {
             return BTreeSet::new();
         }
         let mut outcomes = Vec::new();
-        drain_trash(root, open, &self.opts.worker, None, &mut outcomes);
+        let mut progress = Progress::new(false);
+        drain_trash(
+            root,
+            open,
+            &self.opts.worker,
+            None,
+            &mut progress,
+            &mut outcomes,
+        );
+        progress.finish();
         let paths = outcomes.iter().map(|o| o.path.clone()).collect();
         for o in outcomes {
             self.push(o, None);

@@ -26,6 +26,7 @@ use crate::drain::{
     action_of, call, call_simple, drain_trash, open_trash, planned, record, squatted,
 };
 use crate::in_use::ProcessTable;
+use crate::progress::Progress;
 use crate::roots::{self, OpenRoot, TRASH};
 use crate::trash::{self, Batch, Trash, TrashError};
 use decide::{drain, first, unrecordable, Drain, First};
@@ -46,6 +47,9 @@ pub struct Options {
     pub dry_run: bool,
     /// How long the drain may take before it leaves the rest in the trash.
     pub budget: Duration,
+    /// A progress bar on stderr while the drain runs (when stderr is a
+    /// terminal); `sd_notify` progress goes to systemd either way.
+    pub progress: bool,
     /// The program that serves git operations as a repository's owner.
     pub worker: Worker,
 }
@@ -102,9 +106,18 @@ pub fn sweep(config: &Config, opts: &Options) -> Report {
     ));
     if !opts.dry_run {
         let deadline = Instant::now() + opts.budget;
+        let mut progress = Progress::new(opts.progress);
         for (root, open) in &opened {
-            drain_trash(root, open, &opts.worker, Some(deadline), &mut outcomes);
+            drain_trash(
+                root,
+                open,
+                &opts.worker,
+                Some(deadline),
+                &mut progress,
+                &mut outcomes,
+            );
         }
+        progress.finish();
         record(&config.ledger_store(), &outcomes);
     }
     let prune_succeeded = report::prune_succeeded(&outcomes);
