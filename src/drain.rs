@@ -721,3 +721,23 @@ pub fn record(ledger: &Ledger, outcomes: &[Outcome]) {
         log::error!("the ledger was not updated: {e}");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deferred_removal_records_its_refs_and_waits_for_its_state() {
+        let mut rec = Record::new(Path::new("/r/wt-1"), Path::new("/repo/.git"), 4242);
+        let before = rec.state;
+        let mut deferred = Outcome::new("/r/wt-1".into(), Action::Deferred);
+        deferred.preserved_refs = vec!["refs/treeward/preserved/wt-1/20261202T090000Z/work".into()];
+        apply(&mut rec, &deferred);
+        assert_eq!(rec.state, before, "its files are not all deleted yet");
+        assert_eq!(rec.preserved_refs, deferred.preserved_refs);
+        // The next pass deletes the rest: the fate's state, the refs kept.
+        apply(&mut rec, &Outcome::new("/r/wt-1".into(), Action::Preserved));
+        assert_eq!(rec.state, State::Preserved);
+        assert_eq!(rec.preserved_refs, deferred.preserved_refs);
+    }
+}
