@@ -89,8 +89,11 @@ impl Progress {
         }
     }
 
-    /// `n` more entries found waiting.
+    /// `n` more entries found waiting (an empty trash says nothing).
     pub fn found(&mut self, n: usize) {
+        if n == 0 {
+            return;
+        }
         self.counts.total += n as u64;
         if let Some(bar) = &self.bar {
             bar.set_length(self.counts.total);
