@@ -47,11 +47,13 @@ use crate::claim::{self, Claimed};
 use crate::config::{Config, Policy, Root};
 use crate::drain::{
     action_of, call, call_simple, drain_trash, failed_reclaim, known_repositories, planned,
-    reclaimed_outcome, remove_into, RECLAIM_CHUNK,
+    reclaimed_outcome, remove_into,
 };
 use crate::error::Error;
 use crate::in_use::{flock_held, holder_alive, pid_alive, recorded_process_alive, ProcessTable};
 use crate::ledger::{parse_timestamp, Document, Ledger, Record, State};
+use crate::pace::RECLAIM_CHUNK;
+use crate::progress::Progress;
 use crate::roots::{self, OpenRoot};
 use crate::sweep::decide::unrecordable;
 use crate::sweep::decide::{Drain, EntryKind};
@@ -825,6 +827,7 @@ impl<'a> Pass<'a> {
                         Outcome::new(c.path.clone(), Action::Removed),
                         open.fd.as_fd(),
                         &c.name,
+                        None,
                     );
                     self.push(o, c.record_id());
                 }
@@ -845,7 +848,7 @@ impl<'a> Pass<'a> {
                     Ok(r) if r.error.is_none() && r.decision != Drain::Keep => {
                         let decision = r.decision;
                         let o = reclaimed_outcome(c.path.clone(), decision, Some(r));
-                        remove_into(o, open.fd.as_fd(), &c.name)
+                        remove_into(o, open.fd.as_fd(), &c.name, None)
                     }
                     // Kept, or nothing changed but its work may be preserved:
                     // the worktree stays, unlocked, as it was found.
@@ -871,7 +874,7 @@ impl<'a> Pass<'a> {
                 let o = match answer {
                     Ok(r) if r.error.is_none() && r.decision != Drain::Keep => {
                         let o = reclaimed_outcome(c.path.clone(), r.decision, Some(r));
-                        remove_into(o, open.fd.as_fd(), &c.name)
+                        remove_into(o, open.fd.as_fd(), &c.name, None)
                     }
                     Ok(r) if r.decision == Drain::Keep => {
                         reclaimed_outcome(c.path.clone(), Drain::Keep, Some(r))
@@ -981,14 +984,17 @@ impl<'a> Pass<'a> {
             return BTreeSet::new();
         }
         let mut outcomes = Vec::new();
+        let mut progress = Progress::new(false);
         drain_trash(
             root,
             open,
             &self.opts.worker,
             None,
             &self.known,
+            &mut progress,
             &mut outcomes,
         );
+        progress.finish();
         let paths = outcomes.iter().map(|o| o.path.clone()).collect();
         for o in outcomes {
             self.push(o, None);

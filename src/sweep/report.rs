@@ -42,8 +42,9 @@ pub enum Action {
     /// Owned by root and this pass is not root: left for the sweep.
     RootOwnedSkipped,
     /// Left for a later pass: quarantined, but the sweep's time budget ran
-    /// out before it was drained (it waits in the root's trash), or a
-    /// removal that failed before backs off (reaper).
+    /// out before it was drained (it waits in the root's trash, whole, or
+    /// half-deleted once its work is preserved: see `preserved_refs`), or
+    /// a removal that failed before backs off (reaper).
     Deferred,
     /// `--dry-run`: what would have happened is in `planned`.
     Planned,
