@@ -108,6 +108,10 @@ pub enum AdminCommand {
     List {
         #[command(flatten)]
         common: Common,
+        /// List the preserved sets themselves (repository, set, where the
+        /// worktree was, when, what is in it) instead of the worktrees.
+        #[arg(long)]
+        preserved: bool,
     },
     /// Mark a worktree done with: the reaper may take it without waiting
     /// for the grace period.
@@ -137,6 +141,22 @@ pub enum AdminCommand {
         repo: Option<PathBuf>,
         /// A ledger record id, a ref under refs/treeward/preserved/, or
         /// <name>/<stamp>.
+        target: String,
+    },
+    /// Delete a preserved set once it is no longer wanted, as the
+    /// repository's owner, and forget it in the ledger.
+    Drop {
+        #[command(flatten)]
+        common: Common,
+        /// Change nothing; say which refs would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+        /// The repository, when no ledger record lists the set and no
+        /// repository the ledger knows holds it.
+        #[arg(long, value_name = "REPO")]
+        repo: Option<PathBuf>,
+        /// A ledger record id (its newest set), a ref under
+        /// refs/treeward/preserved/, or <name>/<stamp>.
         target: String,
     },
     /// Install the post-checkout shim, chaining an existing hook.

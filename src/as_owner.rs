@@ -42,6 +42,7 @@
 //! is a [`Response::Failed`] for that request alone.
 
 use crate::admin::hooks::{self, HookOutcome, HookState};
+use crate::admin::preserved;
 use crate::admin::rebuild::{self, Restored};
 use crate::admin_dir;
 use crate::check;
@@ -138,6 +139,18 @@ pub enum Request {
         repository: PathBuf,
         dry_run: bool,
     },
+    /// [`preserved::sets`] of the repository whose common dir is given.
+    PreservedSets {
+        #[serde(with = "wire_path")]
+        repository: PathBuf,
+    },
+    /// [`preserved::drop`] of a set (`<name>/<stamp>`) of that repository.
+    DropSet {
+        #[serde(with = "wire_path")]
+        repository: PathBuf,
+        set: String,
+        dry_run: bool,
+    },
     /// [`hooks::state`] of the repository whose common dir is given.
     HookState {
         #[serde(with = "wire_path")]
@@ -175,6 +188,14 @@ pub enum Response {
     },
     Restored {
         restored: Restored,
+    },
+    /// The preserved sets of a repository.
+    PreservedSets {
+        sets: Vec<preserved::Set>,
+    },
+    /// The refs a drop deleted (would delete, under dry run).
+    Dropped {
+        refs: Vec<String>,
     },
     /// What install-hook or uninstall-hook did.
     Hook {
@@ -854,6 +875,24 @@ pub fn serve_request(request: &Request) -> Response {
         } => on_repository(repository, |r| {
             match rebuild::rebuild(r.common(), prefix, path, *dry_run) {
                 Ok(restored) => Response::Restored { restored },
+                Err(message) => Response::Failed { message },
+            }
+        }),
+        Request::PreservedSets { repository } => {
+            on_repository(repository, |r| {
+                match preserved::sets(r.common(), r.owner().uid) {
+                    Ok(sets) => Response::PreservedSets { sets },
+                    Err(message) => Response::Failed { message },
+                }
+            })
+        }
+        Request::DropSet {
+            repository,
+            set,
+            dry_run,
+        } => on_repository(repository, |r| {
+            match preserved::drop(r.common(), r.owner().uid, set, *dry_run) {
+                Ok(refs) => Response::Dropped { refs },
                 Err(message) => Response::Failed { message },
             }
         }),

@@ -80,6 +80,12 @@ pub struct Claim {
 
 impl Claim {
     /// The worktree's directory, where it is now.
+    /// Where the worktree was before the sweep moved it (its former
+    /// place, when its admin dir may still name it), else where it is.
+    pub fn origin(&self) -> &Path {
+        self.also_named.as_deref().unwrap_or(&self.entry)
+    }
+
     pub fn entry(&self) -> &Path {
         &self.entry
     }

@@ -181,12 +181,23 @@ impl std::error::Error for PreserveError {
 /// Preserves the whole state of the linked worktree at `worktree`, stamped
 /// with the current time. See the module documentation.
 pub fn preserve(worktree: &Path) -> Result<Preserved, PreserveError> {
-    preserve_at(worktree, SystemTime::now())
+    preserve_at(worktree, worktree, SystemTime::now())
 }
 
-/// [`preserve`] with the time that names the refs given (a caller may want
-/// the refs to carry the same time as its ledger record).
-pub fn preserve_at(worktree: &Path, time: SystemTime) -> Result<Preserved, PreserveError> {
+/// [`preserve`] of a worktree moved from `origin` (into the sweep's
+/// trash): the set's metadata names `origin`, where it was.
+pub fn preserve_moved(worktree: &Path, origin: &Path) -> Result<Preserved, PreserveError> {
+    preserve_at(worktree, origin, SystemTime::now())
+}
+
+/// [`preserve`] with where the worktree was (`origin`, for the set's
+/// metadata) and the time that names the refs given (a caller may want the
+/// refs to carry the same time as its ledger record).
+pub fn preserve_at(
+    worktree: &Path,
+    origin: &Path,
+    time: SystemTime,
+) -> Result<Preserved, PreserveError> {
     let (git_dir, common, name) = match risk::locate(worktree) {
         Location::Linked {
             gitdir,
@@ -203,6 +214,7 @@ pub fn preserve_at(worktree: &Path, time: SystemTime) -> Result<Preserved, Prese
     preserve_into(
         &Source {
             worktree,
+            origin,
             git_dir: &git_dir,
             common: &common,
             name: &name,
@@ -215,6 +227,8 @@ pub fn preserve_at(worktree: &Path, time: SystemTime) -> Result<Preserved, Prese
 struct Source<'a> {
     /// The worktree's directory.
     worktree: &'a Path,
+    /// Where it was, for the set's metadata (it may have been moved).
+    origin: &'a Path,
     /// Its git dir (the admin dir of a linked worktree).
     git_dir: &'a Path,
     /// The common git dir the set goes into.
@@ -231,6 +245,7 @@ fn preserve_into(s: &Source<'_>, time: SystemTime) -> Result<Preserved, Preserve
     let top = capture(
         &Target {
             dir: s.worktree,
+            origin: s.origin,
             git_dir: s.git_dir,
             owner,
             nested: false,
@@ -285,6 +300,7 @@ pub fn preserve_broken(
     if let Some(admin) = admin {
         let source = Source {
             worktree: entry,
+            origin: entry,
             git_dir: admin,
             common,
             name,
@@ -331,6 +347,7 @@ pub fn preserve_broken(
             )?;
             let source = Source {
                 worktree: entry,
+                origin: entry,
                 git_dir: &git_dir,
                 common,
                 name,
@@ -408,6 +425,7 @@ fn modules(
         let c = capture(
             &Target {
                 dir: &dir,
+                origin: &dir,
                 git_dir: &git_dir,
                 owner: top_repo.owner,
                 nested: true,

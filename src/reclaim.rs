@@ -98,7 +98,7 @@ pub fn reclaim(claim: &Claim, policy: Policy, dry_run: bool) -> Reclaimed {
         return out;
     }
     if out.decision == Drain::PreserveThenRemove {
-        match preserve::preserve(path) {
+        match preserve::preserve_moved(path, claim.origin()) {
             Ok(p) => out.preserved_refs = p.refs,
             Err(PreserveError::Unpreservable { why, .. }) => {
                 out.decision = Drain::Keep;

@@ -548,7 +548,8 @@ fn bad_restore_input_is_exit_2_and_changes_nothing() {
             vec!["d3/19990101T000000Z", "--repo", &repo, "--path", &t],
             "no such preserved refs",
         ),
-        (vec![&set, "--path", &t], "--repo"),
+        // No record lists it and no repository the ledger knows holds it.
+        (vec!["d9/19990101T000000Z", "--path", &t], "--repo"),
         (
             vec![&set, "--repo", gone.to_str().unwrap(), "--path", &t],
             "not a git repository",
@@ -1326,4 +1327,97 @@ fn doctor_fixes_a_ledger_directory_the_owner_cannot_write() {
         .unwrap()
         .success());
     assert_eq!(ledger_problems(&doctor()), Vec::<Value>::new());
+}
+
+/// Preserved work in plain sight: a set the sweep made for an unrecorded
+/// worktree gets a record; `list --preserved` shows it (where it was, what
+/// is in it); `restore <name>/<stamp>` needs nothing else once the ledger
+/// knows the repository, and names everything missing when it does not;
+/// `drop` deletes it as the owner and closes the record.
+#[test]
+fn preserved_sets_are_listed_restored_by_name_and_dropped_as_the_owner() {
+    if !common::prerequisite(common::is_root(), "sweeps and drops as root for uid 4242") {
+        return;
+    }
+    let h = host(&format!("policy = \"preserve\"\nowner = \"{OWNER}\""));
+    let wt = dirty(&h.f, "review-unrecorded");
+    let kept = h.f.worktree("kept", "t-kept");
+    h.record(&kept);
+    chown_r(&h.f.repo, OWNER);
+    chown_r(&h.f.origin, OWNER);
+    chown_r(&h.root, OWNER);
+    let swept = h.sweep();
+    assert_eq!(swept["preserved_count"], 1, "{swept}");
+    let rec = h
+        .records()
+        .into_iter()
+        .find(|r| r.path == wt)
+        .expect("a record for the preserved set");
+    assert_eq!(rec.state, State::Preserved);
+
+    let run = h.treeward(&["list", "--preserved", "--json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let doc = run.json();
+    let sets = doc["sets"].as_array().unwrap();
+    assert_eq!(sets.len(), 1, "{doc}");
+    let set = sets[0]["set"].as_str().unwrap().to_owned();
+    assert!(set.starts_with("review-unrecorded/"), "{set}");
+    assert_eq!(sets[0]["path"], wt.to_str().unwrap());
+    assert!(
+        sets[0]["contents"][0].as_str().unwrap().contains("files"),
+        "{doc}"
+    );
+    let human = h.treeward(&["list", "--preserved"]);
+    assert!(human.stdout.starts_with("SET"), "{}", human.stdout);
+    assert!(human.stdout.contains(&set), "{}", human.stdout);
+
+    // Without the record, and nothing known about the repository, restore
+    // names everything missing at once.
+    let lone = Ledger::new(&h.ledger);
+    let saved = std::fs::read(&h.ledger).unwrap();
+    lone.update(|doc| doc.records.clear()).unwrap();
+    let run = h.treeward(&["restore", &set]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("--repo") && run.stderr.contains("--path"),
+        "{}",
+        run.stderr
+    );
+    std::fs::write(&h.ledger, &saved).unwrap();
+    // The set's own record gone, the other record still names the
+    // repository: restore finds the set there, and its path in the set.
+    lone.update(|doc| doc.records.retain(|r| r.path != wt))
+        .unwrap();
+    let run = h.treeward(&["restore", &set, "--dry-run", "--json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.json()["path"], wt.to_str().unwrap());
+    std::fs::write(&h.ledger, &saved).unwrap();
+
+    // Drop: a dry run changes nothing; then the refs go, written by the
+    // owner, and the record is closed.
+    let refs = |h: &Host| {
+        git_as(
+            OWNER,
+            &h.f.repo,
+            &["for-each-ref", "refs/treeward/preserved/"],
+        )
+    };
+    let before = refs(&h);
+    let run = h.treeward(&["drop", &set, "--dry-run"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.starts_with("would drop"), "{}", run.stdout);
+    assert_eq!(refs(&h), before);
+    let run = h.treeward(&["drop", &set, "--json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(refs(&h), "");
+    assert!(
+        root_owned(&h.f.repo).is_empty(),
+        "{:?}",
+        root_owned(&h.f.repo)
+    );
+    let rec = h.records().into_iter().find(|r| r.path == wt).unwrap();
+    assert_eq!(rec.state, State::Removed);
+    assert!(rec.preserved_refs.is_empty());
+    // A set that is gone is an error, and changes nothing.
+    assert_eq!(h.treeward(&["drop", &set]).code, 2);
 }

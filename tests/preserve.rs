@@ -304,7 +304,7 @@ fn preserves_in_the_same_second_get_distinct_refs() {
     let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
     let refs: Vec<String> = (0..3)
         .map(|_| {
-            let p = preserve_at(&wt, t).unwrap();
+            let p = preserve_at(&wt, &wt, t).unwrap();
             assert_eq!(p.refs.len(), 2, "{p:?}");
             p.refs[1].clone()
         })

@@ -13,6 +13,7 @@
 pub mod doctor;
 pub mod hooks;
 pub mod list;
+pub mod preserved;
 pub mod rebuild;
 pub mod release;
 pub mod restore;

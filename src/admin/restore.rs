@@ -10,7 +10,7 @@
 //! - The path is `--path`, else the record's path.
 //! - Afterwards the record (a new one if none listed the set) is `active` at
 //!   the new path, its preserved refs kept: treeward never deletes them; an
-//!   admin does, by hand, once satisfied (`git update-ref -d`). A record of
+//!   admin does, once satisfied, with `treeward drop` (as the owner). A record of
 //!   what was moved aside follows it to the aside path.
 //! - Bad input (unknown id, not a treeward ref, refs that do not exist, a
 //!   repository that is gone, a live worktree at the path) is an error and
@@ -22,6 +22,7 @@
 //!   or a path elsewhere is refused (exit 2) before anything is touched.
 
 use super::call_as_owner;
+use super::preserved::Set;
 use super::rebuild::Restored;
 use crate::as_owner::{Request, Response, Worker};
 use crate::claim::{self, Repository};
@@ -103,12 +104,16 @@ fn stamp_key(prefix: &str) -> (String, u64) {
     }
 }
 
-/// Resolves `target` (an id or a ref) against the ledger and options.
+/// Resolves `target` (an id or a ref) against the ledger and options;
+/// `found` is the set as a known repository holds it (its repository, and
+/// the path its metadata names), for a set no record lists. Everything
+/// still missing is named in one error.
 pub fn plan(
     doc: &Document,
     target: &str,
     path: Option<&Path>,
     repo: Option<&Path>,
+    found: Option<&Set>,
 ) -> Result<Plan, Error> {
     let (prefix, record) = match doc.find_by_id(target) {
         Some(r) if !target.starts_with("refs/") => {
@@ -136,23 +141,31 @@ pub fn plan(
             (prefix, record)
         }
     };
-    let repository = match (repo, record) {
-        (Some(r), _) => super::absolute(r)?,
-        (None, Some(r)) => r.repository.clone(),
-        (None, None) => {
-            return Err(Error::Usage(format!(
-                "no ledger record lists {prefix}: name its repository with --repo"
-            )))
+    let mut missing = Vec::new();
+    let repository = match (repo, record, found) {
+        (Some(r), _, _) => Some(super::absolute(r)?),
+        (None, Some(r), _) => Some(r.repository.clone()),
+        (None, None, Some(s)) => Some(s.repository.clone()),
+        (None, None, None) => {
+            missing.push("its repository (--repo REPO: no ledger record lists the set, and no repository the ledger knows holds it)");
+            None
         }
     };
-    let path = match (path, record) {
-        (Some(p), _) => super::absolute(p)?,
-        (None, Some(r)) => r.path.clone(),
-        (None, None) => {
-            return Err(Error::Usage(format!(
-                "no ledger record lists {prefix}: say where to restore it with --path"
-            )))
+    let path = match (path, record, found.and_then(|s| s.path.as_deref())) {
+        (Some(p), _, _) => Some(super::absolute(p)?),
+        (None, Some(r), _) => Some(r.path.clone()),
+        (None, None, Some(p)) => Some(PathBuf::from(p)),
+        (None, None, None) => {
+            missing
+                .push("where to restore it (--path P: no record or set metadata names its path)");
+            None
         }
+    };
+    let (Some(repository), Some(path)) = (repository, path) else {
+        return Err(Error::Usage(format!(
+            "cannot restore {prefix}; missing: {}",
+            missing.join("; ")
+        )));
     };
     Ok(Plan {
         prefix,
@@ -211,6 +224,63 @@ pub fn vet(config: &Config, plan: &Plan, euid: u32) -> Result<Repository, Error>
     })
 }
 
+/// A set `target` (`<name>/<stamp>` or its ref) that no ledger record
+/// lists, looked for in the repositories the ledger knows (read as their
+/// owners): found in exactly one, it names its repository and path.
+fn unlisted_set(config: &Config, doc: &Document, target: &str, worker: &Worker) -> Option<Set> {
+    if doc.find_by_id(target).is_some() {
+        return None;
+    }
+    let prefix = set_prefix(target).ok()?;
+    let under = format!("{prefix}/");
+    if doc
+        .records
+        .iter()
+        .any(|r| r.preserved_refs.iter().any(|p| p.starts_with(&under)))
+    {
+        return None;
+    }
+    let set = prefix.strip_prefix(&format!("{NAMESPACE}/"))?.to_owned();
+    let mut holders: Vec<Set> = super::preserved::list(config, doc, worker)
+        .sets
+        .into_iter()
+        .filter(|s| s.set == set)
+        .collect();
+    (holders.len() == 1).then(|| holders.remove(0))
+}
+
+/// The set a `drop` target names and its repository, verified: a record
+/// id (its newest set), or `<name>/<stamp>` (a ref of it) in the record's
+/// repository that lists it, else `repo`, else the one known repository
+/// that holds it. Everything missing is named in one error.
+pub fn resolve_set(
+    config: &Config,
+    doc: &Document,
+    target: &str,
+    repo: Option<&Path>,
+    worker: &Worker,
+) -> Result<super::preserved::Resolved, Error> {
+    let found = match repo {
+        None => unlisted_set(config, doc, target, worker),
+        Some(_) => None,
+    };
+    // A drop needs no path: "/" stands in, so that only what a drop needs
+    // can be missing.
+    let plan = plan(doc, target, Some(Path::new("/")), repo, found.as_ref())?;
+    let owner = plan
+        .record_path
+        .as_deref()
+        .and_then(|p| super::entry_of(config, p))
+        .map(|root| claim::expected_owner(root, super::euid()));
+    let repository = super::repository(&plan.repository, owner)?;
+    let set = plan
+        .prefix
+        .strip_prefix(&format!("{NAMESPACE}/"))
+        .unwrap_or(&plan.prefix)
+        .to_owned();
+    Ok(super::preserved::Resolved { repository, set })
+}
+
 /// Restores as the plan says, as the repository's verified owner, then
 /// records it. Refused (nothing touched) unless [`vet`] passes.
 pub fn restore(
@@ -222,7 +292,12 @@ pub fn restore(
     dry_run: bool,
 ) -> Result<Outcome, Error> {
     let ledger = Ledger::new(&config.ledger);
-    let mut plan = plan(&ledger.read()?, target, path, repo)?;
+    let doc = ledger.read()?;
+    let found = match repo {
+        None => unlisted_set(config, &doc, target, worker),
+        Some(_) => None,
+    };
+    let mut plan = plan(&doc, target, path, repo, found.as_ref())?;
     let verified = vet(config, &plan, super::euid())?;
     plan.repository = verified.common().to_path_buf();
     let request = Request::Restore {
@@ -321,10 +396,10 @@ pub fn render_human(o: &Outcome) -> String {
         out.push_str(&format!("ledger record {id}: active\n"));
     }
     out.push_str(&format!(
-        "the preserved refs are kept; delete them by hand once satisfied:\n  git --git-dir={} for-each-ref --format='delete %(refname)' {}/ | git --git-dir={} update-ref --stdin\n",
-        o.repository.display(),
-        o.prefix,
-        o.repository.display()
+        "the preserved set is kept; drop it once satisfied: treeward drop {}\n",
+        o.prefix
+            .strip_prefix(&format!("{NAMESPACE}/"))
+            .unwrap_or(&o.prefix)
     ));
     out
 }

@@ -9,7 +9,7 @@
 use clap::Parser;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use treeward::admin::{doctor, hooks, list, release, restore};
+use treeward::admin::{doctor, hooks, list, preserved, release, restore};
 use treeward::args::{Admin as Args, AdminCommand as Command, HookRepos, LeaseArgs};
 use treeward::as_owner::Worker;
 use treeward::cli;
@@ -30,7 +30,7 @@ fn main() -> ExitCode {
 fn run(args: Args) -> Result<u8, Error> {
     let worker = Worker::current();
     match args.command {
-        Command::List { common } => {
+        Command::List { common, preserved } => {
             common.apply();
             let config = Config::load(common.config.as_deref())?;
             let (doc, error) = match Ledger::new(&config.ledger).read() {
@@ -44,9 +44,33 @@ fn run(args: Args) -> Result<u8, Error> {
                 );
             }
             let failed = error.is_some();
+            if preserved {
+                let listing = preserved::list(&config, &doc, &worker);
+                for e in &listing.errors {
+                    log::warn!("{e}");
+                }
+                common.print(&listing, || preserved::render_human(&listing))?;
+                return Ok(if failed || !listing.errors.is_empty() {
+                    EXIT_ERROR
+                } else {
+                    EXIT_OK
+                });
+            }
             let listing = list::list(&config, &doc, error);
             common.print(&listing, || list::render_human(&listing))?;
             Ok(if failed { EXIT_ERROR } else { EXIT_OK })
+        }
+        Command::Drop {
+            common,
+            dry_run,
+            repo,
+            target,
+        } => {
+            common.apply();
+            let config = Config::load(common.config.as_deref())?;
+            let d = preserved::drop_set(&config, &target, repo.as_deref(), &worker, dry_run)?;
+            common.print(&d, || preserved::render_dropped(&d))?;
+            Ok(EXIT_OK)
         }
         Command::Release {
             common,

@@ -264,6 +264,9 @@ pub struct Captured {
 pub struct Target<'a> {
     /// Its working directory.
     pub dir: &'a Path,
+    /// Where it was, for the metadata (the sweep moves worktrees into its
+    /// trash before preserving them).
+    pub origin: &'a Path,
     /// Its (per-worktree) git dir.
     pub git_dir: &'a Path,
     pub owner: u32,
@@ -377,7 +380,7 @@ pub fn capture(t: &Target<'_>, scratch: &Scratch) -> Result<Captured, PreserveEr
         format: FORMAT,
         repository: t.repository.to_string_lossy().into_owned(),
         admin_name: t.admin_name.clone(),
-        path: t.dir.to_string_lossy().into_owned(),
+        path: t.origin.to_string_lossy().into_owned(),
         stamp: t.stamp.to_owned(),
         object_format,
         ref_format,
