@@ -26,7 +26,7 @@ pub fn commands() -> Vec<(&'static str, clap::Command)> {
 
 /// What would be lost if these worktrees were removed. Changes nothing.
 #[derive(Debug, Parser)]
-#[command(name = "treeward-check", version)]
+#[command(name = "treeward-check", version, after_long_help = include_str!("../doc/treeward-check.txt"))]
 pub struct Check {
     #[command(flatten)]
     pub common: Common,
@@ -39,7 +39,7 @@ pub struct Check {
 
 /// Clear worktree residue under the sweep roots, preserving work at risk.
 #[derive(Debug, Parser)]
-#[command(name = "treeward-sweep", version)]
+#[command(name = "treeward-sweep", version, after_long_help = include_str!("../doc/treeward-sweep.txt"))]
 pub struct Sweep {
     #[command(flatten)]
     pub common: Common,
@@ -68,7 +68,7 @@ fn budget(text: &str) -> Result<Duration, String> {
 
 /// Reclaim released and orphaned worktrees, never one in use.
 #[derive(Debug, Parser)]
-#[command(name = "treeward-reap", version)]
+#[command(name = "treeward-reap", version, after_long_help = include_str!("../doc/treeward-reap.txt"))]
 pub struct Reap {
     #[command(flatten)]
     pub common: Common,
@@ -94,7 +94,7 @@ pub struct Hook {
 
 /// Administer treeward: the ledger, preserved work, the hook, the set-up.
 #[derive(Debug, Parser)]
-#[command(name = "treeward", version)]
+#[command(name = "treeward", version, after_long_help = include_str!("../doc/treeward.txt"))]
 pub struct Admin {
     #[command(subcommand)]
     pub command: AdminCommand,
