@@ -346,23 +346,19 @@ fn inspect(a: &mut Assessment, repo: &Repo, gitdir: &Path) -> Result<(), String>
     }
     a.in_progress = state::in_progress(admin.as_fd())?;
 
-    // The three listings at once: the machine's cores share the work, and
-    // the whole costs about what `git status` alone does.
+    // The three listings at once, each parsed as soon as it is read: the
+    // machine's cores share the work, and the whole costs about what `git
+    // status` alone does.
     let (status, index, refs) = std::thread::scope(|s| {
-        let run =
-            |args: &'static [&'static str]| s.spawn(move || repo.output(repo.git()?.args(args)));
-        let status = run(&STATUS);
-        let index = run(&["ls-files", "-v", "-s", "-z"]);
-        let refs = run(&["for-each-ref", refs::FORMAT]);
-        let join = |h: std::thread::ScopedJoinHandle<'_, Result<Vec<u8>, String>>| {
-            h.join()
-                .unwrap_or_else(|_| Err("a git reader panicked".to_owned()))
-        };
+        let status = s.spawn(|| status::parse(&repo.output(repo.git()?.args(STATUS))?));
+        let index = s.spawn(|| {
+            index::parse(&repo.output(repo.git()?.args(["ls-files", "-v", "-s", "-z"]))?)
+        });
+        let refs = s
+            .spawn(|| refs::parse(&repo.output(repo.git()?.args(["for-each-ref", refs::FORMAT]))?));
         (join(status), join(index), join(refs))
     });
-    let status = status::parse(&status?)?;
-    let index = index::parse(&index?)?;
-    let refs = refs::parse(&refs?)?;
+    let (status, index, refs) = (status?, index?, refs?);
 
     let mut facts = Facts {
         changes: status.changes,
@@ -409,6 +405,13 @@ fn inspect(a: &mut Assessment, repo: &Repo, gitdir: &Path) -> Result<(), String>
         a.flag(reason);
     }
     Ok(())
+}
+
+/// The result of a reader thread; a panic in it is an error of the
+/// assessment, not of the process.
+fn join<T>(h: std::thread::ScopedJoinHandle<'_, Result<T, String>>) -> Result<T, String> {
+    h.join()
+        .unwrap_or_else(|_| Err("a git reader panicked".to_owned()))
 }
 
 /// Adds the edits hidden by skip-worktree and assume-unchanged flags to
