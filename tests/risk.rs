@@ -860,11 +860,20 @@ fn squash_merged_then_renamed_on_main_is_integrated() {
     assert_eq!(assess(&wt).integrated, Some(false));
 }
 
+/// A format: its name, the git commands that set it up in a worktree, and
+/// a file of the admin dir with the bytes that prove it took.
+type Format = (
+    &'static str,
+    &'static [&'static [&'static str]],
+    &'static str,
+    &'static [u8],
+);
+
 #[test]
 fn index_and_config_formats_git_supports_are_assessed() {
     // Each setup, and the bytes its index (or admin dir file) shows when it
     // took: the control that the format is really there.
-    let setups: [(&str, &[&[&str]], &str, &[u8]); 7] = [
+    let setups: [Format; 7] = [
         (
             "split index",
             &[&["update-index", "--split-index"]],
