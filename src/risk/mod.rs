@@ -190,7 +190,9 @@ impl Repo {
     }
 
     /// A repository found by git from `dir` (a submodule or embedded
-    /// repository inside a worktree).
+    /// repository inside a worktree), and only there: discovery stops at
+    /// `dir` (`GIT_CEILING_DIRECTORIES`), so a broken `.git` there is an
+    /// error, never the worktree's own repository answering instead.
     fn nested(dir: &Path, owner: u32) -> Repo {
         Repo {
             dir: dir.to_path_buf(),
@@ -208,7 +210,10 @@ impl Repo {
             // A repository without a work tree (`Repo::common`).
             Some(g) if *g == self.dir => git.git_dir(g, None),
             Some(g) => git.git_dir(g, Some(&self.dir)),
-            None => git,
+            None => match self.dir.parent() {
+                Some(above) => git.env("GIT_CEILING_DIRECTORIES", above),
+                None => git,
+            },
         })
     }
 
