@@ -33,7 +33,8 @@ pub struct Check {
     /// Every ledger record and every entry under the configured roots.
     #[arg(long)]
     pub all: bool,
-    /// Worktrees to check (default: the current directory).
+    /// Worktrees to check, or paths inside them, each checked as the
+    /// worktree it lies in (default: the current directory).
     pub paths: Vec<PathBuf>,
 }
 

@@ -106,6 +106,18 @@ pub fn worktree_of(path: &Path) -> PathBuf {
     risk::discover(path).unwrap_or_else(|| path.to_path_buf())
 }
 
+/// Who the in-use check counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scan {
+    /// Every process but the caller, read before git runs: for a caller
+    /// whose children may be the users (an orchestrator and its agents).
+    Others,
+    /// Every process but the caller and the processes it started, read
+    /// while git runs: for `treeward-check`, whose only children are its
+    /// git and workers (see [`ProcessTable::scan_excluding_own_tree`]).
+    NotOwnTree,
+}
+
 /// Checks each path. Reads only. A path holding a repository is assessed by
 /// [`assess`]: as root, by its verified owner through `worker`.
 pub fn check(
@@ -113,12 +125,31 @@ pub fn check(
     ledger: &Document,
     ledger_error: Option<String>,
     worker: &Worker,
+    scan: Scan,
 ) -> Report {
-    let processes = ProcessTable::scan();
     let euid = nix::unistd::Uid::effective().as_raw();
+    let assess_all =
+        || -> Vec<Assessment> { paths.iter().map(|p| assess(p, worker, euid)).collect() };
+    let (processes, assessments) = match scan {
+        Scan::Others => {
+            let processes = ProcessTable::scan();
+            (processes, assess_all())
+        }
+        // Reading every process's open files costs what a small `git
+        // status` does: it runs while git works.
+        Scan::NotOwnTree => std::thread::scope(|s| {
+            let processes = s.spawn(ProcessTable::scan_excluding_own_tree);
+            let assessments = assess_all();
+            let processes = processes
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (processes, assessments)
+        }),
+    };
     let worktrees = paths
         .iter()
-        .map(|p| check_one(p, &processes, ledger, worker, euid))
+        .zip(assessments)
+        .map(|(p, a)| check_one(p, a, &processes, ledger))
         .collect();
     Report {
         worktrees,
@@ -129,12 +160,10 @@ pub fn check(
 
 fn check_one(
     path: &Path,
+    assessment: Assessment,
     processes: &ProcessTable,
     ledger: &Document,
-    worker: &Worker,
-    euid: u32,
 ) -> Checked {
-    let assessment = assess(path, worker, euid);
     let record = ledger.records.iter().find(|r| r.path == path);
     let is_dir = matches!(
         assessment.kind,

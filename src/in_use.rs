@@ -104,10 +104,21 @@ impl ProcessTable {
         ProcessTable::scan_excluding(std::process::id())
     }
 
+    /// Reads `/proc` once, leaving out the calling process and every process
+    /// it started, and theirs: for a program whose only children are its
+    /// own helpers (`treeward-check`'s git and workers, which work inside
+    /// the worktrees while the table is read), never for one whose children
+    /// are the users looked for (an orchestrator's agents). Found in pid
+    /// order, parents first: a child whose pid wrapped around below its
+    /// parent's is seen as a user, which errs on the side of "in use".
+    pub fn scan_excluding_own_tree() -> ProcessTable {
+        scan_proc(Path::new("/proc"), std::process::id(), true)
+    }
+
     /// Reads `/proc` once, leaving out process `exclude` (normally the caller:
     /// a checker started from inside a worktree must not see itself).
     pub fn scan_excluding(exclude: u32) -> ProcessTable {
-        scan_proc(Path::new("/proc"), exclude)
+        scan_proc(Path::new("/proc"), exclude, false)
     }
 
     /// Builds a table from links already read; `unreadable` processes could
@@ -384,8 +395,9 @@ struct ProcessLinks {
     unreadable: bool,
 }
 
-/// The side effect: one pass over `proc`.
-fn scan_proc(proc: &Path, exclude: u32) -> ProcessTable {
+/// The side effect: one pass over `proc`, leaving out `exclude`, and with
+/// `descendants` the processes descending from it.
+fn scan_proc(proc: &Path, exclude: u32, descendants: bool) -> ProcessTable {
     let entries = match std::fs::read_dir(proc) {
         Ok(entries) => entries,
         Err(e) => {
@@ -398,18 +410,21 @@ fn scan_proc(proc: &Path, exclude: u32) -> ProcessTable {
     };
     let mut links = Vec::new();
     let mut unreadable = 0u32;
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
+    let mut pids: Vec<(u32, PathBuf)> = entries
+        .flatten()
+        .filter_map(|e| Some((e.file_name().to_str()?.parse::<u32>().ok()?, e.path())))
+        .collect();
+    pids.sort();
+    let mut excluded = vec![exclude];
+    for (pid, dir) in pids {
         if pid == exclude {
             continue;
         }
-        let found = read_process(&entry.path(), pid);
+        if descendants && parent_of(&dir).is_some_and(|ppid| excluded.contains(&ppid)) {
+            excluded.push(pid);
+            continue;
+        }
+        let found = read_process(&dir, pid);
         if found.unreadable {
             unreadable = unreadable.saturating_add(1);
         }
@@ -428,6 +443,15 @@ fn scan_proc(proc: &Path, exclude: u32) -> ProcessTable {
         }
     }
     table
+}
+
+/// The parent pid of the process whose `/proc` directory is `dir`, from its
+/// `stat` (after the command name, which may hold anything, in parentheses).
+fn parent_of(dir: &Path) -> Option<u32> {
+    let stat = std::fs::read(dir.join("stat")).ok()?;
+    let after = stat.iter().rposition(|b| *b == b')')?;
+    let rest = std::str::from_utf8(&stat[after + 1..]).ok()?;
+    rest.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Reads cwd, root and every fd link of one process.
@@ -510,6 +534,28 @@ mod tests {
     use super::*;
     use std::process::{Child, Command, Stdio};
     use std::time::{Duration, Instant};
+
+    #[test]
+    fn the_own_tree_scan_leaves_out_the_callers_children_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new("sleep")
+            .arg("30")
+            .current_dir(dir.path())
+            .spawn()
+            .unwrap();
+        assert_eq!(
+            parent_of(Path::new(&format!("/proc/{}", child.id()))),
+            Some(std::process::id())
+        );
+        let own_tree = ProcessTable::scan_excluding_own_tree()
+            .users_of(dir.path())
+            .len();
+        // Control: the plain scan sees the child.
+        let plain = ProcessTable::scan().users_of(dir.path()).len();
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!((own_tree, plain), (0, 1));
+    }
 
     fn link(pid: u32, how: Use, target: &str) -> RawLink {
         RawLink {

@@ -32,14 +32,18 @@ struct Extra {
 fn extra(bin: &str) -> Extra {
     match bin {
         "treeward-check" => Extra {
-            description: r#"A read\-only preflight: for each PATH (default: the current directory), or
-with \fB\-\-all\fR for every ledger record and every entry under the
-configured roots, it reports what removing the worktree would lose:
-uncommitted changes (staged, modified, deleted, untracked and not ignored,
-conflicted), branch commits neither integrated into the default branch nor
-pushed, commits of a detached HEAD that no ref reaches, per\-worktree refs.
-It changes nothing: not the index, not refs, not objects, not the ledger.
-Run as root, it verifies each worktree and has its owner assess it.
+            description: r#"A read\-only preflight: for each PATH (default: the current directory; a
+path inside a worktree is checked as that worktree), or with \fB\-\-all\fR
+for every ledger record and every entry under the configured roots, it
+reports what removing the worktree would lose: uncommitted changes (staged,
+modified, deleted, untracked and not ignored, conflicted, and edits hidden
+by skip\-worktree or assume\-unchanged), branch commits neither integrated
+into the default branch nor pushed, commits of a detached HEAD that no ref
+reaches, per\-worktree refs, operations in progress, submodules and
+embedded repositories with work of their own. The host's \fBgit\fR is the
+judge, run as the repository's owner. It changes nothing: not the index,
+not refs, not objects, not the ledger. Run as root, it verifies each
+worktree and has its owner assess it.
 "#,
             exit_status: r#".TP
 .B 0

@@ -859,3 +859,97 @@ fn squash_merged_then_renamed_on_main_is_integrated() {
     );
     assert_eq!(assess(&wt).integrated, Some(false));
 }
+
+/// A format: its name, the git commands that set it up in a worktree, and
+/// a file of the admin dir with the bytes that prove it took.
+type Format = (
+    &'static str,
+    &'static [&'static [&'static str]],
+    &'static str,
+    &'static [u8],
+);
+
+#[test]
+fn index_and_config_formats_git_supports_are_assessed() {
+    // Each setup, and the bytes its index (or admin dir file) shows when it
+    // took: the control that the format is really there.
+    let setups: [Format; 7] = [
+        (
+            "split index",
+            &[&["update-index", "--split-index"]],
+            "index",
+            b"link",
+        ),
+        (
+            "untracked cache",
+            &[
+                &["config", "core.untrackedCache", "true"],
+                &["update-index", "--untracked-cache"],
+                &["status", "-uall"],
+            ],
+            "index",
+            b"UNTR",
+        ),
+        (
+            "fsmonitor configured",
+            &[&["config", "core.fsmonitor", "true"]],
+            "../../config",
+            b"fsmonitor = true",
+        ),
+        (
+            "worktree config",
+            &[
+                &["config", "extensions.worktreeConfig", "true"],
+                &["config", "--worktree", "status.showUntrackedFiles", "no"],
+            ],
+            "config.worktree",
+            b"showUntrackedFiles",
+        ),
+        (
+            "index v4",
+            &[&["update-index", "--index-version", "4"]],
+            "index",
+            b"DIRC\0\0\0\x04",
+        ),
+        (
+            "skipHash",
+            &[
+                &["config", "index.skipHash", "true"],
+                &["update-index", "--really-refresh"],
+            ],
+            "index",
+            &[0; 20],
+        ),
+        (
+            "sparse index",
+            &[&["sparse-checkout", "set", "--cone", "--sparse-index", "src"]],
+            "index",
+            b"sdir",
+        ),
+    ];
+    for (what, steps, file, proof) in setups {
+        let f = Fixture::new();
+        let wt = f.worktree("formats", "b-formats");
+        for step in steps {
+            git(&wt, step);
+        }
+        let bytes = fs::read(f.repo.join(".git/worktrees/formats").join(file)).unwrap();
+        // skipHash: the index ends with a null hash instead of its own.
+        let took = if what == "skipHash" {
+            bytes.ends_with(proof)
+        } else {
+            bytes.windows(proof.len()).any(|w| w == proof)
+        };
+        assert!(took, "{what}: the setting did not take");
+        assert_eq!(reasons_of(&wt), Vec::<Reason>::new(), "{what}: clean");
+        write(&wt.join("src/lib.txt"), "changed\n");
+        write(&wt.join("src/new.txt"), "new\n");
+        let a = assess(&wt);
+        assert_eq!(a.error, None, "{what}: {a:?}");
+        assert_eq!(
+            a.reasons,
+            vec![Reason::Modified, Reason::Untracked],
+            "{what}: {a:?}"
+        );
+    }
+}

@@ -4,5 +4,5 @@ complete -c treeward-sweep -l json -d 'Print one JSON document on stdout instead
 complete -c treeward-sweep -s q -l quiet -d 'Print nothing but warnings and errors (the exit status tells the result); `--json` still prints its document'
 complete -c treeward-sweep -s v -l verbose -d 'Log more: -v debug, -vv trace (TREEWARD_LOG, when set, wins)'
 complete -c treeward-sweep -l dry-run -d 'Plan and report what would be done; change nothing'
-complete -c treeward-sweep -s h -l help -d 'Print help'
+complete -c treeward-sweep -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c treeward-sweep -s V -l version -d 'Print version'

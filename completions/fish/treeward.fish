@@ -24,7 +24,7 @@ function __fish_treeward_using_subcommand
     contains -- $cmd[1] $argv
 end
 
-complete -c treeward -n "__fish_treeward_needs_command" -s h -l help -d 'Print help'
+complete -c treeward -n "__fish_treeward_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c treeward -n "__fish_treeward_needs_command" -s V -l version -d 'Print version'
 complete -c treeward -n "__fish_treeward_needs_command" -f -a "list" -d 'Ledger records joined with what is on disk, plus unrecorded entries under the roots'
 complete -c treeward -n "__fish_treeward_needs_command" -f -a "release" -d 'Mark a worktree done with: the reaper may take it without waiting for the grace period'

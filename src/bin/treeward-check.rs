@@ -56,7 +56,14 @@ fn run(args: Args) -> Result<u8, Error> {
         paths.push(check::worktree_of(&cwd));
         requested.push(cwd);
     }
-    let mut report = check::check(&paths, &ledger, ledger_error, &Worker::current());
+    // This program's only children are its git and workers.
+    let mut report = check::check(
+        &paths,
+        &ledger,
+        ledger_error,
+        &Worker::current(),
+        check::Scan::NotOwnTree,
+    );
     report.skipped = skipped;
     for (w, asked) in report.worktrees.iter_mut().zip(&requested) {
         if *asked != w.assessment.path {

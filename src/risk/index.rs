@@ -53,7 +53,11 @@ pub fn parse(out: &[u8]) -> Result<Index, String> {
         let tab = rec.iter().position(|b| *b == b'\t').ok_or_else(bad)?;
         let (meta, path) = (&rec[..tab], &rec[tab + 1..]);
         let meta = std::str::from_utf8(meta).map_err(|_| bad())?;
-        let [tag, mode, oid, stage] = meta.split(' ').collect::<Vec<_>>()[..] else {
+        // No allocation per entry: a worktree may have millions.
+        let mut f = meta.split(' ');
+        let (Some(tag), Some(mode), Some(oid), Some(stage), None) =
+            (f.next(), f.next(), f.next(), f.next(), f.next())
+        else {
             return Err(bad());
         };
         let [t] = tag.as_bytes() else {

@@ -23,7 +23,7 @@ mod index;
 pub mod integration;
 mod locate;
 pub mod reach;
-mod refs;
+pub mod refs;
 mod state;
 mod status;
 mod verdict;
@@ -190,7 +190,9 @@ impl Repo {
     }
 
     /// A repository found by git from `dir` (a submodule or embedded
-    /// repository inside a worktree).
+    /// repository inside a worktree), and only there: discovery stops at
+    /// `dir` (`GIT_CEILING_DIRECTORIES`), so a broken `.git` there is an
+    /// error, never the worktree's own repository answering instead.
     fn nested(dir: &Path, owner: u32) -> Repo {
         Repo {
             dir: dir.to_path_buf(),
@@ -208,7 +210,10 @@ impl Repo {
             // A repository without a work tree (`Repo::common`).
             Some(g) if *g == self.dir => git.git_dir(g, None),
             Some(g) => git.git_dir(g, Some(&self.dir)),
-            None => git,
+            None => match self.dir.parent() {
+                Some(above) => git.env("GIT_CEILING_DIRECTORIES", above),
+                None => git,
+            },
         })
     }
 
@@ -305,7 +310,7 @@ fn assess_repository(
         Ok(m) => {
             a.repository_owner = Some(m.uid());
             let repo = Repo::worktree(path, gitdir, m.uid());
-            if let Err(e) = inspect(&mut a, &repo, gitdir) {
+            if let Err(e) = inspect(&mut a, &repo, gitdir, common) {
                 a.error = Some(e);
                 a.flag(Reason::Error);
             }
@@ -324,18 +329,17 @@ fn assess_repository(
 }
 
 /// `git status` as the checker runs it.
-const STATUS: [&str; 7] = [
+const STATUS: [&str; 6] = [
     "status",
     "--porcelain=v2",
     "-z",
     "--branch",
-    "--show-stash",
     "--untracked-files=all",
     "--ignore-submodules=none",
 ];
 
 /// Gathers the facts from git and turns them into the verdict.
-fn inspect(a: &mut Assessment, repo: &Repo, gitdir: &Path) -> Result<(), String> {
+fn inspect(a: &mut Assessment, repo: &Repo, gitdir: &Path, common: &Path) -> Result<(), String> {
     let admin = crate::fd::open_path_trusted(gitdir)
         .map_err(|e| format!("opening {}: {e}", gitdir.display()))?;
     if a.kind == Kind::LinkedWorktree {
@@ -346,23 +350,19 @@ fn inspect(a: &mut Assessment, repo: &Repo, gitdir: &Path) -> Result<(), String>
     }
     a.in_progress = state::in_progress(admin.as_fd())?;
 
-    // The three listings at once: the machine's cores share the work, and
-    // the whole costs about what `git status` alone does.
+    // The three listings at once, each parsed as soon as it is read: the
+    // machine's cores share the work, and the whole costs about what `git
+    // status` alone does.
     let (status, index, refs) = std::thread::scope(|s| {
-        let run =
-            |args: &'static [&'static str]| s.spawn(move || repo.output(repo.git()?.args(args)));
-        let status = run(&STATUS);
-        let index = run(&["ls-files", "-v", "-s", "-z"]);
-        let refs = run(&["for-each-ref", refs::FORMAT]);
-        let join = |h: std::thread::ScopedJoinHandle<'_, Result<Vec<u8>, String>>| {
-            h.join()
-                .unwrap_or_else(|_| Err("a git reader panicked".to_owned()))
-        };
+        let status = s.spawn(|| status::parse(&repo.output(repo.git()?.args(STATUS))?));
+        let index = s.spawn(|| {
+            index::parse(&repo.output(repo.git()?.args(["ls-files", "-v", "-s", "-z"]))?)
+        });
+        let refs = s
+            .spawn(|| refs::parse(&repo.output(repo.git()?.args(["for-each-ref", refs::FORMAT]))?));
         (join(status), join(index), join(refs))
     });
-    let status = status::parse(&status?)?;
-    let index = index::parse(&index?)?;
-    let refs = refs::parse(&refs?)?;
+    let (status, index, refs) = (status?, index?, refs?);
 
     let mut facts = Facts {
         changes: status.changes,
@@ -371,7 +371,7 @@ fn inspect(a: &mut Assessment, repo: &Repo, gitdir: &Path) -> Result<(), String>
     };
     hidden_edits(repo, &index.flagged, &mut facts.changes)?;
     a.changes = facts.changes;
-    a.stashes = status.stashes;
+    a.stashes = stash_entries(repo, common, &refs)?;
     a.head.clone_from(&status.head);
     a.worktree_refs = refs.per_worktree();
     facts.worktree_refs = a.worktree_refs.len();
@@ -380,7 +380,8 @@ fn inspect(a: &mut Assessment, repo: &Repo, gitdir: &Path) -> Result<(), String>
 
     match (&status.head, &status.branch) {
         (Some(_), None) => {
-            facts.detached_unreachable = unreachable_from_head(repo)?;
+            facts.detached_unreachable =
+                unreachable_from_head(repo, common, a.worktree_name.as_deref())?;
             a.detached_unreachable = facts.detached_unreachable;
         }
         (Some(tip), Some(branch)) => {
@@ -409,6 +410,43 @@ fn inspect(a: &mut Assessment, repo: &Repo, gitdir: &Path) -> Result<(), String>
         a.flag(reason);
     }
     Ok(())
+}
+
+/// Stash entries (noted, not at risk: they live in the common dir). The
+/// files backend's stash reflog is read relative to the common dir's
+/// descriptor, never through a symlink, never blocking on a FIFO (git
+/// would block on one; a log that cannot be read so counts none); the
+/// reftable backend keeps it in its tables, read by git.
+fn stash_entries(repo: &Repo, common: &Path, refs: &refs::Refs) -> Result<usize, String> {
+    if refs.get("refs/stash").is_none() {
+        return Ok(0);
+    }
+    let lines = |log: &[u8]| log.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count();
+    let log = crate::fd::open_path_trusted(common)
+        .map_err(|e| format!("opening {}: {e}", common.display()))
+        .map(|dir| crate::fd::read_below(dir.as_fd(), "logs/refs/stash", MAX_STASH_LOG))?;
+    match log {
+        Ok(Some(log)) => Ok(lines(&log)),
+        Ok(None) => {
+            let out =
+                repo.output(
+                    repo.git()?
+                        .args(["reflog", "show", "--format=%H", "refs/stash"]),
+                )?;
+            Ok(lines(&out))
+        }
+        Err(_) => Ok(0),
+    }
+}
+
+/// The largest stash reflog read (some 100,000 entries).
+const MAX_STASH_LOG: u64 = 32 << 20;
+
+/// The result of a reader thread; a panic in it is an error of the
+/// assessment, not of the process.
+fn join<T>(h: std::thread::ScopedJoinHandle<'_, Result<T, String>>) -> Result<T, String> {
+    h.join()
+        .unwrap_or_else(|_| Err("a git reader panicked".to_owned()))
 }
 
 /// Adds the edits hidden by skip-worktree and assume-unchanged flags to
@@ -505,19 +543,75 @@ fn submodules(repo: &Repo, dirty: &[Vec<u8>], gitlinks: &[Vec<u8>]) -> Result<Ve
     Ok(found)
 }
 
-/// How many commits reachable from the detached HEAD no surviving ref
+/// How many commits reachable from the worktree's HEAD no surviving ref
 /// reaches: every ref but this worktree's own HEAD and per-worktree refs,
-/// plus the HEADs of the other worktrees (which keep their commits alive
-/// for as long as they exist).
-fn unreachable_from_head(repo: &Repo) -> Result<usize, String> {
-    let mut git = repo.git()?.args(["rev-list", "--count", "HEAD", "--not"]);
-    git = git.arg("--exclude=HEAD");
-    for ns in refs::PER_WORKTREE {
-        git = git.arg(format!("--exclude={ns}*"));
+/// plus the detached HEADs of the other worktrees of `common` (which keep
+/// their commits alive for as long as they exist). `repo` is a
+/// [`Repo::worktree`]; `own_name` its admin name (`None`: the main
+/// worktree).
+///
+/// git's `--all` would read the other worktrees' HEADs itself, by path: a
+/// FIFO planted as one would block it. So it looks at this worktree's refs
+/// only (`--single-worktree`), and the other HEADs are read here, relative
+/// to descriptors, never through a symlink or from a FIFO, and given to it;
+/// one that cannot be read so hides nothing (the count can only grow: fail
+/// closed). Usually the refs alone reach everything: only then is it worth
+/// reading every other worktree's HEAD (a thousand files on a busy host).
+pub fn unreachable_from_head(
+    repo: &Repo,
+    common: &Path,
+    own_name: Option<&str>,
+) -> Result<usize, String> {
+    let count = |extra: &[String]| -> Result<usize, String> {
+        let mut git = repo
+            .git()?
+            .args(["rev-list", "--count", "--ignore-missing", "HEAD", "--not"])
+            .arg("--exclude=HEAD");
+        for ns in refs::PER_WORKTREE {
+            git = git.arg(format!("--exclude={ns}*"));
+        }
+        let out = repo.output(git.args(["--single-worktree", "--all"]).args(extra))?;
+        String::from_utf8_lossy(&out)
+            .trim()
+            .parse()
+            .map_err(|e| format!("git rev-list --count: {e}"))
+    };
+    match count(&[])? {
+        0 => Ok(0),
+        _ => count(&other_detached_heads(common, own_name)),
     }
-    let out = repo.output(git.arg("--all"))?;
-    String::from_utf8_lossy(&out)
-        .trim()
-        .parse()
-        .map_err(|e| format!("git rev-list --count: {e}"))
+}
+
+/// The largest HEAD file read.
+const MAX_HEAD: u64 = 4096;
+
+/// The commits the other worktrees of `common` have detached HEADs on (a
+/// HEAD on a branch names a ref, already counted).
+fn other_detached_heads(common: &Path, own_name: Option<&str>) -> Vec<String> {
+    use crate::fd;
+    let detached = |admin: std::os::fd::BorrowedFd<'_>| {
+        let bytes = fd::read_at(admin, OsStr::new("HEAD"), MAX_HEAD).ok()??;
+        let text = String::from_utf8(bytes).ok()?;
+        let oid = text.trim();
+        (!oid.is_empty() && oid.bytes().all(|b| b.is_ascii_hexdigit())).then(|| oid.to_owned())
+    };
+    let mut heads = Vec::new();
+    let Ok(common_fd) = fd::open_path_trusted(common) else {
+        return heads;
+    };
+    if own_name.is_some() {
+        heads.extend(detached(common_fd.as_fd()));
+    }
+    let Ok(worktrees) = fd::open_dir_at(common_fd.as_fd(), OsStr::new("worktrees")) else {
+        return heads;
+    };
+    for name in crate::remove::list_names(worktrees.as_fd()).unwrap_or_default() {
+        if own_name.is_some_and(|own| name == own) {
+            continue;
+        }
+        if let Ok(admin) = fd::open_path_at(worktrees.as_fd(), &name) {
+            heads.extend(detached(admin.as_fd()));
+        }
+    }
+    heads
 }

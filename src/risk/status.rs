@@ -1,7 +1,7 @@
-//! What `git status --porcelain=v2 -z --branch --show-stash
-//! --untracked-files=all --ignore-submodules=none` says about a worktree,
-//! parsed. One git process answers most of the checker's questions (HEAD,
-//! branch, upstream, ahead/behind, stash, every change, submodule state),
+//! What `git status --porcelain=v2 -z --branch --untracked-files=all
+//! --ignore-submodules=none` says about a worktree, parsed. One git process
+//! answers most of the checker's questions (HEAD, branch, upstream,
+//! ahead/behind, every change, submodule state),
 //! which is what keeps the checker as fast as `git status` itself.
 //!
 //! The format is git's documented machine format (git-status(1), "Porcelain
@@ -22,8 +22,6 @@ pub struct Status {
     /// Commits ahead of and behind the upstream; `None` when there is no
     /// upstream or it is gone.
     pub ahead_behind: Option<(usize, usize)>,
-    /// Stash entries.
-    pub stashes: usize,
     pub changes: Changes,
     /// Submodules (gitlinks) with modified content or untracked files
     /// inside.
@@ -83,7 +81,6 @@ fn header(s: &mut Status, detached: &mut bool, text: &str) -> Option<()> {
             let behind = b.strip_prefix('-')?.parse().ok()?;
             s.ahead_behind = Some((ahead, behind));
         }
-        "stash" => s.stashes = value.parse().ok()?,
         // Headers a later git may add say nothing about the verdict.
         _ => {}
     }
@@ -146,14 +143,12 @@ mod tests {
             "# branch.head task-1",
             "# branch.upstream origin/task-1",
             "# branch.ab +2 -3",
-            "# stash 4",
         ]))
         .unwrap();
         assert_eq!(s.head.as_deref(), Some(OID));
         assert_eq!(s.branch.as_deref(), Some("task-1"));
         assert_eq!(s.upstream.as_deref(), Some("origin/task-1"));
         assert_eq!(s.ahead_behind, Some((2, 3)));
-        assert_eq!(s.stashes, 4);
         assert_eq!(s.changes, Changes::default());
     }
 
