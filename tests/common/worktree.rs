@@ -311,7 +311,8 @@ pub type Differences = Vec<(&'static str, String)>;
 /// restore): the names of the parts that differ, each with one example.
 /// `files` (a file missing or with other bytes), `symlink` (a file became
 /// a link or the reverse, or a link's target changed), `exec`,
-/// `extra_files` (files that were not there), `status`, `index`, `head`,
+/// `extra_files` (files that were not there), `status`, `index`, `head`
+/// (another commit), `head_ref` (the branch HEAD is on, or detached),
 /// `worktree_refs`, `operation`, `sparse`, `nested`.
 pub fn differences(before: &WorktreeState, after: &WorktreeState) -> Differences {
     let mut out = Vec::new();
@@ -355,13 +356,13 @@ pub fn differences(before: &WorktreeState, after: &WorktreeState) -> Differences
     if before.index != after.index {
         first("index", first_difference(&before.index, &after.index));
     }
-    if (&before.head, &before.head_ref) != (&after.head, &after.head_ref) {
+    if before.head != after.head {
+        first("head", format!("{} became {}", before.head, after.head));
+    }
+    if before.head_ref != after.head_ref {
         first(
-            "head",
-            format!(
-                "{} {} became {} {}",
-                before.head, before.head_ref, after.head, after.head_ref
-            ),
+            "head_ref",
+            format!("{:?} became {:?}", before.head_ref, after.head_ref),
         );
     }
     if before.worktree_refs != after.worktree_refs {
