@@ -92,6 +92,7 @@ const GROUPS: [&[&str]; 8] = [
     &[
         "op:merge",
         "op:rebase",
+        "op:rebase_merges",
         "op:cherry_pick",
         "op:revert",
         "op:bisect",
@@ -428,6 +429,13 @@ fn build(repo: &Repo, name: &str, path: &Path, tags: &[&'static str]) {
                 conflict_setup();
                 git_fails(wt, &["rebase", &side]);
             }
+            "op:rebase_merges" => {
+                // Its todo list labels `onto`: refs/rewritten/onto exists
+                // while it stops.
+                conflict_setup();
+                git_fails(wt, &["rebase", "--rebase-merges", &side]);
+                git(wt, &["rev-parse", "--verify", "refs/rewritten/onto"]);
+            }
             "op:revert" => {
                 commit_file(wt, &c, "one\n", "one");
                 commit_file(wt, &c, "two\n", "two");
@@ -603,6 +611,35 @@ fn build(repo: &Repo, name: &str, path: &Path, tags: &[&'static str]) {
     }
 }
 
+/// What the generator meant, where its tags settle it: `Some(true)` when
+/// one feature always leaves work at risk, `Some(false)` when every one
+/// leaves none, `None` otherwise. The oracle must agree (the test checks
+/// its own judge).
+fn meant_at_risk(tags: &[&str]) -> Option<bool> {
+    const NONE: [&str; 9] = [
+        "h:fresh",
+        "h:ahead",
+        "h:merged",
+        "h:squashed",
+        "h:cherry_picked",
+        "h:rebased",
+        "h:pushed",
+        "h:detached_main",
+        "wt:ignored_only",
+    ];
+    const NONE_TOO: [&str; 1] = ["nest:submodule_clean"];
+    if tags
+        .iter()
+        .all(|t| NONE.contains(t) || NONE_TOO.contains(t))
+    {
+        return Some(false);
+    }
+    let always = tags
+        .iter()
+        .any(|t| !NONE.contains(t) && !NONE_TOO.contains(t) && *t != "flag:skip_worktree_clean");
+    always.then_some(true)
+}
+
 /// What the run found about one state.
 #[derive(Default, Clone)]
 struct Outcome {
@@ -718,7 +755,7 @@ fn operation_continues(wt: &Path, tags: &[&str]) -> Result<(), String> {
     };
     let cmd = match op {
         "merge" => "merge",
-        "rebase" => "rebase",
+        "rebase" | "rebase_merges" => "rebase",
         "cherry_pick" => "cherry-pick",
         "revert" => "revert",
         "bisect" => return run(&["bisect", "bad"]),
@@ -784,7 +821,7 @@ fn generated_states_against_a_git_plumbing_oracle() {
         let head = common::git_output(&s.path, &["symbolic-ref", "-q", "--short", "HEAD"]);
         let name = if head.status.success() {
             Some(String::from_utf8_lossy(&head.stdout).trim().to_owned())
-        } else if s.has("op:rebase") || s.has("op:bisect") {
+        } else if s.has("op:rebase") || s.has("op:rebase_merges") || s.has("op:bisect") {
             // Detached by the operation: the branch is still its own.
             Some(format!("b-{}", s.name))
         } else {
@@ -815,6 +852,23 @@ fn generated_states_against_a_git_plumbing_oracle() {
             .unwrap_or_else(|e| panic!("{} {:?}: {e}", s.name, s.tags));
         (why, before)
     });
+    for (s, (why, _)) in plan.iter().zip(&judged) {
+        if let Some(meant) = meant_at_risk(&s.tags) {
+            assert_eq!(
+                !why.is_empty(),
+                meant,
+                "the oracle disagrees with the generator on {} {:?}: {why:?}",
+                s.name,
+                s.tags
+            );
+        }
+        assert!(
+            !why.iter().any(|w| w.starts_with("error")),
+            "the oracle failed on {} {:?}: {why:?}",
+            s.name,
+            s.tags
+        );
+    }
     let mut outcomes: Vec<Outcome> = judged
         .iter()
         .map(|(why, _)| Outcome {
@@ -933,6 +987,13 @@ fn generated_states_against_a_git_plumbing_oracle() {
                         Ok(after) => diffs = differences(before, &after),
                         Err(e) => diffs.push(("restore", format!("unreadable in place: {e}"))),
                     }
+                } else {
+                    diffs.push(("restore", format!("{action}, and the worktree is gone")));
+                }
+                if action != "kept" {
+                    // Not swept: the pile-up treeward exists to prevent.
+                    let error = entry.map_or(Value::Null, |e| e["error"].clone());
+                    diffs.push(("not_swept", format!("{action}: {error}")));
                 }
             }
         }
@@ -947,9 +1008,6 @@ fn generated_states_against_a_git_plumbing_oracle() {
         let at_risk = !o.oracle.is_empty();
         if o.action == "removed" && at_risk {
             o.lost.push(("removed", format!("{:?}", o.oracle)));
-        }
-        if !matches!(o.action.as_str(), "removed" | "preserved" | "kept") {
-            o.lost.push(("action", o.action.clone()));
         }
         // A branch that was not integrated must still be reachable.
         if let Some((name, tip)) = &s.branch {
