@@ -191,6 +191,27 @@ pub struct LeaseArgs {
 mod tests {
     use super::*;
 
+    /// Every flag and argument of every command says what it does.
+    #[test]
+    fn every_argument_has_help() {
+        fn walk(path: &str, cmd: &clap::Command, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                if !builtin && !arg.is_hide_set() && arg.get_help().is_none() {
+                    missing.push(format!("{path} {}", arg.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(&format!("{path} {}", sub.get_name()), sub, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        for (name, cmd) in commands() {
+            walk(name, &cmd, &mut missing);
+        }
+        assert!(missing.is_empty(), "arguments without help: {missing:?}");
+    }
+
     #[test]
     fn the_commands_are_consistent() {
         for (name, cmd) in commands() {

@@ -15,23 +15,42 @@ pub struct Common {
     /// Print one JSON document on stdout instead of the human summary.
     #[arg(long)]
     pub json: bool,
+    /// Print nothing but warnings and errors (the exit status tells the
+    /// result); `--json` still prints its document.
+    #[arg(short, long, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Log more: -v debug, -vv trace (TREEWARD_LOG, when set, wins).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
 }
 
-/// Prints a program's report on stdout: one pretty JSON document with
-/// `--json`, else the human text.
-pub fn print_report<T: serde::Serialize>(
-    json: bool,
-    report: &T,
-    human: impl FnOnce() -> String,
-) -> Result<(), Error> {
-    if json {
-        let text =
-            serde_json::to_string_pretty(report).map_err(|e| Error::Failed(e.to_string()))?;
-        println!("{text}");
-    } else {
-        print!("{}", human());
+impl Common {
+    /// Whether the human report goes to stdout (neither `--json` nor `-q`).
+    pub fn human_on_stdout(&self) -> bool {
+        !self.json && !self.quiet
     }
-    Ok(())
+
+    /// Applies `-q`/`-v` to the log filter. Every program calls it first.
+    pub fn apply(&self) {
+        crate::logging::set_verbosity(self.quiet, self.verbose);
+    }
+
+    /// Prints a program's report on stdout: one pretty JSON document with
+    /// `--json`, nothing under `-q`, else the human text.
+    pub fn print<T: serde::Serialize>(
+        &self,
+        report: &T,
+        human: impl FnOnce() -> String,
+    ) -> Result<(), Error> {
+        if self.json {
+            let text =
+                serde_json::to_string_pretty(report).map_err(|e| Error::Failed(e.to_string()))?;
+            println!("{text}");
+        } else if self.human_on_stdout() {
+            print!("{}", human());
+        }
+        Ok(())
+    }
 }
 
 /// Runs a program body and turns its result into the exit status.

@@ -530,9 +530,14 @@ pub fn apply(rec: &mut Record, o: &Outcome) {
 
 /// Moves the ledger's records of drained entries (found by path) to their
 /// new states. A ledger that cannot be written is logged, not fatal: the
-/// report stands.
-pub fn record(ledger: &Path, outcomes: &[Outcome]) {
-    let result = Ledger::new(ledger).update(|doc| {
+/// report stands. With no ledger and no journal there is no record to move,
+/// and nothing is created.
+pub fn record(ledger: &Ledger, outcomes: &[Outcome]) {
+    let exists = |p: &Path| std::fs::symlink_metadata(p).is_ok();
+    if outcomes.is_empty() || !(exists(ledger.path()) || exists(&ledger.journal_path())) {
+        return;
+    }
+    let result = ledger.update(|doc| {
         for o in outcomes {
             if let Some(rec) = doc.find_by_path_mut(&o.path) {
                 apply(rec, o);

@@ -37,6 +37,36 @@ pub enum Use {
     OpenFile,
 }
 
+impl Use {
+    /// What the process has inside, in words.
+    pub fn words(self) -> &'static str {
+        match self {
+            Use::Cwd => "its working directory",
+            Use::Root => "its root directory",
+            Use::OpenFile => "an open file",
+        }
+    }
+}
+
+/// Who uses `path`, in words: up to three processes (`pid 12 (agent) has
+/// its working directory inside`), how many more, and a held `flock`.
+/// Empty when nothing in `processes` uses it and no `flock` is held.
+pub fn describe_use(path: &std::path::Path, processes: &ProcessTable) -> Vec<String> {
+    let users = processes.users_of(path);
+    let mut parts: Vec<String> = users
+        .iter()
+        .take(3)
+        .map(|u| format!("pid {} ({}) has {} inside", u.pid, u.comm, u.how.words()))
+        .collect();
+    if users.len() > 3 {
+        parts.push(format!("and {} more", users.len() - 3));
+    }
+    if path.is_dir() && flock_held(path).unwrap_or(false) {
+        parts.push("a flock is held on it".to_owned());
+    }
+    parts
+}
+
 /// One process with a foot inside some directory.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ProcessUse {

@@ -79,6 +79,20 @@ pub enum State {
     Kept,
 }
 
+impl State {
+    /// The state in words, for people.
+    pub fn words(self) -> &'static str {
+        match self {
+            State::Active => "active",
+            State::Released => "released",
+            State::Removed => "removed",
+            State::Preserved => "preserved",
+            State::RetryRemove => "retry removal",
+            State::Kept => "kept",
+        }
+    }
+}
+
 /// One known worktree.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
@@ -749,8 +763,10 @@ fn file_name(ledger: &Path) -> Result<&std::ffi::OsStr, LedgerError> {
 }
 
 /// Creates `dir` and its missing ancestors with mode 0755 (not subject to
-/// the umask).
-fn ensure_dir(dir: &Path) -> Result<(), LedgerError> {
+/// the umask). A `dir` this call creates goes to `owner` (uid, gid) when
+/// given; its ancestors stay the caller's, so that no one else can swap a
+/// component of the path above the ledger's own directory.
+fn ensure_dir(dir: &Path, owner: Option<(u32, u32)>) -> Result<(), LedgerError> {
     let missing: Vec<&Path> = dir
         .ancestors()
         .filter(|a| !a.as_os_str().is_empty())
@@ -758,8 +774,17 @@ fn ensure_dir(dir: &Path) -> Result<(), LedgerError> {
         .collect();
     for d in missing.into_iter().rev() {
         match std::fs::create_dir(d) {
-            Ok(()) => std::fs::set_permissions(d, Permissions::from_mode(NEW_DIR_MODE))
-                .map_err(|e| io_error(d, "set the mode of the new directory", e))?,
+            Ok(()) => {
+                std::fs::set_permissions(d, Permissions::from_mode(NEW_DIR_MODE))
+                    .map_err(|e| io_error(d, "set the mode of the new directory", e))?;
+                if let Some((uid, gid)) = owner.filter(|_| d == dir) {
+                    // lchown: the name is the directory just made, in a
+                    // parent only the caller can write.
+                    std::os::unix::fs::lchown(d, Some(uid), Some(gid)).map_err(|e| {
+                        io_error(d, "give the new directory to the roots' owner", e)
+                    })?;
+                }
+            }
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
             Err(e) => return Err(io_error(d, "create the ledger's directory", e)),
         }
@@ -893,12 +918,36 @@ fn write_temp(temp: &Path, bytes: &[u8], want: Ownership) -> Result<(), LedgerEr
 #[derive(Debug, Clone)]
 pub struct Ledger {
     path: PathBuf,
+    /// Who a ledger (and its directories) created by root belongs to.
+    created_for: Option<(u32, u32)>,
 }
 
 impl Ledger {
     pub fn new(path: &Path) -> Ledger {
         Ledger {
             path: path.to_path_buf(),
+            created_for: None,
+        }
+    }
+
+    /// A ledger that root creates, and the directories it creates for it,
+    /// go to this uid and gid (the roots' configured owner, so that the
+    /// unprivileged reaper and hook can write what the sweep started);
+    /// `None`, or a caller that is not root: the caller's.
+    pub fn created_for(mut self, owner: Option<(u32, u32)>) -> Ledger {
+        self.created_for = owner.filter(|_| nix::unistd::geteuid().is_root());
+        self
+    }
+
+    /// The ownership of a ledger file this call creates.
+    fn new_ledger_ownership(&self) -> Ownership {
+        match self.created_for {
+            Some((uid, gid)) => Ownership {
+                uid,
+                gid,
+                mode: NEW_FILE_MODE,
+            },
+            None => Ownership::new_file(),
         }
     }
 
@@ -971,7 +1020,7 @@ impl Ledger {
                 std::io::Error::from(Errno::EDEADLK),
             ));
         }
-        ensure_dir(parent_dir(&self.path))?;
+        ensure_dir(parent_dir(&self.path), self.created_for)?;
         let _lock = lock(&self.path, FlockArg::LockExclusive)?;
         let mut file = open_journal_for_append(&self.path, &path)?;
         let len = file
@@ -1004,7 +1053,7 @@ impl Ledger {
     pub fn update<R>(&self, f: impl FnOnce(&mut Document) -> R) -> Result<R, LedgerError> {
         let dir = parent_dir(&self.path);
         let name = file_name(&self.path)?;
-        ensure_dir(dir)?;
+        ensure_dir(dir, self.created_for)?;
         let _lock = lock(&self.path, FlockArg::LockExclusive)?;
         let _held = Held::register(&self.path);
         remove_stale_temps(dir, &temp_prefix(name));
@@ -1013,7 +1062,7 @@ impl Ledger {
 
         let on_disk = read_on_disk(&self.path)?;
         let (mut doc, before, want, folded) = match on_disk {
-            None => (Document::empty(), None, Ownership::new_file(), None),
+            None => (Document::empty(), None, self.new_ledger_ownership(), None),
             Some(found) => {
                 let want = Ownership::of(&found.meta);
                 match decode(&found.bytes) {
@@ -1333,6 +1382,34 @@ mod tests {
             .unwrap();
         let meta = std::fs::metadata(ledger.path()).unwrap();
         assert_eq!(meta.mode() & 0o7777, 0o600);
+    }
+
+    #[test]
+    fn a_ledger_root_creates_for_the_roots_owner_is_theirs() {
+        if !nix::unistd::Uid::effective().is_root() {
+            eprintln!("skipping a_ledger_root_creates_for_the_roots_owner_is_theirs: needs root");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("var/treeward/ledger.json");
+        let ledger = Ledger::new(&path).created_for(Some((4242, 4243)));
+        ledger
+            .update(|doc| doc.records.push(sample("/tmp/adf-worktrees/o")))
+            .unwrap();
+        let owner = |p: &Path| {
+            let m = std::fs::symlink_metadata(p).unwrap();
+            (m.uid(), m.gid())
+        };
+        assert_eq!(owner(&path), (4242, 4243));
+        assert_eq!(owner(path.parent().unwrap()), (4242, 4243));
+        // The directories above the ledger's own stay root's.
+        assert_eq!(owner(&dir.path().join("var")), (0, 0));
+        // Control: without an owner, root's.
+        let other = dir.path().join("other/ledger.json");
+        Ledger::new(&other)
+            .update(|doc| doc.records.push(sample("/tmp/adf-worktrees/p")))
+            .unwrap();
+        assert_eq!(owner(&other), (0, 0));
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! stream systemd handed us (`JOURNAL_STREAM`), records go to journald with
 //! their priority, `SYSLOG_IDENTIFIER` and source location; otherwise
 //! `env_logger` writes them to stderr. The filter is `TREEWARD_LOG`, else
-//! `RUST_LOG`, else `info`, in `env_logger` syntax, for both backends.
+//! `RUST_LOG`, in `env_logger` syntax, for both backends; else `info`,
+//! moved by `-q` (warn) and `-v`/`-vv` (debug, trace).
 //! [`event`] adds structured fields (`TREEWARD_SWEPT=12` in the journal,
 //! ` swept=12` on a terminal).
 //!
@@ -20,29 +21,70 @@ use std::ffi::OsStr;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Once, OnceLock};
 
 /// Prefix of every structured field treeward sends to the journal.
 pub const FIELD_PREFIX: &str = "TREEWARD_";
 /// journald's limit on the length of a field name.
 const MAX_FIELD_NAME: usize = 64;
-/// The filter when neither `TREEWARD_LOG` nor `RUST_LOG` is set.
-const DEFAULT_FILTER: &str = "info";
 
 static INIT: Once = Once::new();
+/// Set when no environment filter was given and our logger was installed:
+/// only then do `-q`/`-v` move the level.
+static LEVEL_FROM_FLAGS: AtomicBool = AtomicBool::new(false);
 /// Set only when our journald logger became the process's logger.
 static JOURNAL: OnceLock<&'static JournalLogger> = OnceLock::new();
 
 /// Installs the logger once per process; later calls do nothing.
 pub fn init() {
     INIT.call_once(|| {
-        let spec = filter_spec(env_nonempty("TREEWARD_LOG"), env_nonempty("RUST_LOG"));
-        if libsystemd::logging::connected_to_journal() {
-            install_journal_logger(&spec);
+        let from_env = filter_spec(env_nonempty("TREEWARD_LOG"), env_nonempty("RUST_LOG"));
+        // Without an environment filter the logger passes everything and
+        // the level gate (`log::set_max_level`) decides, so that `-v` can
+        // raise it after the command line is parsed.
+        let spec = from_env.clone().unwrap_or_else(|| "trace".to_owned());
+        let installed = if libsystemd::logging::connected_to_journal() {
+            install_journal_logger(&spec)
         } else {
-            install_terminal_logger(&spec);
+            install_terminal_logger(&spec)
+        };
+        if installed && from_env.is_none() {
+            LEVEL_FROM_FLAGS.store(true, Ordering::Relaxed);
+            log::set_max_level(verbosity_level(false, 0));
         }
     });
+}
+
+/// Applies `-q` (warnings and errors only) and `-v`/`-vv` (debug, trace),
+/// unless `TREEWARD_LOG` or `RUST_LOG` chose the filter, or the host
+/// process has its own logger.
+pub fn set_verbosity(quiet: bool, verbose: u8) {
+    if LEVEL_FROM_FLAGS.load(Ordering::Relaxed) {
+        log::set_max_level(verbosity_level(quiet, verbose));
+    }
+}
+
+/// The level `-q`/`-v` ask for: `info` by default.
+pub fn verbosity_level(quiet: bool, verbose: u8) -> log::LevelFilter {
+    match (quiet, verbose) {
+        (true, _) => log::LevelFilter::Warn,
+        (false, 0) => log::LevelFilter::Info,
+        (false, 1) => log::LevelFilter::Debug,
+        (false, _) => log::LevelFilter::Trace,
+    }
+}
+
+/// Logs a program's end-of-pass summary: under journald as an [`event`]
+/// with its structured fields at `level`; elsewhere at `level` only when
+/// stdout does not already end with it (`on_stdout`: the human report),
+/// else at debug, so a person reads it once.
+pub fn summary(level: Level, message: &str, fields: &[(&str, String)], on_stdout: bool) {
+    if JOURNAL.get().is_some() || !on_stdout {
+        event(level, message, fields);
+    } else {
+        event(Level::Debug, message, fields);
+    }
 }
 
 /// Tells systemd how a long pass is going (`sd_notify` `STATUS=`), when it
@@ -68,11 +110,10 @@ pub fn event(level: Level, message: &str, fields: &[(&str, String)]) {
     }
 }
 
-/// The filter to use: `TREEWARD_LOG` first, then `RUST_LOG`, then `info`.
-pub fn filter_spec(treeward_log: Option<String>, rust_log: Option<String>) -> String {
-    treeward_log
-        .or(rust_log)
-        .unwrap_or_else(|| DEFAULT_FILTER.to_string())
+/// The filter the environment chose: `TREEWARD_LOG` first, then
+/// `RUST_LOG`; `None` leaves the level to `-q`/`-v` (`info` by default).
+pub fn filter_spec(treeward_log: Option<String>, rust_log: Option<String>) -> Option<String> {
+    treeward_log.or(rust_log)
 }
 
 /// A field name journald accepts, made from `name`: ASCII letters upper-cased,
@@ -167,12 +208,13 @@ fn env_logger_builder(spec: &str) -> env_logger::Builder {
     builder
 }
 
-fn install_terminal_logger(spec: &str) {
-    // An error means the host already has a logger: keep it.
-    let _ = env_logger_builder(spec).try_init();
+/// Installs `env_logger`; false when the host already has a logger (kept).
+fn install_terminal_logger(spec: &str) -> bool {
+    env_logger_builder(spec).try_init().is_ok()
 }
 
-fn install_journal_logger(spec: &str) {
+/// Installs the journald logger; false when the host already has a logger.
+fn install_journal_logger(spec: &str) -> bool {
     let journal = JournalLogger {
         filter: env_logger_builder(spec).build(),
         identifier: program_name(std::env::args_os().next().as_deref()),
@@ -185,7 +227,9 @@ fn install_journal_logger(spec: &str) {
     if log::set_logger(journal).is_ok() {
         log::set_max_level(max_level);
         let _ = JOURNAL.set(journal);
+        return true;
     }
+    false
 }
 
 /// Sends records to journald through its native protocol.
@@ -197,6 +241,9 @@ struct JournalLogger {
 
 impl JournalLogger {
     fn send_event(&self, level: Level, message: &str, fields: &[(&str, String)]) {
+        if level > log::max_level() {
+            return;
+        }
         let metadata = Metadata::builder().level(level).target("treeward").build();
         if !self.filter.enabled(&metadata) {
             return;
@@ -231,7 +278,7 @@ impl Log for JournalLogger {
     }
 
     fn log(&self, record: &Record<'_>) {
-        if !self.filter.matches(record) {
+        if record.level() > log::max_level() || !self.filter.matches(record) {
             return;
         }
         let message = record.args().to_string();
@@ -258,9 +305,17 @@ mod tests {
     #[test]
     fn filter_prefers_treeward_log_then_rust_log_then_info() {
         let s = |v: &str| Some(v.to_string());
-        assert_eq!(filter_spec(s("debug"), s("warn")), "debug");
-        assert_eq!(filter_spec(None, s("warn")), "warn");
-        assert_eq!(filter_spec(None, None), "info");
+        assert_eq!(filter_spec(s("debug"), s("warn")), s("debug"));
+        assert_eq!(filter_spec(None, s("warn")), s("warn"));
+        assert_eq!(filter_spec(None, None), None);
+        assert_eq!(verbosity_level(false, 0), log::LevelFilter::Info);
+    }
+
+    #[test]
+    fn quiet_and_verbose_move_the_level() {
+        assert_eq!(verbosity_level(true, 0), log::LevelFilter::Warn);
+        assert_eq!(verbosity_level(false, 1), log::LevelFilter::Debug);
+        assert_eq!(verbosity_level(false, 3), log::LevelFilter::Trace);
     }
 
     #[test]

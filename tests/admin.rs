@@ -195,8 +195,30 @@ fn list_joins_records_with_disk_and_shows_unrecorded_entries() {
 
     let human = h.treeward(&["list"]);
     assert_eq!(human.code, 0);
+    let lines: Vec<&str> = human.stdout.lines().collect();
+    assert!(
+        lines[0].starts_with("STATE") && lines[0].contains("PRESERVED"),
+        "a header first: {}",
+        human.stdout
+    );
+    // Aligned: every row's path starts in the header's PATH column.
+    let column = lines[0].find("PATH").unwrap();
+    for (line, path) in [(&recorded, "recorded"), (&locked, "locked")]
+        .iter()
+        .map(|(p, n)| (lines.iter().find(|l| l.contains(p.to_str().unwrap())), *n))
+    {
+        let line = line.unwrap_or_else(|| panic!("no row for {path}: {}", human.stdout));
+        assert_eq!(line.find(h.root.to_str().unwrap()), Some(column), "{line}");
+    }
     assert!(human.stdout.contains("unrecorded"), "{}", human.stdout);
-    assert!(human.stdout.contains("locked, in use") || human.stdout.contains("in use"));
+    assert!(human.stdout.contains("locked: agent 7"), "{}", human.stdout);
+    assert!(human.stdout.contains("in use"), "{}", human.stdout);
+    // The gone record and the plain directory are not worktrees.
+    assert!(
+        human.stdout.contains("3 worktree(s), 2 other"),
+        "{}",
+        human.stdout
+    );
 }
 
 #[test]
@@ -210,6 +232,12 @@ fn list_with_a_corrupt_ledger_still_lists_the_disk_and_exits_2() {
     assert!(doc["ledger_error"].as_str().unwrap().contains("corrupt"));
     assert_eq!(doc["worktrees"].as_array().unwrap().len(), 1);
     assert_eq!(std::fs::read_to_string(&h.ledger).unwrap(), "{ not json");
+    // A person gets the warning on stderr, the table alone on stdout.
+    let human = h.treeward(&["list"]);
+    assert_eq!(human.code, 2);
+    assert!(human.stderr.contains("not read"), "{}", human.stderr);
+    assert!(!human.stdout.contains("not read"), "{}", human.stdout);
+    assert!(human.stdout.starts_with("STATE"), "{}", human.stdout);
 }
 
 // ---------------------------------------------------------------- release
@@ -749,6 +777,41 @@ fn doctor_on_a_healthy_and_a_broken_setup() {
         "{}",
         human.stdout
     );
+    // Each problem that a command fixes comes with it; running the
+    // commands given for the hook and the root fixes those two.
+    let fix_of = |needle: &str| -> String {
+        doc["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["ok"] == false && f["detail"].as_str().unwrap().contains(needle))
+            .and_then(|f| f["fix"].as_str())
+            .unwrap_or_else(|| panic!("no fix for {needle}: {doc}"))
+            .to_owned()
+    };
+    let hook_fix = fix_of("hook not installed");
+    assert_eq!(
+        hook_fix,
+        format!("treeward install-hook {}", h.f.repo.join(".git").display())
+    );
+    let root_fix = fix_of("without the sticky bit");
+    assert_eq!(root_fix, format!("chmod +t {}", h.root.display()));
+    assert!(fix_of("not installed, and").contains("units/treeward-sweep.service"));
+    assert_eq!(
+        human.stdout.matches("\n         fix: ").count(),
+        3,
+        "{}",
+        human.stdout
+    );
+    let args: Vec<&str> = hook_fix.split(' ').skip(1).collect();
+    assert_eq!(h.treeward(&args).code, 0);
+    assert!(Command::new("sh")
+        .args(["-c", &root_fix])
+        .status()
+        .unwrap()
+        .success());
+    let after = h.treeward(&["doctor", "--unit-dir", unit_dir, "--json"]);
+    assert_eq!(after.json()["problems"], 2, "{}", after.stdout);
 
     // A corrupt ledger is a problem, and doctor does not repair it.
     std::fs::write(&h.ledger, "{").unwrap();

@@ -284,6 +284,19 @@ fn locked_in_use_and_flocked_entries_are_left() {
     assert_eq!(action_of(&doc, &locked)["action"], "skipped_locked");
     assert_eq!(action_of(&doc, &busy)["action"], "skipped_in_use");
     assert_eq!(action_of(&doc, &flocked)["action"], "skipped_in_use");
+    // Each skip says why: the lock's reason, who uses it.
+    let why = |p: &Path| {
+        action_of(&doc, p)["error"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
+    };
+    assert_eq!(why(&locked), "locked by its owner: agent 3", "{doc}");
+    assert!(
+        why(&busy).contains("(sleep) has its working directory inside"),
+        "{doc}"
+    );
+    assert!(why(&flocked).ends_with("a flock is held on it"), "{doc}");
     assert_eq!(h.live(), vec!["busy", "flocked", "locked"]);
     assert_eq!(
         (doc["locked_count"].clone(), doc["in_use_count"].clone()),
@@ -402,6 +415,46 @@ fn dry_run_changes_nothing_and_plans() {
     assert_eq!(action_of(&doc, &dirty)["planned"], "preserved", "{doc}");
     assert_eq!(action_of(&doc, &clean)["planned"], "removed");
     assert_eq!(action_of(&doc, &clean)["action"], "planned");
+    assert_eq!(
+        (
+            doc["swept_count"].clone(),
+            doc["planned_swept_count"].clone(),
+            doc["planned_preserved_count"].clone(),
+            doc["planned_removed_count"].clone()
+        ),
+        (0.into(), 2.into(), 1.into(), 1.into()),
+        "{doc}"
+    );
+
+    // A person reads plans, and the summary once: on stdout, not again in
+    // the log on stderr.
+    let human = Command::new(env!("CARGO_BIN_EXE_treeward-sweep"))
+        .args(["--dry-run", "--config"])
+        .arg(&h.cfg)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&human.stdout),
+        String::from_utf8_lossy(&human.stderr),
+    );
+    assert!(stdout.contains("would remove "), "{stdout}");
+    assert!(stdout.contains("would preserve then remove "), "{stdout}");
+    let summary = "dry run, nothing changed: would remove 1, would preserve then remove 1";
+    assert_eq!(stdout.matches(summary).count(), 1, "{stdout}");
+    assert!(!stderr.contains("would remove"), "{stderr}");
+    assert_eq!(snapshot(h.f.tmp.path()), before);
+    // -q: nothing on stdout.
+    let quiet = Command::new(env!("CARGO_BIN_EXE_treeward-sweep"))
+        .args(["--dry-run", "-q", "--config"])
+        .arg(&h.cfg)
+        .output()
+        .unwrap();
+    assert_eq!(quiet.status.code(), Some(0));
+    assert!(
+        quiet.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&quiet.stdout)
+    );
 }
 
 /// `--budget -1s` is refused as a negative duration (not as the unknown
@@ -839,4 +892,39 @@ fn a_stopped_worker_fails_only_its_own_entries() {
         }
         _ => panic!("control: {doc:#}"),
     }
+}
+
+/// A sweep with no root present has nothing to record: it creates no
+/// ledger, no lock file and no directory for them.
+#[test]
+fn a_sweep_with_no_root_present_writes_no_ledger() {
+    let dir = common::strict_tempdir();
+    let state = dir.path().join("state");
+    let cfg = dir.path().join("treeward.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "ledger = \"{}\"\n\n[[root]]\npath = \"{}\"\npatterns = [\"*\"]\n",
+            state.join("ledger.json").display(),
+            dir.path().join("no-such-root").display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_treeward-sweep"))
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("nothing to do"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(!state.exists(), "the sweep created {}", state.display());
 }

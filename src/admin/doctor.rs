@@ -50,6 +50,9 @@ pub struct Finding {
     pub subject: String,
     pub ok: bool,
     pub detail: String,
+    /// For a problem: the command (or the edit) that fixes it; null when
+    /// there is nothing to run.
+    pub fix: Option<String>,
 }
 
 impl Finding {
@@ -59,7 +62,16 @@ impl Finding {
             subject: subject.into(),
             ok,
             detail,
+            fix: None,
         }
+    }
+
+    /// The same finding, with how to fix it (kept only on a problem).
+    fn fix(mut self, how: impl Into<String>) -> Finding {
+        if !self.ok {
+            self.fix = Some(how.into());
+        }
+        self
     }
 }
 
@@ -112,7 +124,12 @@ fn ledger_findings(config: &Config, read: &Result<Document, LedgerError>) -> Vec
     let meta = std::fs::symlink_metadata(path).ok();
     let mut detail = match (&meta, read) {
         (_, Err(e)) => {
-            out.push(Finding::new("ledger", subject, false, e.to_string()));
+            out.push(
+                Finding::new("ledger", subject, false, e.to_string()).fix(format!(
+                    "mv {0} {0}.bad  # the next pass starts a new ledger and rebuilds it from disk",
+                    path.display()
+                )),
+            );
             return out;
         }
         (None, Ok(_)) => "does not exist yet (created on the first write)".to_owned(),
@@ -135,12 +152,21 @@ fn ledger_findings(config: &Config, read: &Result<Document, LedgerError>) -> Vec
     out.push(Finding::new("ledger", subject.clone(), true, detail));
     for owner in owners(config) {
         if let Some(why) = cannot_write(path, meta.as_ref(), dir, owner) {
-            out.push(Finding::new(
-                "ledger",
-                subject.clone(),
-                false,
-                format!("root owner uid {} cannot write it: {why}", owner.uid),
-            ));
+            out.push(
+                Finding::new(
+                    "ledger",
+                    subject.clone(),
+                    false,
+                    format!("root owner uid {} cannot write it: {why}", owner.uid),
+                )
+                .fix(format!(
+                    "chown {}:{} {} {}",
+                    owner.uid,
+                    owner.gid,
+                    dir.display(),
+                    path.display()
+                )),
+            );
         }
     }
     out
@@ -205,33 +231,47 @@ fn repository_findings(config: &Config, doc: &Document, worker: &Worker) -> Vec<
                 let owner = claim::expected_owner(root, euid);
                 *repos.entry((r.repository.clone(), owner)).or_default() |= live;
             }
-            None => out.push(Finding::new(
-                "record",
-                r.path.display().to_string(),
-                !live || config.hook_record_anywhere,
-                format!(
-                    "ledger record {}: not an entry of any configured root, so its repository \
+            None => out.push(
+                Finding::new(
+                    "record",
+                    r.path.display().to_string(),
+                    !live || config.hook_record_anywhere,
+                    format!(
+                        "ledger record {}: not an entry of any configured root, so its repository \
                      {} is not looked at",
-                    r.id,
-                    r.repository.display()
-                ),
-            )),
+                        r.id,
+                        r.repository.display()
+                    ),
+                )
+                .fix(format!(
+                    "add the directory holding it as a [[root]] in {}, or set \
+                 hook_record_anywhere = true there",
+                    config.source
+                )),
+            ),
         }
     }
     for ((repo, owner), live) in repos {
         let subject = repo.display().to_string();
-        let (ok, detail) = match hook_state(&repo, owner, worker, euid) {
-            Ok(s) if s.installed() => {
-                (true, format!("hook installed in {}", s.hooks_dir.display()))
-            }
+        let (ok, detail, fix) = match hook_state(&repo, owner, worker, euid) {
+            Ok(s) if s.installed() => (
+                true,
+                format!("hook installed in {}", s.hooks_dir.display()),
+                None,
+            ),
             Ok(s) => (
                 false,
                 format!("hook not installed in {}", s.hooks_dir.display()),
+                Some(format!("treeward install-hook {}", repo.display())),
             ),
-            Err(e) => (false, e),
+            Err(e) => (false, e, None),
         };
         out.push(if live || ok {
-            Finding::new("repository", subject, ok, detail)
+            let finding = Finding::new("repository", subject, ok, detail);
+            match fix {
+                Some(how) => finding.fix(how),
+                None => finding,
+            }
         } else {
             Finding::new(
                 "repository",
@@ -282,7 +322,11 @@ fn unit_findings(config: &Config, unit_dirs: &[PathBuf]) -> Vec<Finding> {
                 unit,
                 false,
                 format!("not installed, and {why} (looked in {})", join(unit_dirs)),
-            ),
+            )
+            .fix(format!(
+                "apt install ./treeward_*.deb  # or: install -m 644 units/{unit} \
+                 /etc/systemd/system/ && systemctl daemon-reload"
+            )),
             None => Finding::new(
                 "unit",
                 unit,
@@ -315,21 +359,64 @@ fn root_findings(config: &Config) -> Vec<Finding> {
                     true,
                     format!("usable (owner uid {})", open.uid),
                 ),
-                Err(why) => Finding::new("root", subject, false, why),
+                Err(why) => {
+                    let fix = root_fix(&root.path, root.owner.as_ref().map(|o| o.uid));
+                    let finding = Finding::new("root", subject, false, why);
+                    match fix {
+                        Some(how) => finding.fix(how),
+                        None => finding,
+                    }
+                }
             }
         })
         .collect()
 }
 
-/// The lines a person reads: one per finding, then the count.
+/// The command that makes a refused root acceptable, from what it is:
+/// a symlink is replaced by its target in the configuration, a directory
+/// others can write gets the sticky bit, one a stranger owns goes to root.
+fn root_fix(path: &Path, configured_owner: Option<u32>) -> Option<String> {
+    use std::os::unix::fs::FileTypeExt as _;
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    let kind = meta.file_type();
+    if kind.is_symlink() {
+        return Some(format!(
+            "name the directory {} points to as the root's path instead of the symlink",
+            path.display()
+        ));
+    }
+    if kind.is_fifo() || !kind.is_dir() {
+        return None;
+    }
+    let mut fixes = Vec::new();
+    if meta.mode() & 0o022 != 0 && meta.mode() & 0o1000 == 0 {
+        fixes.push(format!("chmod +t {}", path.display()));
+    }
+    if meta.uid() != 0 && Some(meta.uid()) != configured_owner {
+        fixes.push(format!(
+            "chown root: {}  # or set the root's owner = \"{}\"",
+            path.display(),
+            meta.uid()
+        ));
+    }
+    (!fixes.is_empty()).then(|| fixes.join(" && "))
+}
+
+/// The lines a person reads: one per finding (a problem with its fix on
+/// the next line), then the count.
 pub fn render_human(d: &Diagnosis) -> String {
     let mut out = String::new();
+    let colour = crate::style::colour_enabled();
     for f in &d.findings {
-        let mark = if f.ok { "ok" } else { "PROBLEM" };
-        out.push_str(&format!(
-            "{mark:<8} {} {}: {}\n",
-            f.check, f.subject, f.detail
-        ));
+        let mark = if f.ok {
+            "ok      ".to_owned()
+        } else {
+            crate::style::paint("PROBLEM ", crate::style::Emphasis::Alarm, colour)
+        };
+        out.push_str(&format!("{mark} {} {}: {}\n", f.check, f.subject, f.detail));
+        if let Some(fix) = &f.fix {
+            out.push_str(&format!("         fix: {fix}\n"));
+        }
     }
     out.push_str(&format!("{} problem(s)\n", d.problems));
     out

@@ -249,49 +249,104 @@ fn seconds_between(then: SystemTime, now: SystemTime) -> Option<u64> {
     now.duration_since(then).ok().map(|d| d.as_secs())
 }
 
-/// The table a person reads: one line per worktree.
+/// The human listing: a header, one aligned row per path (state, kind,
+/// age, branch, preserved work, path, then notes), and a count. Warnings
+/// (an unreadable ledger) are the caller's, on stderr.
 pub fn render_human(listing: &Listing) -> String {
-    let mut out = String::new();
-    if let Some(e) = &listing.ledger_error {
-        out.push_str(&format!("warning: ledger not read: {e}\n"));
-    }
+    let mut rows = vec![[
+        "STATE",
+        "KIND",
+        "AGE",
+        "BRANCH",
+        "PRESERVED",
+        "PATH",
+        "NOTES",
+    ]
+    .map(str::to_owned)
+    .to_vec()];
     for w in &listing.worktrees {
-        let state = match w.state {
-            Some(s) => format!("{s:?}").to_lowercase(),
-            None => "unrecorded".to_owned(),
+        let state = w.state.map_or("unrecorded", State::words).to_owned();
+        let preserved = match w.preserved_refs.len() {
+            0 => "-".to_owned(),
+            n => format!("{n} ref(s)"),
         };
-        let mut flags = Vec::new();
-        if !w.exists {
-            flags.push("gone".to_owned());
-        }
-        if w.locked {
-            flags.push("locked".to_owned());
-        }
-        if w.in_use {
-            flags.push("in use".to_owned());
-        }
-        match &w.lease {
-            Some(l) if l.alive => flags.push(format!("leased by pid {}", l.pid)),
-            Some(l) => flags.push(format!("lease holder pid {} gone", l.pid)),
-            None => {}
-        }
-        if !w.preserved_refs.is_empty() {
-            flags.push(format!("{} preserved ref(s)", w.preserved_refs.len()));
-        }
-        let age = w
-            .age_seconds
-            .map(|s| humantime::format_duration(std::time::Duration::from_secs(s)).to_string())
-            .unwrap_or_else(|| "?".to_owned());
-        out.push_str(&format!(
-            "{state:<12} {}  {}  age {age}{}{}\n",
-            w.path.display(),
-            w.id.as_deref().unwrap_or("-"),
-            if flags.is_empty() { "" } else { "  " },
-            flags.join(", ")
-        ));
+        rows.push(vec![
+            state,
+            kind_words(w).to_owned(),
+            w.age_seconds.map_or_else(|| "?".to_owned(), short_age),
+            w.branch.clone().unwrap_or_else(|| "-".to_owned()),
+            preserved,
+            w.path.display().to_string(),
+            notes(w).join(", "),
+        ]);
     }
-    out.push_str(&format!("{} worktree(s)\n", listing.worktrees.len()));
+    let mut out = crate::style::table(&rows);
+    let worktrees = listing
+        .worktrees
+        .iter()
+        .filter(|w| w.exists && matches!(w.kind, Kind::LinkedWorktree | Kind::MainWorktree))
+        .count();
+    let others = listing.worktrees.len() - worktrees;
+    out.push_str(&format!("{worktrees} worktree(s)"));
+    if others > 0 {
+        out.push_str(&format!(", {others} other entr(ies) and record(s)"));
+    }
+    out.push('\n');
     out
+}
+
+/// What is at the path, in words.
+fn kind_words(w: &Listed) -> &'static str {
+    if !w.exists {
+        return "gone";
+    }
+    match w.kind {
+        Kind::LinkedWorktree => "worktree",
+        Kind::MainWorktree => "main worktree",
+        Kind::Broken => "broken",
+        Kind::NotAWorktree => "directory",
+        Kind::Symlink => "symlink",
+        Kind::Missing => "gone",
+    }
+}
+
+/// The row's notes: id, lock, use, lease, refusal, last error.
+fn notes(w: &Listed) -> Vec<String> {
+    let mut notes = Vec::new();
+    if let Some(id) = &w.id {
+        notes.push(format!("id {id}"));
+    }
+    if w.locked {
+        notes.push(match &w.lock_reason {
+            Some(r) => format!("locked: {r}"),
+            None => "locked".to_owned(),
+        });
+    }
+    if w.in_use {
+        notes.push("in use".to_owned());
+    }
+    match &w.lease {
+        Some(l) if l.alive => notes.push(format!("leased by pid {}", l.pid)),
+        Some(l) => notes.push(format!("lease holder pid {} gone", l.pid)),
+        None => {}
+    }
+    if let Some(r) = &w.refused {
+        notes.push(format!("refused: {r}"));
+    }
+    if let Some(e) = &w.last_error {
+        notes.push(format!("last error: {e}"));
+    }
+    notes
+}
+
+/// An age in its largest unit: `40s`, `12m`, `5h`, `3d`.
+fn short_age(seconds: u64) -> String {
+    match seconds {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m", s / 60),
+        s if s < 86_400 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    }
 }
 
 #[cfg(test)]
@@ -303,6 +358,14 @@ mod tests {
         assert_eq!(Location::Missing.kind(), Kind::Missing);
         assert_eq!(Location::Plain { empty: true }.kind(), Kind::NotAWorktree);
         assert_eq!(Location::Broken { why: "x".into() }.kind(), Kind::Broken);
+    }
+
+    #[test]
+    fn ages_read_in_their_largest_unit() {
+        assert_eq!(short_age(59), "59s");
+        assert_eq!(short_age(3599), "59m");
+        assert_eq!(short_age(7200), "2h");
+        assert_eq!(short_age(3 * 86_400 + 5), "3d");
     }
 
     #[test]

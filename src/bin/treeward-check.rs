@@ -20,6 +20,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<u8, Error> {
+    args.common.apply();
     let config = Config::load(args.common.config.as_deref())?;
     risk::allow_foreign_owners().map_err(|e| Error::Failed(e.message().to_owned()))?;
     let (ledger, ledger_error) = match Ledger::new(&config.ledger).read() {
@@ -56,13 +57,8 @@ fn run(args: Args) -> Result<u8, Error> {
     }
     let mut report = check::check(&paths, &ledger, ledger_error, &Worker::current());
     report.skipped = skipped;
-    if args.common.json {
-        let json =
-            serde_json::to_string_pretty(&report).map_err(|e| Error::Failed(e.to_string()))?;
-        println!("{json}");
-    } else {
-        print!("{}", check::render_human(&report));
-    }
+    args.common
+        .print(&report, || check::render_human(&report))?;
     let missing_argument = report
         .worktrees
         .iter()

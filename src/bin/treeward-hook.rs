@@ -38,13 +38,10 @@ fn main() -> ExitCode {
 }
 
 fn dry_run(args: &Args) -> Result<u8, Error> {
+    args.common.apply();
     let outcome = hook::run(args.common.config.as_deref(), &args.args, true)?;
-    if args.common.json {
-        let json = serde_json::to_string_pretty(&outcome.decision)
-            .map_err(|e| Error::Failed(e.to_string()))?;
-        println!("{json}");
-    } else {
-        print!("{}", hook::render_human(&outcome.decision, &outcome.ledger));
-    }
+    args.common.print(&outcome.decision, || {
+        hook::render_human(&outcome.decision, &outcome.ledger)
+    })?;
     Ok(EXIT_OK)
 }

@@ -21,6 +21,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<u8, Error> {
+    args.common.apply();
     let config = Config::load(args.common.config.as_deref())?;
     treeward::risk::allow_foreign_owners().map_err(|e| Error::Failed(e.message().to_owned()))?;
     let opts = Options {
@@ -33,8 +34,17 @@ fn run(args: Args) -> Result<u8, Error> {
     } else {
         log::Level::Info
     };
-    treeward::logging::event(level, &report.summary(), &report.fields());
+    treeward::logging::summary(
+        level,
+        &report.summary(),
+        &report.fields(),
+        args.common.human_on_stdout(),
+    );
     treeward::logging::status(&report.summary());
-    cli::print_report(args.common.json, &report, || report.render_human())?;
+    // A pass that found another one running did nothing worth a sample.
+    if !args.dry_run && !report.busy {
+        treeward::metrics::write(config.metrics.as_deref(), "treeward-reap", &report.pass);
+    }
+    args.common.print(&report, || report.render_human())?;
     Ok(EXIT_OK)
 }

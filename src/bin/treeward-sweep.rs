@@ -24,6 +24,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<u8, Error> {
+    args.common.apply();
     let config = Config::load(args.common.config.as_deref())?;
     treeward::risk::allow_foreign_owners().map_err(|e| Error::Failed(e.message().to_owned()))?;
     let opts = Options {
@@ -44,9 +45,17 @@ fn run(args: Args) -> Result<u8, Error> {
             config.backlog_warn
         );
     }
-    treeward::logging::event(level, &report.summary(), &report.fields());
+    treeward::logging::summary(
+        level,
+        &report.summary(),
+        &report.fields(),
+        args.common.human_on_stdout(),
+    );
     treeward::logging::status(&report.summary());
-    cli::print_report(args.common.json, &report, || report.render_human())?;
+    if !args.dry_run {
+        treeward::metrics::write(config.metrics.as_deref(), "treeward-sweep", &report);
+    }
+    args.common.print(&report, || report.render_human())?;
     refusal(&report).map_or(Ok(EXIT_OK), |e| Err(Error::Failed(e)))
 }
 

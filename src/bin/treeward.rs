@@ -7,7 +7,6 @@
 //! exits with its command's status instead (see [`treeward::lease::run`]).
 
 use clap::Parser;
-use serde::Serialize;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use treeward::admin::{doctor, hooks, list, release, restore};
@@ -33,14 +32,21 @@ fn run(args: Args) -> Result<u8, Error> {
     let worker = Worker::current();
     match args.command {
         Command::List { common } => {
+            common.apply();
             let config = Config::load(common.config.as_deref())?;
             let (doc, error) = match Ledger::new(&config.ledger).read() {
                 Ok(doc) => (doc, None),
                 Err(e) => (Default::default(), Some(e.to_string())),
             };
+            if let Some(e) = &error {
+                log::warn!(
+                    "ledger {} not read: {e}; listing what is on disk",
+                    config.ledger.display()
+                );
+            }
             let failed = error.is_some();
             let listing = list::list(&config, &doc, error);
-            print(common.json, &listing, || list::render_human(&listing))?;
+            common.print(&listing, || list::render_human(&listing))?;
             Ok(if failed { EXIT_ERROR } else { EXIT_OK })
         }
         Command::Release {
@@ -48,19 +54,20 @@ fn run(args: Args) -> Result<u8, Error> {
             dry_run,
             target,
         } => {
+            common.apply();
             let config = Config::load(common.config.as_deref())?;
             let r = release::release(&config, &target, &worker, dry_run)?;
-            print(common.json, &r, || {
+            common.print(&r, || {
                 let verb = match (r.changed, r.dry_run) {
                     (true, true) => "would be released",
                     (true, false) => "released",
                     (false, _) => "unchanged",
                 };
                 format!(
-                    "{} ({}): {verb}, state {:?}\n",
+                    "{} ({}): {verb}, now {}\n",
                     r.path.display(),
                     r.id,
-                    r.state
+                    r.state.words()
                 )
             })?;
             Ok(EXIT_OK)
@@ -72,6 +79,7 @@ fn run(args: Args) -> Result<u8, Error> {
             repo,
             target,
         } => {
+            common.apply();
             let config = Config::load(common.config.as_deref())?;
             let o = restore::restore(
                 &config,
@@ -81,13 +89,14 @@ fn run(args: Args) -> Result<u8, Error> {
                 &worker,
                 dry_run,
             )?;
-            print(common.json, &o, || restore::render_human(&o))?;
+            common.print(&o, || restore::render_human(&o))?;
             Ok(EXIT_OK)
         }
         Command::Lease(a) => lease(a),
         Command::InstallHook(a) => hook(&a, false, &worker),
         Command::UninstallHook(a) => hook(&a, true, &worker),
         Command::Doctor { common, unit_dir } => {
+            common.apply();
             let config = Config::load(common.config.as_deref())?;
             let dirs = if unit_dir.is_empty() {
                 doctor::UNIT_DIRS.iter().map(PathBuf::from).collect()
@@ -95,7 +104,7 @@ fn run(args: Args) -> Result<u8, Error> {
                 unit_dir
             };
             let d = doctor::doctor(&config, &dirs, &worker);
-            print(common.json, &d, || doctor::render_human(&d))?;
+            common.print(&d, || doctor::render_human(&d))?;
             Ok(if d.problems > 0 {
                 EXIT_AT_RISK
             } else {
@@ -106,21 +115,10 @@ fn run(args: Args) -> Result<u8, Error> {
 }
 
 fn hook(args: &HookRepos, remove: bool, worker: &Worker) -> Result<u8, Error> {
+    args.common.apply();
     Config::load(args.common.config.as_deref())?;
     let outcomes = hooks::install_all(&args.repos, remove, worker, args.dry_run)?;
-    print(args.common.json, &outcomes, || {
-        hooks::render_human(&outcomes)
-    })?;
+    args.common
+        .print(&outcomes, || hooks::render_human(&outcomes))?;
     Ok(EXIT_OK)
-}
-
-/// Prints `value` as one JSON document, or the human text.
-fn print<T: Serialize>(json: bool, value: &T, human: impl FnOnce() -> String) -> Result<(), Error> {
-    if json {
-        let text = serde_json::to_string_pretty(value).map_err(|e| Error::Failed(e.to_string()))?;
-        println!("{text}");
-    } else {
-        print!("{}", human());
-    }
-    Ok(())
 }

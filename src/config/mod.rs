@@ -135,6 +135,9 @@ pub struct Config {
     pub ledger: PathBuf,
     pub backlog_warn: u64,
     pub hook_record_anywhere: bool,
+    /// node_exporter's textfile collector directory: each pass writes
+    /// `<binary>.prom` there (see `crate::metrics`); `None`: no metrics.
+    pub metrics: Option<PathBuf>,
     pub roots: Vec<Root>,
 }
 
@@ -178,6 +181,23 @@ enum Origin {
 }
 
 impl Config {
+    /// The ledger, as the sweep writes it: a ledger root creates belongs to
+    /// the owner every root names (see [`Config::roots_owner`]).
+    pub fn ledger_store(&self) -> crate::ledger::Ledger {
+        crate::ledger::Ledger::new(&self.ledger)
+            .created_for(self.roots_owner().map(|o| (o.uid, o.gid)))
+    }
+
+    /// The one owner all roots are configured with; `None` when a root
+    /// names none or two roots name different users.
+    pub fn roots_owner(&self) -> Option<&Owner> {
+        let first = self.roots.first()?.owner.as_ref()?;
+        self.roots
+            .iter()
+            .all(|r| r.owner.as_ref().is_some_and(|o| o.uid == first.uid))
+            .then_some(first)
+    }
+
     /// Loads the configuration: `explicit` (from `--config`), else
     /// `TREEWARD_CONFIG`, else `/etc/treeward/config.toml` if it exists,
     /// else the embedded defaults.
@@ -914,6 +934,29 @@ mod tests {
             4,
             "root[0].policy",
             "unknown policy \"delete\"",
+        );
+    }
+
+    #[test]
+    fn metrics_name_a_directory_outside_the_roots() {
+        assert_refused(
+            &format!("metrics = \"prom\"\n{GOOD}"),
+            1,
+            "metrics",
+            "is relative",
+        );
+        assert_refused(
+            &format!("metrics = \"/var/lib/agents/worktrees/prom\"\n{GOOD}"),
+            1,
+            "metrics",
+            "keep the metrics outside every root",
+        );
+        let text = format!("metrics = \"/var/lib/prometheus/node-exporter\"\n{GOOD}");
+        let config = Config::from_toml(&text, Source::Embedded, &FakeUsers::new())
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            config.metrics.as_deref(),
+            Some(Path::new("/var/lib/prometheus/node-exporter"))
         );
     }
 

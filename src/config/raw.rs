@@ -16,6 +16,7 @@ pub(super) struct RawConfig {
     /// Signed so that a negative number gets our message, not serde's.
     pub backlog_warn: Option<Spanned<i64>>,
     pub hook_record_anywhere: Option<bool>,
+    pub metrics: Option<Spanned<String>>,
     /// `[[root]]` tables; absent and empty are refused by validation.
     pub root: Option<Spanned<Vec<Spanned<RawRoot>>>>,
 }

@@ -77,13 +77,29 @@ pub(super) fn validate(
             )
         })?,
     };
+    let metrics = match &raw.metrics {
+        None => None,
+        Some(dir) => {
+            check_absolute_normalised(
+                dir.get_ref(),
+                "the metrics directory",
+                "/var/lib/prometheus/node-exporter",
+            )
+            .map_err(|m| doc.error(dir.span(), "metrics", m))?;
+            Some(PathBuf::from(dir.get_ref()))
+        }
+    };
     let roots = validate_roots(raw.root, doc, users)?;
-    check_ledger_outside_roots(&ledger, raw.ledger.as_ref(), &roots, doc)?;
+    check_outside_roots(&ledger, "ledger", raw.ledger.as_ref(), &roots, doc)?;
+    if let Some(dir) = &metrics {
+        check_outside_roots(dir, "metrics", raw.metrics.as_ref(), &roots, doc)?;
+    }
     Ok(Config {
         source: doc.source.clone(),
         ledger,
         backlog_warn,
         hook_record_anywhere: raw.hook_record_anywhere.unwrap_or(false),
+        metrics,
         roots: roots.into_iter().map(|(root, _)| root).collect(),
     })
 }
@@ -339,9 +355,11 @@ fn check_no_overlap(
     Ok(())
 }
 
-/// Refuses a ledger inside a root, where a sweep could delete it.
-fn check_ledger_outside_roots(
+/// Refuses a path (`key`: the ledger, the metrics directory) inside a root,
+/// where a sweep could delete it.
+fn check_outside_roots(
     ledger: &Path,
+    key: &str,
     raw: Option<&Spanned<String>>,
     roots: &[(Root, Range<usize>)],
     doc: &Doc<'_>,
@@ -354,17 +372,17 @@ fn check_ledger_outside_roots(
         return Ok(());
     };
     let message = format!(
-        "{:?} is inside root[{i}] {:?}, where a sweep could remove it; keep the ledger outside every root",
+        "{:?} is inside root[{i}] {:?}, where a sweep could remove it; keep the {key} outside every root",
         ledger.display().to_string(),
         root.path.display().to_string()
     );
     Err(match raw {
-        Some(raw) => doc.error(raw.span(), "ledger", message),
+        Some(raw) => doc.error(raw.span(), key, message),
         None => ConfigError {
             file: doc.source.clone(),
             line: None,
-            key: Some("ledger".into()),
-            message: format!("the default ledger {message}"),
+            key: Some(key.into()),
+            message: format!("the default {key} {message}"),
         },
     })
 }

@@ -154,24 +154,18 @@ impl Report {
             );
         }
         let p = &self.pass;
-        let verb = if p.dry_run { "would reap" } else { "reaped" };
-        format!(
-            "{verb} {} ({} preserved, {} already gone), {} failed, {} kept, {} locked, {} in use, {} young, {} refused, {} deferred, {} root-owned skipped, {} active left alone; {} freed in {} ms",
-            p.swept_count,
-            p.preserved_count,
-            self.reconciled_count,
-            p.failed_count,
-            p.kept_count,
-            p.locked_count,
-            p.in_use_count,
-            self.young_count,
-            p.refused_count,
-            p.deferred_count,
-            p.root_owned_skipped,
-            self.active_count,
-            report::human_bytes(p.bytes_freed),
-            p.duration_ms
-        )
+        let mut line = p.summary_counts(&[
+            (self.young_count, "younger than grace"),
+            (self.active_count, "active left alone"),
+        ]);
+        if self.reconciled_count > 0 {
+            line.push_str(&format!(
+                "; {} record(s) of worktrees already gone closed",
+                self.reconciled_count
+            ));
+        }
+        line.push_str(&format!(" ({} ms)", p.duration_ms));
+        line
     }
 
     /// The human report: one line per entry, then the summary.
@@ -1016,25 +1010,7 @@ fn whole_seconds(d: Duration) -> Duration {
 
 /// Who uses `path`, for the report.
 fn use_detail(path: &Path, processes: &ProcessTable, record: Option<&Record>) -> String {
-    let users = processes.users_of(path);
-    let mut parts: Vec<String> = users
-        .iter()
-        .take(3)
-        .map(|u| {
-            let how = match u.how {
-                crate::in_use::Use::Cwd => "its working directory",
-                crate::in_use::Use::Root => "its root directory",
-                crate::in_use::Use::OpenFile => "an open file",
-            };
-            format!("pid {} ({}) has {how} inside", u.pid, u.comm)
-        })
-        .collect();
-    if users.len() > 3 {
-        parts.push(format!("and {} more", users.len() - 3));
-    }
-    if path.is_dir() && flock_held(path).unwrap_or(false) {
-        parts.push("a flock is held on it".to_owned());
-    }
+    let mut parts = crate::in_use::describe_use(path, processes);
     if let Some(pid) = record.and_then(|r| r.owner_pid).filter(|&p| pid_alive(p)) {
         parts.push(format!("its owner pid {pid} is alive"));
     }

@@ -105,7 +105,7 @@ pub fn sweep(config: &Config, opts: &Options) -> Report {
         for (root, open) in &opened {
             drain_trash(root, open, &opts.worker, Some(deadline), &mut outcomes);
         }
-        record(&config.ledger, &outcomes);
+        record(&config.ledger_store(), &outcomes);
     }
     let prune_succeeded = report::prune_succeeded(&outcomes);
     Report::new(
@@ -163,8 +163,17 @@ fn block(
             First::Quarantine => to_quarantine.push((name, inspected)),
             First::Unlink if opts.dry_run => out.push(planned(path, Action::Removed)),
             First::Unlink => out.push(unlink(open, &name, path, &inspected)),
-            First::SkipLocked => out.push(Outcome::new(path, Action::SkippedLocked)),
-            First::SkipInUse => out.push(Outcome::new(path, Action::SkippedInUse)),
+            First::SkipLocked => {
+                let why = match inspected.claim.as_ref().and_then(|c| c.lock()) {
+                    Some(r) if !r.trim().is_empty() => format!("locked by its owner: {}", r.trim()),
+                    _ => "locked by its owner (no reason given)".to_owned(),
+                };
+                out.push(Outcome::new(path, Action::SkippedLocked).with_error(why));
+            }
+            First::SkipInUse => {
+                let why = crate::in_use::describe_use(&path, processes).join("; ");
+                out.push(Outcome::new(path, Action::SkippedInUse).with_error(why));
+            }
             First::Refuse(why) => {
                 let detail = inspected.refusal.clone().unwrap_or_else(|| why.to_owned());
                 out.push(Outcome::new(path, Action::Refused).with_error(detail));

@@ -114,6 +114,13 @@ pub struct Report {
     pub refused_count: usize,
     pub deferred_count: usize,
     pub bytes_freed: u64,
+    /// Under `--dry-run`: entries that would be removed or preserved then
+    /// removed (`planned_removed_count + planned_preserved_count`); 0 on a
+    /// real pass.
+    pub planned_swept_count: usize,
+    pub planned_removed_count: usize,
+    pub planned_preserved_count: usize,
+    pub planned_kept_count: usize,
     /// How long the service's start was held up: until no entry was left
     /// under the roots' live names.
     pub blocking_ms: u64,
@@ -133,6 +140,9 @@ impl Report {
     ) -> Report {
         let count = |a: Action| entries.iter().filter(|e| e.action == a).count();
         let preserved_count = count(Action::Preserved);
+        let plans = |a: Action| entries.iter().filter(|e| e.planned == Some(a)).count();
+        let planned_removed_count = plans(Action::Removed);
+        let planned_preserved_count = plans(Action::Preserved);
         let swept_count = count(Action::Removed) + preserved_count;
         let root_owned_skipped = count(Action::RootOwnedSkipped);
         Report {
@@ -150,6 +160,10 @@ impl Report {
             refused_count: count(Action::Refused) + refused_roots.len(),
             deferred_count: count(Action::Deferred),
             bytes_freed: entries.iter().map(|e| e.bytes_freed).sum(),
+            planned_swept_count: planned_removed_count + planned_preserved_count,
+            planned_removed_count,
+            planned_preserved_count,
+            planned_kept_count: plans(Action::Kept),
             blocking_ms,
             refused_roots,
             entries,
@@ -173,27 +187,87 @@ impl Report {
             ("deferred", self.deferred_count.to_string()),
             ("bytes_freed", self.bytes_freed.to_string()),
             ("blocking_ms", self.blocking_ms.to_string()),
+            ("planned_swept", self.planned_swept_count.to_string()),
+            (
+                "planned_preserved",
+                self.planned_preserved_count.to_string(),
+            ),
+            ("planned_kept", self.planned_kept_count.to_string()),
         ]
     }
 
-    /// The one-line summary (also the log message and sd_notify STATUS).
+    /// The one-line summary (also the log message and sd_notify STATUS):
+    /// the counts that are not zero, as plans under `--dry-run`.
     pub fn summary(&self) -> String {
-        let verb = if self.dry_run { "would sweep" } else { "swept" };
-        format!(
-            "{verb} {} ({} preserved), {} failed, {} kept, {} locked, {} in use, {} refused, {} deferred, {} root-owned skipped; {} freed; blocked {} ms of {} ms",
-            self.swept_count,
-            self.preserved_count,
-            self.failed_count,
-            self.kept_count,
-            self.locked_count,
-            self.in_use_count,
-            self.refused_count,
-            self.deferred_count,
-            self.root_owned_skipped,
-            human_bytes(self.bytes_freed),
-            self.blocking_ms,
-            self.duration_ms
-        )
+        let mut line = self.summary_counts(&[]);
+        line.push_str(&format!(
+            "; blocked {} ms of {} ms",
+            self.blocking_ms, self.duration_ms
+        ));
+        line
+    }
+
+    /// The summary's counts, with `extra` (count, words) pairs among the
+    /// skips (the reaper adds its own); `nothing to do` when all are zero.
+    pub fn summary_counts(&self, extra: &[(usize, &str)]) -> String {
+        let (removed, preserved, kept) = if self.dry_run {
+            (
+                self.planned_removed_count,
+                self.planned_preserved_count,
+                self.planned_kept_count,
+            )
+        } else {
+            (
+                self.swept_count - self.preserved_count,
+                self.preserved_count,
+                self.kept_count,
+            )
+        };
+        let acted = if self.dry_run {
+            [
+                (removed, "would remove"),
+                (preserved, "would preserve then remove"),
+                (kept, "would keep"),
+            ]
+        } else {
+            [
+                (removed, "removed"),
+                (preserved, "preserved then removed"),
+                (kept, "kept"),
+            ]
+        };
+        let mut parts: Vec<String> = acted
+            .iter()
+            .filter(|(n, _)| *n > 0)
+            .map(|(n, words)| format!("{words} {n}"))
+            .collect();
+        let skipped = [
+            (self.failed_count, "failed"),
+            (self.locked_count, "locked"),
+            (self.in_use_count, "in use"),
+            (self.refused_count, "refused"),
+            (self.deferred_count, "deferred to the next pass"),
+            (self.root_owned_skipped, "root-owned left for the sweep"),
+        ];
+        parts.extend(
+            skipped
+                .iter()
+                .chain(extra)
+                .filter(|(n, _)| *n > 0)
+                .map(|(n, words)| format!("{n} {words}")),
+        );
+        if parts.is_empty() {
+            parts.push("nothing to do".to_owned());
+        }
+        let mut line = if self.dry_run {
+            format!("dry run, nothing changed: {}", parts.join(", "))
+        } else {
+            parts.join(", ")
+        };
+        if self.bytes_freed > 0 {
+            line.push_str(&format!("; {} freed", human_bytes(self.bytes_freed)));
+        }
+        line
     }
 
     /// The human report: one line per entry, then the summary.
@@ -204,7 +278,9 @@ impl Report {
         out
     }
 
-    /// One line per refused root and per entry, without the summary.
+    /// One line per refused root and per entry, without the summary: what
+    /// happened in words (what would happen, under `--dry-run`), the path,
+    /// where its work went, and why.
     pub fn render_entries(&self) -> String {
         let mut out = String::new();
         for root in &self.refused_roots {
@@ -215,14 +291,18 @@ impl Report {
             ));
         }
         for e in &self.entries {
-            let action = e.planned.map_or(e.action, |p| p);
-            let label = serde_json::to_value(action)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default();
-            let mut line = format!("{label:<18} {}", e.path.display());
+            let words = match e.planned {
+                Some(plan) => plan.planned_words(),
+                None => e.action.words(),
+            };
+            let mut line = format!("{words:<28} {}", e.path.display());
             if !e.preserved_refs.is_empty() {
                 line.push_str(&format!("  -> {}", e.preserved_refs.join(", ")));
+            }
+            if let Some(branch) = &e.branch {
+                if !e.branch_deleted && matches!(e.action, Action::Removed | Action::Preserved) {
+                    line.push_str(&format!("  (branch {branch} kept: not integrated)"));
+                }
             }
             if let Some(err) = &e.error {
                 line.push_str(&format!("  ({err})"));
@@ -234,6 +314,36 @@ impl Report {
             out.push('\n');
         }
         out
+    }
+}
+
+impl Action {
+    /// What happened, in words.
+    pub fn words(self) -> &'static str {
+        match self {
+            Action::Removed => "removed",
+            Action::Preserved => "preserved then removed",
+            Action::Kept => "kept (at risk)",
+            Action::SkippedLocked => "skipped: locked",
+            Action::SkippedInUse => "skipped: in use",
+            Action::SkippedYoung => "skipped: younger than grace",
+            Action::Refused => "refused",
+            Action::Failed => "failed",
+            Action::RootOwnedSkipped => "skipped: root-owned",
+            Action::Deferred => "deferred to the next pass",
+            Action::Planned => "planned",
+        }
+    }
+
+    /// What would happen, in words (`--dry-run`).
+    pub fn planned_words(self) -> &'static str {
+        match self {
+            Action::Removed => "would remove",
+            Action::Preserved => "would preserve then remove",
+            Action::Kept => "would keep (at risk)",
+            Action::Failed => "would fail",
+            other => other.words(),
+        }
     }
 }
 
@@ -322,6 +432,67 @@ mod tests {
         assert_eq!(v["entries"][0]["preserved_refs"], serde_json::json!([]));
         assert_eq!(v["entries"][0]["error"], serde_json::Value::Null);
         assert_eq!(v["entries"][0]["reason"], serde_json::Value::Null);
+    }
+
+    fn plan(action: Action) -> Outcome {
+        let mut e = outcome(Action::Planned);
+        e.planned = Some(action);
+        e
+    }
+
+    #[test]
+    fn a_dry_run_counts_and_words_its_plans() {
+        let entries = vec![
+            plan(Action::Removed),
+            plan(Action::Removed),
+            plan(Action::Preserved),
+            plan(Action::Kept),
+            outcome(Action::SkippedLocked),
+        ];
+        let r = Report::new(true, entries, vec![], true, 0, 3);
+        assert_eq!(r.swept_count, 0, "nothing was swept");
+        assert_eq!(
+            (
+                r.planned_swept_count,
+                r.planned_removed_count,
+                r.planned_preserved_count,
+                r.planned_kept_count
+            ),
+            (3, 2, 1, 1)
+        );
+        let summary = r.summary();
+        assert!(
+            summary.starts_with(
+                "dry run, nothing changed: would remove 2, would preserve then remove 1, \
+                 would keep 1, 1 locked"
+            ),
+            "{summary}"
+        );
+        let lines = r.render_entries();
+        assert!(lines.starts_with("would remove "), "{lines}");
+        assert!(lines.contains("would preserve then remove "), "{lines}");
+        assert!(!lines.contains("planned"), "{lines}");
+    }
+
+    #[test]
+    fn a_summary_shows_only_the_counts_that_are_not_zero() {
+        let r = Report::new(false, vec![outcome(Action::Removed)], vec![], true, 1, 2);
+        assert_eq!(r.summary(), "removed 1; blocked 1 ms of 2 ms");
+        let empty = Report::new(false, vec![], vec![], true, 0, 0);
+        assert!(
+            empty.summary().starts_with("nothing to do"),
+            "{}",
+            empty.summary()
+        );
+        let mut kept_branch = outcome(Action::Removed);
+        kept_branch.branch = Some("feature".into());
+        let r = Report::new(false, vec![kept_branch], vec![], true, 0, 0);
+        assert!(
+            r.render_entries()
+                .contains("branch feature kept: not integrated"),
+            "{}",
+            r.render_entries()
+        );
     }
 
     #[test]
