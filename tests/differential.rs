@@ -935,7 +935,20 @@ fn generated_states_against_a_git_plumbing_oracle() {
         let mut restored = false;
         match action.as_str() {
             "preserved" => {
-                let set = entry.and_then(|e| set_of(&e["preserved_refs"]));
+                let mut set = entry.and_then(|e| set_of(&e["preserved_refs"]));
+                if set.is_none() {
+                    // Not in the report: the repository may still have it.
+                    let prefix = format!("refs/treeward/preserved/{}/", s.name);
+                    let refs = git_as(
+                        OWNER,
+                        repo,
+                        &["for-each-ref", "--format=%(refname)", &prefix],
+                    );
+                    set = set_of(&serde_json::json!(refs.lines().collect::<Vec<_>>()));
+                    if set.is_some() {
+                        diffs.push(("report", "preserved_refs is empty, refs exist".to_owned()));
+                    }
+                }
                 let run = set.as_ref().map(|set| {
                     let args = [
                         "restore".as_ref(),
@@ -954,7 +967,7 @@ fn generated_states_against_a_git_plumbing_oracle() {
                     Some(out) if out.status.success() => {
                         restored = true;
                         match capture(Some(OWNER), &s.path) {
-                            Ok(after) => diffs = differences(before, &after),
+                            Ok(after) => diffs.extend(differences(before, &after)),
                             Err(e) => diffs.push(("restore", format!("unreadable: {e}"))),
                         }
                         if let Err(e) = operation_continues(&s.path, &s.tags) {
@@ -970,7 +983,7 @@ fn generated_states_against_a_git_plumbing_oracle() {
                         ),
                     )),
                     None if s.path.exists() => match capture(Some(OWNER), &s.path) {
-                        Ok(after) => diffs = differences(before, &after),
+                        Ok(after) => diffs.extend(differences(before, &after)),
                         Err(e) => diffs.push(("restore", format!("unreadable in place: {e}"))),
                     },
                     None => diffs.push((
@@ -984,7 +997,7 @@ fn generated_states_against_a_git_plumbing_oracle() {
                 // Left in place (kept, failed, skipped): it must be intact.
                 if s.path.exists() {
                     match capture(Some(OWNER), &s.path) {
-                        Ok(after) => diffs = differences(before, &after),
+                        Ok(after) => diffs.extend(differences(before, &after)),
                         Err(e) => diffs.push(("restore", format!("unreadable in place: {e}"))),
                     }
                 } else {
