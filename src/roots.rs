@@ -53,6 +53,9 @@ pub struct OpenRoot {
 /// it. `Ok(None)`: the root does not exist (nothing to do). `Err`: refused,
 /// with the reason.
 pub fn open(root: &Root) -> Result<Option<OpenRoot>, String> {
+    // Validation refuses these already; repeated here, where a root is
+    // opened, so that no `Root` built around validation sweeps one.
+    crate::config::check_root(&root.path)?;
     if std::fs::symlink_metadata(&root.path).is_err_and(|e| e.kind() == io::ErrorKind::NotFound) {
         return Ok(None);
     }
@@ -99,6 +102,30 @@ pub fn entry_names(root: &Root, open: &OpenRoot) -> io::Result<Vec<OsString>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A `Root` built without validation (its fields are public) is still
+    /// refused where it is opened when it names a system directory.
+    #[test]
+    fn a_system_directory_is_refused_where_a_root_is_opened() {
+        let root = |path: &str| Root {
+            path: PathBuf::from(path),
+            patterns: vec![glob::Pattern::new("*").unwrap()],
+            sweep: true,
+            reap: true,
+            grace: std::time::Duration::ZERO,
+            policy: crate::config::Policy::Discard,
+            owner: None,
+        };
+        for path in ["/", "/usr", "/etc", "/root/.."] {
+            let refused = open(&root(path)).err().unwrap_or_default();
+            assert!(!refused.is_empty(), "{path} was opened");
+        }
+        // Control: an ordinary directory that does not exist is no refusal.
+        assert!(matches!(
+            open(&root("/srv/treeward-no-such-root")),
+            Ok(None)
+        ));
+    }
 
     #[test]
     fn vet_table() {

@@ -23,7 +23,7 @@ mod validate;
 
 pub use duration::parse_duration;
 pub use users::{parse_passwd, Home, SystemUsers, UserDb, PASSWD};
-pub use validate::{DEFAULT_BACKLOG_WARN, DEFAULT_GRACE, DEFAULT_LEDGER};
+pub use validate::{check_root, DEFAULT_BACKLOG_WARN, DEFAULT_GRACE, DEFAULT_LEDGER};
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;

@@ -215,6 +215,17 @@ fn check_absolute_normalised(path: &str, what: &str, example: &str) -> Result<()
     Ok(())
 }
 
+/// Why `path` cannot be a root, if it cannot: the same refusal as the
+/// configuration's, for the code that opens a root (so that no way of
+/// building a [`super::Root`] sweeps `/usr` or a home directory).
+pub fn check_root(path: &Path) -> Result<(), String> {
+    let text = path
+        .to_str()
+        .ok_or_else(|| format!("{path:?} is not text; a root is a path written in TOML"))?;
+    let homes = super::SystemUsers.homes()?;
+    check_root_path(text, &homes)
+}
+
 /// Why `path` cannot be a root, if it cannot.
 fn check_root_path(path: &str, homes: &[Home]) -> Result<(), String> {
     check_absolute_normalised(path, "a root", GOOD_ROOT)?;
