@@ -694,6 +694,17 @@ fn env_number(name: &str) -> Option<u64> {
     Some(parsed.unwrap_or_else(|_| panic!("{name}={v}: not a number")))
 }
 
+/// Where the sweep left the entry `path` in its root's trash
+/// (`.treeward-trash/<pass>/<name>`), if it did.
+fn in_trash(path: &Path) -> Option<PathBuf> {
+    let trash = path.parent()?.join(".treeward-trash");
+    std::fs::read_dir(trash)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join(path.file_name().unwrap()))
+        .find(|p| p.exists())
+}
+
 /// `<name>/<stamp>` of a preserved set, from one of its refs.
 fn set_of(refs: &Value) -> Option<String> {
     let r = refs.as_array()?.first()?.as_str()?;
@@ -994,14 +1005,19 @@ fn generated_states_against_a_git_plumbing_oracle() {
             }
             "removed" => {}
             _ => {
-                // Left in place (kept, failed, skipped): it must be intact.
-                if s.path.exists() {
-                    match capture(Some(OWNER), &s.path) {
+                // Left in place (kept, failed, skipped), or in the root's
+                // trash for the next pass: it must be intact.
+                let place = if s.path.exists() {
+                    Some(s.path.clone())
+                } else {
+                    in_trash(&s.path)
+                };
+                match place {
+                    Some(p) => match capture(Some(OWNER), &p) {
                         Ok(after) => diffs.extend(differences(before, &after)),
                         Err(e) => diffs.push(("restore", format!("unreadable in place: {e}"))),
-                    }
-                } else {
-                    diffs.push(("restore", format!("{action}, and the worktree is gone")));
+                    },
+                    None => diffs.push(("restore", format!("{action}, and the worktree is gone"))),
                 }
                 if action != "kept" {
                     // Not swept: the pile-up treeward exists to prevent.
