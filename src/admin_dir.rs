@@ -31,9 +31,18 @@ pub fn lock(claim: &Claim, reason: &str) -> Result<Lock, String> {
     let admin = claim.open_admin().map_err(|e| e.to_string())?;
     match fd::create_new_at(admin.as_fd(), OsStr::new("locked")) {
         Ok(mut file) => {
-            file.write_all(reason.as_bytes())
-                .and_then(|()| file.sync_all())
-                .map_err(|e| format!("{}/locked: {e}", claim.admin().display()))?;
+            let written = file
+                .write_all(reason.as_bytes())
+                .and_then(|()| file.sync_all());
+            if let Err(e) = written {
+                // A lock whose reason could not be written (a full disk)
+                // must not stay behind: an empty `locked` file is an
+                // owner's lock to every later pass, so the worktree would
+                // be skipped forever.
+                drop(file);
+                let _ = unlinkat(admin.as_fd(), "locked", UnlinkatFlags::NoRemoveDir);
+                return Err(format!("{}/locked: {e}", claim.admin().display()));
+            }
             Ok(Lock::Taken)
         }
         Err(Errno::EEXIST) => {

@@ -1041,9 +1041,10 @@ fn sendable(response: Response) -> Response {
     }
 }
 
-/// Paths on the wire: a string when they are UTF-8, else their bytes, so
-/// that any entry name crosses the boundary unchanged.
-pub(crate) mod wire_path {
+/// Paths on the wire (and in JSON reports): a string when they are UTF-8,
+/// else an array of their bytes, so that any entry name crosses the
+/// boundary unchanged (`serde_json` refuses a non-UTF-8 `PathBuf`).
+pub mod wire_path {
     use serde::{Deserialize, Deserializer, Serializer};
     use std::ffi::OsString;
     use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -1072,7 +1073,7 @@ pub(crate) mod wire_path {
 }
 
 /// [`wire_path`] for an optional path (`null` when absent).
-pub(crate) mod wire_path_opt {
+pub mod wire_path_opt {
     use serde::{Deserialize, Deserializer, Serializer};
     use std::path::{Path, PathBuf};
 

@@ -72,9 +72,29 @@ pub fn table(rows: &[Vec<String>]) -> String {
     out
 }
 
+/// A path for a line of human output: as it is when it is UTF-8 without
+/// control characters, else quoted with Rust's escapes (`"new\nline"`,
+/// `"a\xFFb"`), so that an entry name can neither break a line nor pass
+/// for another name.
+pub fn path(p: &std::path::Path) -> String {
+    match p.to_str() {
+        Some(text) if !text.chars().any(char::is_control) => text.to_owned(),
+        _ => format!("{:?}", p.as_os_str()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn odd_paths_are_quoted_and_escaped() {
+        use std::os::unix::ffi::OsStrExt;
+        let p = |b: &[u8]| path(std::path::Path::new(std::ffi::OsStr::from_bytes(b)));
+        assert_eq!(p(b"/r/-rf"), "/r/-rf");
+        assert_eq!(p(b"/r/new\nline"), "\"/r/new\\nline\"");
+        assert_eq!(p(b"/r/a\xffb"), "\"/r/a\\xFFb\"");
+    }
 
     #[test]
     fn colour_only_on_a_terminal_without_no_color() {

@@ -22,6 +22,7 @@ use std::time::SystemTime;
 /// One row: a record, an unrecorded entry, or both facts joined.
 #[derive(Debug, Clone, Serialize)]
 pub struct Listed {
+    #[serde(serialize_with = "crate::as_owner::wire_path::serialize")]
     pub path: PathBuf,
     /// The root the path is an entry of, if any.
     pub root: Option<PathBuf>,
@@ -276,7 +277,7 @@ pub fn render_human(listing: &Listing) -> String {
             w.age_seconds.map_or_else(|| "?".to_owned(), short_age),
             w.branch.clone().unwrap_or_else(|| "-".to_owned()),
             preserved,
-            w.path.display().to_string(),
+            crate::style::path(&w.path),
             notes(w).join(", "),
         ]);
     }

@@ -52,6 +52,7 @@ pub enum Action {
 /// One entry's line in the report.
 #[derive(Debug, Clone, Serialize)]
 pub struct Outcome {
+    #[serde(serialize_with = "crate::as_owner::wire_path::serialize")]
     pub path: PathBuf,
     pub action: Action,
     /// Under `--dry-run`, the action that would have been taken.
@@ -91,6 +92,7 @@ impl Outcome {
 /// A root that was not swept, and why.
 #[derive(Debug, Clone, Serialize)]
 pub struct RefusedRoot {
+    #[serde(serialize_with = "crate::as_owner::wire_path::serialize")]
     pub path: PathBuf,
     pub error: String,
 }
@@ -286,7 +288,7 @@ impl Report {
         for root in &self.refused_roots {
             out.push_str(&format!(
                 "refused root {}: {}\n",
-                root.path.display(),
+                crate::style::path(&root.path),
                 root.error
             ));
         }
@@ -295,7 +297,7 @@ impl Report {
                 Some(plan) => plan.planned_words(),
                 None => e.action.words(),
             };
-            let mut line = format!("{words:<28} {}", e.path.display());
+            let mut line = format!("{words:<28} {}", crate::style::path(&e.path));
             if !e.preserved_refs.is_empty() {
                 line.push_str(&format!("  -> {}", e.preserved_refs.join(", ")));
             }
