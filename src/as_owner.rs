@@ -43,7 +43,7 @@ use crate::claim::{self, Claim, Claimed, Repository, Unclaimed};
 use crate::config::Policy;
 use crate::error::EXIT_ERROR;
 use crate::reclaim::{self, Reclaimed};
-use crate::risk::{self, Assessment};
+use crate::risk::Assessment;
 use nix::unistd::{Gid, Pid, Uid};
 use serde::{Deserialize, Serialize};
 use std::ffi::{OsStr, OsString};
@@ -97,6 +97,19 @@ pub enum Request {
         policy: Policy,
         dry_run: bool,
     },
+    /// [`reclaim::reclaim_broken`]: the broken worktree at `entry` (its
+    /// `.git` names the admin dir `name`, gone or moved to `admin`)
+    /// preserved into the repository, then that admin dir forgotten.
+    ReclaimBroken {
+        #[serde(with = "wire_path")]
+        entry: PathBuf,
+        #[serde(with = "wire_path")]
+        repository: PathBuf,
+        #[serde(default, with = "wire_path_opt")]
+        admin: Option<PathBuf>,
+        #[serde(with = "wire_path")]
+        name: PathBuf,
+    },
     /// [`rebuild::rebuild`]: a preserved set (`prefix`) back into a new
     /// worktree at `path`.
     Restore {
@@ -105,7 +118,6 @@ pub enum Request {
         prefix: String,
         #[serde(with = "wire_path")]
         path: PathBuf,
-        branch: Option<String>,
         dry_run: bool,
     },
     /// [`hooks::install`] into the repository whose common dir is given.
@@ -602,6 +614,11 @@ impl Worker {
     /// The worker's command line, environment and credentials.
     fn command(&self, identity: &Identity) -> Command {
         let mut cmd = Command::new(&self.program);
+        // The worker logs under the caller's name (journald's
+        // SYSLOG_IDENTIFIER comes from argv[0]), not as `exe`.
+        if let Some(arg0) = std::env::args_os().next() {
+            cmd.arg0(arg0);
+        }
         cmd.arg(WORKER_FLAG)
             .env_clear()
             .envs(worker_environment(identity, std::env::vars_os()))
@@ -778,14 +795,21 @@ pub fn serve_request(request: &Request) -> Response {
         } => on_claim(claimed, |c| Response::Reclaimed {
             reclaimed: reclaim::reclaim(c, *policy, *dry_run),
         }),
+        Request::ReclaimBroken {
+            entry,
+            repository,
+            admin,
+            name,
+        } => on_repository(repository, |r| Response::Reclaimed {
+            reclaimed: reclaim::reclaim_broken(r, entry, admin.as_deref(), name.as_os_str()),
+        }),
         Request::Restore {
             repository,
             prefix,
             path,
-            branch,
             dry_run,
         } => on_repository(repository, |r| {
-            match rebuild::rebuild(r.common(), prefix, path, branch.as_deref(), *dry_run) {
+            match rebuild::rebuild(r.common(), prefix, path, *dry_run) {
                 Ok(restored) => Response::Restored { restored },
                 Err(message) => Response::Failed { message },
             }
@@ -925,9 +949,6 @@ fn checked_requests(extra_argument: Option<OsString>) -> Result<Vec<Request>, St
     let envelope = read_envelope(io::stdin().lock())?;
     identity_mismatch(&envelope, &actual).map_or(Ok(()), Err)?;
     cannot_regain_root()?;
-    // Repositories of the owner may hold directories of others (root-owned
-    // residue); libgit2 runs nothing of theirs, so reading them is safe.
-    risk::allow_foreign_owners().map_err(|e| format!("setting up libgit2: {}", e.message()))?;
     Ok(envelope.requests)
 }
 
@@ -1227,11 +1248,16 @@ mod tests {
                 policy: Policy::Preserve,
                 dry_run: true,
             },
+            Request::ReclaimBroken {
+                entry: odd.clone(),
+                repository: "/srv/repo/.git".into(),
+                admin: None,
+                name: "wt".into(),
+            },
             Request::Restore {
                 repository: "/srv/repo/.git".into(),
                 prefix: "refs/treeward/preserved/r/20260101T000000Z".into(),
                 path: odd.clone(),
-                branch: None,
                 dry_run: false,
             },
             Request::InstallHook {
@@ -1269,7 +1295,7 @@ mod tests {
                 pid: 7,
             },
             Response::Assessed {
-                assessment: Box::new(risk::assess(Path::new("/nonexistent/treeward-test"))),
+                assessment: Box::new(crate::risk::assess(Path::new("/nonexistent/treeward-test"))),
             },
             Response::Locked {
                 newly_locked: true,

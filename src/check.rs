@@ -34,6 +34,9 @@ pub struct Checked {
     pub unreadable_processes: u32,
     pub ledger_id: Option<String>,
     pub ledger_state: Option<State>,
+    /// The path as named, when it lies inside the worktree checked (see
+    /// [`worktree_of`]); `None` when it is `path` itself.
+    pub requested_path: Option<PathBuf>,
 }
 
 /// The whole document `treeward-check --json` prints.
@@ -95,6 +98,14 @@ pub fn all_targets(config: &Config, ledger: &Document) -> (Vec<PathBuf>, Vec<Ski
     (paths, skipped)
 }
 
+/// What a named path is checked as: the worktree it lies in (a tracked or
+/// untracked file, any subdirectory), found as git finds it; else the path
+/// itself. Reads only the filesystem (no git runs before the worktree is
+/// verified).
+pub fn worktree_of(path: &Path) -> PathBuf {
+    risk::discover(path).unwrap_or_else(|| path.to_path_buf())
+}
+
 /// Checks each path. Reads only. A path holding a repository is assessed by
 /// [`assess`]: as root, by its verified owner through `worker`.
 pub fn check(
@@ -143,6 +154,7 @@ fn check_one(
         unreadable_processes: processes.unreadable(),
         ledger_id: record.map(|r| r.id.clone()),
         ledger_state: record.map(|r| r.state),
+        requested_path: None,
         assessment,
     }
 }
@@ -221,6 +233,13 @@ pub fn render_human(report: &Report) -> String {
     }
     for w in &report.worktrees {
         let a = &w.assessment;
+        if a.kind == Kind::Missing {
+            out.push_str(&format!(
+                "error: {}: no such file or directory\n",
+                a.path.display()
+            ));
+            continue;
+        }
         let verdict = if a.at_risk { "AT RISK" } else { "safe" };
         out.push_str(&format!(
             "{verdict:<8} {}  {}\n",
@@ -270,6 +289,9 @@ fn headline(a: &Assessment) -> String {
 fn details(w: &Checked) -> Vec<String> {
     let a = &w.assessment;
     let mut lines: Vec<String> = a.reasons.iter().map(|r| spell(*r, a)).collect();
+    if let Some(p) = &w.requested_path {
+        lines.insert(0, format!("checked for {}, which lies inside", p.display()));
+    }
     if a.locked {
         lines.push(match &a.lock_reason {
             Some(r) => format!("locked: {r}"),
@@ -305,6 +327,11 @@ fn spell(reason: Reason, a: &Assessment) -> String {
         .unwrap_or("no default branch found");
     match reason {
         Reason::Staged => format!("{} staged change(s)", c.staged),
+        Reason::Modified if c.hidden > 0 => format!(
+            "{} modified file(s), {} of them hidden from git status (skip-worktree, \
+             assume-unchanged)",
+            c.modified, c.hidden
+        ),
         Reason::Modified => format!("{} modified file(s)", c.modified),
         Reason::Deleted => format!("{} deleted file(s)", c.deleted),
         Reason::Untracked => format!("{} untracked file(s)", c.untracked),
@@ -321,6 +348,11 @@ fn spell(reason: Reason, a: &Assessment) -> String {
             )
         }
         Reason::WorktreeRefs => format!("per-worktree refs: {}", a.worktree_refs.join(", ")),
+        Reason::InProgress => format!("in progress: {}", a.in_progress.join(", ")),
+        Reason::Submodule => format!(
+            "submodules or embedded repositories with work of their own: {}",
+            a.submodules.join(", ")
+        ),
         Reason::NotAWorktree => "not a git worktree: its files are in no repository".to_owned(),
         Reason::Broken => format!(
             "broken: {}",

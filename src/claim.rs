@@ -331,7 +331,7 @@ pub fn verify_repository(common: &Path, owner: u32) -> Result<Repository, Unclai
 /// `None`, to whoever owns the directory at `path` (one owner all the
 /// same, on a strict path). `NotLinked` when it is none of these, or
 /// nothing is there. Nothing is read through a symlink or from a FIFO, and
-/// libgit2 is not involved: this decides whether it may be.
+/// git is not involved: this decides whether it may run.
 pub fn repository_of(path: &Path, owner: Option<u32>) -> Result<Repository, Unclaimed> {
     let refused = |why: String| Unclaimed::Refused(format!("{}: {why}", path.display()));
     if !is_normal(path) {
@@ -502,6 +502,79 @@ pub fn verify(path: &Path, expect: Expect<'_>) -> Result<Claim, Unclaimed> {
         ))
     })?;
     verify_at(parent_fd.as_fd(), parent, name, expect)
+}
+
+/// Where the work of a broken worktree can be recorded: a repository
+/// verified as the owner's, and the worktree's admin dir in it when that is
+/// still there (the repository moved, taking it along).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub repository: Repository,
+    pub admin: Option<PathBuf>,
+    /// The admin name its `.git` names.
+    pub name: OsString,
+}
+
+/// For the broken worktree `name` of the open directory `parent` (at
+/// `parent_path`; `original` is where it lived before the trash), whose
+/// `.git` names an admin dir that is gone: the repository its work can be
+/// preserved into (SPEC, "preserve"), if one can be found and verified:
+///
+/// - the repository its `.git` names, when only the admin dir is gone (it
+///   was pruned or deleted);
+/// - else one of the `known` repositories (those the ledger names) whose
+///   `worktrees/<name>` names this entry back (`gitdir`) and that
+///   repository (`commondir`): the repository moved with its admin dirs.
+///
+/// The entry must be a directory of `owner`'s, writable by no one else,
+/// and the repository `owner`'s on a strict path ([`verify_repository`]);
+/// everything is read relative to directory descriptors, never through a
+/// symlink. `None` when no repository qualifies: the work is unrecordable.
+pub fn find_repository(
+    parent: BorrowedFd<'_>,
+    parent_path: &Path,
+    name: &OsStr,
+    original: &Path,
+    owner: u32,
+    known: &[PathBuf],
+) -> Option<Found> {
+    let entry_fd = fd::open_path_at(parent, name).ok()?;
+    let st = fstat(entry_fd.as_fd()).ok()?;
+    owned_by(&st, owner, "the worktree").ok()?;
+    strict(&st, "the worktree").ok()?;
+    let dotgit = fd::read_at(entry_fd.as_fd(), OsStr::new(".git"), MAX_POINTER).ok()??;
+    let (common, admin_name) = split_admin(&parse_gitfile(&dotgit).ok()?)?;
+    if let Ok(repository) = verify_repository(&common, owner) {
+        let worktrees = open_worktrees_of(&common, owner);
+        let gone = match &worktrees {
+            Ok(fd) => matches!(fd::stat_at(fd.as_fd(), &admin_name), Ok(None)),
+            Err(Unclaimed::Broken(_)) => true,
+            Err(_) => false,
+        };
+        return gone.then_some(Found {
+            repository,
+            admin: None,
+            name: admin_name,
+        });
+    }
+    let names_us = [parent_path.join(name).join(".git"), original.join(".git")];
+    known.iter().find_map(|k| {
+        let repository = verify_repository(k, owner).ok()?;
+        let worktrees = open_worktrees_of(k, owner).ok()?;
+        let admin = k.join("worktrees").join(&admin_name);
+        let admin_fd = descend(&worktrees, &k.join("worktrees"), &admin_name, owner).ok()?;
+        owned_by(&fstat(admin_fd.as_fd()).ok()?, owner, "the admin dir").ok()?;
+        regular_or_absent(&admin_fd, &admin, ADMIN_FILES).ok()?;
+        let back = read_pointer(&admin_fd, &admin, "gitdir").ok()??;
+        let commondir = read_pointer(&admin_fd, &admin, "commondir").ok()??;
+        let back = PathBuf::from(OsString::from_vec(back));
+        let names_common = normalize(&admin.join(OsStr::from_bytes(&commondir))) == *k;
+        (names_common && names_us.contains(&back)).then(|| Found {
+            repository,
+            admin: Some(admin),
+            name: admin_name.clone(),
+        })
+    })
 }
 
 /// The admin dir a `.git` file names: `gitdir: <absolute normal path>`, one

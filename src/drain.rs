@@ -15,9 +15,9 @@
 
 use crate::as_owner::{self, Owner, Request, Response, Route, Worker};
 use crate::claim::{self, Claim, Expect, Unclaimed};
-use crate::config::Root;
+use crate::config::{Policy, Root};
 use crate::fd;
-use crate::ledger::{Ledger, Record, State};
+use crate::ledger::{Document, Ledger, Record, State};
 use crate::reclaim::Reclaimed;
 use crate::remove::{RemoveError, Removed};
 use crate::roots::{OpenRoot, TRASH};
@@ -153,6 +153,7 @@ pub fn drain_trash(
     open: &OpenRoot,
     worker: &Worker,
     deadline: Option<Instant>,
+    known: &[PathBuf],
     out: &mut Vec<Outcome>,
 ) {
     let trash = match open_trash(root, open, false, out) {
@@ -200,7 +201,7 @@ pub fn drain_trash(
         let chunk: Vec<Waiting> = queue.by_ref().take(RECLAIM_CHUNK).collect();
         let bounded = within(worker, deadline);
         let (done, next) = std::thread::scope(|s| {
-            let next = s.spawn(|| reclaim_chunk(root, &bounded, chunk));
+            let next = s.spawn(|| reclaim_chunk(root, &bounded, known, chunk));
             let done: Vec<Outcome> = reclaimed
                 .drain(..)
                 .map(|r| finish(open, worker, r))
@@ -319,15 +320,19 @@ struct Reclaiming<'a> {
 
 /// Decides a chunk of waiting entries: linked worktrees whose claims still
 /// hold are reclaimed through their owners' workers (one call per owner);
+/// so are broken worktrees under `preserve` whose repository can be found
+/// (the one their `.git` names, or one of the `known` ones their admin dir
+/// moved into: [`claim::find_repository`]), their files preserved there;
 /// the rest are judged without git. Returns the outcomes already final
 /// (skipped, failed) and the entries ready for [`finish`]. Deletes nothing.
 fn reclaim_chunk<'a>(
     root: &Root,
     worker: &Worker,
+    known: &[PathBuf],
     chunk: Vec<Waiting<'a>>,
 ) -> (Vec<Outcome>, Vec<Reclaiming<'a>>) {
     let (mut out, mut ready) = (Vec::new(), Vec::new());
-    let mut linked: BTreeMap<Owner, Vec<(Waiting, Claim)>> = BTreeMap::new();
+    let mut linked: BTreeMap<Owner, Vec<(Waiting, Request, Option<Claim>)>> = BTreeMap::new();
     let expected = claim::expected_owner(root, Uid::effective().as_raw());
     for w in chunk {
         let dir = w.batch.fd.as_fd();
@@ -357,7 +362,15 @@ fn reclaim_chunk<'a>(
                 continue;
             }
             Ok(c) => {
-                linked.entry(c.owner()).or_default().push((w, c));
+                let request = Request::Reclaim {
+                    claimed: c.ticket(),
+                    policy: root.policy,
+                    dry_run: false,
+                };
+                linked
+                    .entry(c.owner())
+                    .or_default()
+                    .push((w, request, Some(c)));
                 continue;
             }
             Err(Unclaimed::NotLinked) => match kind_at(dir, &w.name, st.st_mode) {
@@ -367,7 +380,31 @@ fn reclaim_chunk<'a>(
                     continue;
                 }
             },
-            Err(Unclaimed::Broken(_)) => (EntryKind::Broken, None),
+            Err(Unclaimed::Broken(_)) => {
+                let found = (root.policy == Policy::Preserve)
+                    .then(|| {
+                        claim::find_repository(dir, &parent, &w.name, &w.original, expected, known)
+                    })
+                    .flatten()
+                    .filter(|f| {
+                        as_owner::route(Uid::effective().as_raw(), f.repository.owner().uid)
+                            != Route::CannotSwitch
+                    });
+                if let Some(f) = found {
+                    let request = Request::ReclaimBroken {
+                        entry: w.path.clone(),
+                        repository: f.repository.common().to_path_buf(),
+                        admin: f.admin,
+                        name: PathBuf::from(f.name),
+                    };
+                    linked
+                        .entry(f.repository.owner())
+                        .or_default()
+                        .push((w, request, None));
+                    continue;
+                }
+                (EntryKind::Broken, None)
+            }
             Err(Unclaimed::Refused(why)) => (EntryKind::Linked, Some(why)),
         };
         let decision = match refused {
@@ -384,23 +421,20 @@ fn reclaim_chunk<'a>(
         });
     }
     for (owner, items) in linked {
-        let requests: Vec<Request> = items
-            .iter()
-            .map(|(_, c)| Request::Reclaim {
-                claimed: c.ticket(),
-                policy: root.policy,
-                dry_run: false,
-            })
-            .collect();
-        for ((w, c), answer) in items.into_iter().zip(call(worker, owner, &requests)) {
+        let requests: Vec<Request> = items.iter().map(|(_, r, _)| r.clone()).collect();
+        for ((w, _, c), answer) in items.into_iter().zip(call(worker, owner, &requests)) {
+            let kind = match c {
+                Some(_) => EntryKind::Linked,
+                None => EntryKind::Broken,
+            };
             match answer {
                 Ok(r) if r.error.is_none() || r.decision == Drain::Keep => ready.push(Reclaiming {
                     waiting: w,
                     decision: r.decision,
                     reclaimed: Some(r),
-                    claim: Some(c),
+                    claim: c,
                     refused: None,
-                    kind: EntryKind::Linked,
+                    kind,
                 }),
                 Ok(r) => out.push(failed_reclaim(w.original.clone(), r)),
                 Err(e) => out.push(Outcome::new(w.original, Action::Failed).with_error(e)),
@@ -505,6 +539,14 @@ fn put_back(
         }
     }
     o
+}
+
+/// The repositories the ledger names, each once: where a broken
+/// worktree's admin dir may have moved with its repository.
+pub fn known_repositories(doc: &Document) -> Vec<PathBuf> {
+    let known: std::collections::BTreeSet<PathBuf> =
+        doc.records.iter().map(|r| r.repository.clone()).collect();
+    known.into_iter().collect()
 }
 
 /// Moves one record to the state `o` means (removed, preserved, kept, or

@@ -23,6 +23,9 @@
 //!   no fsmonitor (it may start a daemon), stdin empty unless given.
 //! - [`Git::read_only`] adds `GIT_OPTIONAL_LOCKS=0`, so that `git status`
 //!   does not refresh the index: the checker writes nothing.
+//! - git dies with the thread that started it (`PR_SET_PDEATHSIG`): a
+//!   worker killed at its deadline (git blocked on a FIFO the owner
+//!   planted, say) leaves no git behind, holding the worktree in use.
 //! - A failure is a value holding the command and git's stderr; the exit
 //!   status is never ignored unless the caller asks for it ([`Git::run`]).
 
@@ -143,6 +146,19 @@ impl Git {
             .stderr(Stdio::piped());
         for (key, value) in inherited_log_variables() {
             cmd.env(key, value);
+        }
+        let parent = nix::unistd::getpid();
+        // SAFETY: only async-signal-safe calls (prctl, getppid) between
+        // fork and exec.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+                // The parent died before the line above: nobody waits.
+                if nix::unistd::getppid() != parent {
+                    return Err(io::Error::from_raw_os_error(nix::libc::ESRCH));
+                }
+                Ok(())
+            });
         }
         cmd.arg("-C").arg(dir);
         for c in FIXED_CONFIG {

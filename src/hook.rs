@@ -118,7 +118,7 @@ pub struct Facts {
 }
 
 /// Reads the facts of the worktree at `dir`: a few stats and two small
-/// files, no libgit2 (opening a repository costs more than the whole hook).
+/// files, no git (starting git costs more than the whole hook).
 pub fn facts(dir: &Path) -> Facts {
     let location = locate(dir);
     let branch = match &location {

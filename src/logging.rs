@@ -75,6 +75,20 @@ pub fn verbosity_level(quiet: bool, verbose: u8) -> log::LevelFilter {
     }
 }
 
+/// Whether stdout is the journal stream systemd handed us
+/// (`JOURNAL_STREAM` names its device and inode): what a program prints
+/// there is a journal record already.
+pub fn stdout_is_journal() -> bool {
+    use std::os::fd::AsFd;
+    let Some(stream) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Ok(st) = nix::sys::stat::fstat(std::io::stdout().as_fd()) else {
+        return false;
+    };
+    stream.to_str() == Some(&format!("{}:{}", st.st_dev, st.st_ino))
+}
+
 /// Logs a program's end-of-pass summary: under journald as an [`event`]
 /// with its structured fields at `level`; elsewhere at `level` only when
 /// stdout does not already end with it (`on_stdout`: the human report),

@@ -1,78 +1,106 @@
-//! Preserve: record a worktree's at-risk work in its common repository, where
-//! it outlives the worktree, before anything removes the worktree.
+//! Preserve: record the whole state of a worktree in its common repository,
+//! where it outlives the worktree, before anything removes the worktree.
+//! Everything goes through the host's `git` ([`crate::git`]), as the
+//! repository's owner (the caller's privilege drop: the owner worker when
+//! root), so whatever format git can work with (SHA-256, reftable, sparse
+//! index, split index) can be preserved.
 //!
-//! Shared by the sweep, the reaper and `treeward restore`. Contract:
+//! Contract. One preserve writes one *set*, refs under
+//! `refs/treeward/preserved/<worktree-name>/<stamp>/` in the common
+//! repository, never overwriting one (`<stamp>` is `20261120T231500Z`, then
+//! `-1`, `-2`, … when taken; the set is created in one ref transaction):
 //!
-//! - Uncommitted work becomes one commit shaped exactly like a `git stash`
-//!   commit, so plain git can recover it: `W` (tracked files as in the working
-//!   tree) with parents `[HEAD, I]` or `[HEAD, I, U]`, where `I` holds the
-//!   index and `U` (parentless, only when there are some) the untracked files
-//!   that are not ignored. `git stash apply --index <ref>` in a clean worktree
-//!   at the same HEAD gives back staged as staged, unstaged as unstaged and
-//!   untracked as untracked, with executable bits and symlinks.
-//! - Refs, in the common repository, never overwritten:
-//!   `refs/treeward/preserved/<worktree-name>/<stamp>/work` (that commit),
-//!   `…/<stamp>/head` (a detached HEAD whose commits no ref reaches),
-//!   `…/<stamp>/worktree/<rest>` and `…/<stamp>/bisect/<rest>` (copies of the
-//!   per-worktree refs). `<stamp>` is `20261120T231500Z`, with `-1`, `-2`, …
-//!   when that name is taken. Nothing at risk: no refs, no-op.
-//! - Nothing in the worktree changes: every tree is built in standalone
-//!   in-memory indexes (a copy of the worktree's index is read, never
-//!   written), so its index, HEAD and files stay byte-identical.
+//! - `state`: a commit (parent: HEAD, when born) whose tree holds, by the
+//!   names of [`layout`]:
+//!   - `meta`: JSON ([`layout::Meta`]): format version, repository, admin
+//!     name, original path, stamp, object and ref formats, HEAD, branch,
+//!     root refs (`ORIG_HEAD`, `CHERRY_PICK_HEAD`, `AUTO_MERGE`, …),
+//!     per-worktree refs, nested repositories: restoring needs no ledger;
+//!   - `files/<path>`: every working file, tracked (skip-worktree,
+//!     assume-unchanged and outside-the-sparse-patterns ones included) or
+//!     untracked and not ignored, as raw bytes (`hash-object
+//!     --no-filters`: no attribute applied), with its executable bit;
+//!     symlinks as their targets;
+//!   - `index`: the index file as git wrote it (stages, flags,
+//!     intent-to-add, sparse entries, extensions), and
+//!     `sharedindex/<name>` the split index's shared files;
+//!   - `stages/<stage>/<path>`: every object the index names, so staged and
+//!     conflicting blobs stay alive;
+//!   - `admin/<path>`: the in-progress state files of the git dir
+//!     ([`layout::STATE_FILES`], [`layout::STATE_DIRS`]: merge, rebase,
+//!     cherry-pick, revert, sequencer, bisect), `config.worktree` and
+//!     `info/sparse-checkout`;
+//!   - `modules/<enc-path>`: for every submodule and embedded repository
+//!     (at any depth, by its path from the worktree's top, [`layout::encode`]d)
+//!     the same layout for its own state, its git `config` in `admin/`;
+//! - `work`: when there is uncommitted work, a commit shaped exactly like a
+//!   `git stash` commit, so plain git can recover it: `W` (tracked files as
+//!   in the working tree) with parents `[HEAD, I]` or `[HEAD, I, U]` (`I`
+//!   the index, conflicts taken as "ours"; `U`, parentless, the untracked
+//!   files); `[I]`/`[I, U]` on an unborn branch. `git stash apply --index`
+//!   at the same HEAD gives it back;
+//! - `head`: a detached HEAD whose commits no other ref reaches;
+//! - `worktree/…`, `bisect/…`, `rewritten/…`: copies of the per-worktree
+//!   refs. The objects only the in-progress state names (root refs, ids
+//!   written in state files: `MERGE_HEAD`, `rebase-merge/onto`, an
+//!   autostash) stay alive as further parents of `state` (commits) or
+//!   under `keep/<NAME>` in its tree (`AUTO_MERGE`'s tree);
+//! - `modules/<enc-path>/refs/…`, `…/keep/…`: every ref of each nested
+//!   repository and the objects its state names, fetched into the common
+//!   repository (a linked worktree's submodule keeps its git dir in the
+//!   admin dir, which dies with the worktree).
 //!
-//! Edge cases, decided:
-//! - A conflicted index cannot be a stash (git refuses). The conflicted paths
-//!   are taken as "ours" (stage 2, HEAD's version) in `I`, and the
-//!   working-tree file, conflict markers and all, goes into `W`; restored,
-//!   the path shows as modified with the markers. The in-progress merge
-//!   itself (`MERGE_HEAD`) is not kept. A path deleted on our side is absent
-//!   from `I`, so its working-tree file lands in `U`.
-//! - Unborn HEAD: `I` and `W` have no HEAD parent (`W` = `[I]` or `[I, U]`),
-//!   which `git stash apply` cannot use; `treeward restore` handles it.
-//! - Submodules are kept as recorded in the index; empty directories are
-//!   not recorded (git cannot); sockets and FIFOs hold no data and are
-//!   skipped. An untracked nested repository cannot be preserved as files:
-//!   that is an error (fail closed), and nothing is written.
+//! Nothing in the worktree changes: its index, HEAD, files and git dir are
+//! only read (the git dir below its descriptor, never through a symlink);
+//! every tree is built in a temporary index in a scratch directory inside
+//! the common dir (removed afterwards); a nested repository gets objects
+//! written into its object store and nothing else.
+//!
+//! Not recorded (SPEC's exceptions): ignored files, empty directories,
+//! FIFOs and sockets, permission bits git does not track.
 //!
 //! Failure mode: any git or filesystem error is returned as a value naming
-//! the path and what failed; refs already written by a failed call stay
-//! (they only ever add safety). This runs as the repository's owner; the
-//! privilege drop is the caller's.
+//! the path and what failed, and no ref of the set is written (objects may
+//! be, for `git gc` to take); a preserve cut short may leave refs under
+//! `refs/treeward/tmp/` (they only keep objects alive).
+
+mod capture;
+pub mod layout;
+
+pub use capture::Repo;
 
 use crate::fd;
+use crate::git::GitError;
 use crate::ledger;
-use crate::risk::{self, branch, reach, Location};
-use git2::{
-    BranchType, Commit, Delta, DiffOptions, ErrorCode, Index, IndexEntry, IndexTime, ObjectType,
-    Oid, Repository, RepositoryOpenFlags, Signature,
-};
-use std::collections::BTreeSet;
+use crate::risk::{self, Location};
+use capture::{capture, Captured, Kept, Scratch, Target};
+use layout::{ModuleKind, KEEP, MODULES};
+use std::collections::{BTreeSet, VecDeque};
 use std::ffi::OsStr;
 use std::fmt;
-use std::fs;
 use std::io;
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The namespace every preserved ref lives under.
 pub const NAMESPACE: &str = "refs/treeward/preserved";
+/// Where a preserve keeps fetched refs until its set is written.
+const SCRATCH_NAMESPACE: &str = "refs/treeward/tmp";
 
 /// The identity of every commit preserve writes: no dependence on the
 /// user's configuration.
 const SIGNATURE_NAME: &str = "treeward";
 const SIGNATURE_EMAIL: &str = "treeward@localhost";
 
-const MODE_FILE: u32 = 0o100644;
-const MODE_EXECUTABLE: u32 = 0o100755;
-const MODE_SYMLINK: u32 = 0o120000;
+/// The most nested repositories one worktree's set records.
+const MAX_MODULES: usize = 256;
 
 /// What a preserve wrote.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Preserved {
-    /// Full names of the refs written, sorted; empty when nothing was at risk.
+    /// Full names of the refs written, sorted.
     pub refs: Vec<String>,
     /// The stash-shaped commit holding the uncommitted work, if any.
     pub work: Option<String>,
@@ -99,11 +127,11 @@ pub enum BranchFate {
 pub enum PreserveError {
     /// The path is not a linked worktree with an existing repository.
     NotALinkedWorktree { path: PathBuf, why: String },
-    /// A git operation failed.
+    /// A git command failed.
     Git {
         path: PathBuf,
         doing: String,
-        source: git2::Error,
+        source: GitError,
     },
     /// A file could not be read.
     Io {
@@ -111,8 +139,8 @@ pub enum PreserveError {
         doing: String,
         source: io::Error,
     },
-    /// Work that cannot be recorded in a commit (an untracked nested
-    /// repository).
+    /// Work that cannot be recorded (a state file that is not a regular
+    /// file, nested repositories beyond the limit).
     Unpreservable { path: PathBuf, why: String },
 }
 
@@ -126,7 +154,7 @@ impl fmt::Display for PreserveError {
                 path,
                 doing,
                 source,
-            } => write!(f, "{}: {doing}: {}", path.display(), source.message()),
+            } => write!(f, "{}: {doing}: {source}", path.display()),
             PreserveError::Io {
                 path,
                 doing,
@@ -149,16 +177,7 @@ impl std::error::Error for PreserveError {
     }
 }
 
-/// Builds the mapper from a git error to a [`PreserveError`] about `path`.
-fn git_err<'a>(path: &'a Path, doing: &'a str) -> impl FnOnce(git2::Error) -> PreserveError + 'a {
-    move |source| PreserveError::Git {
-        path: path.to_path_buf(),
-        doing: doing.to_owned(),
-        source,
-    }
-}
-
-/// Preserves the at-risk work of the linked worktree at `worktree`, stamped
+/// Preserves the whole state of the linked worktree at `worktree`, stamped
 /// with the current time. See the module documentation.
 pub fn preserve(worktree: &Path) -> Result<Preserved, PreserveError> {
     preserve_at(worktree, SystemTime::now())
@@ -167,7 +186,7 @@ pub fn preserve(worktree: &Path) -> Result<Preserved, PreserveError> {
 /// [`preserve`] with the time that names the refs given (a caller may want
 /// the refs to carry the same time as its ledger record).
 pub fn preserve_at(worktree: &Path, time: SystemTime) -> Result<Preserved, PreserveError> {
-    let (gitdir, common, name) = match risk::locate(worktree) {
+    let (git_dir, common, name) = match risk::locate(worktree) {
         Location::Linked {
             gitdir,
             common,
@@ -180,45 +199,154 @@ pub fn preserve_at(worktree: &Path, time: SystemTime) -> Result<Preserved, Prese
             })
         }
     };
-    let repo = Repository::open_ext(
-        worktree,
-        RepositoryOpenFlags::NO_SEARCH,
-        std::iter::empty::<&std::ffi::OsStr>(),
+    preserve_into(
+        &Source {
+            worktree,
+            git_dir: &git_dir,
+            common: &common,
+            name: &name,
+        },
+        time,
     )
-    .map_err(git_err(worktree, "opening the repository"))?;
-    let head = read_head(&repo).map_err(git_err(worktree, "reading HEAD"))?;
+}
 
-    let work = match snapshot_trees(&repo, worktree, &gitdir.join("index"), &head)? {
-        Some(trees) => Some(
-            commit_work(&repo, &head, &trees)
-                .map_err(git_err(worktree, "writing the work commit"))?,
-        ),
-        None => None,
-    };
-    let unreachable_head = match (head.detached, head.commit.as_ref()) {
-        (true, Some(c)) => {
-            let lost = reach::unreachable_from_head(&repo, c.id(), &common, Some(&name))
-                .map_err(git_err(worktree, "walking the detached HEAD's commits"))?;
-            (lost > 0).then(|| c.id())
-        }
-        _ => None,
-    };
-    let per_worktree =
-        per_worktree_refs(&repo).map_err(git_err(worktree, "reading per-worktree refs"))?;
+/// Where a preserve reads from and writes to.
+pub struct Source<'a> {
+    /// The worktree's directory.
+    pub worktree: &'a Path,
+    /// Its git dir (the admin dir of a linked worktree).
+    pub git_dir: &'a Path,
+    /// The common git dir the set goes into.
+    pub common: &'a Path,
+    /// The admin name that names the set.
+    pub name: &'a str,
+}
 
-    let planned = planned_refs(work, unreachable_head, &per_worktree);
-    if planned.is_empty() {
-        return Ok(Preserved::default());
-    }
-    let base = format!("{NAMESPACE}/{}", ref_component(&name));
+/// Preserves the worktree `s` describes into its common repository.
+pub fn preserve_into(s: &Source<'_>, time: SystemTime) -> Result<Preserved, PreserveError> {
+    let owner = owner_uid(s.common)?;
+    let scratch = Scratch::new(s.common)?;
     let stamp = compact_stamp(&ledger::format_timestamp(time));
-    let refs = write_refs(&repo, &base, &stamp, &planned)
-        .map_err(git_err(&common, "writing the preserved refs"))?;
-    log::info!("preserved {}: {}", worktree.display(), refs.join(", "));
-    Ok(Preserved {
-        refs,
-        work: work.map(|w| w.to_string()),
-    })
+    let top = capture(
+        &Target {
+            dir: s.worktree,
+            git_dir: s.git_dir,
+            owner,
+            nested: false,
+            repository: s.common,
+            admin_name: Some(s.name.to_owned()),
+            stamp: &stamp,
+        },
+        &scratch,
+    )?;
+    let repo = Repo {
+        dir: s.worktree,
+        owner,
+        git_dir: Some(s.git_dir),
+    };
+    let unique = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let scratch_refs = format!("{SCRATCH_NAMESPACE}/{}-{unique}", std::process::id());
+    let written = modules(&repo, s.worktree, &top, &stamp, &scratch, &scratch_refs)
+        .and_then(|modules| write_set(&repo, s, &top, &modules, &stamp, time, &scratch_refs));
+    if written.is_err() {
+        drop_refs(&repo, &scratch_refs);
+    }
+    let p = written?;
+    log::info!("preserved {}: {}", s.worktree.display(), p.refs.join(", "));
+    Ok(p)
+}
+
+/// Preserves a broken worktree, the directory `entry` whose `.git` leads
+/// to no admin dir, into the repository whose common dir is `common`
+/// (found by `claim::find_repository`), under the admin name `name`.
+/// With its admin dir (`admin`: the repository moved along with it) the
+/// whole state is recorded as for any worktree. Without it (pruned or
+/// deleted: HEAD, index and in-progress state died with it), the files are
+/// recorded against the repository's HEAD: a stand-in worktree is added
+/// (`git worktree add --no-checkout`, its index read from HEAD) and its git
+/// dir used with `entry` as the work tree; it is removed afterwards. Runs
+/// as the repository's owner.
+pub fn preserve_broken(
+    entry: &Path,
+    common: &Path,
+    admin: Option<&Path>,
+    name: &str,
+    time: SystemTime,
+) -> Result<Preserved, PreserveError> {
+    if let Some(admin) = admin {
+        let source = Source {
+            worktree: entry,
+            git_dir: admin,
+            common,
+            name,
+        };
+        return preserve_into(&source, time);
+    }
+    let owner = owner_uid(common)?;
+    let repo = Repo::new(common, owner);
+    let head = repo
+        .maybe(
+            &["rev-parse", "-q", "--verify", "HEAD^{commit}"],
+            "reading the repository's HEAD",
+        )?
+        .ok_or_else(|| PreserveError::Unpreservable {
+            path: common.to_path_buf(),
+            why: "the repository has no commit to record the files against".into(),
+        })?;
+    let scratch = Scratch::new(common)?;
+    let stand_in = scratch.path("worktree");
+    repo.out(
+        repo.git()?
+            .args(["worktree", "add", "--quiet", "--no-checkout", "--detach"])
+            .arg(&stand_in)
+            .arg(&head),
+        "adding a stand-in worktree",
+    )?;
+    let preserved = Repo::new(&stand_in, owner)
+        .text(
+            &["rev-parse", "--absolute-git-dir"],
+            "finding the stand-in's git dir",
+        )
+        .and_then(|git_dir| {
+            let git_dir = PathBuf::from(git_dir);
+            let files = Repo {
+                dir: entry,
+                owner,
+                git_dir: Some(&git_dir),
+            };
+            files.out(
+                files.git()?.args(["read-tree", &head]),
+                "reading HEAD into the index",
+            )?;
+            let source = Source {
+                worktree: entry,
+                git_dir: &git_dir,
+                common,
+                name,
+            };
+            preserve_into(&source, time)
+        });
+    let removed = repo.git().and_then(|git| {
+        repo.out(
+            git.args(["worktree", "remove", "--force"]).arg(&stand_in),
+            "removing the stand-in worktree",
+        )
+    });
+    if let Err(e) = removed {
+        log::warn!("{e}");
+    }
+    preserved
+}
+
+/// The uid that owns the common dir `common`: every git command runs as it.
+fn owner_uid(common: &Path) -> Result<u32, PreserveError> {
+    crate::as_owner::owner_of(common)
+        .map(|o| o.uid)
+        .map_err(|source| PreserveError::Io {
+            path: common.to_path_buf(),
+            doing: "reading the repository's owner".into(),
+            source,
+        })
 }
 
 fn describe(location: &Location) -> String {
@@ -233,409 +361,316 @@ fn describe(location: &Location) -> String {
     }
 }
 
-/// HEAD as the messages and parents of the work commit need it.
-struct Head<'r> {
-    /// `None` when HEAD is unborn.
-    commit: Option<Commit<'r>>,
-    detached: bool,
-    /// The branch's short name, or `(no branch)` when detached.
-    label: String,
+/// Captures every nested repository (breadth first, by path from the top),
+/// fetching its refs, its state tree and the objects its state names into
+/// the top repository under `scratch_refs/modules/<enc>/`. Returns each
+/// module's encoded path and state tree.
+fn modules(
+    top_repo: &Repo<'_>,
+    top: &Path,
+    captured: &Captured,
+    stamp: &str,
+    scratch: &Scratch,
+    scratch_refs: &str,
+) -> Result<Vec<(String, String)>, PreserveError> {
+    let mut queue: VecDeque<(Vec<u8>, ModuleKind)> = captured.nested.iter().cloned().collect();
+    let mut out = Vec::new();
+    while let Some((path, _)) = queue.pop_front() {
+        let dir = top.join(OsStr::from_bytes(&path));
+        if out.len() == MAX_MODULES {
+            return Err(PreserveError::Unpreservable {
+                path: dir,
+                why: format!("more than {MAX_MODULES} nested repositories"),
+            });
+        }
+        let repo = Repo::new(&dir, top_repo.owner);
+        let git_dir = PathBuf::from(repo.text(
+            &["rev-parse", "--absolute-git-dir"],
+            "finding a nested repository's git dir",
+        )?);
+        let c = capture(
+            &Target {
+                dir: &dir,
+                git_dir: &git_dir,
+                owner: top_repo.owner,
+                nested: true,
+                repository: &git_dir,
+                admin_name: None,
+                stamp,
+            },
+            scratch,
+        )?;
+        let enc = layout::encode(&path);
+        let dst = format!("{scratch_refs}/{MODULES}/{enc}");
+        let mut refspecs = vec![c.tree.clone(), format!("+refs/*:{dst}/refs/*")];
+        refspecs.extend(
+            c.keep
+                .iter()
+                .map(|k| format!("{}:{dst}/keep/{}", k.oid, k.name)),
+        );
+        top_repo.out(
+            top_repo
+                .git()?
+                .args([
+                    "-c",
+                    "protocol.version=2",
+                    "fetch",
+                    "--quiet",
+                    "--no-tags",
+                    "--no-write-fetch-head",
+                    "--no-auto-maintenance",
+                    "--no-recurse-submodules",
+                    "--no-prune",
+                    "--end-of-options",
+                ])
+                .arg(&git_dir)
+                .args(&refspecs),
+            "fetching a nested repository's objects",
+        )?;
+        for (child, kind) in &c.nested {
+            queue.push_back(([&path[..], b"/", child].concat(), *kind));
+        }
+        out.push((enc, c.tree));
+    }
+    Ok(out)
 }
 
-fn read_head(repo: &Repository) -> Result<Head<'_>, git2::Error> {
-    let detached = repo.head_detached()?;
-    let head = repo.find_reference("HEAD")?;
-    let label = if detached {
-        "(no branch)".to_owned()
+/// Writes the commits of the set and then its refs, in one transaction
+/// under the first free stamp.
+fn write_set(
+    repo: &Repo<'_>,
+    s: &Source<'_>,
+    top: &Captured,
+    modules: &[(String, String)],
+    stamp: &str,
+    time: SystemTime,
+    scratch_refs: &str,
+) -> Result<Preserved, PreserveError> {
+    let tree = extend_tree(repo, &top.tree, modules, &top.keep)?;
+    let head = top.meta.head.as_deref();
+    let date = format!(
+        "@{} +0000",
+        time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    );
+    let commit = |tree: &str, parents: &[&str], message: &str| -> Result<String, PreserveError> {
+        let mut git = repo
+            .git()?
+            .env("GIT_AUTHOR_NAME", SIGNATURE_NAME)
+            .env("GIT_AUTHOR_EMAIL", SIGNATURE_EMAIL)
+            .env("GIT_COMMITTER_NAME", SIGNATURE_NAME)
+            .env("GIT_COMMITTER_EMAIL", SIGNATURE_EMAIL)
+            .env("GIT_AUTHOR_DATE", &date)
+            .env("GIT_COMMITTER_DATE", &date)
+            .args(["commit-tree", "--no-gpg-sign", "-m", message]);
+        for p in parents {
+            git = git.args(["-p", p]);
+        }
+        let out = repo.out(git.arg(tree), "writing a commit")?;
+        Ok(String::from_utf8_lossy(&out).trim().to_owned())
+    };
+    let head_parents: Vec<&str> = head.into_iter().collect();
+    let mut state_parents = head_parents.clone();
+    for k in top.keep.iter().filter(|k| k.kind == "commit") {
+        if !state_parents.contains(&k.oid.as_str()) {
+            state_parents.push(&k.oid);
+        }
+    }
+    let state = commit(
+        &tree,
+        &state_parents,
+        &format!("treeward: preserved state of {}", s.name),
+    )?;
+
+    let head_tree = match head {
+        Some(h) => repo.text(
+            &["rev-parse", &format!("{h}^{{tree}}")],
+            "reading HEAD's tree",
+        )?,
+        None => repo.mktree(&[])?,
+    };
+    let work = if has_work(&head_tree, top) {
+        let on = match head {
+            Some(h) => {
+                let line = repo.text(
+                    &[
+                        "log",
+                        "-1",
+                        "--no-show-signature",
+                        "--format=%h %s",
+                        "--abbrev=7",
+                        h,
+                    ],
+                    "reading HEAD's subject",
+                )?;
+                format!("{}: {line}", label(top.meta.branch.as_deref()))
+            }
+            None => format!("{}: (no commit yet)", label(top.meta.branch.as_deref())),
+        };
+        let i = commit(&top.index_tree, &head_parents, &format!("index on {on}\n"))?;
+        let u = top
+            .untracked_tree
+            .as_deref()
+            .map(|u| commit(u, &[], &format!("untracked files on {on}\n")))
+            .transpose()?;
+        let mut parents = head_parents.clone();
+        parents.push(&i);
+        parents.extend(u.as_deref());
+        Some(commit(&top.work_tree, &parents, &format!("WIP on {on}\n"))?)
     } else {
-        let target = head.symbolic_target_bytes().unwrap_or_default();
-        let target = String::from_utf8_lossy(target);
-        target.trim_start_matches("refs/heads/").to_owned()
+        None
     };
-    let commit = match head.resolve() {
-        Ok(r) => Some(r.peel_to_commit()?),
-        Err(e) if e.code() == ErrorCode::NotFound => None,
-        Err(e) => return Err(e),
+    let unreachable_head = match (top.meta.branch.as_deref(), head) {
+        (None, Some(h)) => repo
+            .maybe(
+                &[
+                    "rev-list",
+                    "-n1",
+                    h,
+                    "--not",
+                    // What dies with the worktree reaches nothing.
+                    "--exclude=HEAD",
+                    "--exclude=refs/worktree/*",
+                    "--exclude=refs/bisect/*",
+                    "--exclude=refs/rewritten/*",
+                    "--all",
+                ],
+                "walking the detached HEAD's commits",
+            )?
+            .is_some_and(|out| !out.is_empty())
+            .then(|| h.to_owned()),
+        _ => None,
     };
-    Ok(Head {
-        commit,
-        detached,
-        label,
+    let fetched = repo.text(
+        &[
+            "for-each-ref",
+            "--format=%(refname) %(objectname)",
+            &format!("{scratch_refs}/"),
+        ],
+        "reading the fetched refs",
+    )?;
+    let fetched: Vec<(String, String)> = fetched
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(n, o)| (n.to_owned(), o.to_owned()))
+        .collect();
+    let planned = planned_refs(
+        &state,
+        work.as_deref(),
+        unreachable_head.as_deref(),
+        top,
+        &fetched,
+        scratch_refs,
+    );
+    let base = format!("{NAMESPACE}/{}", ref_component(s.name));
+    let refs = write_refs(repo, &base, stamp, &planned, &fetched)?;
+    Ok(Preserved { refs, work })
+}
+
+/// The state tree with a `modules` subtree of the nested repositories'
+/// state trees and a `keep` subtree of the trees and blobs the state names
+/// (the commits it names are the state commit's parents).
+fn extend_tree(
+    repo: &Repo<'_>,
+    tree: &str,
+    modules: &[(String, String)],
+    keep: &[Kept],
+) -> Result<String, PreserveError> {
+    let kept: Vec<(u32, &str, String, Vec<u8>)> = keep
+        .iter()
+        .filter_map(|k| {
+            let mode = match k.kind.as_str() {
+                "tree" => 0o040000,
+                "blob" => layout::MODE_FILE,
+                _ => return None,
+            };
+            Some((
+                mode,
+                k.kind.as_str(),
+                k.oid.clone(),
+                k.name.as_bytes().to_vec(),
+            ))
+        })
+        .collect();
+    if modules.is_empty() && kept.is_empty() {
+        return Ok(tree.to_owned());
+    }
+    let listed = repo.out(
+        repo.git()?.read_only().args(["ls-tree", "-z", "-l", tree]),
+        "reading the state tree",
+    )?;
+    let mut top: Vec<(u32, &str, String, Vec<u8>)> = layout::parse_ls_tree(&listed)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| {
+            let kind = if e.mode == 0o040000 { "tree" } else { "blob" };
+            (e.mode, kind, e.oid, e.path)
+        })
+        .collect();
+    if !modules.is_empty() {
+        let entries: Vec<(u32, &str, String, Vec<u8>)> = modules
+            .iter()
+            .map(|(enc, t)| (0o040000, "tree", t.clone(), enc.as_bytes().to_vec()))
+            .collect();
+        top.push((
+            0o040000,
+            "tree",
+            repo.mktree(&entries)?,
+            MODULES.as_bytes().to_vec(),
+        ));
+    }
+    if !kept.is_empty() {
+        top.push((
+            0o040000,
+            "tree",
+            repo.mktree(&kept)?,
+            KEEP.as_bytes().to_vec(),
+        ));
+    }
+    repo.mktree(&top)
+}
+
+/// `git stash`'s label for HEAD: the branch's short name, or `(no branch)`.
+fn label(branch: Option<&str>) -> &str {
+    branch.map_or("(no branch)", |b| {
+        b.strip_prefix("refs/heads/").unwrap_or(b)
     })
 }
 
-/// The trees of the work commit.
-struct Trees {
-    index: Oid,
-    work: Oid,
-    untracked: Option<Oid>,
+/// Whether the trees hold anything HEAD does not: a stash is due.
+fn has_work(head_tree: &str, top: &Captured) -> bool {
+    top.conflicted
+        || top.untracked_tree.is_some()
+        || top.index_tree != head_tree
+        || top.work_tree != top.index_tree
 }
 
-/// Builds the index, working-tree and untracked trees (writing only tree
-/// and blob objects); `None` when there is no uncommitted work.
-fn snapshot_trees(
-    repo: &Repository,
-    worktree: &Path,
-    index_path: &Path,
-    head: &Head<'_>,
-) -> Result<Option<Trees>, PreserveError> {
-    let head_tree = match &head.commit {
-        Some(c) => c.tree_id(),
-        None => Oid::hash_object(ObjectType::Tree, &[])
-            .map_err(git_err(worktree, "hashing the empty tree"))?,
-    };
-    // A copy of the worktree's index: read from its file, changed only in
-    // memory, never written back (no `write()` call exists in this module).
-    let mut index = Index::open(index_path).map_err(git_err(index_path, "reading the index"))?;
-    let conflicted =
-        take_ours_for_conflicts(&mut index).map_err(git_err(index_path, "reading conflicts"))?;
-    let index_tree = index
-        .write_tree_to(repo)
-        .map_err(git_err(index_path, "writing the index tree"))?;
-    let changes = workdir_changes(repo, &index).map_err(git_err(
-        worktree,
-        "comparing the working tree with the index",
-    ))?;
-
-    let mut work = Index::new().map_err(git_err(worktree, "creating an index"))?;
-    let tree = repo
-        .find_tree(index_tree)
-        .map_err(git_err(worktree, "reading the index tree"))?;
-    work.read_tree(&tree)
-        .map_err(git_err(worktree, "reading the index tree"))?;
-    let mut untracked = Index::new().map_err(git_err(worktree, "creating an index"))?;
-    let trust_filemode = repo
-        .config()
-        .and_then(|c| c.get_bool("core.filemode"))
-        .unwrap_or(true);
-
-    for change in &changes {
-        let rel = Path::new(std::ffi::OsStr::from_bytes(&change.path));
-        let abs = worktree.join(rel);
-        match change.kind {
-            ChangeKind::Deleted => {
-                work.remove_path(rel)
-                    .map_err(git_err(&abs, "recording a deletion"))?;
-            }
-            ChangeKind::Changed => {
-                let prior = index.get_path(rel, 0).map(|e| e.mode);
-                match record_file(repo, &abs, &change.path, prior, trust_filemode)? {
-                    Some(entry) => work.add(&entry),
-                    None => work.remove_path(rel),
-                }
-                .map_err(git_err(&abs, "recording a change"))?;
-            }
-            ChangeKind::Untracked => {
-                refuse_nested_repository(&abs)?;
-                if let Some(entry) = record_file(repo, &abs, &change.path, None, true)? {
-                    untracked
-                        .add(&entry)
-                        .map_err(git_err(&abs, "recording an untracked file"))?;
-                }
-            }
-        }
-    }
-    let work_tree = work
-        .write_tree_to(repo)
-        .map_err(git_err(worktree, "writing the working-tree tree"))?;
-    let untracked_tree = if untracked.is_empty() {
-        None
-    } else {
-        Some(
-            untracked
-                .write_tree_to(repo)
-                .map_err(git_err(worktree, "writing the untracked tree"))?,
-        )
-    };
-    let trees = Trees {
-        index: index_tree,
-        work: work_tree,
-        untracked: untracked_tree,
-    };
-    Ok(has_work(head_tree, &trees, conflicted).then_some(trees))
-}
-
-/// Whether the trees hold anything HEAD does not.
-fn has_work(head_tree: Oid, trees: &Trees, conflicted: bool) -> bool {
-    conflicted || trees.untracked.is_some() || trees.index != head_tree || trees.work != trees.index
-}
-
-/// Replaces each conflict in `index` by its "ours" side (stage 2, which is
-/// HEAD's version) at stage 0, or by nothing when ours deleted the path.
-/// Returns whether there was any conflict.
-fn take_ours_for_conflicts(index: &mut Index) -> Result<bool, git2::Error> {
-    let mut conflicts = Vec::new();
-    for c in index.conflicts()? {
-        conflicts.push(c?);
-    }
-    let conflicted = !conflicts.is_empty();
-    for c in conflicts {
-        let Some(path) = [&c.our, &c.their, &c.ancestor]
-            .into_iter()
-            .flatten()
-            .map(|e| e.path.clone())
-            .next()
-        else {
-            continue;
-        };
-        index.conflict_remove(Path::new(std::ffi::OsStr::from_bytes(&path)))?;
-        if let Some(mut ours) = c.our {
-            ours.flags &= !STAGE_MASK;
-            index.add(&ours)?;
-        }
-    }
-    Ok(conflicted)
-}
-
-/// The stage bits of an index entry's flags.
-const STAGE_MASK: u16 = 0x3000;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ChangeKind {
-    /// A tracked path whose working-tree file differs from the index.
-    Changed,
-    /// A tracked path missing from the working tree.
-    Deleted,
-    /// A path git neither tracks nor ignores.
-    Untracked,
-}
-
-struct Change {
-    path: Vec<u8>,
-    kind: ChangeKind,
-}
-
-/// The working tree compared with the index copy, the way `git status
-/// --untracked-files=all` sees it; the index is not refreshed or written.
-fn workdir_changes(repo: &Repository, index: &Index) -> Result<Vec<Change>, git2::Error> {
-    let mut opts = DiffOptions::new();
-    opts.include_untracked(true)
-        .recurse_untracked_dirs(true)
-        .include_ignored(false)
-        .include_typechange(true)
-        .include_unreadable(true)
-        .ignore_submodules(true);
-    let diff = repo.diff_index_to_workdir(Some(index), Some(&mut opts))?;
-    let mut out = Vec::new();
-    for delta in diff.deltas() {
-        let kind = match delta.status() {
-            Delta::Modified | Delta::Typechange => ChangeKind::Changed,
-            Delta::Deleted => {
-                let skipped = delta
-                    .old_file()
-                    .path()
-                    .and_then(|p| index.get_path(p, 0))
-                    .is_some_and(|e| e.flags_extended & SKIP_WORKTREE != 0);
-                if skipped {
-                    continue; // sparse checkout: not in the working tree by design
-                }
-                ChangeKind::Deleted
-            }
-            Delta::Untracked => ChangeKind::Untracked,
-            Delta::Unreadable => {
-                let path = delta.new_file().path_bytes().unwrap_or_default();
-                return Err(git2::Error::from_str(&format!(
-                    "{} cannot be read",
-                    String::from_utf8_lossy(path)
-                )));
-            }
-            _ => continue,
-        };
-        let file = if kind == ChangeKind::Deleted {
-            delta.old_file()
-        } else {
-            delta.new_file()
-        };
-        if let Some(path) = file.path_bytes() {
-            out.push(Change {
-                path: path.to_vec(),
-                kind,
-            });
-        }
-    }
-    Ok(out)
-}
-
-const SKIP_WORKTREE: u16 = git2::IndexEntryExtendedFlag::SKIP_WORKTREE.bits();
-
-/// An untracked directory that git reports as one entry is a nested
-/// repository: its files (and history) cannot be kept in a commit.
-fn refuse_nested_repository(abs: &Path) -> Result<(), PreserveError> {
-    match fs::symlink_metadata(abs) {
-        Ok(m) if m.is_dir() && abs.join(".git").exists() => Err(PreserveError::Unpreservable {
-            path: abs.to_path_buf(),
-            why: "an untracked nested git repository".into(),
-        }),
-        _ => Ok(()),
-    }
-}
-
-/// What kind of working-tree file a path is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum FileKind {
-    Regular {
-        executable: bool,
-    },
-    Symlink,
-    /// A directory, socket, FIFO or device: no file content to record.
-    Other,
-}
-
-/// The index mode to record a file with: git's two regular-file modes by the
-/// executable bit (unless `core.filemode` is false, when the mode the index
-/// had wins), and the symlink mode.
-fn entry_mode(kind: FileKind, trust_filemode: bool, prior: Option<u32>) -> Option<u32> {
-    match kind {
-        FileKind::Symlink => Some(MODE_SYMLINK),
-        FileKind::Regular { executable } => Some(match prior {
-            Some(p) if !trust_filemode && (p == MODE_FILE || p == MODE_EXECUTABLE) => p,
-            _ if executable => MODE_EXECUTABLE,
-            _ => MODE_FILE,
-        }),
-        FileKind::Other => None,
-    }
-}
-
-/// Writes the blob of the working-tree file at `abs` and returns its index
-/// entry; `None` when there is no file content to record (gone, a
-/// directory, a socket).
-fn record_file(
-    repo: &Repository,
-    abs: &Path,
-    rel: &[u8],
-    prior: Option<u32>,
-    trust_filemode: bool,
-) -> Result<Option<IndexEntry>, PreserveError> {
-    let meta = match fs::symlink_metadata(abs) {
-        Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(PreserveError::Io {
-                path: abs.to_path_buf(),
-                doing: "reading file metadata".into(),
-                source,
-            })
-        }
-    };
-    let kind = if meta.file_type().is_symlink() {
-        FileKind::Symlink
-    } else if meta.is_file() {
-        FileKind::Regular {
-            executable: meta.permissions().mode() & 0o111 != 0,
-        }
-    } else {
-        FileKind::Other
-    };
-    let Some(mode) = entry_mode(kind, trust_filemode, prior) else {
-        if !meta.is_dir() {
-            log::warn!("not preserving {}: not a regular file", abs.display());
-        }
-        return Ok(None);
-    };
-    let id = if kind == FileKind::Symlink {
-        let target = fs::read_link(abs).map_err(|source| PreserveError::Io {
-            path: abs.to_path_buf(),
-            doing: "reading the symbolic link".into(),
-            source,
-        })?;
-        repo.blob(target.as_os_str().as_bytes())
-    } else {
-        repo.blob_path(abs)
-    }
-    .map_err(git_err(abs, "storing the file"))?;
-    Ok(Some(IndexEntry {
-        ctime: IndexTime::new(0, 0),
-        mtime: IndexTime::new(0, 0),
-        dev: 0,
-        ino: 0,
-        mode,
-        uid: 0,
-        gid: 0,
-        file_size: u32::try_from(meta.len()).unwrap_or(u32::MAX),
-        id,
-        flags: 0,
-        flags_extended: 0,
-        path: rel.to_vec(),
-    }))
-}
-
-/// Writes `I`, `U` and `W` as `git stash` shapes them; returns `W`.
-fn commit_work(repo: &Repository, head: &Head<'_>, trees: &Trees) -> Result<Oid, git2::Error> {
-    let sig = Signature::now(SIGNATURE_NAME, SIGNATURE_EMAIL)?;
-    let on = match &head.commit {
-        Some(c) => format!(
-            "{}: {} {}",
-            head.label,
-            c.as_object().short_id()?.as_str().unwrap_or_default(),
-            String::from_utf8_lossy(c.summary_bytes().unwrap_or_default())
-        ),
-        None => format!("{}: (no commit yet)", head.label),
-    };
-    let head_parents: Vec<&Commit<'_>> = head.commit.iter().collect();
-
-    let index_tree = repo.find_tree(trees.index)?;
-    let i = repo.commit(
-        None,
-        &sig,
-        &sig,
-        &format!("index on {on}\n"),
-        &index_tree,
-        &head_parents,
-    )?;
-    let i = repo.find_commit(i)?;
-    let u = match trees.untracked {
-        Some(t) => {
-            let tree = repo.find_tree(t)?;
-            let u = repo.commit(
-                None,
-                &sig,
-                &sig,
-                &format!("untracked files on {on}\n"),
-                &tree,
-                &[],
-            )?;
-            Some(repo.find_commit(u)?)
-        }
-        None => None,
-    };
-    let mut parents = head_parents;
-    parents.push(&i);
-    parents.extend(u.as_ref());
-    let work_tree = repo.find_tree(trees.work)?;
-    repo.commit(
-        None,
-        &sig,
-        &sig,
-        &format!("WIP on {on}\n"),
-        &work_tree,
-        &parents,
-    )
-}
-
-/// This worktree's per-worktree refs and what they point at.
-fn per_worktree_refs(repo: &Repository) -> Result<Vec<(String, Oid)>, git2::Error> {
-    let mut out = Vec::new();
-    for name in reach::worktree_refs(repo)? {
-        let oid = repo.refname_to_id(&name)?;
-        out.push((name, oid));
-    }
-    Ok(out)
-}
-
-/// The refs to write, relative to `<namespace>/<worktree>/<stamp>/`: the work
-/// commit, the detached HEAD when commits of it would be lost, and one copy
-/// of each per-worktree ref (`refs/worktree/x` → `worktree/x`).
+/// The refs of the set, relative to `<namespace>/<worktree>/<stamp>/`, and
+/// their targets: the state, the work commit, the detached HEAD when
+/// commits of it would be lost, a copy of each per-worktree ref
+/// (`refs/worktree/x` → `worktree/x`), the objects the state names
+/// (`keep/<name>`), and the nested repositories' fetched refs.
 fn planned_refs(
-    work: Option<Oid>,
-    unreachable_head: Option<Oid>,
-    per_worktree: &[(String, Oid)],
-) -> Vec<(String, Oid)> {
-    let mut out = Vec::new();
-    out.extend(work.map(|w| ("work".to_owned(), w)));
-    out.extend(unreachable_head.map(|h| ("head".to_owned(), h)));
-    for (name, oid) in per_worktree {
+    state: &str,
+    work: Option<&str>,
+    unreachable_head: Option<&str>,
+    top: &Captured,
+    fetched: &[(String, String)],
+    scratch_refs: &str,
+) -> Vec<(String, String)> {
+    let mut out = vec![("state".to_owned(), state.to_owned())];
+    out.extend(work.map(|w| ("work".to_owned(), w.to_owned())));
+    out.extend(unreachable_head.map(|h| ("head".to_owned(), h.to_owned())));
+    for (name, oid) in &top.meta.worktree_refs {
         if let Some(rest) = name.strip_prefix("refs/") {
-            out.push((rest.to_owned(), *oid));
+            out.push((rest.to_owned(), oid.clone()));
+        }
+    }
+    for (name, oid) in fetched {
+        if let Some(rest) = name
+            .strip_prefix(scratch_refs)
+            .and_then(|r| r.strip_prefix('/'))
+        {
+            out.push((rest.to_owned(), oid.clone()));
         }
     }
     out
@@ -692,129 +727,192 @@ fn ref_component(name: &str) -> String {
     out
 }
 
+/// Pure: the `git update-ref --stdin -z` input that creates every planned
+/// ref under `prefix` (failing if any exists) and deletes the `fetched`
+/// scratch refs, in one transaction.
+fn transaction(
+    prefix: &str,
+    planned: &[(String, String)],
+    fetched: &[(String, String)],
+) -> Vec<u8> {
+    let mut input = Vec::new();
+    for (rel, oid) in planned {
+        input.extend(format!("create {prefix}/{rel}\0{oid}\0").bytes());
+    }
+    for (name, oid) in fetched {
+        input.extend(format!("delete {name}\0{oid}\0").bytes());
+    }
+    input
+}
+
 /// Writes the planned refs under `<base>/<stamp>` (or the first free
-/// `<stamp>-N`), never overwriting a ref: a name taken meanwhile (a
-/// concurrent preserve) moves the whole set to the next candidate.
+/// `<stamp>-N`) in one transaction, never overwriting a ref: a name taken
+/// meanwhile (a concurrent preserve) moves the whole set to the next
+/// candidate. Returns the full names, sorted.
 fn write_refs(
-    repo: &Repository,
+    repo: &Repo<'_>,
     base: &str,
     stamp: &str,
-    planned: &[(String, Oid)],
-) -> Result<Vec<String>, git2::Error> {
-    let taken = taken_stamps(repo, base)?;
+    planned: &[(String, String)],
+    fetched: &[(String, String)],
+) -> Result<Vec<String>, PreserveError> {
+    let taken = |repo: &Repo<'_>| -> Result<BTreeSet<String>, PreserveError> {
+        let out = repo.text(
+            &["for-each-ref", "--format=%(refname)", &format!("{base}/")],
+            "listing the preserved refs",
+        )?;
+        Ok(out
+            .lines()
+            .filter_map(|n| stamp_of(base, n))
+            .map(str::to_owned)
+            .collect())
+    };
+    let mut used = taken(repo)?;
     for n in 0..10_000 {
         let candidate = stamp_candidate(stamp, n);
-        if taken.contains(&candidate) {
+        if used.contains(&candidate) {
             continue;
         }
-        if let Some(mut refs) = try_write_set(repo, &format!("{base}/{candidate}"), planned)? {
-            refs.sort();
-            return Ok(refs);
-        }
-    }
-    Err(git2::Error::from_str(&format!(
-        "no free name left under {base}/{stamp}"
-    )))
-}
-
-/// The stamp components already used under `base`.
-fn taken_stamps(repo: &Repository, base: &str) -> Result<BTreeSet<String>, git2::Error> {
-    let mut taken = BTreeSet::new();
-    for r in repo.references_glob(&format!("{base}/*"))? {
-        let r = r?;
-        if let Some(stamp) = r.name().ok().and_then(|n| stamp_of(base, n)) {
-            taken.insert(stamp.to_owned());
-        }
-    }
-    Ok(taken)
-}
-
-/// Writes every ref of the set under `prefix`; `None` (after taking back what
-/// it wrote) when one of the names exists already.
-fn try_write_set(
-    repo: &Repository,
-    prefix: &str,
-    planned: &[(String, Oid)],
-) -> Result<Option<Vec<String>>, git2::Error> {
-    let mut written = Vec::new();
-    for (rel, oid) in planned {
-        let name = format!("{prefix}/{rel}");
-        match repo.reference(&name, *oid, false, "treeward: preserve") {
-            Ok(_) => written.push((name, *oid)),
-            Err(e) if e.code() == ErrorCode::Exists => {
-                for (name, oid) in &written {
-                    if let Ok(mut r) = repo.find_reference(name) {
-                        if r.target() == Some(*oid) {
-                            r.delete()?;
-                        }
-                    }
-                }
-                return Ok(None);
+        let prefix = format!("{base}/{candidate}");
+        let written = repo.out(
+            repo.git()?
+                .args(["update-ref", "--stdin", "-z"])
+                .stdin(transaction(&prefix, planned, fetched)),
+            "writing the preserved refs",
+        );
+        match written {
+            Ok(_) => {
+                let mut refs: Vec<String> = planned
+                    .iter()
+                    .map(|(rel, _)| format!("{prefix}/{rel}"))
+                    .collect();
+                refs.sort();
+                return Ok(refs);
             }
-            Err(e) => return Err(e),
+            Err(e) => {
+                used = taken(repo)?;
+                if !used.contains(&candidate) {
+                    return Err(e);
+                }
+            }
         }
     }
-    Ok(Some(written.into_iter().map(|(name, _)| name).collect()))
+    Err(PreserveError::Unpreservable {
+        path: repo.dir.to_path_buf(),
+        why: format!("no free name left under {base}/{stamp}"),
+    })
+}
+
+/// Deletes every ref under `prefix`, best effort (the scratch refs of a
+/// preserve that failed).
+fn drop_refs(repo: &Repo<'_>, prefix: &str) {
+    let listed = repo.text(
+        &[
+            "for-each-ref",
+            "--format=delete %(refname)",
+            &format!("{prefix}/"),
+        ],
+        "listing scratch refs",
+    );
+    let result = listed.and_then(|list| {
+        if list.is_empty() {
+            return Ok(Vec::new());
+        }
+        repo.out(
+            repo.git()?
+                .args(["update-ref", "--stdin"])
+                .stdin(format!("{list}\n").into_bytes()),
+            "deleting scratch refs",
+        )
+    });
+    if let Err(e) = result {
+        log::warn!("{e}");
+    }
 }
 
 /// Deletes the local `branch` of the repository whose common git dir is
 /// `repo_common_dir`, as `git branch -d` would, but only when it is
-/// integrated into the default branch (same commit, ancestor, or its changes
-/// already there, as with squash and rebase merges), is not the default
-/// branch, and is checked out in no worktree. A branch without a default
-/// branch to compare with is kept. If the branch moves between the check and
-/// the deletion, the deletion fails (libgit2 deletes only the value it read).
+/// integrated into the default branch ([`integration`]), is not the default
+/// branch, and is checked out (or being rebased or bisected) in no
+/// worktree. A branch without a default branch to compare with is kept.
+/// The deletion is `git update-ref -d <ref> <tip>`: if the branch moved
+/// after it was judged, nothing is deleted (an error). Runs as the
+/// repository's owner.
 pub fn delete_branch_if_integrated(
     repo_common_dir: &Path,
     branch: &str,
 ) -> Result<BranchFate, PreserveError> {
     let here = repo_common_dir;
     let short = branch.strip_prefix("refs/heads/").unwrap_or(branch);
-    let repo = Repository::open_ext(
-        here,
-        RepositoryOpenFlags::NO_SEARCH,
-        std::iter::empty::<&std::ffi::OsStr>(),
-    )
-    .map_err(git_err(here, "opening the repository"))?;
-    // The integration test simulates a merge; its objects stay in memory.
-    let odb = repo
-        .odb()
-        .map_err(git_err(here, "opening the object database"))?;
-    odb.add_new_mempack_backend(1000)
-        .map_err(git_err(here, "opening the object database"))?;
-    let mut found = match repo.find_branch(short, BranchType::Local) {
-        Ok(b) => b,
-        Err(e) if e.code() == ErrorCode::NotFound => return Ok(BranchFate::Missing),
-        Err(e) => return Err(git_err(here, "finding the branch")(e)),
+    let full = format!("refs/heads/{short}");
+    let owner = owner_uid(here)?;
+    let repo = Repo::new(here, owner);
+    let Some(tip) = repo.maybe(
+        &[
+            "rev-parse",
+            "-q",
+            "--verify",
+            "--end-of-options",
+            &format!("{full}^{{commit}}"),
+        ],
+        "finding the branch",
+    )?
+    else {
+        return Ok(BranchFate::Missing);
     };
-    let checked_out = checked_out_anywhere(here, short)?;
-    let default = branch::default_branch(&repo);
-    let integrated = match (&default, checked_out) {
-        (Some((_, d)), false) => {
-            let tip = found
-                .get()
-                .peel_to_commit()
-                .map_err(git_err(here, "reading the branch"))?
-                .id();
-            Some(branch::integrated(&repo, tip, *d).map_err(git_err(here, "testing integration"))?)
-        }
-        _ => None,
+    let checked_out = checked_out_anywhere(here, owner, short)?;
+    let judged = if checked_out {
+        None
+    } else {
+        integration(here, &tip)?
     };
     let facts = BranchState {
         checked_out,
-        is_default: default
+        is_default: judged
             .as_ref()
             .is_some_and(|(d, _)| is_default_branch(short, d)),
-        integrated,
+        integrated: judged.as_ref().map(|(_, i)| *i),
     };
     let fate = branch_fate(&facts);
     if fate == BranchFate::Deleted {
-        found
-            .delete()
-            .map_err(git_err(here, "deleting the branch"))?;
+        repo.out(
+            repo.git()?
+                .args(["update-ref", "-d", "--end-of-options", &full, &tip]),
+            "deleting the branch",
+        )?;
         log::info!("deleted integrated branch {short} of {}", here.display());
     }
     Ok(fate)
+}
+
+/// The one place a branch's integration is judged for deletion: the
+/// default branch's name and whether `tip` is integrated into it; `None`
+/// when there is no default branch.
+fn integration(common: &Path, tip: &str) -> Result<Option<(String, bool)>, PreserveError> {
+    let failed = |doing: &str| {
+        let doing = doing.to_owned();
+        move |e: git2::Error| PreserveError::Unpreservable {
+            path: common.to_path_buf(),
+            why: format!("{doing}: {}", e.message()),
+        }
+    };
+    let repo = git2::Repository::open_ext(
+        common,
+        git2::RepositoryOpenFlags::NO_SEARCH,
+        std::iter::empty::<&OsStr>(),
+    )
+    .map_err(failed("opening the repository"))?;
+    // The integration test simulates a merge; its objects stay in memory.
+    let odb = repo.odb().map_err(failed("opening the object database"))?;
+    odb.add_new_mempack_backend(1000)
+        .map_err(failed("opening the object database"))?;
+    let Some((name, default)) = risk::branch::default_branch(&repo) else {
+        return Ok(None);
+    };
+    let tip = git2::Oid::from_str(tip).map_err(failed("reading the branch"))?;
+    let integrated =
+        risk::branch::integrated(&repo, tip, default).map_err(failed("testing integration"))?;
+    Ok(Some((name, integrated)))
 }
 
 /// What decides the fate of an existing branch.
@@ -847,14 +945,34 @@ fn is_default_branch(branch: &str, default: &str) -> bool {
             .is_some_and(|(_, name)| name == branch)
 }
 
-/// Whether any worktree of the repository has `branch` checked out, or is
-/// rebasing or bisecting it (as `git branch -d` checks). Below the common
-/// dir, everything is read relative to directory descriptors, never through
-/// a symlink, never blocking on a FIFO, capped: an admin file that is not a
-/// regular file (or a `worktrees` or admin entry that is not a directory)
-/// cannot tell, so the branch counts as checked out there (kept). An admin
-/// file that cannot be read is an error: not knowing must not delete.
-pub fn checked_out_anywhere(common: &Path, branch: &str) -> Result<bool, PreserveError> {
+/// Whether any worktree of the repository (common dir `common`, owned by
+/// `owner`) has `branch` checked out, as git lists them (`git worktree
+/// list --porcelain -z`: whatever the ref format), or is rebasing or
+/// bisecting it (as `git branch -d` checks). The rebase and bisect files
+/// are read relative to directory descriptors, never through a symlink,
+/// never blocking on a FIFO, capped: an admin file that is not a regular
+/// file (or a `worktrees` or admin entry that is not a directory) cannot
+/// tell, so the branch counts as checked out there (kept). An admin file
+/// that cannot be read is an error: not knowing must not delete.
+pub fn checked_out_anywhere(
+    common: &Path,
+    owner: u32,
+    branch: &str,
+) -> Result<bool, PreserveError> {
+    let repo = Repo::new(common, owner);
+    let listed = repo.out(
+        repo.git()?
+            .read_only()
+            .args(["worktree", "list", "--porcelain", "-z"]),
+        "listing worktrees",
+    )?;
+    let wanted = format!("branch refs/heads/{branch}");
+    if listed
+        .split(|b| *b == 0)
+        .any(|line| line == wanted.as_bytes())
+    {
+        return Ok(true);
+    }
     let io_error = |path: &Path, doing: &str, errno: nix::errno::Errno| PreserveError::Io {
         path: path.to_path_buf(),
         doing: doing.into(),
@@ -895,7 +1013,6 @@ pub fn checked_out_anywhere(common: &Path, branch: &str) -> Result<bool, Preserv
             Err(e) => return Err(io_error(&dir, "opening an admin dir", e)),
         };
         for file in [
-            "HEAD",
             "rebase-merge/head-name",
             "rebase-apply/head-name",
             "BISECT_START",
@@ -916,11 +1033,11 @@ pub fn checked_out_anywhere(common: &Path, branch: &str) -> Result<bool, Preserv
     Ok(false)
 }
 
-/// The largest HEAD, `head-name` or `BISECT_START` read.
+/// The largest `head-name` or `BISECT_START` read.
 const MAX_ADMIN_FILE: u64 = 4096;
 
-/// Whether a HEAD (`ref: refs/heads/x`), `head-name` (`refs/heads/x`) or
-/// `BISECT_START` (`x`) file names `branch`.
+/// Whether a `head-name` (`refs/heads/x`) or `BISECT_START` (`x`) file
+/// names `branch`.
 fn names_branch(text: &str, branch: &str) -> bool {
     let text = text.trim();
     let text = text.strip_prefix("ref:").map_or(text, str::trim);
@@ -930,10 +1047,6 @@ fn names_branch(text: &str, branch: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn oid(n: u8) -> Oid {
-        Oid::from_bytes(&[n; 20]).unwrap()
-    }
 
     #[test]
     fn stamps_are_compact_and_numbered() {
@@ -980,56 +1093,22 @@ mod tests {
     }
 
     #[test]
-    fn planned_refs_name_each_kind() {
-        let wt = vec![
-            ("refs/worktree/wip".to_owned(), oid(3)),
-            ("refs/bisect/bad".to_owned(), oid(4)),
+    fn the_transaction_creates_the_set_and_drops_the_scratch_refs() {
+        let planned = vec![
+            ("state".to_owned(), "aa".to_owned()),
+            ("modules/sub/refs/heads/main".to_owned(), "bb".to_owned()),
         ];
+        let fetched = vec![(
+            "refs/treeward/tmp/1-2/modules/sub/refs/heads/main".to_owned(),
+            "bb".to_owned(),
+        )];
         assert_eq!(
-            planned_refs(Some(oid(1)), Some(oid(2)), &wt),
-            vec![
-                ("work".to_owned(), oid(1)),
-                ("head".to_owned(), oid(2)),
-                ("worktree/wip".to_owned(), oid(3)),
-                ("bisect/bad".to_owned(), oid(4)),
-            ]
+            transaction("refs/treeward/preserved/wt/S", &planned, &fetched),
+            b"create refs/treeward/preserved/wt/S/state\0aa\0\
+create refs/treeward/preserved/wt/S/modules/sub/refs/heads/main\0bb\0\
+delete refs/treeward/tmp/1-2/modules/sub/refs/heads/main\0bb\0"
+                .to_vec()
         );
-        assert!(planned_refs(None, None, &[]).is_empty());
-    }
-
-    #[test]
-    fn has_work_when_anything_differs() {
-        let t = |index, work, untracked: bool| Trees {
-            index: oid(index),
-            work: oid(work),
-            untracked: untracked.then(|| oid(9)),
-        };
-        assert!(!has_work(oid(1), &t(1, 1, false), false));
-        assert!(has_work(oid(1), &t(1, 1, false), true), "conflicted");
-        assert!(has_work(oid(1), &t(2, 2, false), false), "staged");
-        assert!(has_work(oid(1), &t(1, 2, false), false), "modified");
-        assert!(has_work(oid(1), &t(1, 1, true), false), "untracked");
-    }
-
-    #[test]
-    fn modes_follow_git() {
-        let exec = FileKind::Regular { executable: true };
-        let plain = FileKind::Regular { executable: false };
-        assert_eq!(entry_mode(exec, true, None), Some(MODE_EXECUTABLE));
-        assert_eq!(
-            entry_mode(plain, true, Some(MODE_EXECUTABLE)),
-            Some(MODE_FILE)
-        );
-        assert_eq!(
-            entry_mode(plain, false, Some(MODE_EXECUTABLE)),
-            Some(MODE_EXECUTABLE)
-        );
-        assert_eq!(entry_mode(exec, false, None), Some(MODE_EXECUTABLE));
-        assert_eq!(
-            entry_mode(FileKind::Symlink, true, Some(MODE_FILE)),
-            Some(MODE_SYMLINK)
-        );
-        assert_eq!(entry_mode(FileKind::Other, true, None), None);
     }
 
     #[test]
@@ -1071,10 +1150,9 @@ mod tests {
 
     #[test]
     fn checked_out_file_forms() {
-        assert!(names_branch("ref: refs/heads/task-1\n", "task-1"));
         assert!(names_branch("refs/heads/task-1\n", "task-1"));
         assert!(names_branch("task-1\n", "task-1"));
-        assert!(!names_branch("ref: refs/heads/task-10\n", "task-1"));
+        assert!(!names_branch("refs/heads/task-10\n", "task-1"));
         assert!(!names_branch(
             "0123456789abcdef0123456789abcdef01234567\n",
             "task-1"

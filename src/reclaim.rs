@@ -15,13 +15,17 @@
 //! from treeward's own removal: only what dies with the directory and the
 //! admin entry counts (see [`at_risk_for_removal`]).
 
-use crate::claim::Claim;
+use crate::claim::{Claim, Repository};
 use crate::config::Policy;
+use crate::fd;
 use crate::preserve::{self, BranchFate, PreserveError};
 use crate::risk::{self, Assessment, Kind, Reason};
 use crate::sweep::decide::{drain, Drain};
 use serde::{Deserialize, Serialize};
+use std::ffi::OsStr;
 use std::os::fd::AsFd;
+use std::path::Path;
+use std::time::SystemTime;
 
 /// What reclaiming did (or, under dry run, would do).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -133,4 +137,89 @@ fn forget(claim: &Claim, a: &Assessment, out: &mut Reclaimed) -> Result<(), Stri
         out.branch_deleted = fate == BranchFate::Deleted;
     }
     Ok(())
+}
+
+/// Reclaims the broken worktree at `entry` (its `.git` names the admin dir
+/// `name`, gone, or moved with the repository to `admin`): preserves its
+/// files into `repository` ([`preserve::preserve_broken`]), then forgets
+/// the moved admin dir. Runs as the repository's owner, and acts only on a
+/// directory of the owner's reached without a symlink, and on an admin dir
+/// that is `<repository>/worktrees/<name>`. Whatever fails keeps the
+/// worktree (the decision is then `keep`, with why).
+pub fn reclaim_broken(
+    repository: &Repository,
+    entry: &Path,
+    admin: Option<&Path>,
+    name: &OsStr,
+) -> Reclaimed {
+    let mut out = Reclaimed {
+        decision: Drain::Keep,
+        reasons: Vec::new(),
+        branch: None,
+        preserved_refs: Vec::new(),
+        forgotten: false,
+        branch_deleted: false,
+        error: None,
+    };
+    let common = repository.common();
+    let expected_admin = common.join("worktrees").join(name);
+    let checked = fd::open_path(entry)
+        .map_err(|e| {
+            format!(
+                "{}: cannot be reached without a symlink: {e}",
+                entry.display()
+            )
+        })
+        .and_then(|fd| nix::sys::stat::fstat(fd.as_fd()).map_err(|e| e.to_string()))
+        .and_then(|st| {
+            (st.st_uid == repository.owner().uid)
+                .then_some(())
+                .ok_or_else(|| format!("{}: not the repository owner's", entry.display()))
+        })
+        .and_then(|()| match admin {
+            Some(a) if a != expected_admin => Err(format!(
+                "{}: not the admin dir {} of the repository",
+                a.display(),
+                expected_admin.display()
+            )),
+            _ => Ok(()),
+        });
+    if let Err(e) = checked {
+        out.error = Some(format!("kept: {e}"));
+        return out;
+    }
+    match preserve::preserve_broken(
+        entry,
+        common,
+        admin,
+        &name.to_string_lossy(),
+        SystemTime::now(),
+    ) {
+        Ok(p) => {
+            out.preserved_refs = p.refs;
+            out.decision = Drain::PreserveThenRemove;
+        }
+        Err(e) => {
+            out.error = Some(format!("kept: preserving the broken worktree failed: {e}"));
+            return out;
+        }
+    }
+    if admin.is_some() {
+        let forgotten = crate::claim::open_worktrees_of(common, repository.owner().uid)
+            .map_err(|e| e.to_string())
+            .and_then(|fd| {
+                crate::remove::remove_entry(fd.as_fd(), name).map_err(|e| e.to_string())
+            });
+        match forgotten {
+            Ok(r) if r.complete => out.forgotten = true,
+            Ok(r) => {
+                out.error = Some(format!(
+                    "its admin dir was only partly removed: {}",
+                    r.describe()
+                ))
+            }
+            Err(e) => out.error = Some(format!("removing its admin dir: {e}")),
+        }
+    }
+    out
 }

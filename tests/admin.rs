@@ -1243,3 +1243,55 @@ fn list_as_root_is_never_blocked_by_a_planted_fifo() {
         "{c}"
     );
 }
+
+/// Right after the package is installed the ledger's directory is root's
+/// and holds no ledger yet: doctor says the roots' owner cannot write it,
+/// and its fix names only what exists; run, it fixes the problem.
+#[test]
+fn doctor_fixes_a_ledger_directory_the_owner_cannot_write() {
+    if !common::prerequisite(common::is_root(), "gives a directory to uid 4242") {
+        return;
+    }
+    let base = common::strict_tempdir();
+    let state = base.path().join("state");
+    let root = base.path().join("root");
+    std::fs::create_dir(&state).unwrap();
+    std::fs::create_dir(&root).unwrap();
+    let cfg = base.path().join("treeward.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "ledger = \"{}\"\n[[root]]\npath = \"{}\"\npatterns = [\"*\"]\nsweep = false\nreap = false\nowner = \"4242\"\n",
+            state.join("ledger.json").display(),
+            root.display()
+        ),
+    )
+    .unwrap();
+    let doctor = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_treeward"))
+            .args(["doctor", "--json", "--config"])
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let ledger_problems = |doc: &Value| -> Vec<Value> {
+        doc["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["check"] == "ledger" && f["ok"] == false)
+            .cloned()
+            .collect()
+    };
+    let before = ledger_problems(&doctor());
+    assert_eq!(before.len(), 1, "{before:?}");
+    let fix = before[0]["fix"].as_str().unwrap().to_owned();
+    assert_eq!(fix, format!("chown 4242:4242 {}", state.display()));
+    assert!(Command::new("sh")
+        .args(["-c", &fix])
+        .status()
+        .unwrap()
+        .success());
+    assert_eq!(ledger_problems(&doctor()), Vec::<Value>::new());
+}

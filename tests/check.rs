@@ -533,16 +533,20 @@ fn roots_own_excludes_file_never_hides_another_users_untracked_work() {
     assert_eq!(common::root_owned(&f.repo), Vec::<String>::new());
     assert_eq!(common::root_owned(wt), Vec::<String>::new());
 
-    // Control: the owner's own configuration is the owner's to apply.
+    // Control: the owner's own configuration is the owner's to apply (git
+    // runs with the HOME of the owner's account, so the owner's word is the
+    // repository's config here), by root's check and the owner's alike.
     std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let (code, doc) = check_as(
-        Some(OWNER),
-        &cfg,
-        &[wt.as_os_str()],
-        &[("HOME", home.path())],
+    common::git_as(
+        OWNER,
+        &f.repo,
+        &["config", "core.excludesFile", ignore.to_str().unwrap()],
     );
-    assert_eq!(code, 0, "{doc}");
-    assert_eq!(doc["worktrees"][0]["reasons"], serde_json::json!([]));
+    for uid in [None, Some(OWNER)] {
+        let (code, doc) = check_as(uid, &cfg, &[wt.as_os_str()], &[]);
+        assert_eq!(code, 0, "{uid:?}: {doc}");
+        assert_eq!(doc["worktrees"][0]["reasons"], serde_json::json!([]));
+    }
 }
 
 #[test]
@@ -618,5 +622,136 @@ fn a_caller_neither_root_nor_the_owner_is_told_and_at_risk() {
         (code, doc["worktrees"][0]["error"].clone()),
         (0, Value::Null),
         "{doc}"
+    );
+}
+
+// --------------------------------------------------- check from anywhere
+
+#[test]
+fn a_path_inside_a_worktree_is_checked_as_that_worktree() {
+    let (f, cfg) = setup();
+    let wt = f.worktree("inside", "b-inside");
+    write(&wt.join("notes/wip.md"), "work\n");
+    std::fs::create_dir(wt.join("empty")).unwrap();
+    // Control: the worktree itself is at risk.
+    let (code, doc) = check_json(&cfg, &[wt.to_str().unwrap()]);
+    assert_eq!(
+        (code, doc["worktrees"][0]["requested_path"].clone()),
+        (1, Value::Null)
+    );
+    for inside in ["src", "src/lib.txt", "notes/wip.md", "notes", "empty"] {
+        let asked = wt.join(inside);
+        let (code, doc) = check_json(&cfg, &[asked.to_str().unwrap()]);
+        let w = &doc["worktrees"][0];
+        assert_eq!(code, 1, "{inside}: {doc}");
+        assert_eq!(w["path"], wt.to_str().unwrap(), "{inside}");
+        assert_eq!(w["requested_path"], asked.to_str().unwrap(), "{inside}");
+        assert_eq!(w["reasons"], serde_json::json!(["untracked"]), "{inside}");
+    }
+    // And from a subdirectory as the current directory, in the table.
+    let out = Command::new(env!("CARGO_BIN_EXE_treeward-check"))
+        .args(["--config", cfg.to_str().unwrap()])
+        .current_dir(wt.join("empty"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.starts_with(&format!("AT RISK  {}", wt.display())),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_path_that_does_not_exist_is_an_error_never_safe() {
+    let (f, cfg) = setup();
+    let clean = f.worktree("clean", "b-clean");
+    let nope = f.tmp.path().join("wt/nope");
+    let out = check(&cfg, &[clean.to_str().unwrap(), nope.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains(&format!(
+            "error: {}: no such file or directory",
+            nope.display()
+        )),
+        "{text}"
+    );
+    assert!(
+        !text.contains(&format!("safe     {}", nope.display())),
+        "{text}"
+    );
+    // Control: the clean worktree beside it is safe.
+    assert!(
+        text.contains(&format!("safe     {}", clean.display())),
+        "{text}"
+    );
+    let (code, doc) = check_json(&cfg, &[nope.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert_eq!(doc["worktrees"][0]["kind"], "missing");
+    assert!(doc["worktrees"][0]["error"]
+        .as_str()
+        .unwrap()
+        .ends_with("no such file or directory"));
+}
+
+#[test]
+fn integration_by_squash_reads_only() {
+    let (f, cfg) = setup();
+    std::fs::write(
+        f.tmp.path().join("ledger.json"),
+        br#"{"schema":1,"records":[]}"#,
+    )
+    .unwrap();
+    let wt = f.worktree("squashed", "b-squashed");
+    f.commit(
+        &wt,
+        "src/lib.txt",
+        "ONE\ntwo\nthree\nfour\n",
+        "branch edit 1",
+    );
+    f.commit(
+        &wt,
+        "src/lib.txt",
+        "ONE\nTWO\nthree\nfour\n",
+        "branch edit 2",
+    );
+    git(&f.repo, &["merge", "-q", "--squash", "b-squashed"]);
+    git(&f.repo, &["commit", "-q", "-m", "squash"]);
+    f.commit(
+        &f.repo,
+        "src/lib.txt",
+        "ONE\nTWO\nthree\nFOUR\n",
+        "later edit",
+    );
+    // At risk (so that the whole check runs) by a hidden edit.
+    git(&wt, &["update-index", "--assume-unchanged", "README"]);
+    write(&wt.join("README"), "hidden\n");
+    let doc = assert_read_only_run(&f, &cfg, &wt);
+    let w = &doc["worktrees"][0];
+    assert_eq!(w["integrated"], true, "{w}");
+    assert_eq!(w["integration"]["how"], "changes_present", "{w}");
+    assert_eq!(w["reasons"], serde_json::json!(["modified"]), "{w}");
+
+    // Control: the merge simulation git offers (`merge-tree --write-tree`,
+    // objects into a throwaway directory) touches the repository's objects.
+    let scratch = tempfile::tempdir().unwrap();
+    let before = snapshot(&f.repo.join(".git/objects"));
+    let out = common::git_command(
+        &f.repo,
+        &["merge-tree", "--write-tree", "main", "b-squashed"],
+    )
+    .env("GIT_OBJECT_DIRECTORY", scratch.path())
+    .env(
+        "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+        f.repo.join(".git/objects"),
+    )
+    .output()
+    .unwrap();
+    assert!(out.status.success());
+    assert_ne!(
+        before,
+        snapshot(&f.repo.join(".git/objects")),
+        "git freshens what exists"
     );
 }

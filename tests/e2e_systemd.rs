@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::sandbox::{self, Sandbox, Units};
+use common::sandbox::{self, agent_unit, field, Sandbox, Units};
 use common::{chown_r, git_as, write, Fixture};
 use serde_json::Value;
 use std::os::unix::fs::PermissionsExt;
@@ -35,8 +35,14 @@ impl Residue {
         let root = f.tmp.path().join("wt");
         f.worktree("sess-clean", "task-clean");
         let dirty = f.worktree("sess-dirty", "task-dirty");
-        write(&dirty.join("README"), "hello\nunsaved agent work\n");
-        write(&dirty.join("notes.txt"), "untracked agent notes\n");
+        write(
+            &dirty.join("README"),
+            &format!("hello\n{}\n", sandbox::UNSAVED_WORK),
+        );
+        write(
+            &dirty.join("notes.txt"),
+            &format!("{}\n", sandbox::UNTRACKED_WORK),
+        );
         f.worktree("other-1", "task-other");
         // A crash between `mkdir` and `git worktree add`: directories only
         // (a directory with files would be work no repository can record,
@@ -63,6 +69,21 @@ impl Residue {
         common::live_names(&self.root)
     }
 
+    /// The preserved sets (`<name>/<stamp>`) in the repository.
+    fn preserved_sets(&self) -> Vec<String> {
+        let mut sets: Vec<String> = self
+            .preserved_refs()
+            .iter()
+            .filter_map(|r| {
+                let rest = r.strip_prefix("refs/treeward/preserved/")?;
+                let mut parts = rest.splitn(3, '/');
+                Some(format!("{}/{}", parts.next()?, parts.next()?))
+            })
+            .collect();
+        sets.dedup();
+        sets
+    }
+
     fn preserved_refs(&self) -> Vec<String> {
         git_as(
             AGENT,
@@ -87,55 +108,19 @@ impl Residue {
         )
     }
 
-    /// The agent's main process: it asserts, as the agent, that its root
-    /// holds no residue when it starts (no `sess-*` entry, nothing waiting
-    /// in the trash), that the dirty worktree's work is under
-    /// `refs/treeward/preserved/` (its modified README and untracked notes),
-    /// and that the entry the patterns do not own is still there. Exit 0 or
-    /// 1 with the reason on stderr (the journal).
+    /// The agent's main process ([`sandbox::agent_main`]), in the shared
+    /// directory: `other-1`, an entry the patterns do not own, must still be
+    /// there.
     fn agent_script(&self) -> PathBuf {
         let path = self.shared().join("agent-main.sh");
-        let script = format!(
-            r#"#!/bin/sh
-root='{root}'
-repo='{repo}'
-fail() {{ echo "agent: $*" >&2; exit 1; }}
-for e in "$root"/sess-*; do
-    if [ -e "$e" ] || [ -L "$e" ]; then fail "residue at start: $e"; fi
-done
-if [ -d "$root/.treeward-trash" ] && [ -n "$(find "$root/.treeward-trash" -mindepth 2 -maxdepth 2)" ]; then
-    fail "residue waiting in the trash: $(ls -R "$root/.treeward-trash")"
-fi
-[ -f "$root/other-1/README" ] || fail "other-1, not a sess-* entry, is gone"
-work=$(git -C "$repo" for-each-ref --format='%(refname)' 'refs/treeward/preserved/' | grep '/sess-dirty/.*/work$') \
-    || fail "no preserved work for sess-dirty: $(git -C "$repo" for-each-ref refs/treeward/)"
-git -C "$repo" show "$work:README" | grep -q 'unsaved agent work' || fail "$work lacks the modified README"
-git -C "$repo" show "$work^3:notes.txt" | grep -q 'untracked agent notes' || fail "$work lacks the untracked notes"
-if git -C "$repo" worktree list --porcelain | grep -q '/sess-'; then fail "git still lists a sess- worktree"; fi
-echo "agent: clean start, preserved work at $work"
-"#,
-            root = self.root.display(),
-            repo = self.f.repo.display(),
-        );
-        std::fs::write(&path, script).unwrap();
+        std::fs::write(
+            &path,
+            sandbox::agent_main(&self.root, &self.f.repo, &["other-1"]),
+        )
+        .unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
         path
     }
-}
-
-/// An agent service as an operator writes one: its own user, and its main
-/// process.
-fn agent_unit(script: &Path) -> String {
-    format!(
-        "[Unit]\nDescription=treeward e2e: an agent that checks its root when it starts\n\n\
-         [Service]\nType=oneshot\nUser=agent\nEnvironment=HOME=/nonexistent GIT_CONFIG_NOSYSTEM=1\n\
-         ExecStart={}\n",
-        script.display()
-    )
-}
-
-fn field<'a>(entry: &'a Value, name: &str) -> Option<&'a str> {
-    entry.get(name).and_then(Value::as_str)
 }
 
 /// SPEC "Service layout" (a): `systemctl start agent.service` with the
@@ -230,7 +215,23 @@ fn the_drop_in_sweeps_before_the_agent_starts() {
     );
     // And from outside: the root holds only what the patterns do not own.
     assert_eq!(r.live(), ["other-1"]);
-    assert_eq!(r.preserved_refs().len(), 1, "{:?}", r.preserved_refs());
+    assert_eq!(r.preserved_sets().len(), 1, "{:?}", r.preserved_refs());
+    // The summary is one journal record, with its fields: stdout, which is
+    // the journal too, carries only the entries.
+    let summaries = sb
+        .entries("agent.service")
+        .into_iter()
+        .filter(|e| field(e, "MESSAGE").is_some_and(|m| m.contains("preserved then removed 1")))
+        .count();
+    assert_eq!(summaries, 1, "{}", journal());
+    // The owner worker logs under the sweep's name, not as `exe`.
+    assert!(
+        sb.entries("agent.service")
+            .iter()
+            .all(|e| field(e, "SYSLOG_IDENTIFIER") != Some("exe")),
+        "{}",
+        journal()
+    );
 }
 
 /// The shipped `treeward-sweep.service`, enabled, runs at boot before
@@ -276,7 +277,7 @@ fn the_boot_unit_sweeps_while_the_system_comes_up() {
         "it did not run at boot"
     );
     assert_eq!(r.live(), ["other-1"], "{}", journal());
-    assert_eq!(r.preserved_refs().len(), 1);
+    assert_eq!(r.preserved_sets().len(), 1, "{:?}", r.preserved_refs());
     let summary = sb
         .wait_entry("treeward-sweep.service", |e| {
             e.get("TREEWARD_SWEPT").is_some()

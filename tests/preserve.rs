@@ -122,8 +122,9 @@ fn dirty_worktree_round_trips_through_git_stash_and_is_left_untouched() {
         "index, HEAD and the rest of the admin dir unchanged (mtimes too)"
     );
     let work = p.work.clone().expect("a work commit");
-    assert_eq!(p.refs.len(), 1, "{p:?}");
-    let work_ref = &p.refs[0];
+    assert_eq!(p.refs.len(), 2, "{p:?}");
+    assert!(p.refs[0].ends_with("/state"), "{p:?}");
+    let work_ref = &p.refs[1];
     assert!(
         work_ref.starts_with("refs/treeward/preserved/review-1/") && work_ref.ends_with("/work"),
         "{work_ref}"
@@ -190,21 +191,27 @@ fn dirty_worktree_round_trips_through_git_stash_and_is_left_untouched() {
 }
 
 #[test]
-fn clean_worktrees_get_no_refs() {
+fn clean_worktrees_get_a_state_and_no_work_commit() {
     let f = Fixture::new();
     let wt = f.worktree("clean", "b-clean");
     write(&wt.join("build.log"), "ignored only\n");
     let det = f.detached_worktree("clean-detached");
-    let before = snapshot(&f.repo.join(".git/objects"));
     for path in [&wt, &det] {
         let p = preserve(path).unwrap();
-        assert_eq!((p.refs.len(), p.work), (0, None), "{}", path.display());
+        assert_eq!(p.work, None, "{}", path.display());
+        assert_eq!(p.refs.len(), 1, "{p:?}");
+        assert!(p.refs[0].ends_with("/state"), "{p:?}");
+        let files = tree_names(&f.repo, &format!("{}:files", p.refs[0]));
+        assert!(files.contains(&"README".to_owned()), "{files:?}");
+        assert!(
+            !files.contains(&"build.log".to_owned()),
+            "ignored: {files:?}"
+        );
     }
-    assert!(refs_under(&f.repo, "refs/treeward").is_empty());
-    assert_eq!(
-        snapshot(&f.repo.join(".git/objects")).len(),
-        before.len(),
-        "no object written"
+    assert_eq!(refs_under(&f.repo, "refs/treeward").len(), 2);
+    assert!(
+        refs_under(&f.repo, "refs/treeward/tmp").is_empty(),
+        "no scratch ref left"
     );
 }
 
@@ -219,7 +226,7 @@ fn detached_head_commits_outlive_the_worktree_and_gc() {
 
     let p = preserve(&kept).unwrap();
     assert_eq!(p.work, None, "nothing uncommitted");
-    assert_eq!(p.refs.len(), 1, "{p:?}");
+    assert_eq!(p.refs.len(), 2, "{p:?}");
     assert!(p.refs[0].ends_with("/head"), "{p:?}");
     assert_eq!(git(&f.repo, &["rev-parse", &p.refs[0]]), kept_commit);
 
@@ -247,9 +254,9 @@ fn detached_head_reachable_from_a_branch_is_not_recorded_but_dirty_work_is() {
     let wt = f.detached_worktree("det-dirty");
     write(&wt.join("README"), "changed\n");
     let p = preserve(&wt).unwrap();
-    assert_eq!(p.refs.len(), 1, "{p:?}");
-    assert!(p.refs[0].ends_with("/work"), "{p:?}");
-    let subject = git(&f.repo, &["log", "-1", "--format=%s", &p.refs[0]]);
+    assert_eq!(p.refs.len(), 2, "{p:?}");
+    assert!(p.refs[1].ends_with("/work"), "{p:?}");
+    let subject = git(&f.repo, &["log", "-1", "--format=%s", &p.refs[1]]);
     assert!(subject.starts_with("WIP on (no branch): "), "{subject}");
 }
 
@@ -270,7 +277,11 @@ fn per_worktree_refs_are_kept() {
         .iter()
         .map(|r| r.rsplit_once("Z/").map_or(r.as_str(), |(_, rest)| rest))
         .collect();
-    assert_eq!(names, vec!["bisect/bad", "worktree/wip/one"], "{p:?}");
+    assert_eq!(
+        names,
+        vec!["bisect/bad", "state", "worktree/wip/one"],
+        "{p:?}"
+    );
     assert_eq!(p.work, None);
 
     git(
@@ -279,7 +290,7 @@ fn per_worktree_refs_are_kept() {
     );
     git(&f.repo, &["worktree", "prune"]);
     git(&f.repo, &["gc", "-q", "--prune=now"]);
-    for r in &p.refs {
+    for r in p.refs.iter().filter(|r| !r.ends_with("/state")) {
         assert_eq!(git(&f.repo, &["rev-parse", r]), wip);
     }
     assert!(exists(&f.repo, &wip));
@@ -294,8 +305,8 @@ fn preserves_in_the_same_second_get_distinct_refs() {
     let refs: Vec<String> = (0..3)
         .map(|_| {
             let p = preserve_at(&wt, t).unwrap();
-            assert_eq!(p.refs.len(), 1, "{p:?}");
-            p.refs[0].clone()
+            assert_eq!(p.refs.len(), 2, "{p:?}");
+            p.refs[1].clone()
         })
         .collect();
     let base = "refs/treeward/preserved/twice/20270115T080000Z";
@@ -307,7 +318,7 @@ fn preserves_in_the_same_second_get_distinct_refs() {
             format!("{base}-2/work")
         ]
     );
-    assert_eq!(refs_under(&f.repo, "refs/treeward").len(), 3);
+    assert_eq!(refs_under(&f.repo, "refs/treeward").len(), 6);
 }
 
 #[test]
@@ -352,7 +363,7 @@ fn conflicted_worktree_keeps_its_markers() {
             &head,
         ],
     );
-    git(&again, &["stash", "apply", "-q", "--index", &p.refs[0]]);
+    git(&again, &["stash", "apply", "-q", "--index", &p.refs[1]]);
     assert_eq!(fs::read_to_string(again.join("README")).unwrap(), marked);
 }
 
@@ -392,17 +403,53 @@ fn unborn_head_work_has_no_head_parent() {
 }
 
 #[test]
-fn untracked_nested_repository_is_an_error_and_writes_no_ref() {
+fn untracked_nested_repository_is_recorded_with_its_history() {
     let f = Fixture::new();
     let wt = f.worktree("nested", "b-nested");
     let inner = wt.join("vendor/dep");
     fs::create_dir_all(&inner).unwrap();
-    git(&inner, &["init", "-q"]);
-    write(&inner.join("file"), "x\n");
-    let err = preserve(&wt).unwrap_err();
-    assert!(matches!(err, PreserveError::Unpreservable { .. }), "{err}");
-    assert!(err.to_string().contains("vendor/dep"), "{err}");
-    assert!(refs_under(&f.repo, "refs/treeward").is_empty());
+    git(&inner, &["init", "-q", "-b", "trunk"]);
+    write(&inner.join("file"), "committed\n");
+    git(&inner, &["add", "file"]);
+    git(&inner, &["commit", "-q", "-m", "inner"]);
+    let inner_head = git(&inner, &["rev-parse", "HEAD"]);
+    write(&inner.join("file"), "edited\n");
+    let inner_before = snapshot(&inner.join(".git"));
+
+    let p = preserve(&wt).unwrap();
+    let state = p.refs.iter().find(|r| r.ends_with("/state")).unwrap();
+    let module = format!("{state}:modules/vendor%2Fdep");
+    assert_eq!(
+        git(
+            &f.repo,
+            &["cat-file", "blob", &format!("{module}/files/file")]
+        ),
+        "edited"
+    );
+    let set = state.strip_suffix("/state").unwrap();
+    assert_eq!(
+        git(
+            &f.repo,
+            &[
+                "rev-parse",
+                &format!("{set}/modules/vendor%2Fdep/refs/heads/trunk")
+            ]
+        ),
+        inner_head,
+        "its commits are fetched into the common repository"
+    );
+    assert_eq!(
+        snapshot(&inner.join(".git"))
+            .into_iter()
+            .filter(|(p, _)| !p.starts_with(inner.join(".git/objects")))
+            .collect::<Vec<_>>(),
+        inner_before
+            .into_iter()
+            .filter(|(p, _)| !p.starts_with(inner.join(".git/objects")))
+            .collect::<Vec<_>>(),
+        "its git dir is only read (objects aside)"
+    );
+    assert!(refs_under(&f.repo, "refs/treeward/tmp").is_empty());
 }
 
 #[test]

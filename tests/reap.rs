@@ -1043,11 +1043,12 @@ fn a_lease_whose_holder_is_killed_stays_in_use_while_its_command_holds_the_flock
 }
 
 /// A FIFO the repository's owner planted as a loose ref blocks git itself
-/// (libgit2 opens it to read a branch). The reaper serves its own uid in a
+/// (git opens it to read a branch). The reaper serves its own uid in a
 /// worker of its own ids, so the call is killed at its deadline: that
 /// worktree fails with its work on disk, the other root's worktree is
-/// taken, and the pass ends. The control: with the ref a file again, the
-/// next pass preserves the worktree.
+/// taken, and the pass ends; the git it started dies with it (else it
+/// would hold the worktree in use forever). The control: with the ref a
+/// file again, the next pass preserves the worktree.
 #[test]
 fn a_fifo_ref_the_owner_planted_fails_only_its_worktree() {
     let Some(h) = host("0s", "preserve") else {

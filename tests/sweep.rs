@@ -506,7 +506,12 @@ fn the_budget_leaves_the_rest_in_the_trash_for_the_next_pass() {
             .is_none(),
         "trash drained"
     );
-    assert_eq!(h.refs("refs/treeward/preserved/").len(), 1);
+    let sets = h.refs("refs/treeward/preserved/");
+    assert_eq!(
+        sets.iter().filter(|r| r.ends_with("/state")).count(),
+        1,
+        "{sets:?}"
+    );
 }
 
 #[test]
@@ -927,4 +932,116 @@ fn a_sweep_with_no_root_present_writes_no_ledger() {
         String::from_utf8_lossy(&out.stdout)
     );
     assert!(!state.exists(), "the sweep created {}", state.display());
+}
+
+/// The `…/state` ref of an entry's report line.
+fn state_ref(entry: &Value) -> String {
+    entry["preserved_refs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .find(|r| r.ends_with("/state"))
+        .unwrap_or_else(|| panic!("no state ref: {entry}"))
+        .to_owned()
+}
+
+#[test]
+fn a_broken_worktree_whose_admin_dir_is_gone_is_preserved_into_its_repository() {
+    let Some(h) = host(r#"["*"]"#, "preserve") else {
+        return;
+    };
+    let pruned = h.f.worktree("pruned", "t-pruned");
+    write(&pruned.join("README"), "edited, then the admin dir went\n");
+    write(&pruned.join("notes/only.md"), "only copy\n");
+    std::fs::remove_dir_all(h.f.repo.join(".git/worktrees/pruned")).unwrap();
+    // The control: a broken worktree whose repository is gone is kept.
+    let gone = Fixture::new_in(&h.f.tmp.path().join("wt"));
+    let orphan = h.root.join("orphan");
+    common::add_worktree(&gone.repo, &orphan, Some("t-orphan"));
+    write(&orphan.join("wip.txt"), "w\n");
+    h.hand_over();
+    std::fs::remove_dir_all(gone.repo.join(".git")).unwrap();
+
+    let (code, doc) = h.sweep(&[]);
+    assert_eq!(code, 0, "{doc:#}");
+    let e = action_of(&doc, &pruned);
+    assert_eq!(e["action"], "preserved", "{doc:#}");
+    assert!(!pruned.exists());
+    let state = state_ref(e);
+    assert_eq!(
+        h.git(&["cat-file", "blob", &format!("{state}:files/notes/only.md")]),
+        "only copy"
+    );
+    assert_eq!(
+        h.git(&["cat-file", "blob", &format!("{state}:files/README")]),
+        "edited, then the admin dir went"
+    );
+    assert!(h.refs("refs/treeward/tmp").is_empty());
+    assert_eq!(
+        h.git(&["worktree", "list", "--porcelain"])
+            .matches("worktree ")
+            .count(),
+        1,
+        "the stand-in worktree is gone"
+    );
+    assert_eq!(action_of(&doc, &orphan)["action"], "kept", "{doc:#}");
+    assert_eq!(
+        std::fs::read_to_string(orphan.join("wip.txt")).unwrap(),
+        "w\n"
+    );
+}
+
+#[test]
+fn a_worktree_whose_repository_moved_is_preserved_whole_into_it() {
+    let Some(h) = host(r#"["*"]"#, "preserve") else {
+        return;
+    };
+    let wt = h.f.worktree("moved", "t-moved");
+    write(&wt.join("staged.txt"), "staged\n");
+    common::git(&wt, &["add", "staged.txt"]);
+    write(&wt.join("untracked.txt"), "untracked\n");
+    h.hand_over();
+    let moved = h.f.tmp.path().join("moved-repo");
+    std::fs::rename(&h.f.repo, &moved).unwrap();
+    let common_dir = moved.join(".git");
+    // The ledger knows the repository where it is now (another record).
+    treeward::ledger::Ledger::new(&h.f.tmp.path().join("ledger.json"))
+        .update(|doc| {
+            let other = h.root.join("elsewhere");
+            doc.records
+                .push(treeward::ledger::Record::new(&other, &common_dir, OWNER));
+        })
+        .unwrap();
+
+    let (code, doc) = h.sweep(&[]);
+    assert_eq!(code, 0, "{doc:#}");
+    let e = action_of(&doc, &wt);
+    assert_eq!(e["action"], "preserved", "{doc:#}");
+    assert!(!wt.exists());
+    let state = state_ref(e);
+    let show = |what: &str| {
+        git_as(
+            OWNER,
+            &moved,
+            &["cat-file", "blob", &format!("{state}:{what}")],
+        )
+    };
+    assert_eq!(show("files/untracked.txt"), "untracked");
+    let meta: Value = serde_json::from_str(&show("meta")).unwrap();
+    assert_eq!(
+        meta["branch"], "refs/heads/t-moved",
+        "HEAD came from its admin dir"
+    );
+    // The index came from its admin dir too: the staged file is in it.
+    let index = show("index");
+    assert!(
+        index.contains("staged.txt"),
+        "the index records the staged file"
+    );
+    assert!(
+        !moved.join(".git/worktrees/moved").exists(),
+        "its admin dir is forgotten"
+    );
+    assert!(root_owned(&moved).is_empty(), "{:?}", root_owned(&moved));
 }

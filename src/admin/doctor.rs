@@ -159,13 +159,16 @@ fn ledger_findings(config: &Config, read: &Result<Document, LedgerError>) -> Vec
                     false,
                     format!("root owner uid {} cannot write it: {why}", owner.uid),
                 )
-                .fix(format!(
-                    "chown {}:{} {} {}",
-                    owner.uid,
-                    owner.gid,
-                    dir.display(),
-                    path.display()
-                )),
+                .fix({
+                    // Only what exists: a ledger not written yet is
+                    // created by its owner once the directory is theirs.
+                    let targets: Vec<String> = [dir, path.as_path()]
+                        .iter()
+                        .filter(|p| p.symlink_metadata().is_ok())
+                        .map(|p| p.display().to_string())
+                        .collect();
+                    format!("chown {}:{} {}", owner.uid, owner.gid, targets.join(" "))
+                }),
             );
         }
     }

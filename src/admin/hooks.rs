@@ -32,14 +32,14 @@ use crate::as_owner::{Request, Response, Worker};
 use crate::claim;
 use crate::error::Error;
 use crate::fd::{self, ReadError};
-use git2::{ConfigLevel, ErrorCode, Repository, RepositoryOpenFlags};
+use crate::git::Git;
 use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
 use serde::{Deserialize, Serialize};
 use std::ffi::OsStr;
 use std::fs;
 use std::io::{self, Write};
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// The shim's bytes, as shipped in `hooks/post-checkout`.
@@ -140,39 +140,54 @@ pub fn plan_uninstall(hook: Found, chained: bool) -> HookAction {
     }
 }
 
-fn open(path: &Path) -> Result<Repository, git2::Error> {
-    Repository::open_ext(
-        path,
-        RepositoryOpenFlags::NO_SEARCH,
-        std::iter::empty::<&std::ffi::OsStr>(),
-    )
+/// The repository's own (`--local`) value of `key`, read by git as the
+/// repository's owner (this process: hooks are handled as the owner, see
+/// `as_owner`) with `--type=<ty>`; `None` when unset.
+fn local_config(common: &Path, key: &str, ty: &str) -> Result<Option<String>, String> {
+    let owner = fs::metadata(common)
+        .map_err(|e| format!("{}: {e}", common.display()))?
+        .uid();
+    let done = Git::new(common, owner)
+        .map_err(|e| e.to_string())?
+        .git_dir(common, None)
+        .args(["config", "--local", "--get"])
+        .arg(format!("--type={ty}"))
+        .arg(key)
+        .run()
+        .map_err(|e| e.to_string())?;
+    match done.code {
+        Some(0) => Ok(Some(
+            String::from_utf8_lossy(&done.stdout)
+                .trim_end_matches('\n')
+                .to_owned(),
+        )),
+        Some(1) => Ok(None),
+        _ => Err(format!(
+            "{}: reading its config ({key}): {}",
+            common.display(),
+            String::from_utf8_lossy(&done.stderr).trim()
+        )),
+    }
 }
 
 /// The hooks directory of the repository whose common git dir is `common`
 /// (absolute, normal), which must stay inside the repository ([`inside`]).
 pub fn hooks_dir(common: &Path) -> Result<PathBuf, String> {
-    let failed =
-        |e: git2::Error| format!("{}: reading its config: {}", common.display(), e.message());
-    let repo = open(common).map_err(failed)?;
-    let local = repo
-        .config()
-        .and_then(|c| c.open_level(ConfigLevel::Local))
-        .map_err(failed)?;
-    let top = repo.workdir().map(claim::normalize);
-    let dir = match local.get_path("core.hooksPath") {
+    let bare = local_config(common, "core.bare", "bool")?.as_deref() == Some("true");
+    // The main worktree that holds the common dir as its `.git`: never where
+    // the config says the worktree is (`core.worktree` is the config's word,
+    // not the filesystem's).
+    let holder = common
+        .parent()
+        .filter(|_| !bare && common.file_name() == Some(OsStr::new(".git")));
+    let dir = match local_config(common, "core.hooksPath", "path")? {
         // Relative: against the main worktree's top, or a bare repository's
         // git dir, as git resolves it; `..` folded as the kernel would not
         // (a symlink on the way is refused below, so the two agree).
-        Ok(p) => claim::normalize(&top.as_deref().unwrap_or(common).join(p)),
-        Err(e) if e.code() == ErrorCode::NotFound => common.join("hooks"),
-        Err(e) => return Err(failed(e)),
+        Some(p) => claim::normalize(&holder.unwrap_or(common).join(p)),
+        None => common.join("hooks"),
     };
-    // Inside means under the common dir, or under the main worktree that
-    // holds it as its `.git`: never where the config says the worktree is
-    // (`core.worktree` is the config's word, not the filesystem's).
-    let holder = common
-        .parent()
-        .filter(|_| !repo.is_bare() && common.file_name() == Some(OsStr::new(".git")));
+    // Inside means under the common dir, or under the main worktree.
     let bases: Vec<&Path> = holder.into_iter().chain([common]).collect();
     inside(&dir, &bases)?;
     Ok(dir)

@@ -48,7 +48,7 @@ pub fn absolute(path: &Path) -> Result<PathBuf, Error> {
 /// The repository named by `path` (a worktree top, a linked worktree or a
 /// common git dir), verified as belonging to `owner`, or with `None` to
 /// whoever owns `path` (see [`claim::repository_of`]): the only way an admin
-/// command reaches a repository. No libgit2 before this holds.
+/// command reaches a repository. No git before this holds.
 pub fn repository(path: &Path, owner: Option<u32>) -> Result<Repository, Error> {
     claim::repository_of(path, owner).map_err(|e| {
         Error::Usage(match e {

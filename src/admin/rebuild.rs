@@ -1,19 +1,35 @@
-//! The git side of `treeward restore`: turn one set of preserved refs
-//! (`refs/treeward/preserved/<name>/<stamp>/…`, see `preserve`) back into a
-//! linked worktree with the same uncommitted state. Runs as the
-//! repository's owner (through `as_owner` when the caller is root).
+//! The git side of `treeward restore`: turn one preserved set
+//! (`refs/treeward/preserved/<name>/<stamp>/…`, laid out as `preserve`
+//! documents) back into a linked worktree in exactly the state it was
+//! preserved in. Runs as the repository's owner (through `as_owner` when
+//! the caller is root), with the host's git; needs nothing but the set
+//! (its `meta` names HEAD, the branch and the refs).
 //!
-//! What it builds, from the stash-shaped work commit `W` (parents `[HEAD, I]`
-//! or `[HEAD, I, U]`; `[I]` or `[I, U]` on an unborn branch):
+//! What it builds:
 //! - a linked worktree at the path (`git worktree add --no-checkout`, hooks
 //!   off, so no `post-checkout` records it: the caller updates the ledger),
 //!   on the original branch when it still exists, still points at HEAD and
-//!   is checked out nowhere, else detached at HEAD (`…/head` when the HEAD
-//!   was a detached one); an unborn branch comes back as an orphan branch;
-//! - the working tree checked out from `W`, the index set to `I`'s tree, the
-//!   untracked files of `U` written as new files (never over one);
-//! - the per-worktree refs (`…/worktree/x` → `refs/worktree/x`,
-//!   `…/bisect/x` → `refs/bisect/x`).
+//!   is checked out nowhere, else detached at HEAD; an unborn branch comes
+//!   back as an orphan branch;
+//! - its git dir: the in-progress state files (merge, rebase, cherry-pick,
+//!   revert, bisect), `config.worktree`, `info/sparse-checkout`, the index
+//!   file as git wrote it (flags, stages, sparse entries) and the split
+//!   index's shared files, byte for byte;
+//! - every working file, byte for byte (the bytes were stored raw, so no
+//!   attribute applies twice), with its executable bit (0666 or 0777 less
+//!   the umask, as git does) or as the symlink it was; written relative to
+//!   directory descriptors, never through a symlink, never over a file;
+//! - each nested repository: `git init` with its formats, its
+//!   configuration, its refs and objects fetched back from the common
+//!   repository, its HEAD, state files, index and files the same way; an
+//!   absorbed submodule's git dir is absorbed again (`git submodule
+//!   absorbgitdirs`);
+//! - the root refs (`ORIG_HEAD`, `CHERRY_PICK_HEAD`, …) and the per-worktree
+//!   refs, in one `git update-ref --stdin` transaction.
+//!
+//! The index's stat data is the original files': git finds them changed by
+//! stat, compares their content and shows what `git status` showed (it may
+//! refresh the index the first time it runs).
 //!
 //! Something already at the path is renamed aside to
 //! `<path>.treeward-aside-<stamp>` (never overwritten), unless it is a live
@@ -21,20 +37,29 @@
 //! `mkdir` before git runs, so that nothing planted at the path meanwhile
 //! (a symlink, someone else's empty directory) is ever written through.
 //! Everything is checked before anything changes; a failing `git worktree
-//! add` puts the aside back. The preserved refs are never deleted.
+//! add` puts the aside back. The preserved refs are never deleted. A set
+//! written before the `state` ref existed is refused with how to recover it
+//! by hand (`git stash apply --index <…/work>`).
 
-use crate::preserve::{self, NAMESPACE};
-use crate::risk::{self, Location};
-use git2::{
-    build::CheckoutBuilder, Commit, ObjectType, Oid, Repository, RepositoryOpenFlags, Tree,
+use crate::preserve::layout::{
+    self, Entry, Meta, ModuleKind, ADMIN, FILES, INDEX, META, MODULES, MODULE_CONFIG, SHARED_INDEX,
+    STAGES,
 };
+use crate::preserve::{Repo, NAMESPACE};
+use crate::risk::{self, Location};
+use nix::fcntl::{openat, OFlag};
+use nix::sys::stat::Mode;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::fs;
-use std::io::{self, Write};
+use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
+/// The most bytes of blobs one `git cat-file --batch` call returns.
+const BLOB_BATCH: u64 = 64 << 20;
 
 /// What a restore did (or, under dry run, would do).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,7 +73,7 @@ pub struct Restored {
     pub branch: Option<String>,
     /// The HEAD commit; null on an unborn branch.
     pub head: Option<String>,
-    /// The work commit restored from, if there was uncommitted work.
+    /// The work commit of the set, if there was uncommitted work.
     pub work: Option<String>,
     /// Per-worktree refs recreated.
     pub worktree_refs: Vec<String>,
@@ -57,43 +82,31 @@ pub struct Restored {
     pub dry_run: bool,
 }
 
-/// The preserved set, read from the repository.
-struct Set<'r> {
-    work: Option<Commit<'r>>,
-    head: Option<Oid>,
-    /// (ref to create, target).
-    worktree_refs: Vec<(String, Oid)>,
-    /// Full names of every ref of the set, sorted.
-    names: Vec<String>,
-}
-
-/// The work commit taken apart.
-struct Work<'r> {
-    head: Option<Oid>,
-    index: Tree<'r>,
-    tree: Tree<'r>,
-    untracked: Option<Tree<'r>>,
-    /// The branch named in the commit message; `None` when it was detached.
-    branch: Option<String>,
-}
-
 /// Where the new worktree's HEAD goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Checkout {
     Branch(String),
-    Detached(Oid),
+    Detached(String),
     Orphan(String),
+}
+
+/// One repository's part of the set: the files of its layer, by kind.
+#[derive(Debug, Default)]
+struct Layer {
+    meta: Option<Entry>,
+    index: Option<Entry>,
+    shared: Vec<Entry>,
+    admin: Vec<Entry>,
+    files: Vec<Entry>,
 }
 
 /// Restores the set `prefix` (`refs/treeward/preserved/<name>/<stamp>`) of
 /// the repository whose common dir is `common` into a new worktree at
-/// `path`. `branch` is the record's branch, used when only per-worktree refs
-/// were preserved.
+/// `path`.
 pub fn rebuild(
     common: &Path,
     prefix: &str,
     path: &Path,
-    branch: Option<&str>,
     dry_run: bool,
 ) -> Result<Restored, String> {
     if !prefix.starts_with(&format!("{NAMESPACE}/")) || !path.is_absolute() {
@@ -102,28 +115,38 @@ pub fn rebuild(
             path.display()
         ));
     }
-    let repo = Repository::open_ext(
-        common,
-        RepositoryOpenFlags::NO_SEARCH,
-        std::iter::empty::<&std::ffi::OsStr>(),
-    )
-    .map_err(|e| {
-        format!(
-            "{}: cannot open the repository: {}",
-            common.display(),
-            e.message()
-        )
-    })?;
-    let git =
-        |doing: &'static str| move |e: git2::Error| format!("{prefix}: {doing}: {}", e.message());
-    let set = read_set(&repo, prefix).map_err(git("reading the preserved refs"))?;
-    let work = set
-        .work
-        .as_ref()
-        .map(take_apart)
-        .transpose()
-        .map_err(git("reading the work commit"))?;
-    let checkout = choose_checkout(common, &repo, &set, work.as_ref(), branch)?;
+    let owner = crate::as_owner::owner_of(common)
+        .map_err(|e| format!("{}: {e}", common.display()))?
+        .uid;
+    let repo = Repo::new(common, owner);
+    let names = set_refs(&repo, prefix)?;
+    let state = names
+        .get(&format!("{prefix}/state"))
+        .ok_or_else(|| legacy(prefix, &names))?
+        .clone();
+    let layers = layers(&repo, &state)?;
+    let top = layers
+        .get("")
+        .ok_or_else(|| format!("{prefix}: the set has no metadata"))?;
+    let meta = read_meta(&repo, top)?;
+    let tip = match &meta.branch {
+        Some(b) => repo
+            .maybe(
+                &["rev-parse", "-q", "--verify", "--end-of-options", b],
+                "reading the branch",
+            )
+            .map_err(|e| e.to_string())?,
+        None => None,
+    };
+    let free = match (&meta.branch, &tip) {
+        (Some(b), Some(t)) if meta.head.as_ref() == Some(t) => {
+            let short = b.strip_prefix("refs/heads/").unwrap_or(b);
+            !crate::preserve::checked_out_anywhere(common, owner, short)
+                .map_err(|e| e.to_string())?
+        }
+        _ => false,
+    };
+    let checkout = choose_checkout(&meta, tip.as_deref(), free)?;
     let aside = plan_aside(path)?;
     let mut out = Restored {
         path: path.to_path_buf(),
@@ -133,17 +156,10 @@ pub fn rebuild(
             Checkout::Branch(b) | Checkout::Orphan(b) => Some(b.clone()),
             Checkout::Detached(_) => None,
         },
-        head: match &checkout {
-            Checkout::Detached(h) => Some(h.to_string()),
-            Checkout::Branch(b) => repo
-                .refname_to_id(&format!("refs/heads/{b}"))
-                .ok()
-                .map(|o| o.to_string()),
-            Checkout::Orphan(_) => None,
-        },
-        work: set.work.as_ref().map(|c| c.id().to_string()),
-        worktree_refs: set.worktree_refs.iter().map(|(n, _)| n.clone()).collect(),
-        preserved_refs: set.names.clone(),
+        head: meta.head.clone(),
+        work: names.get(&format!("{prefix}/work")).cloned(),
+        worktree_refs: meta.worktree_refs.keys().cloned().collect(),
+        preserved_refs: names.keys().cloned().collect(),
         dry_run,
     };
     if dry_run {
@@ -160,7 +176,7 @@ pub fn rebuild(
         }
         return Err(e);
     }
-    if let Err(e) = add_worktree(common, path, &checkout) {
+    if let Err(e) = add_worktree(&repo, path, &checkout) {
         // git removes the directory when it fails after taking it; when
         // it fails before, the directory is still ours and still empty.
         let _ = fs::remove_dir(path);
@@ -171,23 +187,20 @@ pub fn rebuild(
         }
         return Err(e);
     }
-    let wt = Repository::open_ext(
-        path,
-        RepositoryOpenFlags::NO_SEARCH,
-        std::iter::empty::<&std::ffi::OsStr>(),
-    )
-    .map_err(|e| {
-        format!(
-            "{}: opening the new worktree: {}",
-            path.display(),
-            e.message()
+    let wt = Repo::new(path, owner);
+    let git_dir = PathBuf::from(
+        wt.text(
+            &["rev-parse", "--absolute-git-dir"],
+            "finding the new worktree's git dir",
         )
-    })?;
-    out.worktree_name = wt
-        .path()
+        .map_err(|e| e.to_string())?,
+    );
+    out.worktree_name = git_dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned());
-    fill(&wt, path, work.as_ref(), &set.worktree_refs).map_err(|e| {
+    let filled = fill(&repo, &wt, &git_dir, top, &meta)
+        .and_then(|()| fill_modules(&repo, path, owner, prefix, &state, &layers, &meta, &names));
+    filled.map_err(|e| {
         format!(
             "{e}; the new worktree at {} is incomplete (the preserved refs are intact): \
              `git worktree remove --force {}` and restore again",
@@ -199,122 +212,535 @@ pub fn rebuild(
     Ok(out)
 }
 
-/// Fills the new worktree: files, index, untracked files, per-worktree refs.
-fn fill(
-    wt: &Repository,
-    path: &Path,
-    work: Option<&Work<'_>>,
-    worktree_refs: &[(String, Oid)],
-) -> Result<(), String> {
-    match work {
-        Some(w) => fill_from_work(wt, path, w)?,
-        None => wt
-            .checkout_head(Some(CheckoutBuilder::new().force()))
-            .map_err(|e| format!("{}: checking out HEAD: {}", path.display(), e.message()))?,
+/// The refs of the set (full name → id); an error when there are none.
+fn set_refs(repo: &Repo<'_>, prefix: &str) -> Result<BTreeMap<String, String>, String> {
+    let out = repo
+        .text(
+            &[
+                "for-each-ref",
+                "--format=%(refname) %(objectname)",
+                &format!("{prefix}/"),
+            ],
+            "reading the preserved refs",
+        )
+        .map_err(|e| e.to_string())?;
+    let names: BTreeMap<String, String> = out
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(n, o)| (n.to_owned(), o.to_owned()))
+        .collect();
+    if names.is_empty() {
+        return Err(format!(
+            "{prefix}: no such preserved refs in this repository"
+        ));
     }
-    for (name, oid) in worktree_refs {
-        wt.reference(name, *oid, false, "treeward: restore")
-            .map_err(|e| format!("{}: creating {name}: {}", path.display(), e.message()))?;
+    Ok(names)
+}
+
+/// Why a set without a `state` ref is not restored, and how to get its
+/// work back by hand.
+fn legacy(prefix: &str, names: &BTreeMap<String, String>) -> String {
+    let work = format!("{prefix}/work");
+    if names.contains_key(&work) {
+        format!(
+            "{prefix} was preserved by an earlier treeward (no state ref): recover it by hand \
+             in a worktree at its HEAD with `git stash apply --index {work}`"
+        )
+    } else {
+        format!(
+            "{prefix} was preserved by an earlier treeward (no state ref): its refs are {}",
+            names.keys().cloned().collect::<Vec<_>>().join(", ")
+        )
+    }
+}
+
+/// The state tree's files, by repository (`""` for the worktree itself,
+/// the encoded path for a nested repository).
+fn layers(repo: &Repo<'_>, state: &str) -> Result<BTreeMap<String, Layer>, String> {
+    let listed = repo
+        .out(
+            repo.git().map_err(|e| e.to_string())?.read_only().args([
+                "ls-tree",
+                "-r",
+                "-z",
+                "-l",
+                "--full-tree",
+                state,
+            ]),
+            "reading the preserved state",
+        )
+        .map_err(|e| e.to_string())?;
+    let entries = layout::parse_ls_tree(&listed)
+        .ok_or_else(|| format!("{state}: not a state tree treeward wrote"))?;
+    let mut out: BTreeMap<String, Layer> = BTreeMap::new();
+    for mut e in entries {
+        let (key, rest) = match e.path.strip_prefix(format!("{MODULES}/").as_bytes()) {
+            Some(rest) => {
+                let slash = rest.iter().position(|b| *b == b'/').unwrap_or(rest.len());
+                (
+                    String::from_utf8_lossy(&rest[..slash]).into_owned(),
+                    rest.get(slash + 1..).unwrap_or_default().to_vec(),
+                )
+            }
+            None => (String::new(), e.path.clone()),
+        };
+        let layer = out.entry(key).or_default();
+        let under = |dir: &str| {
+            rest.strip_prefix(format!("{dir}/").as_bytes())
+                .map(<[u8]>::to_vec)
+        };
+        if rest == META.as_bytes() {
+            layer.meta = Some(e);
+        } else if rest == INDEX.as_bytes() {
+            layer.index = Some(e);
+        } else if let Some(p) = under(SHARED_INDEX) {
+            e.path = p;
+            layer.shared.push(e);
+        } else if let Some(p) = under(ADMIN) {
+            e.path = p;
+            layer.admin.push(e);
+        } else if let Some(p) = under(FILES) {
+            e.path = p;
+            layer.files.push(e);
+        } else if under(STAGES).is_none() {
+            log::warn!(
+                "{state}: unknown entry {}",
+                String::from_utf8_lossy(&e.path)
+            );
+        }
+    }
+    Ok(out)
+}
+
+fn read_meta(repo: &Repo<'_>, layer: &Layer) -> Result<Meta, String> {
+    let entry = layer
+        .meta
+        .as_ref()
+        .ok_or("the preserved state has no metadata")?;
+    let mut meta = None;
+    for_each_blob(repo, std::slice::from_ref(entry), |_, bytes| {
+        meta = Some(
+            serde_json::from_slice::<Meta>(bytes)
+                .map_err(|e| format!("the preserved metadata: {e}"))?,
+        );
+        Ok(())
+    })?;
+    let meta = meta.ok_or("the preserved metadata could not be read")?;
+    if meta.format != layout::FORMAT {
+        return Err(format!(
+            "the set is in format {} (this treeward reads {})",
+            meta.format,
+            layout::FORMAT
+        ));
+    }
+    Ok(meta)
+}
+
+/// Pure: where the new worktree's HEAD goes. The branch when it still
+/// points at HEAD and is checked out nowhere (`free`); else detached at
+/// HEAD; an unborn branch that still does not exist comes back unborn.
+fn choose_checkout(meta: &Meta, tip: Option<&str>, free: bool) -> Result<Checkout, String> {
+    let short = |b: &str| b.strip_prefix("refs/heads/").unwrap_or(b).to_owned();
+    match (&meta.head, &meta.branch, tip) {
+        (Some(h), Some(b), Some(t)) if t == h && free => Ok(Checkout::Branch(short(b))),
+        (Some(h), _, _) => Ok(Checkout::Detached(h.clone())),
+        (None, Some(b), None) => Ok(Checkout::Orphan(short(b))),
+        (None, Some(b), Some(_)) => Err(format!(
+            "the set was preserved on the unborn branch {b}, which exists now: restore it with \
+             --path elsewhere after deleting or renaming that branch"
+        )),
+        (None, None, _) => Err("the set names neither a HEAD commit nor a branch".to_owned()),
+    }
+}
+
+/// `git worktree add --no-checkout` (hooks off: the engine's fixed
+/// configuration).
+fn add_worktree(repo: &Repo<'_>, path: &Path, checkout: &Checkout) -> Result<(), String> {
+    let git = repo
+        .git()
+        .map_err(|e| e.to_string())?
+        .args(["worktree", "add", "--quiet"]);
+    let git = match checkout {
+        Checkout::Branch(b) => git.arg("--no-checkout").arg(path).arg(b),
+        Checkout::Detached(h) => git.args(["--no-checkout", "--detach"]).arg(path).arg(h),
+        Checkout::Orphan(b) => git.args(["--orphan", "-b", b]).arg(path),
+    };
+    repo.out(git, "adding the worktree")
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+/// Fills a restored repository from its layer: state files and index into
+/// its git dir, files into its working directory, then its refs.
+fn fill(
+    common: &Repo<'_>,
+    wt: &Repo<'_>,
+    git_dir: &Path,
+    layer: &Layer,
+    meta: &Meta,
+) -> Result<(), String> {
+    let git_fd = crate::fd::open_path(git_dir)
+        .map_err(|e| format!("{}: opening the git dir: {e}", git_dir.display()))?;
+    let mut in_git_dir = Writer::new(git_fd, git_dir);
+    let admin: Vec<Entry> = layer
+        .admin
+        .iter()
+        .filter(|e| e.path != MODULE_CONFIG.as_bytes())
+        .cloned()
+        .collect();
+    let mut git_files = admin;
+    git_files.extend(layer.index.iter().map(|e| Entry {
+        path: INDEX.as_bytes().to_vec(),
+        ..e.clone()
+    }));
+    git_files.extend(layer.shared.iter().cloned());
+    for_each_blob(common, &git_files, |e, bytes| {
+        in_git_dir.replace(&e.path, bytes)
+    })?;
+
+    let top = crate::fd::open_path(wt.dir)
+        .map_err(|e| format!("{}: opening the worktree: {e}", wt.dir.display()))?;
+    let mut files = Writer::new(top, wt.dir);
+    for_each_blob(common, &layer.files, |e, bytes| {
+        files.create(&e.path, e.mode, bytes)
+    })?;
+
+    let mut input = Vec::new();
+    for (name, oid) in meta.worktree_refs.iter().chain(&meta.root_refs) {
+        input.extend(format!("update {name}\0{oid}\0\0").bytes());
+    }
+    if !input.is_empty() {
+        wt.out(
+            wt.git()
+                .map_err(|e| e.to_string())?
+                .args(["update-ref", "--stdin", "-z"])
+                .stdin(input),
+            "recreating the refs",
+        )
+        .map_err(|e| e.to_string())?;
     }
     Ok(())
 }
 
-/// The refs of the set and what they point at.
-fn read_set<'r>(repo: &'r Repository, prefix: &str) -> Result<Set<'r>, git2::Error> {
-    let mut set = Set {
-        work: None,
-        head: None,
-        worktree_refs: Vec::new(),
-        names: Vec::new(),
-    };
-    for r in repo.references()? {
-        let r = r?;
-        let Some(name) = r.name().ok() else { continue };
-        let Some(rest) = name.strip_prefix(prefix).and_then(|n| n.strip_prefix('/')) else {
-            continue;
+/// Restores the nested repositories the metadata lists, parents first.
+#[allow(clippy::too_many_arguments)]
+fn fill_modules(
+    common: &Repo<'_>,
+    top: &Path,
+    owner: u32,
+    prefix: &str,
+    state: &str,
+    layers: &BTreeMap<String, Layer>,
+    meta: &Meta,
+    names: &BTreeMap<String, String>,
+) -> Result<(), String> {
+    // (path from the top, kind, path of the repository that holds it)
+    let mut queue: std::collections::VecDeque<(Vec<u8>, ModuleKind, PathBuf)> = meta
+        .modules
+        .iter()
+        .filter_map(|m| Some((layout::decode(&m.enc)?, m.kind, top.to_path_buf())))
+        .collect();
+    while let Some((path, kind, parent)) = queue.pop_front() {
+        let enc = layout::encode(&path);
+        let layer = layers
+            .get(&enc)
+            .ok_or_else(|| format!("{prefix}: the set lists {enc} but holds no state for it"))?;
+        let m = read_meta(common, layer)?;
+        let dir = top.join(OsStr::from_bytes(&path));
+        let top_fd = crate::fd::open_path(top)
+            .map_err(|e| format!("{}: opening the worktree: {e}", top.display()))?;
+        Writer::new(top_fd, top).make_dirs(&path)?;
+        let repo = Repo::new(&dir, owner);
+        let git = |args: &[&str], doing: &str| -> Result<Vec<u8>, String> {
+            repo.out(repo.git().map_err(|e| e.to_string())?.args(args), doing)
+                .map_err(|e| e.to_string())
         };
-        set.names.push(name.to_owned());
-        let Some(oid) = r.target() else { continue };
-        if rest == "work" {
-            set.work = Some(repo.find_commit(oid)?);
-        } else if rest == "head" {
-            set.head = Some(oid);
-        } else if rest.starts_with("worktree/") || rest.starts_with("bisect/") {
-            set.worktree_refs.push((format!("refs/{rest}"), oid));
+        git(
+            &[
+                "init",
+                "--quiet",
+                &format!("--object-format={}", m.object_format),
+                &format!("--ref-format={}", m.ref_format),
+            ],
+            "creating a nested repository",
+        )?;
+        let git_dir = dir.join(".git");
+        let config: Vec<Entry> = layer
+            .admin
+            .iter()
+            .filter(|e| e.path == MODULE_CONFIG.as_bytes())
+            .cloned()
+            .collect();
+        let git_fd = crate::fd::open_path(&git_dir)
+            .map_err(|e| format!("{}: opening the git dir: {e}", git_dir.display()))?;
+        let mut in_git_dir = Writer::new(git_fd, &git_dir);
+        for_each_blob(common, &config, |e, bytes| {
+            in_git_dir.replace(&e.path, bytes)
+        })?;
+        // Its recorded core.worktree names where it was: git would fail to
+        // start there, so it is dropped from the file with git run outside
+        // any repository.
+        let nowhere = Repo::new(Path::new("/"), owner);
+        let unset = nowhere
+            .git()
+            .map_err(|e| e.to_string())?
+            .arg("config")
+            .arg("--file")
+            .arg(git_dir.join("config"))
+            .args(["--unset-all", "core.worktree"])
+            .run()
+            .map_err(|e| e.to_string())?;
+        if !matches!(unset.code, Some(0 | 5)) {
+            return Err(format!(
+                "{}: unsetting core.worktree: {}",
+                dir.display(),
+                String::from_utf8_lossy(&unset.stderr).trim()
+            ));
+        }
+        // Its refs, and every object its state names, back from the set.
+        let set = format!("{prefix}/{MODULES}/{enc}");
+        let mut wanted = vec![format!("+{set}/refs/*:refs/*")];
+        wanted.extend(
+            names
+                .iter()
+                .filter(|(n, _)| n.starts_with(&format!("{set}/keep/")))
+                .map(|(_, oid)| oid.clone()),
+        );
+        if let Some(stages) = common
+            .maybe(
+                &[
+                    "rev-parse",
+                    "-q",
+                    "--verify",
+                    &format!("{state}:{MODULES}/{enc}/{STAGES}"),
+                ],
+                "reading a nested repository's index objects",
+            )
+            .map_err(|e| e.to_string())?
+        {
+            wanted.push(stages);
+        }
+        let mut fetch: Vec<&str> = vec![
+            "-c",
+            "protocol.version=2",
+            "fetch",
+            "--quiet",
+            "--no-tags",
+            "--no-write-fetch-head",
+            "--no-auto-maintenance",
+            "--no-recurse-submodules",
+            "--no-prune",
+            "--update-head-ok",
+            "--end-of-options",
+        ];
+        let source = common.dir.to_string_lossy().into_owned();
+        fetch.push(&source);
+        fetch.extend(wanted.iter().map(String::as_str));
+        git(&fetch, "fetching a nested repository's objects")?;
+        match (&m.branch, &m.head) {
+            (Some(b), _) => git(&["symbolic-ref", "HEAD", b], "setting HEAD")?,
+            (None, Some(h)) => git(&["update-ref", "--no-deref", "HEAD", h], "setting HEAD")?,
+            (None, None) => Vec::new(),
+        };
+        fill(common, &repo, &git_dir, layer, &m)?;
+        if kind == ModuleKind::Absorbed {
+            let rel = path
+                .strip_prefix(
+                    parent
+                        .strip_prefix(top)
+                        .unwrap_or(Path::new(""))
+                        .as_os_str()
+                        .as_bytes(),
+                )
+                .map(|r| r.strip_prefix(b"/").unwrap_or(r))
+                .unwrap_or(&path);
+            let holder = Repo::new(&parent, owner);
+            let absorbed = holder
+                .git()
+                .map_err(|e| e.to_string())?
+                .args(["submodule", "absorbgitdirs", "--"])
+                .arg(OsStr::from_bytes(rel))
+                .output();
+            if let Err(e) = absorbed {
+                log::warn!(
+                    "{}: restored with its git dir inside (not absorbed): {e}",
+                    dir.display()
+                );
+            }
+        }
+        for child in &m.modules {
+            if let Some(c) = layout::decode(&child.enc) {
+                queue.push_back(([&path[..], b"/", &c].concat(), child.kind, dir.clone()));
+            }
         }
     }
-    if set.names.is_empty() {
-        return Err(git2::Error::from_str(
-            "no such preserved refs in this repository",
-        ));
+    Ok(())
+}
+
+/// Calls `each` with the bytes of every blob of `entries`, in order, read
+/// with `git cat-file --batch` in calls of at most [`BLOB_BATCH`] bytes.
+fn for_each_blob(
+    repo: &Repo<'_>,
+    entries: &[Entry],
+    mut each: impl FnMut(&Entry, &[u8]) -> Result<(), String>,
+) -> Result<(), String> {
+    let mut start = 0;
+    while start < entries.len() {
+        let mut end = start;
+        let mut size = 0;
+        while end < entries.len() && (end == start || size + entries[end].extra <= BLOB_BATCH) {
+            size += entries[end].extra;
+            end += 1;
+        }
+        let chunk = &entries[start..end];
+        let input: Vec<u8> = chunk
+            .iter()
+            .flat_map(|e| format!("{}\n", e.oid).into_bytes())
+            .collect();
+        let out = repo
+            .out(
+                repo.git()
+                    .map_err(|e| e.to_string())?
+                    .read_only()
+                    .args(["cat-file", "--batch"])
+                    .stdin(input),
+                "reading preserved files",
+            )
+            .map_err(|e| e.to_string())?;
+        let mut at = 0;
+        for e in chunk {
+            let nl = out[at..]
+                .iter()
+                .position(|b| *b == b'\n')
+                .ok_or("git cat-file: truncated output")?;
+            let header = String::from_utf8_lossy(&out[at..at + nl]).into_owned();
+            let len: usize = header
+                .rsplit(' ')
+                .next()
+                .and_then(|n| n.parse().ok())
+                .filter(|_| header.starts_with(&e.oid) && header.contains(" blob "))
+                .ok_or_else(|| format!("git cat-file: {header}"))?;
+            at += nl + 1;
+            let bytes = out
+                .get(at..at + len)
+                .ok_or("git cat-file: truncated output")?;
+            each(e, bytes)?;
+            at += len + 1;
+        }
+        start = end;
     }
-    set.worktree_refs.sort();
-    set.names.sort();
-    Ok(set)
+    Ok(())
 }
 
-/// Splits a stash-shaped commit into HEAD, index, tree and untracked files.
-/// With a HEAD, `I` (second parent) has HEAD as its parent; on an unborn
-/// branch `I` is the first parent and has none.
-fn take_apart<'r>(w: &Commit<'r>) -> Result<Work<'r>, git2::Error> {
-    let with_head =
-        w.parent_count() >= 2 && w.parent(1)?.parent_ids().next() == Some(w.parent_id(0)?);
-    let (head, i_at) = if with_head {
-        (Some(w.parent_id(0)?), 1)
-    } else {
-        (None, 0)
-    };
-    let untracked = match w.parent(i_at + 1) {
-        Ok(u) => Some(u.tree()?),
-        Err(_) => None,
-    };
-    Ok(Work {
-        head,
-        index: w.parent(i_at)?.tree()?,
-        tree: w.tree()?,
-        untracked,
-        branch: branch_of_message(w.message().unwrap_or_default()),
-    })
+/// Writes below one directory, relative to its descriptor: directories on
+/// the way are created (or opened) without following a symlink, files are
+/// created new (`O_EXCL | O_NOFOLLOW`) or replaced by rename.
+struct Writer<'a> {
+    top: OwnedFd,
+    top_path: &'a Path,
+    /// The directories open along the last path written (paths come sorted).
+    open: Vec<(Vec<u8>, OwnedFd)>,
 }
 
-/// Pure: the branch a `WIP on <branch>: …` message names; `None` for
-/// `(no branch)` or another message.
-pub fn branch_of_message(message: &str) -> Option<String> {
-    let label = message.strip_prefix("WIP on ")?.split(": ").next()?;
-    (label != "(no branch)" && !label.is_empty()).then(|| label.to_owned())
-}
+impl<'a> Writer<'a> {
+    fn new(top: OwnedFd, top_path: &'a Path) -> Writer<'a> {
+        Writer {
+            top,
+            top_path,
+            open: Vec::new(),
+        }
+    }
 
-/// Decides where the new worktree's HEAD goes.
-fn choose_checkout(
-    common: &Path,
-    repo: &Repository,
-    set: &Set<'_>,
-    work: Option<&Work<'_>>,
-    record_branch: Option<&str>,
-) -> Result<Checkout, String> {
-    let (head, branch) = match work {
-        Some(w) => (w.head, w.branch.clone()),
-        None => (set.head, record_branch.map(str::to_owned)),
-    };
-    let tip = branch
-        .as_ref()
-        .and_then(|b| repo.refname_to_id(&format!("refs/heads/{b}")).ok());
-    let free = |b: &str| -> Result<bool, String> {
-        preserve::checked_out_anywhere(common, b)
-            .map(|c| !c)
-            .map_err(|e| e.to_string())
-    };
-    match (head, branch, tip) {
-        (Some(h), Some(b), Some(t)) if t == h && free(&b)? => Ok(Checkout::Branch(b)),
-        (Some(h), _, _) => Ok(Checkout::Detached(h)),
-        // Unborn: the branch has no commit, so it must not exist now.
-        (None, Some(b), None) if work.is_some() => Ok(Checkout::Orphan(b)),
-        (None, Some(b), Some(_)) if work.is_none() && free(&b)? => Ok(Checkout::Branch(b)),
-        _ => Err(format!(
-            "nothing to restore a HEAD from: no work commit, no detached HEAD, and the branch \
-             {} does not exist or is checked out elsewhere",
-            record_branch.unwrap_or("(none recorded)")
-        )),
+    fn failed(&self, path: &[u8], doing: &str, e: impl std::fmt::Display) -> String {
+        format!(
+            "{}: {doing}: {e}",
+            self.top_path.join(OsStr::from_bytes(path)).display()
+        )
+    }
+
+    /// The directory that holds `path` (every directory on the way made),
+    /// and the last name.
+    fn parent<'p>(&mut self, path: &'p [u8]) -> Result<(&OwnedFd, &'p [u8]), String> {
+        let (dirs, name) = match path.iter().rposition(|b| *b == b'/') {
+            Some(i) => (&path[..i], &path[i + 1..]),
+            None => (&path[..0], path),
+        };
+        let parts: Vec<&[u8]> = dirs
+            .split(|b| *b == b'/')
+            .filter(|p| !p.is_empty())
+            .collect();
+        let keep = self
+            .open
+            .iter()
+            .zip(&parts)
+            .take_while(|((n, _), p)| n == *p)
+            .count();
+        self.open.truncate(keep);
+        for part in &parts[keep..] {
+            if name.is_empty() || *part == b"." || *part == b".." {
+                return Err(self.failed(path, "writing", "not a plain relative path"));
+            }
+            let at = self
+                .open
+                .last()
+                .map_or(self.top.as_fd(), |(_, fd)| fd.as_fd());
+            let part_os = OsStr::from_bytes(part);
+            match nix::sys::stat::mkdirat(at, part_os, Mode::from_bits_truncate(0o777)) {
+                Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+                Err(e) => return Err(self.failed(path, "creating a directory", e)),
+            }
+            let fd = crate::fd::open_dir_at(at, part_os)
+                .map_err(|e| self.failed(path, "opening a directory (not through a symlink)", e))?;
+            self.open.push((part.to_vec(), fd));
+        }
+        let at = self.open.last().map_or(&self.top, |(_, fd)| fd);
+        Ok((at, name))
+    }
+
+    /// Makes the directory `path` and every one on the way.
+    fn make_dirs(&mut self, path: &[u8]) -> Result<(), String> {
+        let mut with_name = path.to_vec();
+        with_name.extend(b"/x");
+        self.parent(&with_name).map(drop)
+    }
+
+    /// Creates the new file `path`: a symlink for mode 120000, else a
+    /// regular file, 0777 for mode 100755 and 0666 otherwise, less the
+    /// umask.
+    fn create(&mut self, path: &[u8], mode: u32, bytes: &[u8]) -> Result<(), String> {
+        let (dir, name) = self.parent(path)?;
+        let dir = dir.as_fd();
+        let name = OsStr::from_bytes(name);
+        let result = if mode == layout::MODE_SYMLINK {
+            nix::unistd::symlinkat(OsStr::from_bytes(bytes), dir, name).map_err(|e| e.to_string())
+        } else {
+            let perm = if mode == layout::MODE_EXECUTABLE {
+                0o777
+            } else {
+                0o666
+            };
+            let flags = OFlag::O_WRONLY
+                | OFlag::O_CREAT
+                | OFlag::O_EXCL
+                | OFlag::O_NOFOLLOW
+                | OFlag::O_NONBLOCK
+                | OFlag::O_CLOEXEC;
+            openat(dir, name, flags, Mode::from_bits_truncate(perm))
+                .map_err(|e| e.to_string())
+                .and_then(|fd| {
+                    fs::File::from(fd)
+                        .write_all(bytes)
+                        .map_err(|e| e.to_string())
+                })
+        };
+        result.map_err(|e| self.failed(path, "writing a file", e))
+    }
+
+    /// Replaces the file `path` with `bytes` (a git dir file).
+    fn replace(&mut self, path: &[u8], bytes: &[u8]) -> Result<(), String> {
+        let (dir, name) = self.parent(path)?;
+        crate::fd::replace_at(dir.as_fd(), OsStr::from_bytes(name), bytes)
+            .map_err(|e| self.failed(path, "writing", e))
     }
 }
 
@@ -385,148 +811,52 @@ fn rename_no_replace(from: &Path, to: &Path) -> Result<(), String> {
         .map_err(|e| format!("renaming {} to {}: {e}", from.display(), to.display()))
 }
 
-/// `git worktree add` without checkout and without hooks, with none of the
-/// caller's `GIT_*` variables.
-fn add_worktree(common: &Path, path: &Path, checkout: &Checkout) -> Result<(), String> {
-    let mut cmd = Command::new("git");
-    for (key, _) in std::env::vars_os() {
-        if key.as_bytes().starts_with(b"GIT_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.arg("-C").arg(common).args([
-        "-c",
-        "core.hooksPath=/dev/null",
-        "worktree",
-        "add",
-        "--quiet",
-    ]);
-    match checkout {
-        Checkout::Branch(b) => cmd.arg("--no-checkout").arg(path).arg(b),
-        Checkout::Detached(h) => cmd
-            .args(["--no-checkout", "--detach"])
-            .arg(path)
-            .arg(h.to_string()),
-        Checkout::Orphan(b) => cmd.args(["--orphan", "-b", b]).arg(path),
-    };
-    let out = cmd
-        .output()
-        .map_err(|e| format!("running git worktree add: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "git worktree add {} failed: {}",
-            path.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(())
-}
-
-/// Working tree from `W`, index from `I`, untracked files from `U` (the
-/// trees looked up again in the worktree's own repository handle).
-fn fill_from_work(wt: &Repository, path: &Path, w: &Work<'_>) -> Result<(), String> {
-    let failed = |doing: &'static str| {
-        move |e: git2::Error| format!("{}: {doing}: {}", path.display(), e.message())
-    };
-    let tree = wt
-        .find_tree(w.tree.id())
-        .map_err(failed("reading the work tree"))?;
-    wt.checkout_tree(
-        tree.as_object(),
-        Some(CheckoutBuilder::new().force().update_index(false)),
-    )
-    .map_err(failed("checking out the working tree"))?;
-    let index_tree = wt
-        .find_tree(w.index.id())
-        .map_err(failed("reading the index tree"))?;
-    let mut index = wt.index().map_err(failed("opening the index"))?;
-    index
-        .read_tree(&index_tree)
-        .map_err(failed("reading the index tree"))?;
-    index.write().map_err(failed("writing the index"))?;
-    if let Some(u) = &w.untracked {
-        write_untracked(wt, path, u)?;
-    }
-    Ok(())
-}
-
-/// Writes every file of `tree` under `top` as a new file (mode 0666 or
-/// 0777 less the umask, as git does; symlinks as symlinks).
-fn write_untracked(repo: &Repository, top: &Path, tree: &Tree<'_>) -> Result<(), String> {
-    let mut error = None;
-    tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
-        if entry.kind() != Some(ObjectType::Blob) {
-            return git2::TreeWalkResult::Ok;
-        }
-        let rel = Path::new(dir).join(std::ffi::OsStr::from_bytes(entry.name_bytes()));
-        match write_blob(repo, top, &rel, entry.id(), entry.filemode()) {
-            Ok(()) => git2::TreeWalkResult::Ok,
-            Err(e) => {
-                error = Some(e);
-                git2::TreeWalkResult::Abort
-            }
-        }
-    })
-    .or_else(|e| match &error {
-        Some(_) => Ok(()),
-        None => Err(format!(
-            "{}: walking the untracked files: {}",
-            top.display(),
-            e.message()
-        )),
-    })?;
-    error.map_or(Ok(()), Err)
-}
-
-fn write_blob(repo: &Repository, top: &Path, rel: &Path, id: Oid, mode: i32) -> Result<(), String> {
-    let path = top.join(rel);
-    let failed = |e: io::Error| format!("{}: writing an untracked file: {e}", path.display());
-    if rel
-        .components()
-        .any(|c| !matches!(c, std::path::Component::Normal(_)))
-    {
-        return Err(format!("{}: not a plain relative path", rel.display()));
-    }
-    let blob = repo
-        .find_blob(id)
-        .map_err(|e| format!("{}: {}", path.display(), e.message()))?;
-    if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent).map_err(failed)?;
-        // A directory of the new worktree, not one a symlink leads out to.
-        let inside = parent.canonicalize().map_err(failed)?;
-        if !inside.starts_with(top.canonicalize().map_err(failed)?) {
-            return Err(format!("{}: leads outside the worktree", path.display()));
-        }
-    }
-    if mode == 0o120000 {
-        return std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(blob.content()), &path)
-            .map_err(failed);
-    }
-    let perm = if mode == 0o100755 { 0o777 } else { 0o666 };
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(perm)
-        .open(&path)
-        .map_err(failed)?;
-    f.write_all(blob.content()).map_err(failed)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn meta(head: Option<&str>, branch: Option<&str>) -> Meta {
+        Meta {
+            format: layout::FORMAT,
+            repository: "/r/.git".into(),
+            admin_name: Some("wt".into()),
+            path: "/w/wt".into(),
+            stamp: "S".into(),
+            object_format: "sha1".into(),
+            ref_format: "files".into(),
+            head: head.map(str::to_owned),
+            branch: branch.map(str::to_owned),
+            root_refs: BTreeMap::new(),
+            worktree_refs: BTreeMap::new(),
+            modules: Vec::new(),
+        }
+    }
+
     #[test]
-    fn branch_from_the_stash_message() {
+    fn checkout_follows_the_branch_only_when_it_is_where_it_was_and_free() {
+        let on = meta(Some("aa"), Some("refs/heads/task"));
         assert_eq!(
-            branch_of_message("WIP on task-1: abc123 second\n").as_deref(),
-            Some("task-1")
+            choose_checkout(&on, Some("aa"), true),
+            Ok(Checkout::Branch("task".into()))
         );
+        for (tip, free) in [(Some("bb"), true), (Some("aa"), false), (None, true)] {
+            assert_eq!(
+                choose_checkout(&on, tip, free),
+                Ok(Checkout::Detached("aa".into())),
+                "{tip:?} {free}"
+            );
+        }
+        let detached = meta(Some("aa"), None);
         assert_eq!(
-            branch_of_message("WIP on feature/x: (no commit yet)\n").as_deref(),
-            Some("feature/x")
+            choose_checkout(&detached, None, false),
+            Ok(Checkout::Detached("aa".into()))
         );
-        assert_eq!(branch_of_message("WIP on (no branch): abc second\n"), None);
-        assert_eq!(branch_of_message("index on main: abc"), None);
+        let unborn = meta(None, Some("refs/heads/new"));
+        assert_eq!(
+            choose_checkout(&unborn, None, false),
+            Ok(Checkout::Orphan("new".into()))
+        );
+        assert!(choose_checkout(&unborn, Some("cc"), true).is_err());
+        assert!(choose_checkout(&meta(None, None), None, true).is_err());
     }
 }

@@ -45,6 +45,19 @@ pub struct Released {
     pub dry_run: bool,
 }
 
+/// The line a person reads: what happened, in words.
+pub fn render_human(r: &Released) -> String {
+    let path = crate::style::path(&r.path);
+    let what = match (r.changed, r.dry_run, r.previous) {
+        (true, true, None) => "would be recorded as released".to_owned(),
+        (true, true, Some(p)) => format!("would be released (now {})", p.words()),
+        (true, false, None) => "recorded as released".to_owned(),
+        (true, false, Some(p)) => format!("released (was {})", p.words()),
+        (false, _, _) => format!("unchanged: already {}", r.state.words()),
+    };
+    format!("{path} ({}): {what}\n", r.id)
+}
+
 /// Releases the worktree named by `target` (a record id or a path). Only
 /// the ledger is written; the worktree's HEAD is read (for a new record) as
 /// its verified owner, through `worker`.
@@ -227,5 +240,29 @@ mod tests {
             assert_eq!(r.state, if moves { State::Released } else { state });
             assert_eq!(out.previous, Some(state));
         }
+    }
+
+    #[test]
+    fn the_human_line_says_what_happened() {
+        let r = |previous, changed, dry_run| Released {
+            id: "abc".into(),
+            path: PathBuf::from("/r/a"),
+            previous,
+            state: State::Released,
+            changed,
+            dry_run,
+        };
+        assert_eq!(
+            render_human(&r(None, true, false)),
+            "/r/a (abc): recorded as released\n"
+        );
+        assert_eq!(
+            render_human(&r(Some(State::Active), true, false)),
+            "/r/a (abc): released (was active)\n"
+        );
+        assert_eq!(
+            render_human(&r(Some(State::Released), false, false)),
+            "/r/a (abc): unchanged: already released\n"
+        );
     }
 }

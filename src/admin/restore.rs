@@ -45,8 +45,6 @@ pub struct Plan {
     pub record: Option<String>,
     /// That record's path.
     pub record_path: Option<PathBuf>,
-    /// The record's branch (used when only per-worktree refs were kept).
-    pub branch: Option<String>,
 }
 
 /// The result: what the owner's side did and the ledger record now.
@@ -162,7 +160,6 @@ pub fn plan(
         path,
         record: record.map(|r| r.id.clone()),
         record_path: record.map(|r| r.path.clone()),
-        branch: record.and_then(|r| r.branch.clone()),
     })
 }
 
@@ -232,7 +229,6 @@ pub fn restore(
         repository: plan.repository.clone(),
         prefix: plan.prefix.clone(),
         path: plan.path.clone(),
-        branch: plan.branch.clone(),
         dry_run,
     };
     let restored = match call_as_owner(worker, &verified, &request)? {

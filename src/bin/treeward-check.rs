@@ -13,7 +13,7 @@ use treeward::cli;
 use treeward::config::Config;
 use treeward::error::{Error, EXIT_AT_RISK, EXIT_ERROR, EXIT_OK};
 use treeward::ledger::Ledger;
-use treeward::risk::{self, Kind};
+use treeward::risk::Kind;
 
 fn main() -> ExitCode {
     cli::run("treeward-check", || run(Args::parse()))
@@ -22,7 +22,6 @@ fn main() -> ExitCode {
 fn run(args: Args) -> Result<u8, Error> {
     args.common.apply();
     let config = Config::load(args.common.config.as_deref())?;
-    risk::allow_foreign_owners().map_err(|e| Error::Failed(e.message().to_owned()))?;
     let (ledger, ledger_error) = match Ledger::new(&config.ledger).read() {
         Ok(doc) => (doc, None),
         Err(e) => {
@@ -30,12 +29,14 @@ fn run(args: Args) -> Result<u8, Error> {
             (Default::default(), Some(e.to_string()))
         }
     };
-    let mut paths = Vec::new();
+    // A named path is checked as the worktree it lies in.
+    let mut requested = Vec::new();
     for p in &args.paths {
-        paths.push(
+        requested.push(
             std::path::absolute(p).map_err(|e| Error::Usage(format!("{}: {e}", p.display())))?,
         );
     }
+    let mut paths: Vec<_> = requested.iter().map(|p| check::worktree_of(p)).collect();
     let mut skipped = Vec::new();
     if args.all {
         let (all, left_out) = check::all_targets(&config, &ledger);
@@ -50,24 +51,27 @@ fn run(args: Args) -> Result<u8, Error> {
         }
         skipped = left_out;
     } else if paths.is_empty() {
-        paths.push(
-            std::env::current_dir()
-                .map_err(|e| Error::Failed(format!("current directory: {e}")))?,
-        );
+        let cwd = std::env::current_dir()
+            .map_err(|e| Error::Failed(format!("current directory: {e}")))?;
+        paths.push(check::worktree_of(&cwd));
+        requested.push(cwd);
     }
     let mut report = check::check(&paths, &ledger, ledger_error, &Worker::current());
     report.skipped = skipped;
+    for (w, asked) in report.worktrees.iter_mut().zip(&requested) {
+        if *asked != w.assessment.path {
+            w.requested_path = Some(asked.clone());
+        }
+    }
     args.common
         .print(&report, || check::render_human(&report))?;
+    // A named path that does not exist is an error (the rows of `--all`
+    // come after the named ones).
     let missing_argument = report
         .worktrees
         .iter()
-        .filter(|w| w.assessment.kind == Kind::Missing)
-        .any(|w| {
-            args.paths
-                .iter()
-                .any(|p| std::path::absolute(p).is_ok_and(|a| a == w.assessment.path))
-        });
+        .take(requested.len())
+        .any(|w| w.assessment.kind == Kind::Missing);
     Ok(if missing_argument {
         EXIT_ERROR
     } else if report.any_at_risk() {

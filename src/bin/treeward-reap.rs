@@ -23,7 +23,6 @@ fn main() -> ExitCode {
 fn run(args: Args) -> Result<u8, Error> {
     args.common.apply();
     let config = Config::load(args.common.config.as_deref())?;
-    treeward::risk::allow_foreign_owners().map_err(|e| Error::Failed(e.message().to_owned()))?;
     let opts = Options {
         dry_run: args.dry_run,
         worker: Worker::current(),
@@ -45,6 +44,14 @@ fn run(args: Args) -> Result<u8, Error> {
     if !args.dry_run && !report.busy {
         treeward::metrics::write(config.metrics.as_deref(), "treeward-reap", &report.pass);
     }
-    args.common.print(&report, || report.render_human())?;
+    // Under systemd with stdout on the journal, the summary is already a
+    // journal record with its fields: print only the entries.
+    args.common.print(&report, || {
+        if treeward::logging::stdout_is_journal() {
+            report.pass.render_entries()
+        } else {
+            report.render_human()
+        }
+    })?;
     Ok(EXIT_OK)
 }

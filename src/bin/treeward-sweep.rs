@@ -26,7 +26,6 @@ fn main() -> ExitCode {
 fn run(args: Args) -> Result<u8, Error> {
     args.common.apply();
     let config = Config::load(args.common.config.as_deref())?;
-    treeward::risk::allow_foreign_owners().map_err(|e| Error::Failed(e.message().to_owned()))?;
     let opts = Options {
         dry_run: args.dry_run,
         budget: args.budget,
@@ -55,7 +54,15 @@ fn run(args: Args) -> Result<u8, Error> {
     if !args.dry_run {
         treeward::metrics::write(config.metrics.as_deref(), "treeward-sweep", &report);
     }
-    args.common.print(&report, || report.render_human())?;
+    // Under systemd with stdout on the journal, the summary is already a
+    // journal record with its fields: print only the entries.
+    args.common.print(&report, || {
+        if treeward::logging::stdout_is_journal() {
+            report.render_entries()
+        } else {
+            report.render_human()
+        }
+    })?;
     refusal(&report).map_or(Ok(EXIT_OK), |e| Err(Error::Failed(e)))
 }
 

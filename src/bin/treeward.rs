@@ -28,7 +28,6 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<u8, Error> {
-    treeward::risk::allow_foreign_owners().map_err(|e| Error::Failed(e.message().to_owned()))?;
     let worker = Worker::current();
     match args.command {
         Command::List { common } => {
@@ -57,19 +56,7 @@ fn run(args: Args) -> Result<u8, Error> {
             common.apply();
             let config = Config::load(common.config.as_deref())?;
             let r = release::release(&config, &target, &worker, dry_run)?;
-            common.print(&r, || {
-                let verb = match (r.changed, r.dry_run) {
-                    (true, true) => "would be released",
-                    (true, false) => "released",
-                    (false, _) => "unchanged",
-                };
-                format!(
-                    "{} ({}): {verb}, now {}\n",
-                    r.path.display(),
-                    r.id,
-                    r.state.words()
-                )
-            })?;
+            common.print(&r, || release::render_human(&r))?;
             Ok(EXIT_OK)
         }
         Command::Restore {

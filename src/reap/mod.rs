@@ -46,8 +46,8 @@ use crate::as_owner::{Owner, Request, Response, Worker};
 use crate::claim::{self, Claimed};
 use crate::config::{Config, Policy, Root};
 use crate::drain::{
-    action_of, call, call_simple, drain_trash, failed_reclaim, planned, reclaimed_outcome,
-    remove_into, RECLAIM_CHUNK,
+    action_of, call, call_simple, drain_trash, failed_reclaim, known_repositories, planned,
+    reclaimed_outcome, remove_into, RECLAIM_CHUNK,
 };
 use crate::error::Error;
 use crate::in_use::{flock_held, holder_alive, pid_alive, recorded_process_alive, ProcessTable};
@@ -67,6 +67,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::{OsStr, OsString};
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
@@ -932,7 +933,8 @@ impl<'a> Pass<'a> {
             return BTreeSet::new();
         }
         let mut outcomes = Vec::new();
-        drain_trash(root, open, &self.opts.worker, None, &mut outcomes);
+        let known = known_repositories(self.doc);
+        drain_trash(root, open, &self.opts.worker, None, &known, &mut outcomes);
         let paths = outcomes.iter().map(|o| o.path.clone()).collect();
         for o in outcomes {
             self.push(o, None);
@@ -1059,6 +1061,11 @@ enum Pruned {
 /// (its worktree is missing) and not locked. The admin entry is the
 /// record's `worktree_name` (one that names a worktree elsewhere means the
 /// worktree moved), else the one that names the record's path.
+///
+/// The admin entries are read as git writes them (`gitdir`, `locked`),
+/// relative to the repository's descriptors, never through a symlink or a
+/// FIFO, size-capped: no git runs, so a repository of another user is read
+/// (to tell a moved worktree) without running anything of theirs.
 fn prune_admin(record: &Record, euid: u32) -> Result<Pruned, String> {
     let common = &record.repository;
     let owner = match crate::as_owner::owner_of(common) {
@@ -1066,47 +1073,59 @@ fn prune_admin(record: &Record, euid: u32) -> Result<Pruned, String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Pruned::Done),
         Err(e) => return Err(e.to_string()),
     };
-    let repo = git2::Repository::open_ext(
-        common,
-        git2::RepositoryOpenFlags::NO_SEARCH,
-        std::iter::empty::<&OsStr>(),
-    )
-    .map_err(|e| format!("opening {}: {}", common.display(), e.message()))?;
-    let names = repo.worktrees().map_err(|e| {
+    let listing = |e: Errno| {
         format!(
             "listing the worktrees of {}: {}",
             common.display(),
-            e.message()
+            e.desc()
         )
-    })?;
-    for name in names.iter().flatten().flatten() {
-        let named = record.worktree_name.as_deref() == Some(name);
+    };
+    let common_fd = crate::fd::open_path_trusted(common).map_err(listing)?;
+    let worktrees = match crate::fd::open_dir_at(common_fd.as_fd(), OsStr::new("worktrees")) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT) => return Ok(Pruned::Done),
+        Err(e) => return Err(listing(e)),
+    };
+    let names = crate::remove::list_names(worktrees.as_fd()).map_err(listing)?;
+    for name in names {
+        let named = record.worktree_name.as_deref().map(OsStr::new) == Some(name.as_os_str());
         if record.worktree_name.is_some() && !named {
             continue;
         }
-        let Ok(wt) = repo.find_worktree(name) else {
+        let Ok(admin) = crate::fd::open_path_at(worktrees.as_fd(), &name) else {
             continue;
         };
-        let valid = wt.validate().is_ok();
-        if named && valid && wt.path() != record.path {
-            return Ok(Pruned::Moved(wt.path().to_path_buf()));
+        let Ok(Some(gitdir)) = crate::fd::read_at(admin.as_fd(), OsStr::new("gitdir"), 4096) else {
+            continue;
+        };
+        let gitfile = PathBuf::from(OsStr::from_bytes(gitdir.trim_ascii_end()));
+        let Some(path) = gitfile.parent() else {
+            continue;
+        };
+        let valid = std::fs::symlink_metadata(path).is_ok();
+        if named && valid && path != record.path {
+            return Ok(Pruned::Moved(path.to_path_buf()));
         }
-        if wt.path() != record.path || valid {
+        if path != record.path || valid {
             continue;
         }
         if owner.uid != euid {
             return Ok(Pruned::NotOurs(owner.uid));
         }
-        if matches!(wt.is_locked(), Ok(git2::WorktreeLockStatus::Locked(_))) {
+        if crate::fd::stat_at(admin.as_fd(), OsStr::new("locked")).map_or(true, |l| l.is_some()) {
             return Ok(Pruned::Locked);
         }
         let worktrees = claim::open_worktrees_of(common, euid).map_err(|e| e.to_string())?;
-        match crate::remove::remove_entry(worktrees.as_fd(), OsStr::new(name)) {
+        match crate::remove::remove_entry(worktrees.as_fd(), &name) {
             Ok(removed) if !removed.complete => {
-                return Err(format!("pruning {name}: {}", removed.describe()))
+                return Err(format!(
+                    "pruning {}: {}",
+                    name.to_string_lossy(),
+                    removed.describe()
+                ))
             }
             Ok(_) | Err(crate::remove::RemoveError::NotFound { .. }) => {}
-            Err(e) => return Err(format!("pruning {name}: {e}")),
+            Err(e) => return Err(format!("pruning {}: {e}", name.to_string_lossy())),
         }
     }
     Ok(Pruned::Done)

@@ -1,11 +1,13 @@
-//! Is a branch's work safe elsewhere? Its upstream and the default branch.
+//! libgit2's answer to "is a branch integrated into the default branch?",
+//! kept only for `preserve` until it moves to git: the checker asks git
+//! ([`super::integration`], whose `integrated` is the replacement).
 //!
 //! "Integrated" follows what a careful reviewer would accept as merged: the
 //! same commit, an ancestor of the default branch, or a branch whose changes
 //! are already in it (squash and rebase merges rewrite the commits, so
 //! ancestry alone would call those branches unmerged and keep them forever).
 
-use git2::{BranchType, ErrorCode, IndexEntry, IndexTime, Oid, Repository};
+use git2::{ErrorCode, IndexEntry, IndexTime, Oid, Repository};
 use std::path::Path;
 
 /// The default branch: `origin/HEAD`, else the first of `origin/main`,
@@ -128,24 +130,4 @@ fn index_entry(path: &Path, (id, mode): (Oid, i32)) -> IndexEntry {
         flags_extended: 0,
         path: path.as_os_str().as_encoded_bytes().to_vec(),
     }
-}
-
-/// The upstream's short name and how many commits `branch` has that it lacks;
-/// `None` when the branch has no upstream.
-pub fn ahead_of_upstream(
-    repo: &Repository,
-    name: &str,
-    tip: Oid,
-) -> Result<Option<(String, usize)>, git2::Error> {
-    let local = repo.find_branch(name, BranchType::Local)?;
-    let upstream = match local.upstream() {
-        Ok(u) => u,
-        Err(e) if e.code() == ErrorCode::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let Some(up) = upstream.get().target() else {
-        return Ok(None);
-    };
-    let up_name = upstream.name()?.unwrap_or_default().to_owned();
-    Ok(Some((up_name, repo.graph_ahead_behind(tip, up)?.0)))
 }

@@ -1,5 +1,5 @@
 //! Where is the repository of a path? Answered from the filesystem alone,
-//! before libgit2 is asked anything, so that a directory that is not a
+//! before git is asked anything, so that a directory that is not a
 //! worktree, a `.git` file that points nowhere and a repository that is gone
 //! each get a clear verdict instead of a git error.
 
@@ -66,6 +66,33 @@ pub fn locate(path: &Path) -> Location {
             why: format!("{} is neither a file nor a directory", dotgit.display()),
         },
     }
+}
+
+/// The worktree a path inside it belongs to, found as git finds it: the
+/// nearest directory, from `path` (or the directory holding it) upwards,
+/// that holds a `.git`, without crossing into another filesystem (git's
+/// discovery stops there too). `None` when `path` is itself such a
+/// directory, is a symlink, does not exist, or lies in no worktree: it is
+/// then judged as it is ([`locate`]). Used for paths a person names (the
+/// checker's arguments), never for the entries of a root, which are judged
+/// by what they are.
+pub fn discover(path: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::symlink_metadata(path).ok()?;
+    if meta.file_type().is_symlink() || fs::symlink_metadata(path.join(".git")).is_ok() {
+        return None;
+    }
+    let dev = meta.dev();
+    for dir in path.ancestors().skip(1) {
+        let here = fs::symlink_metadata(dir).ok()?;
+        if here.dev() != dev {
+            return None;
+        }
+        if fs::symlink_metadata(dir.join(".git")).is_ok() {
+            return Some(dir.to_path_buf());
+        }
+    }
+    None
 }
 
 fn is_empty_dir(path: &Path) -> bool {

@@ -1,40 +1,44 @@
 //! Risk assessment: what removing one worktree would lose.
 //!
-//! Read-only by construction: the repository is opened through libgit2 (which
-//! runs no hooks, filters or fsmonitor commands, so reading another user's
-//! repository as root executes nothing of theirs), the index is never
-//! refreshed, the integration test merges in memory (see `branch`), and an
-//! in-memory object backend sits in front of the object database as a
-//! second guard: should any libgit2 call want to write an object, it lands in
-//! memory. Any git error is reported as the reason `error` with its
-//! text: at risk, because nothing was proven (fail closed).
+//! The judge is the host's `git` (see [`crate::git`]), run as the
+//! repository's owner with a fixed environment: whatever repository git can
+//! work with (reftable, SHA-256, sparse index, split index, partial clones),
+//! treeward can assess, and a format git does not know fails closed with
+//! git's message. Per worktree, three git processes run at once:
+//! `git status` (changes, HEAD, branch, upstream, stash, submodules), `git
+//! ls-files` (edits hidden by skip-worktree and assume-unchanged, gitlinks)
+//! and `git for-each-ref` (per-worktree refs, the default branch); more only
+//! where the answer needs it (a detached HEAD, a branch not trivially
+//! integrated, a flagged file present, a submodule). The admin dir's own
+//! files (lock, operation in progress) are read relative to its descriptor.
+//!
+//! Read-only by construction: optional locks are off (`git status` never
+//! refreshes the index), and no command that writes objects runs (the
+//! integration test asks plumbing that prints, see [`integration`]). Any git error is the reason
+//! `error` with git's message: at risk, because nothing was proven (fail
+//! closed).
 
 pub mod branch;
-mod changes;
+mod index;
+pub mod integration;
 mod locate;
 pub mod reach;
+mod refs;
+mod state;
+mod status;
 mod verdict;
 
-pub use locate::{locate, Location};
+pub use integration::{How, Integration};
+pub use locate::{discover, locate, Location};
 pub use verdict::{reasons, BranchFacts, Changes, Facts, Reason};
 
-use git2::{Repository, RepositoryOpenFlags, WorktreeLockStatus};
+use crate::git::{Finished, Git};
 use serde::{Deserialize, Serialize};
+use std::ffi::OsStr;
 use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-
-/// Allows libgit2 to open repositories owned by other users.
-///
-/// git refuses such repositories (`safe.directory`) because *git* may run
-/// commands named in their config; treeward only reads them through libgit2,
-/// which never does, and reports the owner instead. Call it once at start,
-/// before any thread uses libgit2.
-pub fn allow_foreign_owners() -> Result<(), git2::Error> {
-    // SAFETY: a process-wide libgit2 option; called before other threads
-    // use libgit2 (documented above).
-    unsafe { git2::opts::set_verify_owner_validation(false) }
-}
 
 /// What kind of thing was assessed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,8 +81,19 @@ pub struct Assessment {
     /// Whether the branch is integrated into the default branch; `None` when
     /// detached or there is no default branch.
     pub integrated: Option<bool>,
+    /// Into which target and how, when integrated.
+    pub integration: Option<Integration>,
+    /// The branches integration was measured against (short names).
+    pub integration_targets: Vec<String>,
     pub detached_unreachable: usize,
     pub worktree_refs: Vec<String>,
+    /// Operations in progress (`merge`, `rebase`, `cherry-pick`, `revert`,
+    /// `bisect`, `sequencer`).
+    pub in_progress: Vec<String>,
+    /// Submodules and embedded repositories (paths inside the worktree)
+    /// holding uncommitted changes or commits none of their remote-tracking
+    /// refs reaches.
+    pub submodules: Vec<String>,
     pub locked: bool,
     pub lock_reason: Option<String>,
     /// Stash entries: noted, not at risk (they live in the common dir).
@@ -102,8 +117,12 @@ impl Assessment {
             upstream: None,
             default_branch: None,
             integrated: None,
+            integration: None,
+            integration_targets: Vec::new(),
             detached_unreachable: 0,
             worktree_refs: Vec::new(),
+            in_progress: Vec::new(),
+            submodules: Vec::new(),
             locked: false,
             lock_reason: None,
             stashes: 0,
@@ -130,10 +149,90 @@ impl Location {
         }
     }
 
-    /// Whether assessing it opens a repository (a main or linked
-    /// worktree); everything else is judged from the filesystem alone.
+    /// Whether assessing it runs git (a main or linked worktree);
+    /// everything else is judged from the filesystem alone.
     pub fn holds_repository(&self) -> bool {
         matches!(self, Location::Main { .. } | Location::Linked { .. })
+    }
+}
+
+/// Where git runs for one repository, and as whom: every command is built
+/// by [`Repo::git`], read-only, as `owner` (refused with a clear error when
+/// this process is not `owner`, see [`Git::new`]).
+#[derive(Debug, Clone)]
+pub struct Repo {
+    dir: PathBuf,
+    /// The git dir and work tree named explicitly (`GIT_DIR`,
+    /// `GIT_WORK_TREE`): no discovery.
+    git_dir: Option<PathBuf>,
+    owner: u32,
+}
+
+impl Repo {
+    /// The worktree `dir`, whose git dir is `git_dir` (the admin dir of a
+    /// linked worktree, the repository of a main one), owned by `owner`.
+    pub fn worktree(dir: &Path, git_dir: &Path, owner: u32) -> Repo {
+        Repo {
+            dir: dir.to_path_buf(),
+            git_dir: Some(git_dir.to_path_buf()),
+            owner,
+        }
+    }
+
+    /// The repository whose common git dir is `common` (no work tree), owned
+    /// by `owner`: for questions about refs and commits only.
+    pub fn common(common: &Path, owner: u32) -> Repo {
+        Repo {
+            dir: common.to_path_buf(),
+            git_dir: Some(common.to_path_buf()),
+            owner,
+        }
+    }
+
+    /// A repository found by git from `dir` (a submodule or embedded
+    /// repository inside a worktree).
+    fn nested(dir: &Path, owner: u32) -> Repo {
+        Repo {
+            dir: dir.to_path_buf(),
+            git_dir: None,
+            owner,
+        }
+    }
+
+    /// A read-only git command in this repository.
+    pub fn git(&self) -> Result<Git, String> {
+        let git = Git::new(&self.dir, self.owner)
+            .map_err(|e| e.to_string())?
+            .read_only();
+        Ok(match &self.git_dir {
+            // A repository without a work tree (`Repo::common`).
+            Some(g) if *g == self.dir => git.git_dir(g, None),
+            Some(g) => git.git_dir(g, Some(&self.dir)),
+            None => git,
+        })
+    }
+
+    /// Runs `git` and returns its stdout; a failure is git's message.
+    fn output(&self, git: Git) -> Result<Vec<u8>, String> {
+        git.output().map_err(|e| e.to_string())
+    }
+
+    /// Runs `git` whatever its exit code (for commands whose status is the
+    /// answer).
+    fn run(&self, git: Git) -> Result<Finished, String> {
+        git.run().map_err(|e| e.to_string())
+    }
+
+    /// The message for a command that [`Repo::run`] ran and that failed.
+    fn failed(&self, what: &str, done: Finished) -> String {
+        let status = done
+            .code
+            .map_or_else(|| "killed".to_owned(), |c| format!("exit {c}"));
+        format!(
+            "git {what} in {} failed ({status}): {}",
+            self.dir.display(),
+            String::from_utf8_lossy(&done.stderr).trim()
+        )
     }
 }
 
@@ -157,8 +256,8 @@ pub fn unassessed(path: &Path, kind: Kind, why: String) -> Assessment {
     a
 }
 
-/// [`assess`] of a path already located: a repository is opened (with
-/// libgit2) only when `location` [holds one](Location::holds_repository).
+/// [`assess`] of a path already located: git runs only when `location`
+/// [holds a repository](Location::holds_repository).
 pub fn assess_located(path: &Path, location: Location) -> Assessment {
     match location {
         Location::Missing => {
@@ -175,10 +274,14 @@ pub fn assess_located(path: &Path, location: Location) -> Assessment {
             a.error = Some(why);
             a
         }
-        Location::Main { common } => assess_repository(path, Kind::MainWorktree, &common, None),
-        Location::Linked { common, name, .. } => {
-            assess_repository(path, Kind::LinkedWorktree, &common, Some(name))
+        Location::Main { common } => {
+            assess_repository(path, Kind::MainWorktree, &common, &common, None)
         }
+        Location::Linked {
+            gitdir,
+            common,
+            name,
+        } => assess_repository(path, Kind::LinkedWorktree, &gitdir, &common, Some(name)),
     }
 }
 
@@ -188,14 +291,29 @@ fn flagged(path: &Path, kind: Kind, reason: Reason) -> Assessment {
     a
 }
 
-fn assess_repository(path: &Path, kind: Kind, common: &Path, name: Option<String>) -> Assessment {
+fn assess_repository(
+    path: &Path,
+    kind: Kind,
+    gitdir: &Path,
+    common: &Path,
+    name: Option<String>,
+) -> Assessment {
     let mut a = Assessment::new(path, kind);
     a.repository = Some(common.to_path_buf());
-    a.repository_owner = std::fs::metadata(common).ok().map(|m| m.uid());
     a.worktree_name = name;
-    if let Err(e) = inspect(&mut a, common) {
-        a.error = Some(e.message().to_owned());
-        a.flag(Reason::Error);
+    match std::fs::metadata(common) {
+        Ok(m) => {
+            a.repository_owner = Some(m.uid());
+            let repo = Repo::worktree(path, gitdir, m.uid());
+            if let Err(e) = inspect(&mut a, &repo, gitdir) {
+                a.error = Some(e);
+                a.flag(Reason::Error);
+            }
+        }
+        Err(e) => {
+            a.error = Some(format!("{}: {e}", common.display()));
+            a.flag(Reason::Error);
+        }
     }
     if kind == Kind::MainWorktree {
         a.flag(Reason::MainWorktree);
@@ -205,98 +323,201 @@ fn assess_repository(path: &Path, kind: Kind, common: &Path, name: Option<String
     a
 }
 
-/// Opens the repository at a worktree path for reading only: no search
-/// upwards (a directory inside another repository is not that repository's
-/// worktree), and writes to the object database go to memory.
-fn open_read_only(path: &Path) -> Result<Repository, git2::Error> {
-    let repo = Repository::open_ext(
-        path,
-        RepositoryOpenFlags::NO_SEARCH,
-        std::iter::empty::<&std::ffi::OsStr>(),
-    )?;
-    repo.odb()?.add_new_mempack_backend(1000)?;
-    Ok(repo)
-}
-
-/// Stash entries, counted from the stash's reflog file: libgit2's reflog
-/// reader creates the file when it is missing, and the checker writes
-/// nothing. Read relative to the common dir's descriptor, never through a
-/// symlink, never blocking on a FIFO, capped (anything else counts none).
-fn stash_entries(common: &Path) -> usize {
-    crate::fd::open_path_trusted(common)
-        .ok()
-        .and_then(|dir| {
-            crate::fd::read_below(dir.as_fd(), "logs/refs/stash", MAX_STASH_LOG)
-                .ok()
-                .flatten()
-        })
-        .map(|log| log.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count())
-        .unwrap_or(0)
-}
-
-/// The largest stash reflog read (some 100,000 entries).
-const MAX_STASH_LOG: u64 = 32 << 20;
+/// `git status` as the checker runs it.
+const STATUS: [&str; 7] = [
+    "status",
+    "--porcelain=v2",
+    "-z",
+    "--branch",
+    "--show-stash",
+    "--untracked-files=all",
+    "--ignore-submodules=none",
+];
 
 /// Gathers the facts from git and turns them into the verdict.
-fn inspect(a: &mut Assessment, common: &Path) -> Result<(), git2::Error> {
-    let repo = open_read_only(&a.path)?;
-    if repo.is_worktree() {
-        let wt = git2::Worktree::open_from_repository(&repo)?;
-        if let WorktreeLockStatus::Locked(reason) = wt.is_locked()? {
+fn inspect(a: &mut Assessment, repo: &Repo, gitdir: &Path) -> Result<(), String> {
+    let admin = crate::fd::open_path_trusted(gitdir)
+        .map_err(|e| format!("opening {}: {e}", gitdir.display()))?;
+    if a.kind == Kind::LinkedWorktree {
+        if let Some(reason) = state::locked(admin.as_fd())? {
             a.locked = true;
-            a.lock_reason = reason
-                .map(|r| r.trim_end().to_owned())
-                .filter(|r| !r.is_empty());
+            a.lock_reason = reason;
         }
     }
-    a.stashes = stash_entries(common);
+    a.in_progress = state::in_progress(admin.as_fd())?;
+
+    // The three listings at once: the machine's cores share the work, and
+    // the whole costs about what `git status` alone does.
+    let (status, index, refs) = std::thread::scope(|s| {
+        let run =
+            |args: &'static [&'static str]| s.spawn(move || repo.output(repo.git()?.args(args)));
+        let status = run(&STATUS);
+        let index = run(&["ls-files", "-v", "-s", "-z"]);
+        let refs = run(&["for-each-ref", refs::FORMAT]);
+        let join = |h: std::thread::ScopedJoinHandle<'_, Result<Vec<u8>, String>>| {
+            h.join()
+                .unwrap_or_else(|_| Err("a git reader panicked".to_owned()))
+        };
+        (join(status), join(index), join(refs))
+    });
+    let status = status::parse(&status?)?;
+    let index = index::parse(&index?)?;
+    let refs = refs::parse(&refs?)?;
 
     let mut facts = Facts {
-        changes: changes::count(&repo)?,
+        changes: status.changes,
+        in_progress: a.in_progress.len(),
         ..Facts::default()
     };
+    hidden_edits(repo, &index.flagged, &mut facts.changes)?;
     a.changes = facts.changes;
-
-    let head_ref = match repo.head() {
-        Ok(h) => Some(h),
-        Err(e) if e.code() == git2::ErrorCode::UnbornBranch => None,
-        Err(e) => return Err(e),
-    };
-    let head = head_ref.as_ref().and_then(|h| h.target());
-    a.head = head.map(|o| o.to_string());
-    let default = branch::default_branch(&repo);
-    a.default_branch = default.as_ref().map(|(n, _)| n.clone());
-
-    if repo.head_detached()? {
-        if let Some(head) = head {
-            facts.detached_unreachable =
-                reach::unreachable_from_head(&repo, head, common, a.worktree_name.as_deref())?;
-        }
-    } else if let (Some(h), Some(tip)) = (&head_ref, head) {
-        let name = h.shorthand().unwrap_or_default().to_owned();
-        a.integrated = match &default {
-            Some((_, d)) => Some(branch::integrated(&repo, tip, *d)?),
-            None => None,
-        };
-        let upstream = branch::ahead_of_upstream(&repo, &name, tip)?;
-        facts.branch = Some(BranchFacts {
-            integrated: a.integrated,
-            ahead_of_upstream: upstream.as_ref().map(|u| u.1),
-        });
-        a.upstream = upstream.map(|(name, ahead)| Upstream { name, ahead });
-        a.branch = Some(name);
-    } else {
-        // Unborn branch: no commits to lose, only uncommitted files.
-        let head = repo.find_reference("HEAD")?;
-        a.branch = head
-            .symbolic_target()?
-            .map(|t| t.trim_start_matches("refs/heads/").to_owned());
-    }
-    a.detached_unreachable = facts.detached_unreachable;
-    a.worktree_refs = reach::worktree_refs(&repo)?;
+    a.stashes = status.stashes;
+    a.head.clone_from(&status.head);
+    a.worktree_refs = refs.per_worktree();
     facts.worktree_refs = a.worktree_refs.len();
+    a.submodules = submodules(repo, &status.dirty_submodules, &index.gitlinks)?;
+    facts.submodules = a.submodules.len();
+
+    match (&status.head, &status.branch) {
+        (Some(_), None) => {
+            facts.detached_unreachable = unreachable_from_head(repo)?;
+            a.detached_unreachable = facts.detached_unreachable;
+        }
+        (Some(tip), Some(branch)) => {
+            let verdict = integration::integrated_into(repo, tip, &refs)?;
+            a.integrated = verdict.integrated();
+            a.default_branch = verdict.default_branch;
+            a.integration_targets = verdict.targets;
+            a.integration = verdict.integration;
+            a.upstream = match (&status.upstream, status.ahead_behind) {
+                (Some(name), Some((ahead, _))) => Some(Upstream {
+                    name: name.clone(),
+                    ahead,
+                }),
+                _ => None,
+            };
+            facts.branch = Some(BranchFacts {
+                integrated: a.integrated,
+                ahead_of_upstream: a.upstream.as_ref().map(|u| u.ahead),
+            });
+            a.branch = Some(branch.clone());
+        }
+        // An unborn branch: no commits to lose, only uncommitted files.
+        (None, branch) => a.branch.clone_from(branch),
+    }
     for reason in reasons(&facts) {
         a.flag(reason);
     }
     Ok(())
+}
+
+/// Adds the edits hidden by skip-worktree and assume-unchanged flags to
+/// `changes`: each flagged file present in the working tree is hashed by
+/// git (with its attributes and filters) and compared with the index.
+fn hidden_edits(
+    repo: &Repo,
+    flagged: &[index::Flagged],
+    changes: &mut Changes,
+) -> Result<(), String> {
+    let mut on_disk = Vec::with_capacity(flagged.len());
+    for f in flagged {
+        let disk = index::on_disk(&repo.dir, &f.path, &f.mode).map_err(|e| {
+            format!(
+                "{}: {e}",
+                repo.dir.join(OsStr::from_bytes(&f.path)).display()
+            )
+        })?;
+        on_disk.push(disk);
+    }
+    let files: Vec<&[u8]> = flagged
+        .iter()
+        .zip(&on_disk)
+        .filter(|(_, d)| **d == index::OnDisk::File)
+        .map(|(f, _)| f.path.as_slice())
+        .collect();
+    let hashes = if files.is_empty() {
+        Vec::new()
+    } else {
+        let out = repo.output(
+            repo.git()?
+                .args(["hash-object", "--stdin-paths"])
+                .stdin(index::stdin_paths(files.iter().copied())),
+        )?;
+        let hashes: Vec<String> = String::from_utf8_lossy(&out)
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        if hashes.len() != files.len() {
+            return Err(format!(
+                "git hash-object: {} hashes for {} files",
+                hashes.len(),
+                files.len()
+            ));
+        }
+        hashes
+    };
+    let mut hashes = hashes.iter();
+    for (f, disk) in flagged.iter().zip(on_disk) {
+        let hashed = if disk == index::OnDisk::File {
+            hashes.next().map(String::as_str)
+        } else {
+            None
+        };
+        match index::judge(f, disk, hashed) {
+            index::Hidden::Unchanged => continue,
+            index::Hidden::Modified => changes.modified += 1,
+            index::Hidden::Deleted => changes.deleted += 1,
+        }
+        changes.hidden += 1;
+    }
+    Ok(())
+}
+
+/// The submodules and embedded repositories inside the worktree that hold
+/// work of their own: uncommitted changes (`git status` of the worktree
+/// says so), or commits none of their remote-tracking refs reaches (asked
+/// of each populated gitlink's repository). Sorted, each once.
+fn submodules(repo: &Repo, dirty: &[Vec<u8>], gitlinks: &[Vec<u8>]) -> Result<Vec<String>, String> {
+    let mut found: Vec<String> = dirty
+        .iter()
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .collect();
+    for link in gitlinks {
+        let dir = repo.dir.join(OsStr::from_bytes(link));
+        // Not populated: nothing of it is in the worktree.
+        if std::fs::symlink_metadata(dir.join(".git")).is_err() {
+            continue;
+        }
+        let nested = Repo::nested(&dir, repo.owner);
+        let out = nested.output(nested.git()?.args([
+            "rev-list",
+            "--count",
+            "--all",
+            "--not",
+            "--remotes",
+        ]))?;
+        if String::from_utf8_lossy(&out).trim() != "0" {
+            found.push(String::from_utf8_lossy(link).into_owned());
+        }
+    }
+    found.sort();
+    found.dedup();
+    Ok(found)
+}
+
+/// How many commits reachable from the detached HEAD no surviving ref
+/// reaches: every ref but this worktree's own HEAD and per-worktree refs,
+/// plus the HEADs of the other worktrees (which keep their commits alive
+/// for as long as they exist).
+fn unreachable_from_head(repo: &Repo) -> Result<usize, String> {
+    let mut git = repo.git()?.args(["rev-list", "--count", "HEAD", "--not"]);
+    git = git.arg("--exclude=HEAD");
+    for ns in refs::PER_WORKTREE {
+        git = git.arg(format!("--exclude={ns}*"));
+    }
+    let out = repo.output(git.arg("--all"))?;
+    String::from_utf8_lossy(&out)
+        .trim()
+        .parse()
+        .map_err(|e| format!("git rev-list --count: {e}"))
 }

@@ -1,6 +1,7 @@
-//! Work that lives only in a worktree's admin dir: the commits of a detached
-//! HEAD that nothing else reaches, and per-worktree refs. Both die when git's
-//! admin entry for the worktree is pruned.
+//! Work that lives only in a worktree's admin dir, as libgit2 sees it: the
+//! commits of a detached HEAD that nothing else reaches, and per-worktree
+//! refs. Kept only for `preserve` until it moves to git; the checker asks
+//! git (`risk::refs`, and `git rev-list` in `risk`).
 
 use crate::fd;
 use git2::{Oid, Repository};

@@ -26,9 +26,16 @@ pub enum Reason {
     /// A detached HEAD whose commits no ref reaches: they die with the
     /// worktree's admin dir.
     DetachedUnreachable,
-    /// Per-worktree refs (`refs/worktree/*`, `refs/bisect/*`), which die
-    /// with the admin dir.
+    /// Per-worktree refs (`refs/worktree/*`, `refs/bisect/*`,
+    /// `refs/rewritten/*`), which die with the admin dir.
     WorktreeRefs,
+    /// An operation in progress (merge, rebase, cherry-pick, revert, bisect,
+    /// a sequencer run): its state lives in the admin dir.
+    InProgress,
+    /// A submodule or embedded repository inside the worktree holds
+    /// uncommitted changes, or commits none of its remote-tracking refs
+    /// reaches: its git dir dies with the worktree (or its admin dir).
+    Submodule,
     /// A directory or file that is not a git worktree: its contents are not
     /// in any repository.
     NotAWorktree,
@@ -50,6 +57,10 @@ pub struct Changes {
     pub deleted: usize,
     pub untracked: usize,
     pub conflicted: usize,
+    /// Edits `git status` does not show: files marked skip-worktree or
+    /// assume-unchanged whose content differs from the index (also counted
+    /// in `modified` or `deleted`).
+    pub hidden: usize,
 }
 
 /// What is known of the checked-out branch.
@@ -70,6 +81,10 @@ pub struct Facts {
     pub branch: Option<BranchFacts>,
     pub detached_unreachable: usize,
     pub worktree_refs: usize,
+    /// Operations in progress (`merge`, `rebase`, …).
+    pub in_progress: usize,
+    /// Submodules and embedded repositories holding work of their own.
+    pub submodules: usize,
 }
 
 /// The reasons removing the worktree (and, as the orchestrators that call the
@@ -97,6 +112,12 @@ pub fn reasons(facts: &Facts) -> Vec<Reason> {
     }
     if facts.worktree_refs > 0 {
         out.push(Reason::WorktreeRefs);
+    }
+    if facts.in_progress > 0 {
+        out.push(Reason::InProgress);
+    }
+    if facts.submodules > 0 {
+        out.push(Reason::Submodule);
     }
     out
 }
@@ -174,6 +195,7 @@ mod tests {
                     deleted: 1,
                     untracked: 1,
                     conflicted: 1,
+                    hidden: 0,
                 },
                 vec![
                     Reason::Staged,
@@ -228,6 +250,8 @@ mod tests {
             branch: None,
             detached_unreachable: 2,
             worktree_refs: 1,
+            in_progress: 0,
+            submodules: 0,
         };
         assert_eq!(
             reasons(&f),
@@ -237,5 +261,20 @@ mod tests {
                 Reason::WorktreeRefs
             ]
         );
+    }
+
+    #[test]
+    fn in_progress_and_submodules_alone_and_together() {
+        let only = |in_progress, submodules| {
+            reasons(&Facts {
+                in_progress,
+                submodules,
+                ..Facts::default()
+            })
+        };
+        assert_eq!(only(1, 0), vec![Reason::InProgress]);
+        assert_eq!(only(0, 2), vec![Reason::Submodule]);
+        assert_eq!(only(1, 1), vec![Reason::InProgress, Reason::Submodule]);
+        assert!(only(0, 0).is_empty());
     }
 }

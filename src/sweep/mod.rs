@@ -23,18 +23,20 @@ use crate::as_owner::{Owner, Request, Response, Worker};
 use crate::claim::{self, Claim, Claimed};
 use crate::config::{Config, Root};
 use crate::drain::{
-    action_of, call, call_simple, drain_trash, open_trash, planned, record, squatted,
+    action_of, call, call_simple, drain_trash, known_repositories, open_trash, planned, record,
+    squatted,
 };
 use crate::in_use::ProcessTable;
+use crate::ledger::Ledger;
 use crate::roots::{self, OpenRoot, TRASH};
 use crate::trash::{self, Batch, Trash, TrashError};
-use decide::{drain, first, unrecordable, Drain, First};
+use decide::{drain, first, unrecordable, Drain, EntryKind, First};
 use inspect::{inspect, unlinked_at_risk, Inspected};
 use nix::errno::Errno;
 use nix::unistd::{unlinkat, Uid, UnlinkatFlags};
 use report::{millis, Action, Outcome, RefusedRoot, Report};
 use std::collections::BTreeMap;
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -70,6 +72,12 @@ pub fn sweep(config: &Config, opts: &Options) -> Report {
     // assessments, with the worker's own timeout.
     let phase = if opts.dry_run { opts } else { &blocking };
     let processes = ProcessTable::scan();
+    // Where broken worktrees' repositories may have moved (a ledger that
+    // cannot be read only means fewer are found).
+    let known = Ledger::new(&config.ledger)
+        .read()
+        .map(|doc| known_repositories(&doc))
+        .unwrap_or_default();
     let mut outcomes = Vec::new();
     let mut refused = Vec::new();
     let mut opened = Vec::new();
@@ -79,7 +87,7 @@ pub fn sweep(config: &Config, opts: &Options) -> Report {
                 "root {} does not exist: nothing to sweep",
                 root.path.display()
             ),
-            Ok(Some(open)) => match block(root, &open, &processes, phase, &mut outcomes) {
+            Ok(Some(open)) => match block(root, &open, &processes, phase, &known, &mut outcomes) {
                 Ok(()) => opened.push((root, open)),
                 Err(error) => refused.push(RefusedRoot {
                     path: root.path.clone(),
@@ -103,7 +111,14 @@ pub fn sweep(config: &Config, opts: &Options) -> Report {
     if !opts.dry_run {
         let deadline = Instant::now() + opts.budget;
         for (root, open) in &opened {
-            drain_trash(root, open, &opts.worker, Some(deadline), &mut outcomes);
+            drain_trash(
+                root,
+                open,
+                &opts.worker,
+                Some(deadline),
+                &known,
+                &mut outcomes,
+            );
         }
         record(&config.ledger_store(), &outcomes);
     }
@@ -118,12 +133,36 @@ pub fn sweep(config: &Config, opts: &Options) -> Report {
     )
 }
 
+/// Whether an entry that is not a verified claim can still have its work
+/// recorded: a broken worktree whose repository is found
+/// ([`claim::find_repository`]; a check of a few files, no git).
+fn recordable(
+    root: &Root,
+    open: &OpenRoot,
+    name: &OsStr,
+    inspected: &Inspected,
+    known: &[PathBuf],
+) -> bool {
+    let owner = claim::expected_owner(root, Uid::effective().as_raw());
+    inspected.seen.kind == EntryKind::Broken
+        && claim::find_repository(
+            open.fd.as_fd(),
+            &root.path,
+            name,
+            &root.path.join(name),
+            owner,
+            known,
+        )
+        .is_some()
+}
+
 /// The blocking phase for one root. `Err`: the root could not be listed.
 fn block(
     root: &Root,
     open: &OpenRoot,
     processes: &ProcessTable,
     opts: &Options,
+    known: &[PathBuf],
     out: &mut Vec<Outcome>,
 ) -> Result<(), String> {
     let names = roots::entry_names(root, open).map_err(|e| format!("cannot list: {e}"))?;
@@ -149,7 +188,7 @@ fn block(
                 if inspected.claim.is_none()
                     && drain(
                         unlinked_at_risk(inspected.seen.kind, open.fd.as_fd(), &name),
-                        false,
+                        recordable(root, open, &name, &inspected, known),
                         root.policy,
                     ) == Drain::Keep =>
             {
@@ -185,7 +224,7 @@ fn block(
     }
     if opts.dry_run {
         plan_trash(root, open, !to_quarantine.is_empty(), out)?;
-        plan(root, open, to_quarantine, opts, out);
+        plan(root, open, to_quarantine, opts, known, out);
         return Ok(());
     }
     if to_quarantine.is_empty() {
@@ -250,6 +289,7 @@ fn plan(
     open: &OpenRoot,
     items: Vec<(OsString, Inspected)>,
     opts: &Options,
+    known: &[PathBuf],
     out: &mut Vec<Outcome>,
 ) {
     let mut linked: BTreeMap<Owner, Vec<Claim>> = BTreeMap::new();
@@ -259,7 +299,8 @@ fn plan(
             None => {
                 let path = root.path.join(&name);
                 let at_risk = unlinked_at_risk(inspected.seen.kind, open.fd.as_fd(), &name);
-                let decision = drain(at_risk, false, root.policy);
+                let preservable = recordable(root, open, &name, &inspected, known);
+                let decision = drain(at_risk, preservable, root.policy);
                 out.push(planned(path, action_of(decision)));
             }
         }

@@ -16,6 +16,11 @@
 //!   panics.
 //! - [`available`]: whether this machine can boot one — root, the tool and
 //!   systemd-nspawn; a skip with a printed reason elsewhere, a failure in CI.
+//! - [`Sandbox::boot_for_dpkg`]: a sandbox where `dpkg -i` installs a package
+//!   for real — a writable overlay over `/usr` (its upper directory, on the
+//!   host, holds exactly what was installed there), the host's dpkg database
+//!   (that of the `/usr` it runs) and a writable `/etc/systemd/system`, as
+//!   on a host ([`can_install_packages`] says whether it can be had here).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -67,6 +72,21 @@ pub fn available() -> bool {
         "systemd-nspawn missing (`systemd-sandbox install` gets it)",
     )
 }
+
+/// Whether a sandbox can be booted here with [`Sandbox::boot_for_dpkg`]:
+/// [`available`], and the host has a dpkg database to start from; prints why
+/// not (fails in CI).
+pub fn can_install_packages() -> bool {
+    available()
+        && super::prerequisite(
+            Path::new(HOST_DPKG).join("status").is_file(),
+            "no dpkg database (/var/lib/dpkg/status): installing a package in the sandbox \
+             starts from the host's",
+        )
+}
+
+/// The host's dpkg database, which describes the `/usr` a sandbox runs.
+const HOST_DPKG: &str = "/var/lib/dpkg";
 
 /// A fresh directory under `/var/tmp`, mode 0755 so that the sandbox's
 /// users can reach what is inside; bind it with [`Sandbox::boot`].
@@ -144,6 +164,17 @@ impl Sandbox {
     /// `shared` directory read-write at the same path. Panics with the
     /// tool's output if it does not come up (and tears down what it left).
     pub fn boot(units: &Units, binaries: &[(&str, &Path)], shared: &[&Path]) -> Sandbox {
+        Sandbox::boot_with(units, binaries, shared, &[])
+    }
+
+    /// [`Sandbox::boot`] with more arguments for systemd-nspawn
+    /// (`--overlay=…`, `--setenv=…`).
+    pub fn boot_with(
+        units: &Units,
+        binaries: &[(&str, &Path)],
+        shared: &[&Path],
+        nspawn: &[String],
+    ) -> Sandbox {
         let tool = tool().expect("systemd-sandbox (check `available()` first)");
         let name = format!(
             "treeward-{}-{}",
@@ -160,6 +191,7 @@ impl Sandbox {
         for dir in shared {
             args.push(format!("--bind={0}:{0}", dir.display()));
         }
+        args.extend_from_slice(nspawn);
         let out = Command::new(&sandbox.tool).args(&args).output().unwrap();
         assert!(
             out.status.success(),
@@ -168,6 +200,65 @@ impl Sandbox {
             String::from_utf8_lossy(&out.stderr)
         );
         sandbox
+    }
+
+    /// A sandbox into which a Debian package can be installed with a real
+    /// `dpkg -i` ([`Sandbox::dpkg_install`]), as on a host:
+    ///
+    /// - `/usr` is a writable overlay (nspawn's `--overlay=`) over the
+    ///   host's: what dpkg writes there lands in `usr_upper`, an empty
+    ///   directory on the host, and the host's `/usr` stays as it was. Put
+    ///   it in a directory the test removes (such as a [`shared_dir`]):
+    ///   nspawn leaves the overlay's work directory (`.#…`) next to it. Debian's merged `/usr` holds inside too: `/lib` is a link
+    ///   to `usr/lib`, so units a package puts in `/lib/systemd/system` are
+    ///   in the overlay.
+    /// - `/var/lib/dpkg` is a copy of the host's, the database of the very
+    ///   `/usr` the sandbox runs, so dependencies resolve as on the host.
+    ///   Its `statoverride` is emptied: it names host groups (`ssl-cert` …)
+    ///   that the sandbox's `/etc` does not have, which stops dpkg, and
+    ///   concerns only files of packages already installed.
+    /// - `/etc/systemd/system` ([`Units`]) is writable from inside, so that
+    ///   `systemctl enable` and an operator's `cp` of a drop-in work as
+    ///   written; what they write lands in `units`.
+    ///
+    /// `/etc` and `/var` are the sandbox's own (empty at boot, volatile):
+    /// what the package's maintainer scripts create there is gone with it.
+    pub fn boot_for_dpkg(units: &Units, shared: &[&Path], usr_upper: &Path) -> Sandbox {
+        let overlay = format!("--overlay=/usr:{}:/usr", usr_upper.display());
+        let sb = Sandbox::boot_with(units, &[], shared, &[overlay]);
+        let dpkg = sb.host_path(HOST_DPKG);
+        let out = Command::new("cp")
+            .arg("-a")
+            .arg(HOST_DPKG)
+            .arg(dpkg.parent().unwrap())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "copying {HOST_DPKG}: {}", text(&out));
+        std::fs::write(dpkg.join("statoverride"), "").unwrap();
+        sb.units_writable();
+        sb
+    }
+
+    /// Makes `/etc/systemd/system` writable from inside: the tool binds the
+    /// unit directory read-only; this remounts that bind read-write in the
+    /// sandbox's mount namespace.
+    pub fn units_writable(&self) {
+        let out = self.exec(&["mount", "-o", "remount,bind,rw", "/etc/systemd/system"]);
+        assert!(out.status.success(), "remount: {}", text(&out));
+    }
+
+    /// `dpkg -i DEB` inside, as root (DEB: a path inside, such as a shared
+    /// directory's), with the `PATH` dpkg wants (`ldconfig`,
+    /// `start-stop-daemon` in the `sbin` directories).
+    pub fn dpkg_install(&self, deb: &Path) -> Output {
+        self.exec(&[
+            "env",
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "DEBIAN_FRONTEND=noninteractive",
+            "dpkg",
+            "-i",
+            deb.to_str().expect("a UTF-8 path"),
+        ])
     }
 
     pub fn name(&self) -> &str {
@@ -310,6 +401,79 @@ impl Drop for Sandbox {
             }
         }
     }
+}
+
+/// A field of a journal entry ([`Sandbox::entries`]) as text.
+pub fn field<'a>(entry: &'a serde_json::Value, name: &str) -> Option<&'a str> {
+    entry.get(name).and_then(serde_json::Value::as_str)
+}
+
+/// Whether a journal entry ([`Sandbox::entries`]) was logged after `since`
+/// (the sandbox shares the host's clock): for a unit that logs again and
+/// again, such as a timer's, the entries of what a test did last.
+pub fn logged_after(entry: &serde_json::Value, since: std::time::SystemTime) -> bool {
+    let since = since
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros();
+    field(entry, "__REALTIME_TIMESTAMP")
+        .and_then(|t| t.parse::<u128>().ok())
+        .is_some_and(|t| t > since)
+}
+
+/// What an agent leaves unsaved in its dirty worktree `sess-dirty`: a line
+/// added to the tracked `README`, and an untracked `notes.txt` holding
+/// [`UNTRACKED_WORK`].
+pub const UNSAVED_WORK: &str = "unsaved agent work";
+pub const UNTRACKED_WORK: &str = "untracked agent notes";
+
+/// The main process of an agent service ([`agent_unit`]), a shell script
+/// that checks, as the agent, what it finds when it starts: no `sess-*`
+/// entry in its root `root` and nothing waiting in the root's trash; each
+/// of `survivors` (entries the patterns do not own) still there; the work
+/// of `sess-dirty` ([`UNSAVED_WORK`], [`UNTRACKED_WORK`]) under
+/// `refs/treeward/preserved/` of `repo`; no `sess-` worktree left in git's
+/// list. Exit 0 saying `agent: clean start`, or 1 with the reason on stderr
+/// (the journal).
+pub fn agent_main(root: &Path, repo: &Path, survivors: &[&str]) -> String {
+    let survivors: String = survivors
+        .iter()
+        .map(|name| {
+            format!("[ -e \"$root/{name}\" ] || fail \"{name}, not a sess-* entry, is gone\"\n")
+        })
+        .collect();
+    format!(
+        r#"#!/bin/sh
+root='{root}'
+repo='{repo}'
+fail() {{ echo "agent: $*" >&2; exit 1; }}
+for e in "$root"/sess-*; do
+    if [ -e "$e" ] || [ -L "$e" ]; then fail "residue at start: $e"; fi
+done
+if [ -d "$root/.treeward-trash" ] && [ -n "$(find "$root/.treeward-trash" -mindepth 2 -maxdepth 2)" ]; then
+    fail "residue waiting in the trash: $(ls -R "$root/.treeward-trash")"
+fi
+{survivors}work=$(git -C "$repo" for-each-ref --format='%(refname)' 'refs/treeward/preserved/' | grep '/sess-dirty/.*/work$') \
+    || fail "no preserved work for sess-dirty: $(git -C "$repo" for-each-ref refs/treeward/)"
+git -C "$repo" show "$work:README" | grep -q '{UNSAVED_WORK}' || fail "$work lacks the modified README"
+git -C "$repo" show "$work^3:notes.txt" | grep -q '{UNTRACKED_WORK}' || fail "$work lacks the untracked notes"
+if git -C "$repo" worktree list --porcelain | grep -q '/sess-'; then fail "git still lists a sess- worktree"; fi
+echo "agent: clean start, preserved work at $work"
+"#,
+        root = root.display(),
+        repo = repo.display(),
+    )
+}
+
+/// An agent service as an operator writes one: oneshot, its own user
+/// (`agent`), and its main process `main` ([`agent_main`]).
+pub fn agent_unit(main: &Path) -> String {
+    format!(
+        "[Unit]\nDescription=treeward e2e: an agent that checks its root when it starts\n\n\
+         [Service]\nType=oneshot\nUser=agent\nEnvironment=HOME=/nonexistent GIT_CONFIG_NOSYSTEM=1\n\
+         ExecStart={}\n",
+        main.display()
+    )
 }
 
 /// stdout and stderr of a finished command, for messages.

@@ -1,0 +1,53 @@
+//! What a worktree's admin dir says beyond refs: whether it is locked
+//! (`git worktree lock`), and which operation is in progress there. Both
+//! are files git writes in the admin dir (the git dir of a main worktree);
+//! they are read relative to its descriptor, never through a symlink, never
+//! blocking on a FIFO, size-capped. These are not refs, so the ref backend
+//! (files or reftable) does not change where they are.
+
+use crate::fd;
+use std::ffi::OsStr;
+use std::os::fd::BorrowedFd;
+
+/// The largest `locked` file read.
+const MAX_LOCKED: u64 = 4096;
+
+/// The names git gives the state of an operation in progress, and the
+/// operation. A directory or a file: any entry at that name counts.
+const OPERATIONS: [(&str, &str); 8] = [
+    ("MERGE_HEAD", "merge"),
+    ("rebase-merge", "rebase"),
+    ("rebase-apply", "rebase"),
+    ("CHERRY_PICK_HEAD", "cherry-pick"),
+    ("REVERT_HEAD", "revert"),
+    ("BISECT_START", "bisect"),
+    ("BISECT_LOG", "bisect"),
+    ("sequencer", "sequencer"),
+];
+
+/// The operations in progress in the git dir `admin`, each once, in the
+/// order of [`OPERATIONS`].
+pub fn in_progress(admin: BorrowedFd<'_>) -> Result<Vec<String>, String> {
+    let mut ops: Vec<String> = Vec::new();
+    for (name, op) in OPERATIONS {
+        let found = fd::stat_at(admin, OsStr::new(name))
+            .map_err(|e| format!("looking for {name} in the admin dir: {e}"))?;
+        if found.is_some() && !ops.iter().any(|o| o == op) {
+            ops.push(op.to_owned());
+        }
+    }
+    Ok(ops)
+}
+
+/// Whether the worktree is locked, and the reason given (trimmed; `None`
+/// when empty). `Ok(None)`: not locked.
+pub fn locked(admin: BorrowedFd<'_>) -> Result<Option<Option<String>>, String> {
+    match fd::read_at(admin, OsStr::new("locked"), MAX_LOCKED) {
+        Ok(None) => Ok(None),
+        Ok(Some(bytes)) => {
+            let reason = String::from_utf8_lossy(&bytes).trim_end().to_owned();
+            Ok(Some((!reason.is_empty()).then_some(reason)))
+        }
+        Err(e) => Err(format!("reading the admin dir's locked file: {e}")),
+    }
+}
