@@ -1034,6 +1034,42 @@ fn generated_states_against_a_git_plumbing_oracle() {
     });
     let restored_at = started.elapsed();
 
+    // Controls of the judge: a restored worktree captured twice is the same
+    // capture, and the comparison sees a changed byte and a changed flag.
+    if let Some(i) = (0..plan.len()).find(|&i| results[i].2 && results[i].1.is_empty()) {
+        let wt = &plan[i].path;
+        let once = capture(Some(OWNER), wt).unwrap();
+        let twice = capture(Some(OWNER), wt).unwrap();
+        assert_eq!(
+            differences(&once, &twice),
+            vec![],
+            "capture is deterministic"
+        );
+        let file = wt.join("README");
+        if file.is_file() {
+            let mut bytes = std::fs::read(&file).unwrap();
+            bytes.push(b'!');
+            std::fs::write(&file, bytes).unwrap();
+            let after = capture(Some(OWNER), wt).unwrap();
+            let parts: Vec<&str> = differences(&once, &after).iter().map(|d| d.0).collect();
+            assert!(
+                parts.contains(&"files"),
+                "a changed byte is seen: {parts:?}"
+            );
+        }
+        git_as(
+            OWNER,
+            wt,
+            &["update-index", "--assume-unchanged", ".gitignore"],
+        );
+        let after = capture(Some(OWNER), wt).unwrap();
+        let parts: Vec<&str> = differences(&once, &after).iter().map(|d| d.0).collect();
+        assert!(
+            parts.contains(&"index"),
+            "a changed flag is seen: {parts:?}"
+        );
+    }
+
     for (i, (action, diffs, restored)) in results.into_iter().enumerate() {
         let (s, o) = (&plan[i], &mut outcomes[i]);
         o.action = action;
