@@ -93,7 +93,9 @@ const GROUPS: [&[&str]; 8] = [
         "op:merge",
         "op:rebase",
         "op:rebase_merges",
+        "op:rebase_exec",
         "op:cherry_pick",
+        "op:cherry_pick_empty",
         "op:revert",
         "op:bisect",
     ],
@@ -436,6 +438,27 @@ fn build(repo: &Repo, name: &str, path: &Path, tags: &[&'static str]) {
                 git_fails(wt, &["rebase", "--rebase-merges", &side]);
                 git(wt, &["rev-parse", "--verify", "refs/rewritten/onto"]);
             }
+            "op:rebase_exec" => {
+                // Stopped by a failing `exec`: a clean tree, only the
+                // operation's state says anything is going on.
+                commit_file(wt, &c, "to rebase\n", "to rebase");
+                git_fails(wt, &["rebase", "-x", "false", "HEAD~1"]);
+                let status = git(wt, &["status", "--porcelain", "--untracked-files=no"]);
+                assert_eq!(status, "", "a clean tree while the rebase stops");
+            }
+            "op:cherry_pick_empty" => {
+                // The pick is already there: it stops with CHERRY_PICK_HEAD
+                // (a ref, not a file, under reftable) and a clean tree.
+                commit_file(wt, &c, "base\n", "base of the pick");
+                git(wt, &["checkout", "-q", "-b", &side]);
+                commit_file(wt, &c, "same\n", "the pick");
+                git(wt, &["checkout", "-q", &branch]);
+                commit_file(wt, &c, "same\n", "the same change");
+                git_fails(wt, &["cherry-pick", &side]);
+                git(wt, &["rev-parse", "--verify", "CHERRY_PICK_HEAD"]);
+                let status = git(wt, &["status", "--porcelain", "--untracked-files=no"]);
+                assert_eq!(status, "", "a clean tree while the pick stops");
+            }
             "op:revert" => {
                 commit_file(wt, &c, "one\n", "one");
                 commit_file(wt, &c, "two\n", "two");
@@ -770,6 +793,13 @@ fn operation_continues(wt: &Path, tags: &[&str]) -> Result<(), String> {
     let cmd = match op {
         "merge" => "merge",
         "rebase" | "rebase_merges" => "rebase",
+        "rebase_exec" => {
+            // No conflict to resolve: set the other changes aside, go on.
+            run(&["stash", "push", "-q", "--include-untracked"])?;
+            return run(&["-c", "core.editor=true", "rebase", "--continue"]);
+        }
+        // Already applied: going on means skipping it.
+        "cherry_pick_empty" => return run(&["cherry-pick", "--skip"]),
         "cherry_pick" => "cherry-pick",
         "revert" => "revert",
         "bisect" => return run(&["bisect", "bad"]),
@@ -835,7 +865,15 @@ fn generated_states_against_a_git_plumbing_oracle() {
         let head = common::git_output(&s.path, &["symbolic-ref", "-q", "--short", "HEAD"]);
         let name = if head.status.success() {
             Some(String::from_utf8_lossy(&head.stdout).trim().to_owned())
-        } else if s.has("op:rebase") || s.has("op:rebase_merges") || s.has("op:bisect") {
+        } else if [
+            "op:rebase",
+            "op:rebase_merges",
+            "op:rebase_exec",
+            "op:bisect",
+        ]
+        .iter()
+        .any(|t| s.has(t))
+        {
             // Detached by the operation: the branch is still its own.
             Some(format!("b-{}", s.name))
         } else {
