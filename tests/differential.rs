@@ -720,6 +720,52 @@ fn env_number(name: &str) -> Option<u64> {
     Some(parsed.unwrap_or_else(|_| panic!("{name}={v}: not a number")))
 }
 
+/// `<name>/<stamp>` of a set preserved for the entry `name`, looked up in
+/// the repository itself.
+fn set_in_repo(repo: &Path, name: &str) -> Option<String> {
+    let prefix = format!("refs/treeward/preserved/{name}/");
+    let refs = git_as(
+        OWNER,
+        repo,
+        &["for-each-ref", "--format=%(refname)", &prefix],
+    );
+    set_of(&serde_json::json!(refs.lines().collect::<Vec<_>>()))
+}
+
+/// `treeward restore <set> --repo <repo> --path <path> --json` as root.
+fn restore_set(cfg: &Path, repo: &Path, set: &str, path: &Path) -> Result<(), String> {
+    let args = [
+        "restore".as_ref(),
+        set.as_ref(),
+        "--json".as_ref(),
+        "--repo".as_ref(),
+        repo.as_os_str(),
+        "--path".as_ref(),
+        path.as_os_str(),
+    ];
+    let out = common::treeward_command::<&std::ffi::OsStr>("treeward", cfg, None, &args)
+        .output()
+        .unwrap();
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "exit {:?}: {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// Whether the admin dir the worktree at `wt` names in its `.git` file
+/// still exists.
+fn admin_dir_exists(wt: &Path) -> bool {
+    std::fs::read_to_string(wt.join(".git")).is_ok_and(|text| {
+        text.strip_prefix("gitdir: ")
+            .is_some_and(|dir| Path::new(dir.trim_end()).is_dir())
+    })
+}
+
 /// Where the sweep left the entry `path` in its root's trash
 /// (`.treeward-trash/<pass>/<name>`), if it did.
 fn in_trash(path: &Path) -> Option<PathBuf> {
@@ -990,33 +1036,16 @@ fn generated_states_against_a_git_plumbing_oracle() {
                 let mut set = entry.and_then(|e| set_of(&e["preserved_refs"]));
                 if set.is_none() {
                     // Not in the report: the repository may still have it.
-                    let prefix = format!("refs/treeward/preserved/{}/", s.name);
-                    let refs = git_as(
-                        OWNER,
-                        repo,
-                        &["for-each-ref", "--format=%(refname)", &prefix],
-                    );
-                    set = set_of(&serde_json::json!(refs.lines().collect::<Vec<_>>()));
+                    set = set_in_repo(repo, &s.name);
                     if set.is_some() {
                         diffs.push(("report", "preserved_refs is empty, refs exist".to_owned()));
                     }
                 }
-                let run = set.as_ref().map(|set| {
-                    let args = [
-                        "restore".as_ref(),
-                        set.as_ref(),
-                        "--json".as_ref(),
-                        "--repo".as_ref(),
-                        repo.as_os_str(),
-                        "--path".as_ref(),
-                        s.path.as_os_str(),
-                    ];
-                    common::treeward_command::<&std::ffi::OsStr>("treeward", &cfg, None, &args)
-                        .output()
-                        .unwrap()
-                });
+                let run = set
+                    .as_ref()
+                    .map(|set| restore_set(&cfg, repo, set, &s.path));
                 match run {
-                    Some(out) if out.status.success() => {
+                    Some(Ok(())) => {
                         restored = true;
                         match capture(Some(OWNER), &s.path) {
                             Ok(after) => diffs.extend(differences(before, &after)),
@@ -1026,14 +1055,7 @@ fn generated_states_against_a_git_plumbing_oracle() {
                             diffs.push(("operation_continue", e));
                         }
                     }
-                    Some(out) => diffs.push((
-                        "restore",
-                        format!(
-                            "exit {:?}: {}",
-                            out.status.code(),
-                            String::from_utf8_lossy(&out.stderr).trim()
-                        ),
-                    )),
+                    Some(Err(e)) => diffs.push(("restore", e)),
                     None if s.path.exists() => match capture(Some(OWNER), &s.path) {
                         Ok(after) => diffs.extend(differences(before, &after)),
                         Err(e) => diffs.push(("restore", format!("unreadable in place: {e}"))),
@@ -1057,9 +1079,44 @@ fn generated_states_against_a_git_plumbing_oracle() {
                     Some(p) => match capture(Some(OWNER), &p) {
                         Ok(after) => diffs.extend(differences(before, &after)),
                         // Its files are there, but git cannot read them
-                        // where they are (a relative gitfile moved one level
-                        // down): not lost, stranded until moved back.
-                        Err(e) if p != s.path => diffs.push(("stranded", e)),
+                        // where they are (a relative gitfile moved down, an
+                        // admin dir gone): stranded. Not lost if a set the
+                        // sweep preserved restores it, or its admin dir is
+                        // still there.
+                        Err(e) if p != s.path => {
+                            let set = entry
+                                .and_then(|e| set_of(&e["preserved_refs"]))
+                                .or_else(|| set_in_repo(repo, &s.name));
+                            let admin = admin_dir_exists(&p);
+                            let back = set
+                                .as_ref()
+                                .map(|set| restore_set(&cfg, repo, set, &s.path));
+                            match back {
+                                Some(Ok(())) => {
+                                    restored = true;
+                                    diffs
+                                        .push(("stranded", format!("{e} (restored from {set:?})")));
+                                    match capture(Some(OWNER), &s.path) {
+                                        Ok(after) => diffs.extend(differences(before, &after)),
+                                        Err(e) => {
+                                            diffs.push(("restore", format!("unreadable: {e}")))
+                                        }
+                                    }
+                                    if let Err(e) = operation_continues(&s.path, &s.tags) {
+                                        diffs.push(("operation_continue", e));
+                                    }
+                                }
+                                _ if admin => diffs.push(("stranded", e)),
+                                Some(Err(r)) => diffs.push((
+                                    "restore",
+                                    format!("its admin dir is gone ({e}); restoring its set: {r}"),
+                                )),
+                                None => diffs.push((
+                                    "restore",
+                                    format!("its admin dir is gone and no set holds it: {e}"),
+                                )),
+                            }
+                        }
                         Err(e) => diffs.push(("restore", format!("unreadable in place: {e}"))),
                     },
                     None => diffs.push(("restore", format!("{action}, and the worktree is gone"))),
