@@ -29,6 +29,7 @@ pub enum Lock {
 /// is the lock, and it is created only if it does not exist.
 pub fn lock(claim: &Claim, reason: &str) -> Result<Lock, String> {
     let admin = claim.open_admin().map_err(|e| e.to_string())?;
+    crate::fault::point("admin dir: before a lock");
     match fd::create_new_at(admin.as_fd(), OsStr::new("locked")) {
         Ok(mut file) => {
             let written = file
@@ -43,6 +44,7 @@ pub fn lock(claim: &Claim, reason: &str) -> Result<Lock, String> {
                 let _ = unlinkat(admin.as_fd(), "locked", UnlinkatFlags::NoRemoveDir);
                 return Err(format!("{}/locked: {e}", claim.admin().display()));
             }
+            crate::fault::point("admin dir: after a lock");
             Ok(Lock::Taken)
         }
         Err(Errno::EEXIST) => {
@@ -72,6 +74,7 @@ pub fn unlock(claim: &Claim) -> Result<bool, String> {
 /// worktree of its repository. Atomic: a new file renamed into place.
 pub fn relocate(claim: &Claim) -> Result<(), String> {
     let admin = claim.open_admin().map_err(|e| e.to_string())?;
+    crate::fault::point("admin dir: before a relocation");
     let mut line = claim.entry().join(".git").into_os_string();
     line.push("\n");
     fd::replace_at(

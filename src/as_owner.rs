@@ -28,6 +28,12 @@
 //! `getgrouplist` (the repository's group is ignored); only a uid without an
 //! account gets the repository's group, alone, and never group 0.
 //!
+//! A call may carry a stop time ([`Worker::with_stop_after`]): requests
+//! whose turn comes after it are not started and answered
+//! [`Response::NotStarted`], so that a drain with a time budget can hand a
+//! worker a whole chunk and still end on time, without killing a worker
+//! in the middle of an operation (which [`Worker::timeout`] remains for).
+//!
 //! The reply is untrusted input: the worker runs as the owner, who may be
 //! able to trace it. It is size-capped, parsed strictly, and must hold one
 //! response per request. The child is killed (SIGKILL) when the parent's
@@ -182,6 +188,9 @@ pub enum Response {
     Failed {
         message: String,
     },
+    /// Not served: its turn came after the call's stop time
+    /// ([`Worker::with_stop_after`]). Nothing was done for it.
+    NotStarted,
 }
 
 /// Whose ids to act with: the owner (and group) of a repository.
@@ -314,7 +323,12 @@ pub fn worker_environment(
 ) -> Vec<(OsString, OsString)> {
     let mut env: Vec<(OsString, OsString)> = inherited
         .into_iter()
-        .filter(|(k, _)| INHERITED_VARIABLES.iter().any(|v| OsStr::new(v) == k))
+        .filter(|(k, _)| {
+            INHERITED_VARIABLES
+                .iter()
+                .chain(crate::fault::VARIABLES)
+                .any(|v| OsStr::new(v) == k)
+        })
         .collect();
     let home = identity
         .home
@@ -471,6 +485,8 @@ impl std::error::Error for AsOwnerError {}
 pub struct Worker {
     pub program: PathBuf,
     pub timeout: Duration,
+    /// How long after a call starts its requests may still be started.
+    pub stop_after: Option<Duration>,
 }
 
 impl Worker {
@@ -480,6 +496,7 @@ impl Worker {
         Worker {
             program: program.into(),
             timeout: DEFAULT_TIMEOUT,
+            stop_after: None,
         }
     }
 
@@ -493,6 +510,13 @@ impl Worker {
     /// The same worker with another timeout for each call.
     pub fn with_timeout(mut self, timeout: Duration) -> Worker {
         self.timeout = timeout;
+        self
+    }
+
+    /// The same worker, each call starting no request later than `after`
+    /// from its start: the rest are answered [`Response::NotStarted`].
+    pub fn with_stop_after(mut self, after: Duration) -> Worker {
+        self.stop_after = Some(after);
         self
     }
 
@@ -516,7 +540,7 @@ impl Worker {
         requests: &[Request],
     ) -> Result<Vec<Response>, AsOwnerError> {
         match route(Uid::effective().as_raw(), owner.uid) {
-            Route::InProcess => Ok(requests.iter().map(serve_request).collect()),
+            Route::InProcess => Ok(serve_until(requests, self.stop_after)),
             Route::CannotSwitch => Err(AsOwnerError::CannotSwitch {
                 caller: Uid::effective().as_raw(),
                 owner: owner.uid,
@@ -539,6 +563,7 @@ impl Worker {
             gid: identity.gid,
             groups: identity.groups.clone(),
             requests: requests.to_vec(),
+            stop_after_ms: self.stop_after.map(crate::sweep::report::millis),
         };
         let input =
             serde_json::to_vec(&envelope).map_err(|e| AsOwnerError::Encode(e.to_string()))?;
@@ -727,6 +752,10 @@ struct Envelope {
     gid: u32,
     groups: Vec<u32>,
     requests: Vec<Request>,
+    /// [`Worker::stop_after`], in milliseconds from when the worker reads
+    /// the envelope (a few milliseconds after the call started).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    stop_after_ms: Option<u64>,
 }
 
 /// What the worker answers.
@@ -758,6 +787,20 @@ fn interpret(status: ExitStatus, stdout: &[u8], expected: usize) -> Result<Vec<R
         ))),
         Err(e) => Err(Problem::Bad(e.to_string())),
     }
+}
+
+/// Serves `requests` in order in this process, answering
+/// [`Response::NotStarted`] to those whose turn comes `stop_after` or more
+/// after the start.
+fn serve_until(requests: &[Request], stop_after: Option<Duration>) -> Vec<Response> {
+    let stop = stop_after.map(|d| Instant::now() + d);
+    requests
+        .iter()
+        .map(|r| match stop {
+            Some(stop) if Instant::now() >= stop => Response::NotStarted,
+            _ => serve_request(r),
+        })
+        .collect()
 }
 
 /// Serves one request in this process: the one dispatch of every operation.
@@ -911,8 +954,12 @@ fn serve_worker(extra_argument: Option<OsString>) -> u8 {
     // The owner must not trace or read a process that started as root.
     let _ = nix::sys::prctl::set_dumpable(false);
     let (reply, code) = match checked_requests(extra_argument) {
-        Ok(requests) => {
-            let responses = requests.iter().map(serve_request).map(sendable).collect();
+        Ok(envelope) => {
+            let stop_after = envelope.stop_after_ms.map(Duration::from_millis);
+            let responses = serve_until(&envelope.requests, stop_after)
+                .into_iter()
+                .map(sendable)
+                .collect();
             (Reply::Done { responses }, 0)
         }
         Err(message) => {
@@ -935,7 +982,7 @@ fn serve_worker(extra_argument: Option<OsString>) -> u8 {
 }
 
 /// Reads the envelope and checks every condition for serving it.
-fn checked_requests(extra_argument: Option<OsString>) -> Result<Vec<Request>, String> {
+fn checked_requests(extra_argument: Option<OsString>) -> Result<Envelope, String> {
     if let Some(arg) = extra_argument {
         return Err(format!("unexpected argument {arg:?} after {WORKER_FLAG}"));
     }
@@ -949,7 +996,7 @@ fn checked_requests(extra_argument: Option<OsString>) -> Result<Vec<Request>, St
     let envelope = read_envelope(io::stdin().lock())?;
     identity_mismatch(&envelope, &actual).map_or(Ok(()), Err)?;
     cannot_regain_root()?;
-    Ok(envelope.requests)
+    Ok(envelope)
 }
 
 fn read_envelope(input: impl Read) -> Result<Envelope, String> {
@@ -1275,6 +1322,7 @@ mod tests {
             gid: 4242,
             groups: vec![4242],
             requests,
+            stop_after_ms: None,
         };
         let json = serde_json::to_string(&envelope).unwrap();
         assert!(
@@ -1342,7 +1390,22 @@ mod tests {
             gid,
             groups: groups.to_vec(),
             requests: vec![],
+            stop_after_ms: None,
         }
+    }
+
+    #[test]
+    fn requests_whose_turn_comes_after_the_stop_are_not_started() {
+        let probes = [Request::Probe, Request::Probe];
+        assert!(serve_until(&probes, None)
+            .iter()
+            .all(|r| matches!(r, Response::Probe { .. })));
+        assert_eq!(
+            serve_until(&probes, Some(Duration::ZERO)),
+            vec![Response::NotStarted, Response::NotStarted]
+        );
+        let far = serve_until(&probes, Some(Duration::from_secs(60)));
+        assert!(far.iter().all(|r| matches!(r, Response::Probe { .. })));
     }
 
     #[test]

@@ -7,35 +7,41 @@
 //! what its time budget allows; the reaper drains the rest when the trash is
 //! its own. Both go through [`drain_trash`]: for each waiting entry, reclaim
 //! it as its repository's owner ([`crate::reclaim`]: assess, preserve,
-//! forget), then delete its files with [`crate::remove::remove_entry`], or
+//! forget), then move it to its batch's remains ([`Trash::set_aside`]) and
+//! delete its files there with [`crate::remove::remove_entry_until`], or
 //! put it back where it was when its work is kept. An entry this pass may not
 //! touch (an unprivileged pass meeting another user's residue) is reported
 //! and left for a pass that may. Failures are per entry, in the outcome's
 //! `error`; nothing here stops a pass.
+//!
+//! The deadline (the sweep's budget; the reaper has none) is checked
+//! between files and between worker calls, which are paced by
+//! [`crate::pace`]. What it leaves is `deferred` and complete: an entry not
+//! reclaimed yet waits in its batch, quarantined and assessable as it was;
+//! one reclaimed (its work preserved, or nothing at risk) waits in the
+//! remains, whole or half-deleted, and the next pass deletes the rest first,
+//! without assessing it again.
 
 use crate::as_owner::{self, Owner, Request, Response, Route, Worker};
 use crate::claim::{self, Claim, Expect, Unclaimed};
 use crate::config::{Policy, Root};
 use crate::fd;
 use crate::ledger::{Document, Ledger, Record, State};
+use crate::pace::{call_limits, next_chunk, Speed};
+use crate::progress::Progress;
 use crate::reclaim::Reclaimed;
 use crate::remove::{RemoveError, Removed};
 use crate::roots::{OpenRoot, TRASH};
 use crate::sweep::decide::{drain, unrecordable, Drain, EntryKind};
 use crate::sweep::inspect::{kind_at, unlinked_at_risk};
 use crate::sweep::report::{Action, Outcome};
-use crate::trash::{self, Batch, Cleared, Stray, Taken, Trash, TrashError};
+use crate::trash::{self, Batch, Cleared, Fate, Remains, Stray, Taken, Trash, TrashError};
 use nix::unistd::Uid;
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-/// How many reclaims one worker call carries (a worker is one process; the
-/// chunk bounds its run time under the timeout and lets the budget be
-/// checked between chunks).
-pub const RECLAIM_CHUNK: usize = 16;
 
 /// The report's word for a drain decision.
 pub fn action_of(decision: Drain) -> Action {
@@ -55,16 +61,27 @@ pub fn planned(path: PathBuf, action: Action) -> Outcome {
 
 /// Calls the worker with a batch of reclaims; one result per request.
 pub fn call(worker: &Worker, owner: Owner, requests: &[Request]) -> Vec<Result<Reclaimed, String>> {
+    responses(worker, owner, requests)
+        .into_iter()
+        .map(|r| r.and_then(reclaim_answer))
+        .collect()
+}
+
+/// Calls the worker with a batch of requests: one response per request,
+/// or the call's error for each when the call failed.
+fn responses(worker: &Worker, owner: Owner, requests: &[Request]) -> Vec<Result<Response, String>> {
     match worker.call_batch(owner, requests) {
-        Ok(responses) => responses
-            .into_iter()
-            .map(|r| match r {
-                Response::Reclaimed { reclaimed } => Ok(reclaimed),
-                Response::Failed { message } => Err(message),
-                other => Err(format!("unexpected answer from the worker: {other:?}")),
-            })
-            .collect(),
+        Ok(responses) => responses.into_iter().map(Ok).collect(),
         Err(e) => requests.iter().map(|_| Err(e.to_string())).collect(),
+    }
+}
+
+/// What a worker's response to a reclaim means.
+fn reclaim_answer(response: Response) -> Result<Reclaimed, String> {
+    match response {
+        Response::Reclaimed { reclaimed } => Ok(reclaimed),
+        Response::Failed { message } => Err(message),
+        other => Err(format!("unexpected answer from the worker: {other:?}")),
     }
 }
 
@@ -76,24 +93,21 @@ pub fn call_simple(
     requests: &[Request],
     ok: fn(&Response) -> bool,
 ) -> Vec<Result<(), String>> {
-    match worker.call_batch(owner, requests) {
-        Ok(responses) => responses
-            .iter()
-            .map(|r| match r {
-                r if ok(r) => Ok(()),
-                Response::Failed { message } => Err(message.clone()),
-                Response::Locked {
-                    newly_locked: false,
-                    reason,
-                } => Err(format!(
-                    "locked meanwhile by someone else: {}",
-                    reason.as_deref().unwrap_or("no reason")
-                )),
-                other => Err(format!("unexpected answer from the worker: {other:?}")),
-            })
-            .collect(),
-        Err(e) => requests.iter().map(|_| Err(e.to_string())).collect(),
-    }
+    responses(worker, owner, requests)
+        .into_iter()
+        .map(|r| match r? {
+            r if ok(&r) => Ok(()),
+            Response::Failed { message } => Err(message),
+            Response::Locked {
+                newly_locked: false,
+                reason,
+            } => Err(format!(
+                "locked meanwhile by someone else: {}",
+                reason.as_deref().unwrap_or("no reason")
+            )),
+            other => Err(format!("unexpected answer from the worker: {other:?}")),
+        })
+        .collect()
 }
 
 /// Why this pass may not act on something owned by `uid`: `None` when it
@@ -115,24 +129,28 @@ pub fn not_ours(path: &Path, uid: u32) -> Option<Outcome> {
     })
 }
 
-/// The shortest a worker call of the drain is given, even at the end of
-/// the budget: enough to assess and preserve one small worktree.
-pub const MIN_DRAIN_CALL: Duration = Duration::from_secs(1);
-
-/// The worker, its calls bounded by what is left of the pass's budget
-/// (never less than [`MIN_DRAIN_CALL`], never more than its own timeout): a
-/// worker that is stopped or spins is killed at the deadline, failing only
-/// its own entries.
-fn within(worker: &Worker, deadline: Option<Instant>) -> Worker {
-    match deadline {
-        Some(d) => {
-            let left = d
-                .saturating_duration_since(Instant::now())
-                .max(MIN_DRAIN_CALL);
-            worker.clone().with_timeout(left.min(worker.timeout))
+/// The worker, its calls bounded by what is left of the pass's budget when
+/// one reclaim takes `per_entry` ([`call_limits`]): it starts no request
+/// that would not end by the deadline, and one that is stopped or spins is
+/// killed a little after it, failing only its own entries.
+fn within(worker: &Worker, deadline: Option<Instant>, per_entry: Option<Duration>) -> Worker {
+    match time_left(deadline) {
+        Some(left) => {
+            let (stop, kill) = call_limits(left, per_entry, worker.timeout);
+            worker.clone().with_stop_after(stop).with_timeout(kill)
         }
         None => worker.clone(),
     }
+}
+
+/// The time until `deadline`, zero once it passed; `None`: no deadline.
+fn time_left(deadline: Option<Instant>) -> Option<Duration> {
+    deadline.map(|d| d.saturating_duration_since(Instant::now()))
+}
+
+/// Whether `deadline` has passed.
+fn past(deadline: Option<Instant>) -> bool {
+    time_left(deadline).is_some_and(|left| left.is_zero())
 }
 
 /// One entry waiting in the trash.
@@ -146,14 +164,16 @@ struct Waiting<'a> {
 }
 
 /// The drain: reclaims and deletes what waits in the trash of `root`, oldest
-/// batch first, until the deadline (`None`: no deadline). Each worker call
-/// runs as the entry's repository owner.
+/// batch first, until the deadline (`None`: no deadline), telling
+/// `progress` as it goes. Each worker call runs as the entry's repository
+/// owner.
 pub fn drain_trash(
     root: &Root,
     open: &OpenRoot,
     worker: &Worker,
     deadline: Option<Instant>,
     known: &[PathBuf],
+    progress: &mut Progress,
     out: &mut Vec<Outcome>,
 ) {
     let trash = match open_trash(root, open, false, out) {
@@ -174,18 +194,32 @@ pub fn drain_trash(
     for stray in strays {
         out.extend(clear_stray(root, &trash, stray));
     }
+    let mut remains = Vec::new();
     let mut waiting = Vec::new();
     for batch in &batches {
+        let at = root.path.join(TRASH).join(&batch.name);
+        match trash.remains(batch) {
+            Ok(r) => remains.extend(r),
+            Err(e) => out.push(Outcome::new(at.clone(), Action::Failed).with_error(e)),
+        }
         match batch.entries() {
             Ok(names) => waiting.extend(names.into_iter().map(|name| Waiting {
                 batch,
-                path: root.path.join(TRASH).join(&batch.name).join(&name),
+                path: at.join(&name),
                 original: root.path.join(&name),
                 name,
             })),
-            Err(e) => out.push(
-                Outcome::new(root.path.join(TRASH).join(&batch.name), Action::Failed).with_error(e),
-            ),
+            Err(e) => out.push(Outcome::new(at, Action::Failed).with_error(e)),
+        }
+    }
+    progress.found(remains.iter().map(|r| r.names.len()).sum::<usize>() + waiting.len());
+    // What earlier passes reclaimed but did not finish deleting goes first:
+    // it needs no worker, only the rest of its removal.
+    for r in &remains {
+        for name in &r.names {
+            let o = delete_remains(root, open, r, name, deadline);
+            progress.settled(&o);
+            out.push(o);
         }
     }
     // A pipeline on two cores: while the files of one chunk are deleted
@@ -194,33 +228,113 @@ pub fn drain_trash(
     // own reclaim finished.
     let mut queue = waiting.into_iter().peekable();
     let mut reclaimed: Vec<Reclaiming> = Vec::new();
-    while queue.peek().is_some() {
-        if deadline.is_some_and(|d| Instant::now() >= d) {
+    let mut speed = Speed::default();
+    loop {
+        let size = match queue.peek() {
+            Some(_) => next_chunk(time_left(deadline), speed.per_entry()),
+            None => 0,
+        };
+        if size == 0 && reclaimed.is_empty() {
             break;
         }
-        let chunk: Vec<Waiting> = queue.by_ref().take(RECLAIM_CHUNK).collect();
-        let bounded = within(worker, deadline);
+        let chunk: Vec<Waiting> = queue.by_ref().take(size).collect();
+        let bounded = within(worker, deadline, speed.per_entry());
         let (done, next) = std::thread::scope(|s| {
-            let next = s.spawn(|| reclaim_chunk(root, &bounded, known, chunk));
+            let next = (!chunk.is_empty()).then(|| {
+                s.spawn(|| {
+                    let started = Instant::now();
+                    let r = reclaim_chunk(root, &bounded, known, chunk);
+                    (r, started.elapsed())
+                })
+            });
             let done: Vec<Outcome> = reclaimed
                 .drain(..)
-                .map(|r| finish(open, worker, r))
+                .map(|r| finish(open, &trash, worker, r, deadline))
                 .collect();
-            (done, next.join())
+            (done, next.map(|n| n.join()))
         });
-        out.extend(done);
+        for o in done {
+            progress.settled(&o);
+            out.push(o);
+        }
         match next {
-            Ok((outcomes, ready)) => {
-                out.extend(outcomes);
+            None => {}
+            Some(Ok(((outcomes, ready, served), took))) => {
+                speed.observe(served, took);
+                for o in outcomes {
+                    progress.settled(&o);
+                    out.push(o);
+                }
                 reclaimed = ready;
             }
-            Err(_) => log::error!("a reclaim thread panicked; its entries wait for the next pass"),
+            Some(Err(_)) => {
+                log::error!("a reclaim thread panicked; its entries wait for the next pass")
+            }
         }
     }
-    out.extend(reclaimed.into_iter().map(|r| finish(open, worker, r)));
-    out.extend(queue.map(|w| Outcome::new(w.original, Action::Deferred)));
+    for w in queue {
+        let o = Outcome::new(w.original, Action::Deferred);
+        progress.settled(&o);
+        out.push(o);
+    }
     for batch in &batches {
         trash.remove_if_empty(batch);
+    }
+}
+
+/// Deletes the rest of a reclaimed entry that an earlier pass left in the
+/// trash's remains, until the deadline. Its report line is its fate's
+/// (removed, or preserved), with why there is nothing to assess; the
+/// preserved refs were in the report that deferred it. Only remains of the
+/// trash's owner are deleted unassessed (or any, in a trash only root can
+/// write into): the owner could have moved anything of theirs there, but
+/// of another user's (root's residue, say) only what it can rename, so
+/// that is judged again as residue, without git, and what holds work is
+/// reported and left alone (judged before, it held none: deleting only
+/// takes away).
+fn delete_remains(
+    root: &Root,
+    open: &OpenRoot,
+    r: &Remains,
+    name: &OsStr,
+    deadline: Option<Instant>,
+) -> Outcome {
+    let path = root.path.join(name);
+    let dir = r.fd.as_fd();
+    let st = match fd::stat_at(dir, name) {
+        Ok(Some(st)) => st,
+        Ok(None) => return Outcome::new(path, action_of_fate(r.fate)),
+        Err(e) => return Outcome::new(path, Action::Failed).with_error(e.desc()),
+    };
+    if let Some(skipped) = not_ours(&path, st.st_uid) {
+        return skipped;
+    }
+    if open.uid != 0 && st.st_uid != open.uid {
+        let holds_work =
+            kind_at(dir, name, st.st_mode).map_or(true, |kind| unlinked_at_risk(kind, dir, name));
+        if drain(holds_work, false, root.policy) != Drain::Remove {
+            return Outcome::new(path, Action::Refused).with_error(format!(
+                "in the trash's remains, owned by uid {}, not by the trash's owner (uid {}), and it holds files: left alone",
+                st.st_uid, open.uid
+            ));
+        }
+    }
+    if past(deadline) {
+        return Outcome::new(path, Action::Deferred)
+            .with_error("reclaimed by an earlier pass; the rest of its files waits in the trash");
+    }
+    let mut o = Outcome::new(path, action_of_fate(r.fate));
+    o.reason = Some(
+        "reclaimed by an earlier pass whose budget ran out: the rest of its files deleted".into(),
+    );
+    remove_into(o, dir, name, deadline)
+}
+
+/// The report's word for an entry whose remains are gone.
+fn action_of_fate(fate: Fate) -> Action {
+    match fate {
+        Fate::Removed => Action::Removed,
+        Fate::Preserved => Action::Preserved,
     }
 }
 
@@ -324,13 +438,16 @@ struct Reclaiming<'a> {
 /// (the one their `.git` names, or one of the `known` ones their admin dir
 /// moved into: [`claim::find_repository`]), their files preserved there;
 /// the rest are judged without git. Returns the outcomes already final
-/// (skipped, failed) and the entries ready for [`finish`]. Deletes nothing.
+/// (skipped, failed; deferred: a worker reached its stop time before it),
+/// the entries ready for [`finish`], and how many entries were dealt with
+/// (all but the deferred ones). Deletes nothing.
 fn reclaim_chunk<'a>(
     root: &Root,
     worker: &Worker,
     known: &[PathBuf],
     chunk: Vec<Waiting<'a>>,
-) -> (Vec<Outcome>, Vec<Reclaiming<'a>>) {
+) -> (Vec<Outcome>, Vec<Reclaiming<'a>>, usize) {
+    let mut served = chunk.len();
     let (mut out, mut ready) = (Vec::new(), Vec::new());
     let mut linked: BTreeMap<Owner, Vec<(Waiting, Request, Option<Claim>)>> = BTreeMap::new();
     let expected = claim::expected_owner(root, Uid::effective().as_raw());
@@ -422,12 +539,17 @@ fn reclaim_chunk<'a>(
     }
     for (owner, items) in linked {
         let requests: Vec<Request> = items.iter().map(|(_, r, _)| r.clone()).collect();
-        for ((w, _, c), answer) in items.into_iter().zip(call(worker, owner, &requests)) {
+        for ((w, _, c), response) in items.into_iter().zip(responses(worker, owner, &requests)) {
+            if let Ok(Response::NotStarted) = response {
+                served -= 1;
+                out.push(Outcome::new(w.original, Action::Deferred));
+                continue;
+            }
             let kind = match c {
                 Some(_) => EntryKind::Linked,
                 None => EntryKind::Broken,
             };
-            match answer {
+            match response.and_then(reclaim_answer) {
                 Ok(r) if r.error.is_none() || r.decision == Drain::Keep => ready.push(Reclaiming {
                     waiting: w,
                     decision: r.decision,
@@ -441,12 +563,15 @@ fn reclaim_chunk<'a>(
             }
         }
     }
-    (out, ready)
+    (out, ready, served)
 }
 
 /// A reclaim that failed: reported with whatever it preserved first.
 pub fn failed_reclaim(path: PathBuf, r: Reclaimed) -> Outcome {
     let mut o = Outcome::new(path, Action::Failed).with_error(r.error.unwrap_or_default());
+    if !r.preserved_refs.is_empty() {
+        o.repository = r.repository;
+    }
     o.preserved_refs = r.preserved_refs;
     o
 }
@@ -455,6 +580,9 @@ pub fn failed_reclaim(path: PathBuf, r: Reclaimed) -> Outcome {
 pub fn reclaimed_outcome(path: PathBuf, decision: Drain, reclaimed: Option<Reclaimed>) -> Outcome {
     let mut o = Outcome::new(path, action_of(decision));
     if let Some(r) = reclaimed {
+        if !r.preserved_refs.is_empty() {
+            o.repository = r.repository;
+        }
         o.preserved_refs = r.preserved_refs;
         o.branch = r.branch;
         o.branch_deleted = r.branch_deleted;
@@ -463,11 +591,18 @@ pub fn reclaimed_outcome(path: PathBuf, decision: Drain, reclaimed: Option<Recla
     o
 }
 
-/// Deletes entry `name` of `parent` with the safe removal engine and
-/// completes its report line: bytes freed, or what was left and why (an
-/// entry already gone counts as removed).
-pub fn remove_into(mut o: Outcome, parent: BorrowedFd<'_>, name: &OsStr) -> Outcome {
-    match crate::remove::remove_entry(parent, name) {
+/// Deletes entry `name` of `parent` with the safe removal engine, until
+/// `deadline` (`None`: to the end), and completes its report line: bytes
+/// freed, or what was left and why (an entry already gone counts as
+/// removed). Only for an entry whose work is preserved or not at risk: one
+/// the deadline stops is `deferred`, half-deleted.
+pub fn remove_into(
+    mut o: Outcome,
+    parent: BorrowedFd<'_>,
+    name: &OsStr,
+    deadline: Option<Instant>,
+) -> Outcome {
+    match crate::remove::remove_entry_until(parent, name, deadline) {
         Ok(removed) => settle(o, &removed),
         Err(RemoveError::NotFound { .. }) => o,
         Err(e) => {
@@ -480,7 +615,20 @@ pub fn remove_into(mut o: Outcome, parent: BorrowedFd<'_>, name: &OsStr) -> Outc
 
 fn settle(mut o: Outcome, removed: &Removed) -> Outcome {
     o.bytes_freed = removed.bytes;
-    if !removed.complete {
+    if removed.interrupted {
+        let why = match o.action {
+            Action::Preserved => "its work is preserved",
+            _ => "nothing in it is at risk",
+        };
+        let when = match removed.files {
+            0 => "before its files were deleted".to_owned(),
+            n => format!("after {n} of its files"),
+        };
+        o.action = Action::Deferred;
+        o.error = Some(format!(
+            "{why}; the budget ran out {when}: the rest waits in the trash for the next pass"
+        ));
+    } else if !removed.complete {
         o.action = Action::Failed;
         o.error = Some(format!(
             "partly removed, retried next pass: {}",
@@ -490,21 +638,46 @@ fn settle(mut o: Outcome, removed: &Removed) -> Outcome {
     o
 }
 
-/// Carries out the drain decision for one entry: delete it, or put it back.
-fn finish(open: &OpenRoot, worker: &Worker, r: Reclaiming) -> Outcome {
+/// Carries out the drain decision for one entry: delete it (in the
+/// remains, until the deadline), or put it back. Kept work goes back
+/// through its owner's worker; past the deadline it waits for the next
+/// pass, still quarantined and assessable.
+fn finish(
+    open: &OpenRoot,
+    trash: &Trash,
+    worker: &Worker,
+    r: Reclaiming,
+    deadline: Option<Instant>,
+) -> Outcome {
     let w = &r.waiting;
     if let Some(why) = r.refused {
         let o = Outcome::new(w.original.clone(), Action::Refused).with_error(why);
         return put_back(open, worker, w, None, o);
     }
     let mut o = reclaimed_outcome(w.original.clone(), r.decision, r.reclaimed.clone());
-    if r.decision == Drain::Keep {
-        if r.reclaimed.is_none() {
-            o.error = Some(unrecordable(r.kind).to_owned());
+    let fate = match r.decision {
+        Drain::Keep if past(deadline) => {
+            return Outcome::new(w.original.clone(), Action::Deferred)
+                .with_error("at risk and kept: it goes back in place with the next pass");
         }
-        return put_back(open, worker, w, r.claim, o);
+        Drain::Keep => {
+            if r.reclaimed.is_none() {
+                o.error = Some(unrecordable(r.kind).to_owned());
+            }
+            return put_back(open, worker, w, r.claim, o);
+        }
+        Drain::Remove => Fate::Removed,
+        Drain::PreserveThenRemove => Fate::Preserved,
+    };
+    match trash.set_aside(w.batch, &w.name, fate) {
+        Ok(dir) => remove_into(o, dir.as_fd(), &w.name, deadline),
+        Err(e) => {
+            // Where a later pass would take it for work no repository can
+            // record: deleted now, whatever the budget.
+            log::warn!("{}: {e}; deleted where it is", w.path.display());
+            remove_into(o, w.batch.fd.as_fd(), &w.name, None)
+        }
     }
-    remove_into(o, w.batch.fd.as_fd(), &w.name)
 }
 
 /// Puts a kept entry back where it was, its admin entry pointed back and
@@ -558,6 +731,12 @@ pub fn apply(rec: &mut Record, o: &Outcome) {
         Action::Preserved => State::Preserved,
         Action::Kept => State::Kept,
         Action::Failed => State::RetryRemove,
+        // Its work may be preserved already, its files not all deleted:
+        // the refs are recorded now, the state when the rest is gone.
+        Action::Deferred => {
+            rec.preserved_refs.extend(o.preserved_refs.iter().cloned());
+            return;
+        }
         _ => return,
     };
     if state == State::RetryRemove {
@@ -570,23 +749,75 @@ pub fn apply(rec: &mut Record, o: &Outcome) {
     }
 }
 
+/// Records what `o` did in the ledger: moves the record at `index`
+/// ([`apply`]); with no record, a preserved set gets one of its own, in
+/// state `preserved`, so that `treeward list` shows it and `treeward
+/// restore` finds it by id.
+pub fn record_outcome(doc: &mut Document, index: Option<usize>, o: &Outcome) {
+    match index.and_then(|i| doc.records.get_mut(i)) {
+        Some(rec) => apply(rec, o),
+        None => {
+            if let Some(record) = preserved_record(o) {
+                doc.records.push(record);
+            }
+        }
+    }
+}
+
+/// Pure but for the owner's uid: a new `preserved` record for a set that
+/// no record lists.
+fn preserved_record(o: &Outcome) -> Option<Record> {
+    let repository = o.repository.as_ref()?;
+    if o.preserved_refs.is_empty() {
+        return None;
+    }
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata(repository).map_or(0, |m| m.uid());
+    let mut rec = Record::new(&o.path, repository, uid);
+    rec.preserved_refs.clone_from(&o.preserved_refs);
+    rec.branch.clone_from(&o.branch);
+    rec.transition(State::Preserved);
+    Some(rec)
+}
+
 /// Moves the ledger's records of drained entries (found by path) to their
-/// new states. A ledger that cannot be written is logged, not fatal: the
-/// report stands. With no ledger and no journal there is no record to move,
-/// and nothing is created.
+/// new states, and gives each preserved set without one a record. A ledger
+/// that cannot be written is logged, not fatal: the report stands. With no
+/// ledger, no journal and no preserved set, nothing is created.
 pub fn record(ledger: &Ledger, outcomes: &[Outcome]) {
     let exists = |p: &Path| std::fs::symlink_metadata(p).is_ok();
-    if outcomes.is_empty() || !(exists(ledger.path()) || exists(&ledger.journal_path())) {
+    let new_sets = outcomes.iter().any(|o| preserved_record(o).is_some());
+    if outcomes.is_empty() || !(new_sets || exists(ledger.path()) || exists(&ledger.journal_path()))
+    {
         return;
     }
     let result = ledger.update(|doc| {
         for o in outcomes {
-            if let Some(rec) = doc.find_by_path_mut(&o.path) {
-                apply(rec, o);
-            }
+            let index = doc.records.iter().rposition(|r| r.path == o.path);
+            record_outcome(doc, index, o);
         }
     });
     if let Err(e) = result {
         log::error!("the ledger was not updated: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deferred_removal_records_its_refs_and_waits_for_its_state() {
+        let mut rec = Record::new(Path::new("/r/wt-1"), Path::new("/repo/.git"), 4242);
+        let before = rec.state;
+        let mut deferred = Outcome::new("/r/wt-1".into(), Action::Deferred);
+        deferred.preserved_refs = vec!["refs/treeward/preserved/wt-1/20261202T090000Z/work".into()];
+        apply(&mut rec, &deferred);
+        assert_eq!(rec.state, before, "its files are not all deleted yet");
+        assert_eq!(rec.preserved_refs, deferred.preserved_refs);
+        // The next pass deletes the rest: the fate's state, the refs kept.
+        apply(&mut rec, &Outcome::new("/r/wt-1".into(), Action::Preserved));
+        assert_eq!(rec.state, State::Preserved);
+        assert_eq!(rec.preserved_refs, deferred.preserved_refs);
     }
 }

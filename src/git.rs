@@ -249,6 +249,7 @@ impl Git {
         if self.stdin.is_some() {
             self.cmd.stdin(Stdio::piped());
         }
+        crate::fault::point("git: before a command");
         let mut child = self.cmd.spawn().map_err(spawn_error)?;
         // Writing stdin while git fills its stdout pipe would deadlock on a
         // large input: the writer gets its own thread.
@@ -272,6 +273,7 @@ impl Git {
             out.read_to_end(&mut stdout).map_err(spawn_error)?;
         }
         let status = child.wait().map_err(spawn_error)?;
+        crate::fault::point("git: after a command");
         let stderr = reader.join().unwrap_or_default();
         if let Some(w) = writer {
             // git may exit before reading all of its input (an error): its

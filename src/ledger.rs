@@ -886,7 +886,9 @@ fn replace_atomically(ledger: &Path, bytes: &[u8], want: Ownership) -> Result<()
     let dir = parent_dir(ledger);
     let name = file_name(ledger)?;
     let temp = dir.join(format!("{}{}", temp_prefix(name), std::process::id()));
+    crate::fault::point("ledger: before the temp file");
     let result = write_temp(&temp, bytes, want).and_then(|()| {
+        crate::fault::point("ledger: before the rename");
         std::fs::rename(&temp, ledger)
             .map_err(|e| io_error(ledger, "rename the new ledger into place", e))
     });
@@ -894,6 +896,7 @@ fn replace_atomically(ledger: &Path, bytes: &[u8], want: Ownership) -> Result<()
         let _ = std::fs::remove_file(&temp);
         return Err(e);
     }
+    crate::fault::point("ledger: after the rename");
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| io_error(dir, "fsync the ledger's directory", e))
@@ -1030,9 +1033,11 @@ impl Ledger {
         let torn = ends_mid_line(&file, len, &path)?;
         let bytes = journal::encode_line(&Record::new_id(), change, torn)
             .map_err(|e| io_error(&path, "serialize the change", std::io::Error::other(e)))?;
+        crate::fault::point("journal: before the append");
         let written = file
             .write(&bytes)
             .map_err(|e| io_error(&path, "append to it", e))?;
+        crate::fault::point("journal: after the append");
         if written != bytes.len() {
             return Err(io_error(
                 &path,

@@ -38,7 +38,8 @@
 //!   in the working tree) with parents `[HEAD, I]` or `[HEAD, I, U]` (`I`
 //!   the index, conflicts taken as "ours"; `U`, parentless, the untracked
 //!   files); `[I]`/`[I, U]` on an unborn branch. `git stash apply --index`
-//!   at the same HEAD gives it back;
+//!   at the same HEAD gives it back (`W` and `U` hold raw bytes, like
+//!   `files/`: under eol or filter attributes the exact copy is `state`);
 //! - `head`: a detached HEAD whose commits no other ref reaches;
 //! - `worktree/…`, `bisect/…`, `rewritten/…`: copies of the per-worktree
 //!   refs. The objects only the in-progress state names (root refs, ids
@@ -211,19 +212,19 @@ pub fn preserve_at(worktree: &Path, time: SystemTime) -> Result<Preserved, Prese
 }
 
 /// Where a preserve reads from and writes to.
-pub struct Source<'a> {
+struct Source<'a> {
     /// The worktree's directory.
-    pub worktree: &'a Path,
+    worktree: &'a Path,
     /// Its git dir (the admin dir of a linked worktree).
-    pub git_dir: &'a Path,
+    git_dir: &'a Path,
     /// The common git dir the set goes into.
-    pub common: &'a Path,
+    common: &'a Path,
     /// The admin name that names the set.
-    pub name: &'a str,
+    name: &'a str,
 }
 
 /// Preserves the worktree `s` describes into its common repository.
-pub fn preserve_into(s: &Source<'_>, time: SystemTime) -> Result<Preserved, PreserveError> {
+fn preserve_into(s: &Source<'_>, time: SystemTime) -> Result<Preserved, PreserveError> {
     let owner = owner_uid(s.common)?;
     let scratch = Scratch::new(s.common)?;
     let stamp = compact_stamp(&ledger::format_timestamp(time));
@@ -246,8 +247,16 @@ pub fn preserve_into(s: &Source<'_>, time: SystemTime) -> Result<Preserved, Pres
     };
     let unique = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     let scratch_refs = format!("{SCRATCH_NAMESPACE}/{}-{unique}", std::process::id());
-    let written = modules(&repo, s.worktree, &top, &stamp, &scratch, &scratch_refs)
-        .and_then(|modules| write_set(&repo, s, &top, &modules, &stamp, time, &scratch_refs));
+    let written = modules(
+        &repo,
+        s.worktree,
+        s.common,
+        &top,
+        &stamp,
+        &scratch,
+        &scratch_refs,
+    )
+    .and_then(|modules| write_set(&repo, s, &top, &modules, &stamp, time, &scratch_refs));
     if written.is_err() {
         drop_refs(&repo, &scratch_refs);
     }
@@ -293,6 +302,8 @@ pub fn preserve_broken(
             path: common.to_path_buf(),
             why: "the repository has no commit to record the files against".into(),
         })?;
+    // Adding a worktree reads every worktree's admin dir.
+    refuse_unreadable(entry, common)?;
     let scratch = Scratch::new(common)?;
     let stand_in = scratch.path("worktree");
     repo.out(
@@ -368,6 +379,7 @@ fn describe(location: &Location) -> String {
 fn modules(
     top_repo: &Repo<'_>,
     top: &Path,
+    common: &Path,
     captured: &Captured,
     stamp: &str,
     scratch: &Scratch,
@@ -375,6 +387,11 @@ fn modules(
 ) -> Result<Vec<(String, String)>, PreserveError> {
     let mut queue: VecDeque<(Vec<u8>, ModuleKind)> = captured.nested.iter().cloned().collect();
     let mut out = Vec::new();
+    // A fetch reads every worktree's HEAD (it never updates a checked-out
+    // branch): where git would block, nothing is fetched.
+    if !queue.is_empty() {
+        refuse_unreadable(top, common)?;
+    }
     while let Some((path, _)) = queue.pop_front() {
         let dir = top.join(OsStr::from_bytes(&path));
         if out.len() == MAX_MODULES {
@@ -519,7 +536,11 @@ fn write_set(
     } else {
         None
     };
+    // Walking from every worktree's HEAD reads their admin dirs: where git
+    // would block, the detached HEAD is taken as unreachable (kept).
+    let walkable = unreadable_worktree(s.common)?.is_none();
     let unreachable_head = match (top.meta.branch.as_deref(), head) {
+        (None, Some(h)) if !walkable => Some(h.to_owned()),
         (None, Some(h)) => repo
             .maybe(
                 &[
@@ -948,17 +969,52 @@ fn is_default_branch(branch: &str, default: &str) -> bool {
 /// Whether any worktree of the repository (common dir `common`, owned by
 /// `owner`) has `branch` checked out, as git lists them (`git worktree
 /// list --porcelain -z`: whatever the ref format), or is rebasing or
-/// bisecting it (as `git branch -d` checks). The rebase and bisect files
-/// are read relative to directory descriptors, never through a symlink,
-/// never blocking on a FIFO, capped: an admin file that is not a regular
-/// file (or a `worktrees` or admin entry that is not a directory) cannot
-/// tell, so the branch counts as checked out there (kept). An admin file
-/// that cannot be read is an error: not knowing must not delete.
+/// bisecting it (as `git branch -d` checks). The admin files are first
+/// read relative to directory descriptors, never through a symlink, never
+/// blocking on a FIFO, capped ([`unreadable_worktree`]): git would block
+/// on a FIFO there, and whatever cannot be read cannot tell, so the branch
+/// counts as checked out (kept). An admin file that cannot be read for
+/// another reason is an error: not knowing must not delete.
 pub fn checked_out_anywhere(
     common: &Path,
     owner: u32,
     branch: &str,
 ) -> Result<bool, PreserveError> {
+    if let Some((path, why)) = unreadable_worktree(common)? {
+        log::warn!(
+            "{}: {why}: whether it has {branch} checked out cannot be told; the branch is kept",
+            path.display()
+        );
+        return Ok(true);
+    }
+    for (dir, admin) in admin_dirs(common)? {
+        for file in [
+            "rebase-merge/head-name",
+            "rebase-apply/head-name",
+            "BISECT_START",
+        ] {
+            match fd::read_below(admin.as_fd(), file, MAX_ADMIN_FILE) {
+                Ok(Some(bytes)) if names_branch(&String::from_utf8_lossy(&bytes), branch) => {
+                    return Ok(true)
+                }
+                Ok(_) => {}
+                Err(fd::ReadError::Io(e)) => {
+                    return Err(io_error(
+                        &dir.join(file),
+                        "reading which branch is checked out",
+                        e,
+                    ))
+                }
+                Err(e) => {
+                    log::warn!(
+                        "{}: {e}: whether it has {branch} checked out cannot be told; the branch is kept",
+                        dir.join(file).display()
+                    );
+                    return Ok(true);
+                }
+            }
+        }
+    }
     let repo = Repo::new(common, owner);
     let listed = repo.out(
         repo.git()?
@@ -967,70 +1023,97 @@ pub fn checked_out_anywhere(
         "listing worktrees",
     )?;
     let wanted = format!("branch refs/heads/{branch}");
-    if listed
+    Ok(listed
         .split(|b| *b == 0)
-        .any(|line| line == wanted.as_bytes())
-    {
-        return Ok(true);
-    }
-    let io_error = |path: &Path, doing: &str, errno: nix::errno::Errno| PreserveError::Io {
+        .any(|line| line == wanted.as_bytes()))
+}
+
+fn io_error(path: &Path, doing: &str, errno: nix::errno::Errno) -> PreserveError {
+    PreserveError::Io {
         path: path.to_path_buf(),
         doing: doing.into(),
         source: io::Error::from(errno),
+    }
+}
+
+/// The files git reads of every worktree when it lists them or walks from
+/// all their HEADs.
+const WORKTREE_FILES: &[&str] = &["HEAD", "gitdir", "commondir", "locked"];
+
+/// Where git would block or misread when it reads every worktree of the
+/// repository (`git worktree list`, `rev-list --all`): the first admin dir
+/// that is not a directory, or whose [`WORKTREE_FILES`] are not regular
+/// files (a FIFO), and why; `None` when there is nothing of the kind.
+/// Read relative to directory descriptors, never through a symlink.
+pub fn unreadable_worktree(common: &Path) -> Result<Option<(PathBuf, String)>, PreserveError> {
+    let dirs = match admin_dirs(common) {
+        Ok(dirs) => dirs,
+        Err(PreserveError::Unpreservable { path, why }) => return Ok(Some((path, why))),
+        Err(e) => return Err(e),
+    };
+    for (dir, fd) in dirs {
+        for file in WORKTREE_FILES {
+            match fd::stat_at(fd.as_fd(), OsStr::new(file)) {
+                Ok(Some(st)) if st.st_mode & 0o170000 != 0o100000 => {
+                    return Ok(Some((
+                        dir.join(file),
+                        format!("is {}", fd::kind_name(st.st_mode)),
+                    )))
+                }
+                Ok(_) => {}
+                Err(e) => return Err(io_error(&dir.join(file), "reading", e)),
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// [`unreadable_worktree`] as an error about `path`.
+fn refuse_unreadable(path: &Path, common: &Path) -> Result<(), PreserveError> {
+    match unreadable_worktree(common)? {
+        Some((at, why)) => Err(PreserveError::Unpreservable {
+            path: path.to_path_buf(),
+            why: format!("{} {why}: git would block on it", at.display()),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The common dir and every `worktrees/<id>` admin dir, opened relative to
+/// descriptors; one that is a symlink or not a directory is
+/// [`PreserveError::Unpreservable`] (it cannot be read as git would).
+fn admin_dirs(common: &Path) -> Result<Vec<(PathBuf, std::os::fd::OwnedFd)>, PreserveError> {
+    let cannot = |path: &Path, e: nix::errno::Errno| PreserveError::Unpreservable {
+        path: path.to_path_buf(),
+        why: e.desc().to_owned(),
     };
     let common_fd =
         fd::open_path_trusted(common).map_err(|e| io_error(common, "opening the repository", e))?;
     let worktrees = common.join("worktrees");
-    let cannot_tell = |path: &Path, why: &dyn fmt::Display| {
-        log::warn!(
-            "{}: {why}: whether it has {branch} checked out cannot be told; the branch is kept",
-            path.display()
-        );
-        Ok(true)
-    };
-    let mut others = Vec::new();
+    let mut out = Vec::new();
     match fd::open_dir_at(common_fd.as_fd(), OsStr::new("worktrees")) {
         Ok(dir) => {
             let names = crate::remove::list_names(dir.as_fd())
                 .map_err(|e| io_error(&worktrees, "listing worktrees", e))?;
             for name in names {
-                others.push((worktrees.join(&name), fd::open_path_at(dir.as_fd(), &name)));
+                let path = worktrees.join(&name);
+                match fd::open_path_at(dir.as_fd(), &name) {
+                    Ok(fd) => out.push((path, fd)),
+                    Err(e @ (nix::errno::Errno::ELOOP | nix::errno::Errno::ENOTDIR)) => {
+                        return Err(cannot(&path, e))
+                    }
+                    Err(e) => return Err(io_error(&path, "opening an admin dir", e)),
+                }
             }
         }
         Err(nix::errno::Errno::ENOENT) => {}
         Err(e @ (nix::errno::Errno::ELOOP | nix::errno::Errno::ENOTDIR)) => {
-            return cannot_tell(&worktrees, &e.desc())
+            return Err(cannot(&worktrees, e))
         }
         Err(e) => return Err(io_error(&worktrees, "listing worktrees", e)),
     }
-    let admin_dirs = std::iter::once((common.to_path_buf(), Ok(common_fd))).chain(others);
-    for (dir, admin) in admin_dirs {
-        let admin = match admin {
-            Ok(fd) => fd,
-            Err(e @ (nix::errno::Errno::ELOOP | nix::errno::Errno::ENOTDIR)) => {
-                return cannot_tell(&dir, &e.desc())
-            }
-            Err(e) => return Err(io_error(&dir, "opening an admin dir", e)),
-        };
-        for file in [
-            "rebase-merge/head-name",
-            "rebase-apply/head-name",
-            "BISECT_START",
-        ] {
-            let path = dir.join(file);
-            match fd::read_below(admin.as_fd(), file, MAX_ADMIN_FILE) {
-                Ok(Some(bytes)) if names_branch(&String::from_utf8_lossy(&bytes), branch) => {
-                    return Ok(true)
-                }
-                Ok(_) => {}
-                Err(fd::ReadError::Io(e)) => {
-                    return Err(io_error(&path, "reading which branch is checked out", e))
-                }
-                Err(e) => return cannot_tell(&path, &e),
-            }
-        }
-    }
-    Ok(false)
+    out.insert(0, (common.to_path_buf(), common_fd));
+    Ok(out)
 }
 
 /// The largest `head-name` or `BISECT_START` read.

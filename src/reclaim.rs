@@ -40,6 +40,25 @@ pub struct Reclaimed {
     /// What failed; the worktree is then left as it was found (or with its
     /// work preserved).
     pub error: Option<String>,
+    /// The common git dir its work is (or would be) preserved in.
+    #[serde(default, with = "crate::as_owner::wire_path_opt")]
+    pub repository: Option<std::path::PathBuf>,
+}
+
+impl Reclaimed {
+    /// Nothing done yet to a worktree of `repository`: kept, until decided.
+    fn new(repository: &std::path::Path) -> Reclaimed {
+        Reclaimed {
+            decision: Drain::Keep,
+            reasons: Vec::new(),
+            branch: None,
+            preserved_refs: Vec::new(),
+            forgotten: false,
+            branch_deleted: false,
+            error: None,
+            repository: Some(repository.to_path_buf()),
+        }
+    }
 }
 
 /// Whether removing the worktree with treeward (which keeps unintegrated
@@ -54,15 +73,7 @@ pub fn at_risk_for_removal(a: &Assessment) -> bool {
 /// assesses and decides. Runs as the claim's owner.
 pub fn reclaim(claim: &Claim, policy: Policy, dry_run: bool) -> Reclaimed {
     let path = claim.entry();
-    let mut out = Reclaimed {
-        decision: Drain::Keep,
-        reasons: Vec::new(),
-        branch: None,
-        preserved_refs: Vec::new(),
-        forgotten: false,
-        branch_deleted: false,
-        error: None,
-    };
+    let mut out = Reclaimed::new(claim.common());
     // A quarantine whose relocation did not happen (its worker was killed):
     // git finds the files only once the admin dir names where they are.
     if claim.named_before() && !dry_run {
@@ -152,15 +163,7 @@ pub fn reclaim_broken(
     admin: Option<&Path>,
     name: &OsStr,
 ) -> Reclaimed {
-    let mut out = Reclaimed {
-        decision: Drain::Keep,
-        reasons: Vec::new(),
-        branch: None,
-        preserved_refs: Vec::new(),
-        forgotten: false,
-        branch_deleted: false,
-        error: None,
-    };
+    let mut out = Reclaimed::new(repository.common());
     let common = repository.common();
     let expected_admin = common.join("worktrees").join(name);
     let checked = fd::open_path(entry)

@@ -60,6 +60,14 @@
 //! false and the caller retries or reports. Nothing here ever panics on what
 //! it finds on disk.
 //!
+//! [`remove_entry_until`] is the same removal that stops at a deadline,
+//! checked before each child it visits (one `fstatat` and one `unlinkat`
+//! or `openat` apart): a drain with a time budget must not be held by one
+//! big tree. It leaves the rest of the tree as it is, reports
+//! [`Removed::interrupted`], and the caller finishes it later (the drain
+//! only ever starts removing an entry whose work is preserved or not at
+//! risk, so a half-removed tree loses nothing).
+//!
 //! Outcome vocabulary, per path: removed (counted in `files`/`dirs`),
 //! already gone (not counted, not a failure), a mount point left
 //! ([`Removed::mounts_left`]), or a [`Failure`] whose [`Problem`] is
@@ -84,6 +92,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 /// The most directory descriptors one removal holds open at a time.
 pub const MAX_OPEN_DIR_FDS: usize = 64;
@@ -204,6 +213,9 @@ pub struct Removed {
     pub failures_unreported: u64,
     /// The entry is gone (removed, or removed by someone else meanwhile).
     pub complete: bool,
+    /// The deadline of [`remove_entry_until`] came before the end: what
+    /// is left was not attempted (and is not a failure).
+    pub interrupted: bool,
 }
 
 impl Removed {
@@ -412,7 +424,20 @@ pub fn open_dir_nofollow(path: &Path) -> Result<OwnedFd, RemoveError> {
 /// Removes the entry `name` of the directory `parent` recursively; see the
 /// module documentation for the contract.
 pub fn remove_entry(parent: BorrowedFd<'_>, name: &OsStr) -> Result<Removed, RemoveError> {
+    crate::fault::point("remove: before an entry");
     walk(parent, name, Strategy::default()).map(|(removed, _)| removed)
+}
+
+/// [`remove_entry`] until `deadline` (`None`: to the end): at the deadline
+/// the walk stops before its next child, leaves the rest in place and
+/// reports [`Removed::interrupted`].
+pub fn remove_entry_until(
+    parent: BorrowedFd<'_>,
+    name: &OsStr,
+    deadline: Option<Instant>,
+) -> Result<Removed, RemoveError> {
+    walk_if(parent, name, Strategy::default(), deadline, |_| true)
+        .map(|r| r.expect("every entry is accepted").0)
 }
 
 /// [`remove_entry`], only if `accept` approves of the entry as the walk's
@@ -425,7 +450,7 @@ pub fn remove_entry_if(
     name: &OsStr,
     accept: impl FnOnce(&Meta) -> bool,
 ) -> Result<Option<Removed>, RemoveError> {
-    walk_if(parent, name, Strategy::default(), accept).map(|r| r.map(|(removed, _)| removed))
+    walk_if(parent, name, Strategy::default(), None, accept).map(|r| r.map(|(removed, _)| removed))
 }
 
 /// How child directories are checked for mount points.
@@ -487,13 +512,14 @@ fn walk(
     name: &OsStr,
     strategy: Strategy,
 ) -> Result<(Removed, WalkStats), RemoveError> {
-    walk_if(parent, name, strategy, |_| true).map(|r| r.expect("every entry is accepted"))
+    walk_if(parent, name, strategy, None, |_| true).map(|r| r.expect("every entry is accepted"))
 }
 
 fn walk_if(
     parent: BorrowedFd<'_>,
     name: &OsStr,
     strategy: Strategy,
+    deadline: Option<Instant>,
     accept: impl FnOnce(&Meta) -> bool,
 ) -> Result<Option<(Removed, WalkStats)>, RemoveError> {
     if !is_valid_name(name) {
@@ -537,6 +563,7 @@ fn walk_if(
         frames: Vec::new(),
         first_open: 0,
         entry_gone: false,
+        deadline,
         out: Removed::default(),
         stats: WalkStats::default(),
     };
@@ -717,6 +744,8 @@ struct Walker {
     /// is always open.
     first_open: usize,
     entry_gone: bool,
+    /// When to stop (see [`remove_entry_until`]).
+    deadline: Option<Instant>,
     out: Removed,
     stats: WalkStats,
 }
@@ -725,6 +754,10 @@ impl Walker {
     fn run(&mut self, parent: BorrowedFd<'_>) {
         while let Some(top) = self.frames.last_mut() {
             match top.pending.pop() {
+                Some(_) if self.deadline.is_some_and(|d| Instant::now() >= d) => {
+                    self.out.interrupted = true;
+                    self.frames.clear();
+                }
                 Some(child) => self.visit(child),
                 None => self.finish_top(parent),
             }
@@ -1226,6 +1259,26 @@ mod tests {
             "keep"
         );
         assert_eq!(fs::read_to_string(f.root.join("sess-10")).unwrap(), "keep");
+    }
+
+    #[test]
+    fn a_deadline_stops_the_walk_between_files_and_the_rest_waits() {
+        let f = fixture();
+        let entry = f.root.join("sess-big");
+        for i in 0..50 {
+            write(entry.join(format!("d{}/f{i}", i % 5)), "x");
+        }
+        let past = Some(Instant::now());
+        let removed = remove_entry_until(f.fd.as_fd(), OsStr::new("sess-big"), past).unwrap();
+        assert!(removed.interrupted && !removed.complete, "{removed:?}");
+        assert!(removed.failures.is_empty(), "{removed:?}");
+        assert_eq!((removed.files, removed.dirs), (0, 0), "nothing after it");
+        assert!(exists(entry.join("d0/f0")));
+        let later = Some(Instant::now() + std::time::Duration::from_secs(60));
+        let removed = remove_entry_until(f.fd.as_fd(), OsStr::new("sess-big"), later).unwrap();
+        assert!(removed.complete && !removed.interrupted, "{removed:?}");
+        assert_eq!((removed.files, removed.dirs), (50, 6));
+        assert!(!exists(&entry));
     }
 
     #[test]

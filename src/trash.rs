@@ -21,6 +21,17 @@
 //! a batch ([`Trash::remove_stray`]). A directory of the owner that others
 //! can read or write may still hold quarantined work: it is neither used nor
 //! removed, only reported.
+//!
+//! Once an entry is reclaimed (its work preserved, or nothing at risk, and
+//! its repository told to forget it), only its files are left to delete,
+//! and that may take more than one pass: the sweep's budget stops a removal
+//! between two files. So before its files are deleted it moves into its
+//! batch's *remains* ([`Trash::set_aside`]), where a later pass finds it
+//! ([`Trash::remains`]) and deletes the rest without assessing it again: a
+//! half-deleted tree looks like a plain directory or a broken worktree,
+//! which an assessment would keep as work no repository can record. The
+//! remains sort by [`Fate`], so the report line that finishes one still
+//! says whether its work was preserved.
 
 use crate::remove::{self, Kind, Meta, RemoveError, Removed};
 use crate::roots::{OpenRoot, TRASH};
@@ -34,6 +45,11 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 /// rwx for the owner, search (not list) for everyone else.
 const TRASH_MODE: Mode = Mode::S_IRWXU.union(Mode::S_IXGRP).union(Mode::S_IXOTH);
+
+/// The remains of a batch: `<batch>/.treeward-trash/<fate>/<name>`. The
+/// trash's own name is the one name no entry has
+/// ([`crate::roots::is_entry`]), so it never meets a quarantined entry.
+const REMAINS: &str = TRASH;
 
 /// How many times [`Trash::claim`] looks again when the trash's name keeps
 /// changing under it.
@@ -285,6 +301,37 @@ pub struct Batch {
     pub fd: OwnedFd,
 }
 
+/// What was decided for an entry whose remains wait in the trash: the
+/// report's word when they are gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    /// Nothing was at risk (or the policy is `discard`).
+    Removed,
+    /// Its work was preserved first.
+    Preserved,
+}
+
+impl Fate {
+    const ALL: [Fate; 2] = [Fate::Removed, Fate::Preserved];
+
+    fn dir(self) -> &'static OsStr {
+        OsStr::new(match self {
+            Fate::Removed => "removed",
+            Fate::Preserved => "preserved",
+        })
+    }
+}
+
+/// The remains of one fate in one batch, waiting to be deleted.
+#[derive(Debug)]
+pub struct Remains {
+    pub fate: Fate,
+    /// The directory that holds them.
+    pub fd: OwnedFd,
+    /// Their names (the entries' own), sorted.
+    pub names: Vec<OsString>,
+}
+
 /// A name in the trash that is not a batch: what holds it (`Err`: why it
 /// could not be looked at).
 #[derive(Debug)]
@@ -416,8 +463,68 @@ impl Trash {
         }
     }
 
-    /// Removes a batch directory if it is empty (its entries all drained).
+    /// A private directory of the trash's owner at `name` of `parent`,
+    /// created when `create` is set; `None` when it does not exist (and
+    /// `create` is not set). Anything else there is an error.
+    fn private(
+        &self,
+        parent: BorrowedFd<'_>,
+        name: &OsStr,
+        create: bool,
+    ) -> Result<Option<OwnedFd>, String> {
+        match slot(parent, name, self.uid, self.gid, create)? {
+            Slot::Private(fd) => Ok(Some(fd)),
+            Slot::Absent if create => Err(format!("{} vanished", name.to_string_lossy())),
+            Slot::Absent => Ok(None),
+            Slot::Taken(t) => Err(format!("{}: {t}", name.to_string_lossy())),
+        }
+    }
+
+    /// Moves the reclaimed entry `name` of `batch` into the batch's
+    /// remains of `fate` (made as needed), and returns the directory that
+    /// holds it now. Never replaces anything.
+    pub fn set_aside(&self, batch: &Batch, name: &OsStr, fate: Fate) -> Result<OwnedFd, String> {
+        let area = self
+            .private(batch.fd.as_fd(), OsStr::new(REMAINS), true)?
+            .ok_or("the remains vanished")?;
+        let dir = self
+            .private(area.as_fd(), fate.dir(), true)?
+            .ok_or("the remains vanished")?;
+        renameat2(
+            batch.fd.as_fd(),
+            name,
+            dir.as_fd(),
+            name,
+            RenameFlags::RENAME_NOREPLACE,
+        )
+        .map_err(|e| format!("cannot move it to the trash's remains: {e}"))?;
+        Ok(dir)
+    }
+
+    /// The remains waiting in `batch`, by fate.
+    pub fn remains(&self, batch: &Batch) -> Result<Vec<Remains>, String> {
+        let Some(area) = self.private(batch.fd.as_fd(), OsStr::new(REMAINS), false)? else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for fate in Fate::ALL {
+            if let Some(fd) = self.private(area.as_fd(), fate.dir(), false)? {
+                let names = sorted_names(&fd, "the trash's remains")?;
+                out.push(Remains { fate, fd, names });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes a batch directory if it is empty (its entries all drained,
+    /// its remains all deleted).
     pub fn remove_if_empty(&self, batch: &Batch) {
+        if let Ok(Some(area)) = self.private(batch.fd.as_fd(), OsStr::new(REMAINS), false) {
+            for fate in Fate::ALL {
+                let _ = unlinkat(area.as_fd(), fate.dir(), UnlinkatFlags::RemoveDir);
+            }
+            let _ = unlinkat(batch.fd.as_fd(), REMAINS, UnlinkatFlags::RemoveDir);
+        }
         let _ = unlinkat(
             self.fd.as_fd(),
             batch.name.as_os_str(),
@@ -427,9 +534,12 @@ impl Trash {
 }
 
 impl Batch {
-    /// The names of the entries waiting in this batch, sorted.
+    /// The names of the entries waiting in this batch, sorted (its
+    /// remains aside).
     pub fn entries(&self) -> Result<Vec<OsString>, String> {
-        sorted_names(&self.fd, "a trash batch")
+        let mut names = sorted_names(&self.fd, "a trash batch")?;
+        names.retain(|n| n != REMAINS);
+        Ok(names)
     }
 }
 
@@ -564,18 +674,22 @@ fn sorted_names(fd: &OwnedFd, what: &str) -> Result<Vec<OsString>, String> {
 /// replaces anything (`RENAME_NOREPLACE`); the rename is atomic, so the entry
 /// is either still live or in the trash, whatever happens.
 pub fn quarantine(root: &OpenRoot, name: &OsStr, batch: &Batch) -> nix::Result<()> {
-    renameat2(
+    crate::fault::point("trash: before a quarantine");
+    let moved = renameat2(
         root.fd.as_fd(),
         name,
         batch.fd.as_fd(),
         name,
         RenameFlags::RENAME_NOREPLACE,
-    )
+    );
+    crate::fault::point("trash: after a quarantine");
+    moved
 }
 
 /// Moves a quarantined entry back to its place in the root (for work that
 /// is kept). Fails with `EEXIST` if the name has been taken meanwhile.
 pub fn put_back(root: &OpenRoot, name: &OsStr, batch: &Batch) -> nix::Result<()> {
+    crate::fault::point("trash: before a put-back");
     renameat2(
         batch.fd.as_fd(),
         name,

@@ -422,9 +422,9 @@ fn preserve_and_remove(f: &Fixture, wt: &Path) -> String {
         &f.repo,
         &["worktree", "remove", "--force", wt.to_str().unwrap()],
     );
-    let work = p.refs.iter().find(|r| r.ends_with("/work")).unwrap();
-    let rest = work.strip_prefix("refs/treeward/preserved/").unwrap();
-    rest.strip_suffix("/work").unwrap().to_owned()
+    let state = p.refs.iter().find(|r| r.ends_with("/state")).unwrap();
+    let rest = state.strip_prefix("refs/treeward/preserved/").unwrap();
+    rest.strip_suffix("/state").unwrap().to_owned()
 }
 
 /// `treeward restore <name>/<stamp> --repo <repo> --path <wt> <flag>`.
@@ -474,6 +474,38 @@ fn restore_by_ref_into_an_existing_path_moves_it_aside() {
         .preserved_refs
         .iter()
         .any(|r| r.ends_with("/work")));
+}
+
+#[test]
+fn a_set_of_per_worktree_refs_alone_restores_without_a_ledger_record() {
+    let h = host("");
+    let wt = h.f.worktree("refs-only", "task-refs-only");
+    let mark = h.f.commit(&wt, "x.txt", "x\n", "marked");
+    git(&wt, &["update-ref", "refs/worktree/mark", "HEAD"]);
+    git(&wt, &["reset", "-q", "--hard", "HEAD~1"]);
+    let set = preserve_and_remove(&h.f, &wt);
+    let refs = git(
+        &h.f.repo,
+        &[
+            "for-each-ref",
+            "--format=%(refname)",
+            &format!("refs/treeward/preserved/{set}/"),
+        ],
+    );
+    assert!(
+        refs.contains("/worktree/mark") && !refs.lines().any(|l| l.ends_with("/work")),
+        "per-worktree refs alone: {refs}"
+    );
+    assert!(!h.ledger.exists(), "no ledger at all");
+
+    let run = restore_set(&h, &set, &wt, "--json");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.json()["branch"], "task-refs-only");
+    assert_eq!(git(&wt, &["rev-parse", "refs/worktree/mark"]), mark);
+    assert_eq!(
+        git(&wt, &["symbolic-ref", "HEAD"]),
+        "refs/heads/task-refs-only"
+    );
 }
 
 #[test]

@@ -659,7 +659,12 @@ fn the_trash_a_budgeted_sweep_left_is_drained_by_its_owner() {
         std::fs::read_dir(&trash).unwrap().next().is_none(),
         "trash drained"
     );
-    assert_eq!(h.refs("refs/treeward/preserved/").len(), 1);
+    let sets = h.refs("refs/treeward/preserved/");
+    assert_eq!(
+        sets.iter().filter(|r| r.ends_with("/state")).count(),
+        1,
+        "{sets:?}"
+    );
     assert_eq!(h.admin_entries(), Vec::<String>::new());
     assert_eq!(h.record("d")["state"], "preserved");
 }
@@ -1159,4 +1164,42 @@ fn unrecordable_orphans_are_kept_under_preserve_and_go_under_discard() {
         assert_eq!(entry(&doc, gone)["action"], "removed", "{doc:#}");
         assert!(!gone.exists());
     }
+}
+
+/// A broken worktree whose repository still exists (its admin dir was
+/// pruned) keeps its work: the reaper preserves its files into that
+/// repository, as its owner, then removes it. The control, a broken
+/// worktree whose repository is gone, is kept (see
+/// `unrecordable_orphans_are_kept_under_preserve_and_go_under_discard`).
+#[test]
+fn a_broken_worktree_whose_repository_exists_is_preserved_then_removed() {
+    let Some(h) = host("0s", "preserve") else {
+        return;
+    };
+    let pruned = h.f.worktree("pruned", "t-pruned");
+    write(&pruned.join("wip.txt"), "only copy\n");
+    std::fs::remove_dir_all(h.f.repo.join(".git/worktrees/pruned")).unwrap();
+    h.hand_over();
+
+    let dry = h.reap_ok(&["--dry-run"]);
+    assert_eq!(entry(&dry, &pruned)["planned"], "preserved", "{dry:#}");
+    assert!(pruned.exists());
+
+    let doc = h.reap_ok(&[]);
+    let e = entry(&doc, &pruned);
+    assert_eq!(e["action"], "preserved", "{doc:#}");
+    assert!(!pruned.exists());
+    let state = e["preserved_refs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .find(|r| r.ends_with("/state"))
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        h.git(&["cat-file", "blob", &format!("{state}:files/wip.txt")]),
+        "only copy"
+    );
+    assert!(h.refs("refs/treeward/tmp/").is_empty());
 }

@@ -573,3 +573,42 @@ fn sha256_and_reftable_repositories() {
         );
     }
 }
+
+#[test]
+fn interrupted_bisect_continues() {
+    let f = Fixture::new();
+    let wt = f.worktree("bisect", "t-bisect");
+    let good = git(&wt, &["rev-parse", "HEAD"]);
+    for n in 1..=4 {
+        f.commit(&wt, "count.txt", &format!("{n}\n"), &format!("step {n}"));
+    }
+    git(&wt, &["bisect", "start"]);
+    git(&wt, &["bisect", "bad"]);
+    git(&wt, &["bisect", "good", &good]);
+    let (before, _) = round_trip(&f.repo, &wt, &[]);
+    assert!(before.state.contains_key(Path::new("BISECT_START")));
+    assert!(before.refs.contains("refs/bisect/bad"), "{}", before.refs);
+    let next = git(&wt, &["bisect", "good"]);
+    assert!(
+        next.contains("Bisecting") || next.contains("is the first bad commit"),
+        "{next}"
+    );
+    assert_eq!(git(&wt, &["bisect", "log"]).matches("# good").count(), 2);
+}
+
+#[test]
+fn split_index_with_its_shared_file() {
+    let f = Fixture::new();
+    let wt = f.worktree("split", "t-split");
+    git(&wt, &["update-index", "--split-index"]);
+    write(&wt.join("staged.txt"), "staged\n");
+    git(&wt, &["add", "staged.txt"]);
+    let shared: Vec<_> = fs::read_dir(git_dir(&wt))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("sharedindex."))
+        .collect();
+    assert!(!shared.is_empty(), "a split index has its shared file");
+    let (before, _) = round_trip(&f.repo, &wt, &[]);
+    assert!(before.status.contains("staged.txt"), "{}", before.status);
+}

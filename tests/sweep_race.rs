@@ -81,6 +81,7 @@ fn race(a: &Arena, target: fn(&Path) -> PathBuf) {
     let opts = Options {
         dry_run: false,
         budget: std::time::Duration::from_secs(10),
+        progress: false,
         worker: Worker::current(),
     };
     let mut planted = 0;

@@ -42,8 +42,8 @@
 //! by hand (`git stash apply --index <…/work>`).
 
 use crate::preserve::layout::{
-    self, Entry, Meta, ModuleKind, ADMIN, FILES, INDEX, META, MODULES, MODULE_CONFIG, SHARED_INDEX,
-    STAGES,
+    self, Entry, Meta, ModuleKind, ADMIN, FILES, INDEX, KEEP, META, MODULES, MODULE_CONFIG,
+    SHARED_INDEX, STAGES,
 };
 use crate::preserve::{Repo, NAMESPACE};
 use crate::risk::{self, Location};
@@ -302,7 +302,7 @@ fn layers(repo: &Repo<'_>, state: &str) -> Result<BTreeMap<String, Layer>, Strin
         } else if let Some(p) = under(FILES) {
             e.path = p;
             layer.files.push(e);
-        } else if under(STAGES).is_none() {
+        } else if under(STAGES).is_none() && under(KEEP).is_none() {
             log::warn!(
                 "{state}: unknown entry {}",
                 String::from_utf8_lossy(&e.path)
@@ -381,7 +381,7 @@ fn fill(
 ) -> Result<(), String> {
     let git_fd = crate::fd::open_path(git_dir)
         .map_err(|e| format!("{}: opening the git dir: {e}", git_dir.display()))?;
-    let mut in_git_dir = Writer::new(git_fd, git_dir);
+    let mut in_git_dir = Writer::git_dir(git_fd, git_dir);
     let admin: Vec<Entry> = layer
         .admin
         .iter()
@@ -400,7 +400,7 @@ fn fill(
 
     let top = crate::fd::open_path(wt.dir)
         .map_err(|e| format!("{}: opening the worktree: {e}", wt.dir.display()))?;
-    let mut files = Writer::new(top, wt.dir);
+    let mut files = Writer::working_tree(top, wt.dir);
     for_each_blob(common, &layer.files, |e, bytes| {
         files.create(&e.path, e.mode, bytes)
     })?;
@@ -449,7 +449,7 @@ fn fill_modules(
         let dir = top.join(OsStr::from_bytes(&path));
         let top_fd = crate::fd::open_path(top)
             .map_err(|e| format!("{}: opening the worktree: {e}", top.display()))?;
-        Writer::new(top_fd, top).make_dirs(&path)?;
+        Writer::working_tree(top_fd, top).make_dirs(&path)?;
         let repo = Repo::new(&dir, owner);
         let git = |args: &[&str], doing: &str| -> Result<Vec<u8>, String> {
             repo.out(repo.git().map_err(|e| e.to_string())?.args(args), doing)
@@ -473,7 +473,7 @@ fn fill_modules(
             .collect();
         let git_fd = crate::fd::open_path(&git_dir)
             .map_err(|e| format!("{}: opening the git dir: {e}", git_dir.display()))?;
-        let mut in_git_dir = Writer::new(git_fd, &git_dir);
+        let mut in_git_dir = Writer::git_dir(git_fd, &git_dir);
         for_each_blob(common, &config, |e, bytes| {
             in_git_dir.replace(&e.path, bytes)
         })?;
@@ -638,16 +638,41 @@ fn for_each_blob(
 struct Writer<'a> {
     top: OwnedFd,
     top_path: &'a Path,
+    /// Refuses a `.git` anywhere on a path (a working tree's writer: a set
+    /// must not plant files in a git dir).
+    working_tree: bool,
     /// The directories open along the last path written (paths come sorted).
     open: Vec<(Vec<u8>, OwnedFd)>,
 }
 
+/// Pure: whether `path` is a plain relative path: no empty, `.` or `..`
+/// component, and, in a working tree, no `.git` (in any case: git's own
+/// checkout refuses it too).
+fn plain_path(path: &[u8], working_tree: bool) -> bool {
+    path.split(|b| *b == b'/').all(|part| {
+        !part.is_empty()
+            && part != b"."
+            && part != b".."
+            && !(working_tree && part.eq_ignore_ascii_case(b".git"))
+    })
+}
+
 impl<'a> Writer<'a> {
-    fn new(top: OwnedFd, top_path: &'a Path) -> Writer<'a> {
+    /// Writes below the git dir `top`.
+    fn git_dir(top: OwnedFd, top_path: &'a Path) -> Writer<'a> {
         Writer {
             top,
             top_path,
+            working_tree: false,
             open: Vec::new(),
+        }
+    }
+
+    /// Writes below the working tree `top`.
+    fn working_tree(top: OwnedFd, top_path: &'a Path) -> Writer<'a> {
+        Writer {
+            working_tree: true,
+            ..Writer::git_dir(top, top_path)
         }
     }
 
@@ -661,6 +686,9 @@ impl<'a> Writer<'a> {
     /// The directory that holds `path` (every directory on the way made),
     /// and the last name.
     fn parent<'p>(&mut self, path: &'p [u8]) -> Result<(&OwnedFd, &'p [u8]), String> {
+        if !plain_path(path, self.working_tree) {
+            return Err(self.failed(path, "writing", "not a plain relative path"));
+        }
         let (dirs, name) = match path.iter().rposition(|b| *b == b'/') {
             Some(i) => (&path[..i], &path[i + 1..]),
             None => (&path[..0], path),
@@ -677,9 +705,6 @@ impl<'a> Writer<'a> {
             .count();
         self.open.truncate(keep);
         for part in &parts[keep..] {
-            if name.is_empty() || *part == b"." || *part == b".." {
-                return Err(self.failed(path, "writing", "not a plain relative path"));
-            }
             let at = self
                 .open
                 .last()
@@ -829,6 +854,22 @@ mod tests {
             root_refs: BTreeMap::new(),
             worktree_refs: BTreeMap::new(),
             modules: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn only_plain_paths_are_written() {
+        assert!(plain_path(b"a/b c/\xff", true));
+        assert!(plain_path(b"rebase-merge/done", false));
+        assert!(
+            plain_path(b"x/.git/config", false),
+            "a git dir's own writer"
+        );
+        for bad in [&b""[..], b"/abs", b"a//b", b"a/./b", b"../x", b"a/.."] {
+            assert!(!plain_path(bad, false), "{bad:?}");
+        }
+        for bad in [&b".git/hooks/pre-commit"[..], b"sub/.GIT/config", b".git"] {
+            assert!(!plain_path(bad, true), "{bad:?}");
         }
     }
 

@@ -29,6 +29,7 @@ fn run(args: Args) -> Result<u8, Error> {
     let opts = Options {
         dry_run: args.dry_run,
         budget: args.budget,
+        progress: args.common.human_on_stdout(),
         worker: Worker::current(),
     };
     let report = sweep::sweep(&config, &opts);

@@ -189,6 +189,16 @@ pub(super) fn fold(doc: &mut Document, lines: &[Line]) {
                     continue;
                 }
                 let at_path = live.entry(record.path.clone()).or_default();
+                // The same worktree reported again (a hook run twice, say
+                // after a crash): the live record stands, only its branch
+                // follows.
+                if let Some(&i) = at_path
+                    .iter()
+                    .find(|&&i| same_worktree(&doc.records[i], record))
+                {
+                    doc.records[i].branch.clone_from(&record.branch);
+                    continue;
+                }
                 for i in at_path.drain(..) {
                     supersede(&mut doc.records[i], &record.id);
                 }
@@ -223,6 +233,16 @@ fn supersede(rec: &mut Record, by: &str) {
         "superseded: a new worktree was created at this path (record {by})"
     ));
     rec.transition(State::Removed);
+}
+
+/// Pure: whether `added` reports the creation of the worktree `live`
+/// already records: same path, repository, admin name and base commit.
+fn same_worktree(live: &Record, added: &Record) -> bool {
+    live.path == added.path
+        && live.repository == added.repository
+        && live.worktree_name.is_some()
+        && live.worktree_name == added.worktree_name
+        && live.base_commit == added.base_commit
 }
 
 #[cfg(test)]
@@ -330,6 +350,32 @@ mod tests {
         }
         fold(&mut doc, &[line(other_repo), line(branch("/w/a", None))]);
         assert_eq!(doc.records[0].branch, None, "detached");
+    }
+
+    #[test]
+    fn the_same_worktree_reported_twice_is_one_record() {
+        let mut first = record("/w/a");
+        first.worktree_name = Some("a".into());
+        first.base_commit = Some("c0".into());
+        let mut again = first.clone();
+        again.id = Record::new_id();
+        again.branch = Some("b1".into());
+        let mut doc = Document::empty();
+        let add = |r: &Record| {
+            line(Change::Add {
+                record: Box::new(r.clone()),
+            })
+        };
+        fold(&mut doc, &[add(&first), add(&again)]);
+        assert_eq!(doc.records.len(), 1, "{:?}", doc.records);
+        assert_eq!(doc.records[0].id, first.id);
+        assert_eq!(doc.records[0].branch.as_deref(), Some("b1"));
+        // Control: another admin name at that path is a new worktree.
+        let mut other = again.clone();
+        other.id = Record::new_id();
+        other.worktree_name = Some("a1".into());
+        fold(&mut doc, &[add(&other)]);
+        assert_eq!(doc.records.len(), 2);
     }
 
     #[test]

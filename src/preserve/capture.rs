@@ -780,7 +780,7 @@ impl<'a> Disk<'a> {
 }
 
 /// The record of a module in its parent's metadata.
-pub fn module(path: &[u8], kind: ModuleKind) -> Module {
+fn module(path: &[u8], kind: ModuleKind) -> Module {
     Module {
         enc: layout::encode(path),
         kind,

@@ -149,8 +149,12 @@ pub struct Facts {
     /// It looks like a linked worktree but is not a verified claim
     /// ([`crate::claim`]).
     pub unverified: bool,
-    /// The record's repository no longer exists.
+    /// The record's repository no longer exists (and the entry's work has
+    /// no other repository to go to).
     pub repository_gone: bool,
+    /// A broken worktree whose repository was found
+    /// ([`crate::claim::find_repository`]): its work can be preserved.
+    pub recordable: bool,
     /// Whether removing it would lose work; `None` until assessed.
     pub at_risk: Option<bool>,
     pub policy: Policy,
@@ -273,7 +277,11 @@ pub fn decide(f: &Facts) -> Verdict {
         (EntryKind::Symlink | EntryKind::NotADirectory, _) => Verdict::Act(Drain::Remove),
         (EntryKind::Main, _) if f.policy != Policy::Discard => Verdict::Act(Drain::Keep),
         (_, None) => Verdict::Assess,
-        (kind, Some(at_risk)) => Verdict::Act(drain(at_risk, kind == EntryKind::Linked, f.policy)),
+        (kind, Some(at_risk)) => Verdict::Act(drain(
+            at_risk,
+            kind == EntryKind::Linked || f.recordable,
+            f.policy,
+        )),
     }
 }
 
@@ -302,6 +310,7 @@ mod tests {
             same_filesystem: true,
             unverified: false,
             repository_gone: false,
+            recordable: false,
             at_risk: None,
             policy: Policy::Preserve,
         }
@@ -577,6 +586,39 @@ mod tests {
             };
             assert_eq!(decide(&f), want, "{kind:?} {at_risk:?} {policy:?}");
         }
+    }
+
+    #[test]
+    fn a_broken_worktree_whose_repository_is_found_is_preserved() {
+        let broken = |policy, recordable, repository_gone| Facts {
+            kind: Broken,
+            at_risk: Some(true),
+            policy,
+            recordable,
+            repository_gone,
+            ..candidate()
+        };
+        use Policy::{Discard, Keep as KeepIt, Preserve};
+        assert_eq!(
+            decide(&broken(Preserve, true, false)),
+            Verdict::Act(Drain::PreserveThenRemove)
+        );
+        assert_eq!(
+            decide(&broken(Preserve, false, false)),
+            Verdict::Act(Drain::Keep)
+        );
+        assert_eq!(
+            decide(&broken(KeepIt, true, false)),
+            Verdict::Act(Drain::Keep)
+        );
+        assert_eq!(
+            decide(&broken(Discard, true, false)),
+            Verdict::Act(Drain::Remove)
+        );
+        assert_eq!(
+            decide(&broken(Preserve, false, true)),
+            Verdict::Skip(Skip::RepositoryGone)
+        );
     }
 
     #[test]

@@ -47,11 +47,13 @@ use crate::claim::{self, Claimed};
 use crate::config::{Config, Policy, Root};
 use crate::drain::{
     action_of, call, call_simple, drain_trash, failed_reclaim, known_repositories, planned,
-    reclaimed_outcome, remove_into, RECLAIM_CHUNK,
+    reclaimed_outcome, remove_into,
 };
 use crate::error::Error;
 use crate::in_use::{flock_held, holder_alive, pid_alive, recorded_process_alive, ProcessTable};
 use crate::ledger::{parse_timestamp, Document, Ledger, Record, State};
+use crate::pace::RECLAIM_CHUNK;
+use crate::progress::Progress;
 use crate::roots::{self, OpenRoot};
 use crate::sweep::decide::unrecordable;
 use crate::sweep::decide::{Drain, EntryKind};
@@ -272,6 +274,7 @@ pub fn reap(config: &Config, opts: &Options) -> Result<Report, Error> {
         config,
         opts,
         doc: &doc,
+        known: known_repositories(&doc),
         processes,
         now: SystemTime::now(),
         euid: Uid::effective().as_raw(),
@@ -336,6 +339,8 @@ struct Pass<'a> {
     config: &'a Config,
     opts: &'a Options,
     doc: &'a Document,
+    /// The repositories the ledger names ([`known_repositories`]).
+    known: Vec<PathBuf>,
     processes: ProcessTable,
     now: SystemTime,
     euid: u32,
@@ -356,6 +361,8 @@ struct Candidate<'a> {
     inspected: Inspected,
     facts: Facts,
     verdict: Verdict,
+    /// A broken worktree's repository, where its work goes.
+    found: Option<claim::Found>,
 }
 
 impl Candidate<'_> {
@@ -552,7 +559,17 @@ impl<'a> Pass<'a> {
                 return None;
             }
         };
-        let facts = self.facts(root, record, state, &inspected, mtime, alive);
+        let found = (inspected.seen.kind == EntryKind::Broken && root.policy == Policy::Preserve)
+            .then(|| {
+                claim::find_repository(open.fd.as_fd(), &root.path, name, &path, owner, &self.known)
+            })
+            .flatten()
+            .filter(|f| self.euid == 0 || f.repository.owner().uid == self.euid);
+        let mut facts = self.facts(root, record, state, &inspected, mtime, alive);
+        if found.is_some() {
+            facts.recordable = true;
+            facts.repository_gone = false;
+        }
         match decide(&facts) {
             Verdict::Leave => {
                 self.active += 1;
@@ -570,6 +587,7 @@ impl<'a> Pass<'a> {
                 inspected,
                 facts,
                 verdict,
+                found,
             }),
         }
     }
@@ -612,6 +630,7 @@ impl<'a> Pass<'a> {
             same_filesystem: inspected.seen.same_filesystem,
             unverified: inspected.seen.unverified,
             repository_gone: record.is_some_and(|r| is_gone(&r.repository)),
+            recordable: false,
             at_risk: None,
             policy: root.policy,
         }
@@ -788,7 +807,19 @@ impl<'a> Pass<'a> {
         }
         // 3 and 4. Reclaim (linked worktrees, as their owners), then delete.
         let mut linked: BTreeMap<Owner, Vec<(Candidate, Guard, Claimed)>> = BTreeMap::new();
+        let mut broken: BTreeMap<Owner, Vec<(Candidate, Guard, Request)>> = BTreeMap::new();
         for (c, g) in ready {
+            if let (None, Some(f)) = (c.claimed(), &c.found) {
+                let request = Request::ReclaimBroken {
+                    entry: c.path.clone(),
+                    repository: f.repository.common().to_path_buf(),
+                    admin: f.admin.clone(),
+                    name: PathBuf::from(&f.name),
+                };
+                let owner = f.repository.owner();
+                broken.entry(owner).or_default().push((c, g, request));
+                continue;
+            }
             match c.claimed() {
                 Some((owner, ticket)) => linked.entry(owner).or_default().push((c, g, ticket)),
                 None => {
@@ -796,6 +827,7 @@ impl<'a> Pass<'a> {
                         Outcome::new(c.path.clone(), Action::Removed),
                         open.fd.as_fd(),
                         &c.name,
+                        None,
                     );
                     self.push(o, c.record_id());
                 }
@@ -816,7 +848,7 @@ impl<'a> Pass<'a> {
                     Ok(r) if r.error.is_none() && r.decision != Drain::Keep => {
                         let decision = r.decision;
                         let o = reclaimed_outcome(c.path.clone(), decision, Some(r));
-                        remove_into(o, open.fd.as_fd(), &c.name)
+                        remove_into(o, open.fd.as_fd(), &c.name, None)
                     }
                     // Kept, or nothing changed but its work may be preserved:
                     // the worktree stays, unlocked, as it was found.
@@ -830,6 +862,25 @@ impl<'a> Pass<'a> {
                             Err(e) => Outcome::new(c.path.clone(), Action::Failed).with_error(e),
                         }
                     }
+                };
+                drop(g);
+                self.push(o, c.record_id());
+            }
+        }
+        for (owner, items) in broken {
+            let requests: Vec<Request> = items.iter().map(|(_, _, r)| r.clone()).collect();
+            let answers = call(&self.opts.worker, owner, &requests);
+            for ((c, g, _), answer) in items.into_iter().zip(answers) {
+                let o = match answer {
+                    Ok(r) if r.error.is_none() && r.decision != Drain::Keep => {
+                        let o = reclaimed_outcome(c.path.clone(), r.decision, Some(r));
+                        remove_into(o, open.fd.as_fd(), &c.name, None)
+                    }
+                    Ok(r) if r.decision == Drain::Keep => {
+                        reclaimed_outcome(c.path.clone(), Drain::Keep, Some(r))
+                    }
+                    Ok(r) => failed_reclaim(c.path.clone(), r),
+                    Err(e) => Outcome::new(c.path.clone(), Action::Failed).with_error(e),
                 };
                 drop(g);
                 self.push(o, c.record_id());
@@ -933,8 +984,17 @@ impl<'a> Pass<'a> {
             return BTreeSet::new();
         }
         let mut outcomes = Vec::new();
-        let known = known_repositories(self.doc);
-        drain_trash(root, open, &self.opts.worker, None, &known, &mut outcomes);
+        let mut progress = Progress::new(false);
+        drain_trash(
+            root,
+            open,
+            &self.opts.worker,
+            None,
+            &self.known,
+            &mut progress,
+            &mut outcomes,
+        );
+        progress.finish();
         let paths = outcomes.iter().map(|o| o.path.clone()).collect();
         for o in outcomes {
             self.push(o, None);
@@ -1141,9 +1201,7 @@ fn record(ledger: &Ledger, tracked: &[Tracked]) {
                 Some(id) => doc.records.iter().position(|r| &r.id == id),
                 None => by_path(doc, &t.outcome.path),
             };
-            if let Some(rec) = index.and_then(|i| doc.records.get_mut(i)) {
-                crate::drain::apply(rec, &t.outcome);
-            }
+            crate::drain::record_outcome(doc, index, &t.outcome);
         }
     });
     if let Err(e) = result {

@@ -28,6 +28,7 @@ use crate::drain::{
 };
 use crate::in_use::ProcessTable;
 use crate::ledger::Ledger;
+use crate::progress::Progress;
 use crate::roots::{self, OpenRoot, TRASH};
 use crate::trash::{self, Batch, Trash, TrashError};
 use decide::{drain, first, unrecordable, Drain, EntryKind, First};
@@ -48,6 +49,9 @@ pub struct Options {
     pub dry_run: bool,
     /// How long the drain may take before it leaves the rest in the trash.
     pub budget: Duration,
+    /// A progress bar on stderr while the drain runs (when stderr is a
+    /// terminal); `sd_notify` progress goes to systemd either way.
+    pub progress: bool,
     /// The program that serves git operations as a repository's owner.
     pub worker: Worker,
 }
@@ -110,6 +114,7 @@ pub fn sweep(config: &Config, opts: &Options) -> Report {
     ));
     if !opts.dry_run {
         let deadline = Instant::now() + opts.budget;
+        let mut progress = Progress::new(opts.progress);
         for (root, open) in &opened {
             drain_trash(
                 root,
@@ -117,9 +122,11 @@ pub fn sweep(config: &Config, opts: &Options) -> Report {
                 &opts.worker,
                 Some(deadline),
                 &known,
+                &mut progress,
                 &mut outcomes,
             );
         }
+        progress.finish();
         record(&config.ledger_store(), &outcomes);
     }
     let prune_succeeded = report::prune_succeeded(&outcomes);

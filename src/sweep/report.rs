@@ -42,8 +42,9 @@ pub enum Action {
     /// Owned by root and this pass is not root: left for the sweep.
     RootOwnedSkipped,
     /// Left for a later pass: quarantined, but the sweep's time budget ran
-    /// out before it was drained (it waits in the root's trash), or a
-    /// removal that failed before backs off (reaper).
+    /// out before it was drained (it waits in the root's trash, whole, or
+    /// half-deleted once its work is preserved: see `preserved_refs`), or
+    /// a removal that failed before backs off (reaper).
     Deferred,
     /// `--dry-run`: what would have happened is in `planned`.
     Planned,
@@ -66,6 +67,9 @@ pub struct Outcome {
     /// Why this entry was acted on, when its record alone would not say
     /// (the reaper: "its lease holder (pid N) is gone…"); null otherwise.
     pub reason: Option<String>,
+    /// The repository its work was preserved in (null when nothing was).
+    #[serde(serialize_with = "crate::as_owner::wire_path_opt::serialize")]
+    pub repository: Option<PathBuf>,
 }
 
 impl Outcome {
@@ -80,6 +84,7 @@ impl Outcome {
             bytes_freed: 0,
             error: None,
             reason: None,
+            repository: None,
         }
     }
 
