@@ -152,10 +152,9 @@ fn a_clone_records_nothing() {
     assert_ok(&out);
     assert_eq!(stderr(&out), "");
     let args = std::fs::read_to_string(&ran).expect("the shim ran");
-    assert!(
-        args.starts_with("0000000000000000000000000000000000000000 "),
-        "{args}"
-    );
+    // The null object name, as long as the repository's (SHA-1 or SHA-256).
+    let null = "0".repeat(git(&h.fx.repo, &["rev-parse", "HEAD"]).len());
+    assert!(args.starts_with(&format!("{null} ")), "{args}");
     assert!(h.ledger.read().unwrap().records.is_empty());
 }
 
@@ -502,8 +501,8 @@ fn wrong_arguments_are_logged_exit_0_and_change_nothing() {
 fn dry_run_says_what_it_would_record_and_records_nothing() {
     let h = Hooked::new();
     let wt = h.fx.worktree("w", "w");
-    let null = "0".repeat(40);
     let head = git(&wt, &["rev-parse", "HEAD"]);
+    let null = "0".repeat(head.len()); // SHA-1 or SHA-256
 
     let out = hook(&wt, &h.config, &["--dry-run", "--json", &null, &head, "1"]);
 

@@ -1082,7 +1082,13 @@ fn a_fifo_ref_the_owner_planted_fails_only_its_worktree() {
         ),
     )
     .unwrap();
-    let stuck_branch = h.f.repo.join(".git/refs/heads/t-stuck");
+    // The file git reads the branch from: its loose ref, or under reftable
+    // (Git 3.0's default) the table list every ref lookup starts with.
+    let ref_format = h.git(&["rev-parse", "--show-ref-format"]);
+    let stuck_branch = match ref_format.as_str() {
+        "reftable" => h.f.repo.join(".git/reftable/tables.list"),
+        _ => h.f.repo.join(".git/refs/heads/t-stuck"),
+    };
     let tip = std::fs::read(&stuck_branch).unwrap();
     common::plant_fifo(&stuck_branch);
     std::os::unix::fs::lchown(&stuck_branch, Some(h.user), Some(h.user)).unwrap();

@@ -2,6 +2,7 @@
 #![allow(dead_code)] // each test crate uses a different part of the kit
 
 pub mod sandbox;
+pub mod worktree;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -14,6 +15,36 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
 
 pub fn git_output(dir: &Path, args: &[&str]) -> Output {
     git_command(dir, args).output().expect("git runs")
+}
+
+/// `git args` in `dir` as `uid` (gid = uid, `HOME=/nonexistent`), or as
+/// the caller when `None`; its output, whatever its exit status.
+pub fn git_output_as(uid: Option<u32>, dir: &Path, args: &[&str]) -> Output {
+    git_command_as(uid, dir, args).output().expect("git runs")
+}
+
+/// [`git_command`] as `uid` (gid = uid, `HOME=/nonexistent`) when `Some`.
+pub fn git_command_as(uid: Option<u32>, dir: &Path, args: &[&str]) -> Command {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = git_command(dir, args);
+    if let Some(uid) = uid {
+        cmd.uid(uid).gid(uid).env("HOME", "/nonexistent");
+    }
+    cmd
+}
+
+/// `git args` in `dir` as `uid` (see [`git_output_as`]): its stdout, bytes
+/// untouched (paths git prints with `-z` need not be UTF-8); panics with
+/// git's stderr on failure.
+pub fn git_bytes_as(uid: Option<u32>, dir: &Path, args: &[&str]) -> Vec<u8> {
+    let out = git_output_as(uid, dir, args);
+    assert!(
+        out.status.success(),
+        "git {args:?} in {} failed: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
 }
 
 /// `git args` in `dir`, with a fixed identity and no user or system config
@@ -238,6 +269,36 @@ pub fn config_file(dir: &Path, root: &Path, extra_root_keys: &str) -> PathBuf {
     path
 }
 
+/// A treeward binary (`treeward`, `treeward-check`, `treeward-sweep`,
+/// `treeward-reap`) with `args` then `--config cfg`, from `/`, without
+/// `TREEWARD_CONFIG`, as `uid` (gid = uid, `HOME=/nonexistent`) when
+/// `Some`: to run (or to add paths to).
+pub fn treeward_command<S: AsRef<std::ffi::OsStr>>(
+    bin: &str,
+    cfg: &Path,
+    uid: Option<u32>,
+    args: &[S],
+) -> Command {
+    use std::os::unix::process::CommandExt;
+    let exe = match bin {
+        "treeward" => env!("CARGO_BIN_EXE_treeward"),
+        "treeward-check" => env!("CARGO_BIN_EXE_treeward-check"),
+        "treeward-sweep" => env!("CARGO_BIN_EXE_treeward-sweep"),
+        "treeward-reap" => env!("CARGO_BIN_EXE_treeward-reap"),
+        other => panic!("no binary {other}"),
+    };
+    let mut cmd = Command::new(exe);
+    cmd.args(args)
+        .arg("--config")
+        .arg(cfg)
+        .current_dir("/")
+        .env_remove("TREEWARD_CONFIG");
+    if let Some(uid) = uid {
+        cmd.uid(uid).gid(uid).env("HOME", "/nonexistent");
+    }
+    cmd
+}
+
 /// Kills and reaps a child when dropped, so a failing test leaves no process.
 pub struct ChildGuard(pub std::process::Child);
 
@@ -308,10 +369,7 @@ pub fn prerequisite(met: bool, why: &str) -> bool {
 /// Runs git in `dir` as `uid` (gid = uid), the way the repository's owner
 /// would; returns stdout, panics with stderr on failure.
 pub fn git_as(uid: u32, dir: &Path, args: &[&str]) -> String {
-    use std::os::unix::process::CommandExt;
-    let mut cmd = git_command(dir, args);
-    cmd.uid(uid).gid(uid).env("HOME", "/nonexistent");
-    stdout_of(cmd, args, dir)
+    stdout_of(git_command_as(Some(uid), dir, args), args, dir)
 }
 
 /// The names in a root, sorted, its trash (`.treeward-trash`) aside: what
