@@ -928,30 +928,16 @@ pub fn delete_branch_if_integrated(
 /// default branch's name and whether `tip` is integrated into it; `None`
 /// when there is no default branch.
 fn integration(common: &Path, tip: &str) -> Result<Option<(String, bool)>, PreserveError> {
-    let failed = |doing: &str| {
-        let doing = doing.to_owned();
-        move |e: git2::Error| PreserveError::Unpreservable {
-            path: common.to_path_buf(),
-            why: format!("{doing}: {}", e.message()),
-        }
-    };
-    let repo = git2::Repository::open_ext(
-        common,
-        git2::RepositoryOpenFlags::NO_SEARCH,
-        std::iter::empty::<&OsStr>(),
-    )
-    .map_err(failed("opening the repository"))?;
-    // The integration test simulates a merge; its objects stay in memory.
-    let odb = repo.odb().map_err(failed("opening the object database"))?;
-    odb.add_new_mempack_backend(1000)
-        .map_err(failed("opening the object database"))?;
-    let Some((name, default)) = risk::branch::default_branch(&repo) else {
-        return Ok(None);
-    };
-    let tip = git2::Oid::from_str(tip).map_err(failed("reading the branch"))?;
-    let integrated =
-        risk::branch::integrated(&repo, tip, default).map_err(failed("testing integration"))?;
-    Ok(Some((name, integrated)))
+    let owner = owner_uid(common)?;
+    let verdict =
+        risk::integration::integrated(&risk::Repo::common(common, owner), tip).map_err(|why| {
+            PreserveError::Unpreservable {
+                path: common.to_path_buf(),
+                why: format!("testing integration: {why}"),
+            }
+        })?;
+    let integrated = verdict.integrated();
+    Ok(verdict.default_branch.zip(integrated))
 }
 
 /// What decides the fate of an existing branch.
@@ -1189,7 +1175,12 @@ mod tests {
             let got = ref_component(name);
             assert_eq!(got, want, "{name:?}");
             let full = format!("{NAMESPACE}/{got}/20261120T231500Z/work");
-            assert!(git2::Reference::is_valid_name(&full), "{full}");
+            let valid = std::process::Command::new("git")
+                .args(["check-ref-format", &full])
+                .status()
+                .unwrap()
+                .success();
+            assert!(valid, "{full}");
         }
     }
 

@@ -18,11 +18,9 @@
 //! `error` with git's message: at risk, because nothing was proven (fail
 //! closed).
 
-pub mod branch;
 mod index;
 pub mod integration;
 mod locate;
-pub mod reach;
 pub mod refs;
 mod state;
 mod status;
