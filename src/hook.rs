@@ -118,13 +118,18 @@ pub struct Facts {
 }
 
 /// Reads the facts of the worktree at `dir`: a few stats and two small
-/// files, no git (starting git costs more than the whole hook).
+/// files, no git (starting git costs more than the whole hook) unless the
+/// repository keeps HEAD in a reftable ([`is_reftable_stub`]).
 pub fn facts(dir: &Path) -> Facts {
     let location = locate(dir);
     let branch = match &location {
-        Location::Linked { gitdir, .. } => std::fs::read_to_string(gitdir.join("HEAD"))
-            .ok()
-            .and_then(|t| branch_of_head(&t)),
+        Location::Linked { gitdir, .. } => {
+            match std::fs::read_to_string(gitdir.join("HEAD")).ok() {
+                Some(t) if is_reftable_stub(&t) => head_by_git(dir).0,
+                Some(t) => branch_of_head(&t),
+                None => None,
+            }
+        }
         _ => None,
     };
     Facts {
@@ -132,6 +137,33 @@ pub fn facts(dir: &Path) -> Facts {
         location,
         branch,
     }
+}
+
+/// Pure: whether a HEAD file is the stub git leaves in a repository whose
+/// refs are in a reftable (`ref: refs/heads/.invalid`): HEAD itself is in
+/// the table, and only git can read it.
+pub fn is_reftable_stub(text: &str) -> bool {
+    text.trim() == "ref: refs/heads/.invalid"
+}
+
+/// The branch HEAD names and the commit it is at, asked of git in the
+/// worktree at `dir` as the current user (refused on another user's
+/// repository: then neither is known).
+pub fn head_by_git(dir: &Path) -> (Option<String>, Option<String>) {
+    let euid = nix::unistd::geteuid().as_raw();
+    let ask = |args: &[&str]| {
+        crate::git::Git::new(dir, euid)
+            .ok()?
+            .read_only()
+            .args(args)
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o).trim().to_owned())
+            .filter(|s| !s.is_empty())
+    };
+    let branch = ask(&["symbolic-ref", "-q", "--short", "HEAD"]);
+    let commit = ask(&["rev-parse", "-q", "--verify", "HEAD^{commit}"]);
+    (branch, commit)
 }
 
 /// Pure: the branch a HEAD file names (`ref: refs/heads/x` → `x`); `None`

@@ -342,7 +342,14 @@ fn record_from_claim(claim: &Claim) -> Record {
         .and_then(|admin| fd::read_at(admin.as_fd(), OsStr::new("HEAD"), MAX_HEAD).ok())
         .flatten();
     if let Some(text) = head.as_deref().map(String::from_utf8_lossy) {
-        (record.branch, record.base_commit) = head_facts(&text);
+        (record.branch, record.base_commit) = if crate::hook::is_reftable_stub(&text) {
+            match crate::hook::head_by_git(claim.entry()) {
+                (Some(branch), _) => (Some(branch), None),
+                (None, commit) => (None, commit),
+            }
+        } else {
+            head_facts(&text)
+        };
     }
     record
 }

@@ -86,6 +86,9 @@ pub struct Restored {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Checkout {
     Branch(String),
+    /// The branch is gone (the sweep deleted it as integrated): made again
+    /// at HEAD.
+    NewBranch(String, String),
     Detached(String),
     Orphan(String),
 }
@@ -153,7 +156,9 @@ pub fn rebuild(
         aside: aside.clone(),
         worktree_name: None,
         branch: match &checkout {
-            Checkout::Branch(b) | Checkout::Orphan(b) => Some(b.clone()),
+            Checkout::Branch(b) | Checkout::NewBranch(b, _) | Checkout::Orphan(b) => {
+                Some(b.clone())
+            }
             Checkout::Detached(_) => None,
         },
         head: meta.head.clone(),
@@ -337,12 +342,15 @@ fn read_meta(repo: &Repo<'_>, layer: &Layer) -> Result<Meta, String> {
 }
 
 /// Pure: where the new worktree's HEAD goes. The branch when it still
-/// points at HEAD and is checked out nowhere (`free`); else detached at
-/// HEAD; an unborn branch that still does not exist comes back unborn.
+/// points at HEAD and is checked out nowhere (`free`); the branch made
+/// again at HEAD when it is gone (an integrated branch the sweep deleted);
+/// else detached at HEAD; an unborn branch that still does not exist comes
+/// back unborn.
 fn choose_checkout(meta: &Meta, tip: Option<&str>, free: bool) -> Result<Checkout, String> {
     let short = |b: &str| b.strip_prefix("refs/heads/").unwrap_or(b).to_owned();
     match (&meta.head, &meta.branch, tip) {
         (Some(h), Some(b), Some(t)) if t == h && free => Ok(Checkout::Branch(short(b))),
+        (Some(h), Some(b), None) => Ok(Checkout::NewBranch(short(b), h.clone())),
         (Some(h), _, _) => Ok(Checkout::Detached(h.clone())),
         (None, Some(b), None) => Ok(Checkout::Orphan(short(b))),
         (None, Some(b), Some(_)) => Err(format!(
@@ -362,6 +370,7 @@ fn add_worktree(repo: &Repo<'_>, path: &Path, checkout: &Checkout) -> Result<(),
         .args(["worktree", "add", "--quiet"]);
     let git = match checkout {
         Checkout::Branch(b) => git.arg("--no-checkout").arg(path).arg(b),
+        Checkout::NewBranch(b, h) => git.args(["--no-checkout", "-b", b]).arg(path).arg(h),
         Checkout::Detached(h) => git.args(["--no-checkout", "--detach"]).arg(path).arg(h),
         Checkout::Orphan(b) => git.args(["--orphan", "-b", b]).arg(path),
     };

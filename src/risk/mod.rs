@@ -347,6 +347,20 @@ fn inspect(a: &mut Assessment, repo: &Repo, gitdir: &Path, common: &Path) -> Res
         }
     }
     a.in_progress = state::in_progress(admin.as_fd())?;
+    // With reftable, CHERRY_PICK_HEAD and REVERT_HEAD are refs in the
+    // table, not files: only git can say whether they exist.
+    if state::refs_in_a_table(admin.as_fd()) {
+        for (name, op) in state::ROOT_REF_OPERATIONS {
+            let found = repo
+                .git()?
+                .args(["rev-parse", "-q", "--verify", "--end-of-options", name])
+                .run()
+                .map_err(|e| e.to_string())?;
+            if found.code == Some(0) && !a.in_progress.iter().any(|o| o == op) {
+                a.in_progress.push(op.to_owned());
+            }
+        }
+    }
 
     // The three listings at once, each parsed as soon as it is read: the
     // machine's cores share the work, and the whole costs about what `git
@@ -576,40 +590,92 @@ pub fn unreachable_from_head(
     };
     match count(&[])? {
         0 => Ok(0),
-        _ => count(&other_detached_heads(common, own_name)),
+        _ => {
+            let (mut heads, in_tables) = other_detached_heads(common, own_name);
+            // A reftable keeps each worktree's HEAD in its table: git reads
+            // it, by the name it gives another worktree's HEAD.
+            for name in in_tables {
+                let rev = match &name {
+                    Some(n) => format!("worktrees/{n}/HEAD"),
+                    None => "main-worktree/HEAD".to_owned(),
+                };
+                let out = repo
+                    .git()?
+                    .args(["rev-parse", "-q", "--verify", "--end-of-options", &rev])
+                    .run()
+                    .map_err(|e| e.to_string())?;
+                let oid = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+                if out.code == Some(0) && !oid.is_empty() {
+                    heads.push(oid);
+                }
+            }
+            count(&heads)
+        }
     }
 }
 
 /// The largest HEAD file read.
 const MAX_HEAD: u64 = 4096;
 
+/// What another worktree's HEAD file says.
+enum OtherHead {
+    /// Detached at this commit.
+    Detached(String),
+    /// Git's reftable stub: HEAD is in the table.
+    InTable,
+    /// On a branch (a ref, already counted), or unreadable.
+    Nothing,
+}
+
 /// The commits the other worktrees of `common` have detached HEADs on (a
-/// HEAD on a branch names a ref, already counted).
-fn other_detached_heads(common: &Path, own_name: Option<&str>) -> Vec<String> {
+/// HEAD on a branch names a ref, already counted), and the worktrees whose
+/// HEAD is in a reftable (`None`: the main worktree).
+fn other_detached_heads(
+    common: &Path,
+    own_name: Option<&str>,
+) -> (Vec<String>, Vec<Option<String>>) {
     use crate::fd;
-    let detached = |admin: std::os::fd::BorrowedFd<'_>| {
-        let bytes = fd::read_at(admin, OsStr::new("HEAD"), MAX_HEAD).ok()??;
-        let text = String::from_utf8(bytes).ok()?;
+    let read = |admin: std::os::fd::BorrowedFd<'_>| {
+        let Some(text) = fd::read_at(admin, OsStr::new("HEAD"), MAX_HEAD)
+            .ok()
+            .flatten()
+            .and_then(|b| String::from_utf8(b).ok())
+        else {
+            return OtherHead::Nothing;
+        };
         let oid = text.trim();
-        (!oid.is_empty() && oid.bytes().all(|b| b.is_ascii_hexdigit())).then(|| oid.to_owned())
+        if crate::hook::is_reftable_stub(&text) {
+            OtherHead::InTable
+        } else if !oid.is_empty() && oid.bytes().all(|b| b.is_ascii_hexdigit()) {
+            OtherHead::Detached(oid.to_owned())
+        } else {
+            OtherHead::Nothing
+        }
     };
-    let mut heads = Vec::new();
+    let (mut heads, mut in_tables) = (Vec::new(), Vec::new());
+    let mut note = |head: OtherHead, name: Option<String>| match head {
+        OtherHead::Detached(oid) => heads.push(oid),
+        OtherHead::InTable => in_tables.push(name),
+        OtherHead::Nothing => {}
+    };
     let Ok(common_fd) = fd::open_path_trusted(common) else {
-        return heads;
+        return (heads, in_tables);
     };
     if own_name.is_some() {
-        heads.extend(detached(common_fd.as_fd()));
+        note(read(common_fd.as_fd()), None);
     }
-    let Ok(worktrees) = fd::open_dir_at(common_fd.as_fd(), OsStr::new("worktrees")) else {
-        return heads;
-    };
-    for name in crate::remove::list_names(worktrees.as_fd()).unwrap_or_default() {
-        if own_name.is_some_and(|own| name == own) {
-            continue;
-        }
-        if let Ok(admin) = fd::open_path_at(worktrees.as_fd(), &name) {
-            heads.extend(detached(admin.as_fd()));
+    if let Ok(worktrees) = fd::open_dir_at(common_fd.as_fd(), OsStr::new("worktrees")) {
+        for name in crate::remove::list_names(worktrees.as_fd()).unwrap_or_default() {
+            if own_name.is_some_and(|own| name == own) {
+                continue;
+            }
+            if let Ok(admin) = fd::open_path_at(worktrees.as_fd(), &name) {
+                note(
+                    read(admin.as_fd()),
+                    Some(name.to_string_lossy().into_owned()),
+                );
+            }
         }
     }
-    heads
+    (heads, in_tables)
 }

@@ -39,6 +39,22 @@ pub fn in_progress(admin: BorrowedFd<'_>) -> Result<Vec<String>, String> {
     Ok(ops)
 }
 
+/// Operations whose state is a root ref that a reftable keeps in the
+/// table (no file in the admin dir).
+pub const ROOT_REF_OPERATIONS: [(&str, &str); 2] = [
+    ("CHERRY_PICK_HEAD", "cherry-pick"),
+    ("REVERT_HEAD", "revert"),
+];
+
+/// Whether the git dir `admin` keeps its refs in a reftable: its `HEAD`
+/// file is git's stub (see [`crate::hook::is_reftable_stub`]).
+pub fn refs_in_a_table(admin: BorrowedFd<'_>) -> bool {
+    fd::read_at(admin, OsStr::new("HEAD"), 256)
+        .ok()
+        .flatten()
+        .is_some_and(|b| crate::hook::is_reftable_stub(&String::from_utf8_lossy(&b)))
+}
+
 /// Whether the worktree is locked, and the reason given (trimmed; `None`
 /// when empty). `Ok(None)`: not locked.
 pub fn locked(admin: BorrowedFd<'_>) -> Result<Option<Option<String>>, String> {
