@@ -256,10 +256,8 @@ fn owner_alive(record: &Record) -> bool {
 
 /// The table a person reads: one line per path, the reasons spelled out.
 pub fn render_human(report: &Report) -> String {
+    let colour = crate::style::colour_enabled();
     let mut out = String::new();
-    if let Some(e) = &report.ledger_error {
-        out.push_str(&format!("warning: ledger not read: {e}\n"));
-    }
     for w in &report.worktrees {
         let a = &w.assessment;
         if a.kind == Kind::Missing {
@@ -269,14 +267,25 @@ pub fn render_human(report: &Report) -> String {
             ));
             continue;
         }
-        let verdict = if a.at_risk { "AT RISK" } else { "safe" };
+        let verdict = if a.at_risk {
+            crate::style::paint("AT RISK ", crate::style::Emphasis::Alarm, colour)
+        } else {
+            "safe    ".to_owned()
+        };
         out.push_str(&format!(
-            "{verdict:<8} {}  {}\n",
-            a.path.display(),
+            "{verdict} {}  {}\n",
+            crate::style::path(&a.path),
             headline(a)
         ));
-        for line in details(w) {
-            out.push_str(&format!("         - {line}\n"));
+        let losses = losses(w);
+        if !losses.is_empty() {
+            out.push_str("         would lose:\n");
+            for line in losses {
+                out.push_str(&format!("           - {line}\n"));
+            }
+        }
+        for line in notes(w) {
+            out.push_str(&format!("         note: {line}\n"));
         }
     }
     for s in &report.skipped {
@@ -315,11 +324,22 @@ fn headline(a: &Assessment) -> String {
     }
 }
 
-fn details(w: &Checked) -> Vec<String> {
+/// What removing it would lose, one line per reason.
+fn losses(w: &Checked) -> Vec<String> {
     let a = &w.assessment;
-    let mut lines: Vec<String> = a.reasons.iter().map(|r| spell(*r, a)).collect();
+    a.reasons.iter().map(|r| spell(*r, a)).collect()
+}
+
+/// What is worth knowing but not lost: where a named path lies, a lock,
+/// who uses it, stash entries.
+fn notes(w: &Checked) -> Vec<String> {
+    let a = &w.assessment;
+    let mut lines = Vec::new();
     if let Some(p) = &w.requested_path {
-        lines.insert(0, format!("checked for {}, which lies inside", p.display()));
+        lines.push(format!(
+            "checked for {}, which lies inside",
+            crate::style::path(p)
+        ));
     }
     if a.locked {
         lines.push(match &a.lock_reason {
@@ -329,11 +349,10 @@ fn details(w: &Checked) -> Vec<String> {
     }
     for p in &w.in_use_by {
         lines.push(format!(
-            "in use by {} (pid {}, {:?} {})",
-            p.comm,
+            "in use: pid {} ({}) has {} inside",
             p.pid,
-            p.how,
-            p.path.display()
+            p.comm,
+            p.how.words()
         ));
     }
     if w.flock_held {

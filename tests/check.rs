@@ -138,6 +138,23 @@ fn human_table_spells_out_reasons() {
     assert!(text.contains("AT RISK"), "{text}");
     assert!(text.contains("2 untracked file(s)"), "{text}");
     assert!(text.contains("1 of 1 at risk"), "{text}");
+    // What would be lost is apart from what is only worth knowing; no
+    // colour when stdout is not a terminal.
+    let lose = text.find("would lose:").expect("a would-lose list");
+    assert!(text.find("2 untracked file(s)").unwrap() > lose, "{text}");
+    assert!(!text.contains('\x1b'), "{text}");
+    let busy = std::process::Command::new("sleep")
+        .arg("30")
+        .current_dir(&wt)
+        .spawn()
+        .unwrap();
+    let _busy = common::ChildGuard(busy);
+    let out = check(&cfg, &[wt.to_str().unwrap()]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("note: in use: pid") && text.contains("has its working directory inside"),
+        "{text}"
+    );
 }
 
 #[test]
