@@ -889,13 +889,18 @@ mod tests {
             choose_checkout(&on, Some("aa"), true),
             Ok(Checkout::Branch("task".into()))
         );
-        for (tip, free) in [(Some("bb"), true), (Some("aa"), false), (None, true)] {
+        for (tip, free) in [(Some("bb"), true), (Some("aa"), false)] {
             assert_eq!(
                 choose_checkout(&on, tip, free),
                 Ok(Checkout::Detached("aa".into())),
                 "{tip:?} {free}"
             );
         }
+        // The branch is gone (deleted as integrated): made again at HEAD.
+        assert_eq!(
+            choose_checkout(&on, None, true),
+            Ok(Checkout::NewBranch("task".into(), "aa".into()))
+        );
         let detached = meta(Some("aa"), None);
         assert_eq!(
             choose_checkout(&detached, None, false),
