@@ -130,6 +130,18 @@ impl Claim {
         open_worktrees_of(&self.common, self.owner.uid)
     }
 
+    /// Whether its admin dir holds submodules' git dirs (`modules/`):
+    /// their `.git` files name them by relative paths, so the worktree
+    /// cannot be moved without breaking them (git refuses to move one).
+    pub fn holds_submodules(&self) -> bool {
+        self.open_admin().is_ok_and(|admin| {
+            fd::stat_at(admin.as_fd(), OsStr::new("modules"))
+                .ok()
+                .flatten()
+                .is_some_and(|st| st.st_mode & 0o170000 == 0o040000)
+        })
+    }
+
     /// Opens the admin dir again, with the same checks as the claim, for an
     /// operation that writes into it.
     pub fn open_admin(&self) -> Result<OwnedFd, Unclaimed> {

@@ -23,8 +23,8 @@ use crate::as_owner::{Owner, Request, Response, Worker};
 use crate::claim::{self, Claim, Claimed};
 use crate::config::{Config, Root};
 use crate::drain::{
-    action_of, call, call_simple, drain_trash, known_repositories, open_trash, planned, record,
-    squatted,
+    action_of, call, call_simple, drain_trash, failed_reclaim, known_repositories, open_trash,
+    planned, reclaimed_outcome, record, remove_into, squatted,
 };
 use crate::in_use::ProcessTable;
 use crate::ledger::Ledger;
@@ -206,6 +206,14 @@ fn block(
                     Outcome::new(path, Action::Kept).with_error(why)
                 });
             }
+            First::Quarantine
+                if inspected
+                    .claim
+                    .as_ref()
+                    .is_some_and(|c| c.holds_submodules()) =>
+            {
+                out.push(in_place(open, &name, path, &inspected, root, opts));
+            }
             First::Quarantine => to_quarantine.push((name, inspected)),
             First::Unlink if opts.dry_run => out.push(planned(path, Action::Removed)),
             First::Unlink => out.push(unlink(open, &name, path, &inspected)),
@@ -242,6 +250,45 @@ fn block(
     let batch = trash.new_batch()?;
     quarantine(root, open, &batch, to_quarantine, opts, out);
     Ok(())
+}
+
+/// Reclaims a worktree where it is, in the blocking phase: one whose
+/// submodules keep their git dirs in its admin dir, named from inside the
+/// worktree by relative paths that a move into the trash would break (git
+/// itself refuses to move such a worktree). Assessed and preserved as its
+/// owner, then removed; kept work stays in place.
+fn in_place(
+    open: &OpenRoot,
+    name: &OsStr,
+    path: PathBuf,
+    inspected: &Inspected,
+    root: &Root,
+    opts: &Options,
+) -> Outcome {
+    let Some(claim) = &inspected.claim else {
+        return Outcome::new(path, Action::Failed).with_error("no claim");
+    };
+    let request = Request::Reclaim {
+        claimed: claim.ticket(),
+        policy: root.policy,
+        dry_run: opts.dry_run,
+    };
+    match call(&opts.worker, claim.owner(), std::slice::from_ref(&request)).pop() {
+        Some(Ok(r)) if opts.dry_run && r.error.is_none() => planned(path, action_of(r.decision)),
+        Some(Ok(r)) if r.error.is_none() && r.decision != Drain::Keep => {
+            let decision = r.decision;
+            remove_into(
+                reclaimed_outcome(path, decision, Some(r)),
+                open.fd.as_fd(),
+                name,
+                None,
+            )
+        }
+        Some(Ok(r)) if r.decision == Drain::Keep => reclaimed_outcome(path, Drain::Keep, Some(r)),
+        Some(Ok(r)) => failed_reclaim(path, r),
+        Some(Err(e)) => Outcome::new(path, Action::Failed).with_error(e),
+        None => Outcome::new(path, Action::Failed).with_error("no answer from the worker"),
+    }
 }
 
 /// Unlinks a symlink or a file entry (never follows it).
