@@ -425,9 +425,10 @@ struct Reclaiming<'a> {
     reclaimed: Option<Reclaimed>,
     /// The verified claim of a linked worktree, where it waits in the trash.
     claim: Option<Claim>,
-    /// Why it is not acted on: it stopped being a verified claim while it
-    /// waited. It goes back where it was, untouched.
-    refused: Option<String>,
+    /// Why it is not acted on, and how that is reported: it stopped being
+    /// a verified claim while it waited (refused), or a process started
+    /// using it (in use). It goes back where it was, untouched.
+    left: Option<(Action, String)>,
     /// What it is, when it is not a verified claim: why it is kept, if it is.
     kind: EntryKind,
 }
@@ -449,6 +450,9 @@ fn reclaim_chunk<'a>(
 ) -> (Vec<Outcome>, Vec<Reclaiming<'a>>, usize) {
     let mut served = chunk.len();
     let (mut out, mut ready) = (Vec::new(), Vec::new());
+    // Nothing taken while in use: a process may have come into an entry
+    // since the blocking phase looked (an agent, a reaper's lease holder).
+    let processes = crate::in_use::ProcessTable::scan();
     let mut linked: BTreeMap<Owner, Vec<(Waiting, Request, Option<Claim>)>> = BTreeMap::new();
     let expected = claim::expected_owner(root, Uid::effective().as_raw());
     for w in chunk {
@@ -465,65 +469,93 @@ fn reclaim_chunk<'a>(
             out.push(skipped);
             continue;
         }
+        let users = crate::in_use::describe_use(&w.path, &processes);
+        let in_use = |w, claim, kind| Reclaiming {
+            waiting: w,
+            decision: Drain::Keep,
+            reclaimed: None,
+            claim,
+            left: Some((Action::SkippedInUse, users.join("; "))),
+            kind,
+        };
         let parent = w.path.parent().unwrap_or(&w.path).to_path_buf();
         let expect = Expect {
             owner: expected,
             also_named: Some(&w.original),
         };
-        let (kind, refused) = match claim::verify_at(dir, &parent, &w.name, expect) {
-            Ok(c)
-                if as_owner::route(Uid::effective().as_raw(), c.owner().uid)
-                    == Route::CannotSwitch =>
-            {
-                out.extend(not_ours(&w.original, c.owner().uid));
-                continue;
-            }
-            Ok(c) => {
-                let request = Request::Reclaim {
-                    claimed: c.ticket(),
-                    policy: root.policy,
-                    dry_run: false,
-                };
-                linked
-                    .entry(c.owner())
-                    .or_default()
-                    .push((w, request, Some(c)));
-                continue;
-            }
-            Err(Unclaimed::NotLinked) => match kind_at(dir, &w.name, st.st_mode) {
-                Ok(kind) => (kind, None),
-                Err(e) => {
-                    out.push(Outcome::new(w.original, Action::Failed).with_error(e.desc()));
+        let (kind, refused): (EntryKind, Option<String>) =
+            match claim::verify_at(dir, &parent, &w.name, expect) {
+                Ok(c)
+                    if as_owner::route(Uid::effective().as_raw(), c.owner().uid)
+                        == Route::CannotSwitch =>
+                {
+                    out.extend(not_ours(&w.original, c.owner().uid));
                     continue;
                 }
-            },
-            Err(Unclaimed::Broken(_)) => {
-                let found = (root.policy == Policy::Preserve)
-                    .then(|| {
-                        claim::find_repository(dir, &parent, &w.name, &w.original, expected, known)
-                    })
-                    .flatten()
-                    .filter(|f| {
-                        as_owner::route(Uid::effective().as_raw(), f.repository.owner().uid)
-                            != Route::CannotSwitch
-                    });
-                if let Some(f) = found {
-                    let request = Request::ReclaimBroken {
-                        entry: w.path.clone(),
-                        repository: f.repository.common().to_path_buf(),
-                        admin: f.admin,
-                        name: PathBuf::from(f.name),
+                // Put back with its claim, so that its admin dir names it
+                // again and treeward's lock is lifted.
+                Ok(c) if !users.is_empty() => {
+                    ready.push(in_use(w, Some(c), EntryKind::Linked));
+                    continue;
+                }
+                Ok(c) => {
+                    let request = Request::Reclaim {
+                        claimed: c.ticket(),
+                        policy: root.policy,
+                        dry_run: false,
                     };
                     linked
-                        .entry(f.repository.owner())
+                        .entry(c.owner())
                         .or_default()
-                        .push((w, request, None));
+                        .push((w, request, Some(c)));
                     continue;
                 }
-                (EntryKind::Broken, None)
-            }
-            Err(Unclaimed::Refused(why)) => (EntryKind::Linked, Some(why)),
-        };
+                Err(Unclaimed::NotLinked) => match kind_at(dir, &w.name, st.st_mode) {
+                    Ok(kind) => (kind, None),
+                    Err(e) => {
+                        out.push(Outcome::new(w.original, Action::Failed).with_error(e.desc()));
+                        continue;
+                    }
+                },
+                Err(Unclaimed::Broken(_)) if !users.is_empty() => (EntryKind::Broken, None),
+                Err(Unclaimed::Broken(_)) => {
+                    let found = (root.policy == Policy::Preserve)
+                        .then(|| {
+                            claim::find_repository(
+                                dir,
+                                &parent,
+                                &w.name,
+                                &w.original,
+                                expected,
+                                known,
+                            )
+                        })
+                        .flatten()
+                        .filter(|f| {
+                            as_owner::route(Uid::effective().as_raw(), f.repository.owner().uid)
+                                != Route::CannotSwitch
+                        });
+                    if let Some(f) = found {
+                        let request = Request::ReclaimBroken {
+                            entry: w.path.clone(),
+                            repository: f.repository.common().to_path_buf(),
+                            admin: f.admin,
+                            name: PathBuf::from(f.name),
+                        };
+                        linked
+                            .entry(f.repository.owner())
+                            .or_default()
+                            .push((w, request, None));
+                        continue;
+                    }
+                    (EntryKind::Broken, None)
+                }
+                Err(Unclaimed::Refused(why)) => (EntryKind::Linked, Some(why)),
+            };
+        if !users.is_empty() {
+            ready.push(in_use(w, None, kind));
+            continue;
+        }
         let decision = match refused {
             Some(_) => Drain::Keep,
             None => drain(unlinked_at_risk(kind, dir, &w.name), false, root.policy),
@@ -533,7 +565,7 @@ fn reclaim_chunk<'a>(
             decision,
             reclaimed: None,
             claim: None,
-            refused,
+            left: refused.map(|why| (Action::Refused, why)),
             kind,
         });
     }
@@ -555,7 +587,7 @@ fn reclaim_chunk<'a>(
                     decision: r.decision,
                     reclaimed: Some(r),
                     claim: c,
-                    refused: None,
+                    left: None,
                     kind,
                 }),
                 Ok(r) => out.push(failed_reclaim(w.original.clone(), r)),
@@ -650,9 +682,9 @@ fn finish(
     deadline: Option<Instant>,
 ) -> Outcome {
     let w = &r.waiting;
-    if let Some(why) = r.refused {
-        let o = Outcome::new(w.original.clone(), Action::Refused).with_error(why);
-        return put_back(open, worker, w, None, o);
+    if let Some((action, why)) = r.left {
+        let o = Outcome::new(w.original.clone(), action).with_error(why);
+        return put_back(open, worker, w, r.claim, o);
     }
     let mut o = reclaimed_outcome(w.original.clone(), r.decision, r.reclaimed.clone());
     let fate = match r.decision {

@@ -1045,3 +1045,55 @@ fn a_worktree_whose_repository_moved_is_preserved_whole_into_it() {
     );
     assert!(root_owned(&moved).is_empty(), "{:?}", root_owned(&moved));
 }
+
+/// Nothing is taken while in use, even when use starts after the blocking
+/// phase looked: an entry left in the trash by a pass out of budget, which
+/// a process then enters, is put back by the next pass (its admin dir
+/// naming it again, treeward's lock lifted), not reclaimed.
+#[test]
+fn the_drain_puts_back_an_entry_a_process_entered_in_the_trash() {
+    let Some(h) = host(r#"["*"]"#, "preserve") else {
+        return;
+    };
+    let wt = h.f.worktree("late", "t-late");
+    write(&wt.join("work.txt"), "only copy\n");
+    h.hand_over();
+    let (_, doc) = h.sweep(&["--budget", "0s"]);
+    assert_eq!(action_of(&doc, &wt)["action"], "deferred", "{doc}");
+    let trashed: Vec<PathBuf> = std::fs::read_dir(h.root.join(".treeward-trash"))
+        .unwrap()
+        .flatten()
+        .map(|b| b.path().join("late"))
+        .filter(|p| p.exists())
+        .collect();
+    assert_eq!(trashed.len(), 1, "it waits in the trash");
+    let _agent = ChildGuard(
+        Command::new("sleep")
+            .arg("60")
+            .current_dir(&trashed[0])
+            .spawn()
+            .unwrap(),
+    );
+    let (_, doc) = h.sweep(&[]);
+    let e = action_of(&doc, &wt);
+    assert_eq!(e["action"], "skipped_in_use", "{doc}");
+    assert!(
+        e["error"]
+            .as_str()
+            .unwrap()
+            .contains("(sleep) has its working directory inside"),
+        "{doc}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(wt.join("work.txt")).unwrap(),
+        "only copy\n"
+    );
+    let admin = h.f.repo.join(".git/worktrees/late");
+    assert_eq!(
+        std::fs::read_to_string(admin.join("gitdir"))
+            .unwrap()
+            .trim(),
+        wt.join(".git").to_str().unwrap()
+    );
+    assert!(!admin.join("locked").exists(), "treeward's lock is lifted");
+}
