@@ -7,6 +7,7 @@ use crate::claim::normalize;
 use std::fs;
 use std::io;
 use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 /// What a path is, as far as git is concerned.
@@ -108,11 +109,13 @@ const MAX_POINTER: u64 = 4096;
 /// without blocking on a FIFO and without reading more than
 /// [`MAX_POINTER`] bytes; the directory above it is opened as the caller
 /// named it.
-fn read_pointer(dir: &Path, name: &str) -> io::Result<String> {
+/// Bytes, not text: a worktree's name, and so its admin dir's, may be any
+/// bytes but `/` and NUL.
+fn read_pointer(dir: &Path, name: &str) -> io::Result<Vec<u8>> {
     let fd = nix::fcntl::open(dir, crate::fd::dir_flags(), nix::sys::stat::Mode::empty())
         .map_err(io::Error::from)?;
     match crate::fd::read_at(fd.as_fd(), std::ffi::OsStr::new(name), MAX_POINTER) {
-        Ok(Some(bytes)) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
+        Ok(Some(bytes)) => Ok(bytes),
         Ok(None) => Err(io::ErrorKind::NotFound.into()),
         Err(e) => Err(io::Error::other(e.to_string())),
     }
@@ -134,7 +137,7 @@ fn locate_gitfile(worktree: &Path, dotgit: &Path) -> Location {
             why: format!("{} does not say `gitdir: <path>`", dotgit.display()),
         };
     };
-    let gitdir = worktree.join(target);
+    let gitdir = worktree.join(std::ffi::OsStr::from_bytes(target));
     if !gitdir.is_dir() {
         return Location::Broken {
             why: format!(
@@ -153,7 +156,7 @@ fn locate_gitfile(worktree: &Path, dotgit: &Path) -> Location {
                 why: format!("cannot read {}/commondir: {e}", gitdir.display()),
             }
         }
-        Ok(t) => gitdir.join(t.trim_end_matches(['\n', '\r'])),
+        Ok(t) => gitdir.join(std::ffi::OsStr::from_bytes(trim_line(&t))),
     };
     if !common.join("HEAD").is_file() {
         return Location::Broken {
@@ -175,9 +178,18 @@ fn locate_gitfile(worktree: &Path, dotgit: &Path) -> Location {
 }
 
 /// The target of a `.git` file, if it has the one form git writes.
-fn parse_gitfile(text: &str) -> Option<&str> {
-    let target = text.strip_prefix("gitdir:")?.trim();
+fn parse_gitfile(text: &[u8]) -> Option<&[u8]> {
+    let target = text.strip_prefix(b"gitdir:")?.trim_ascii();
     (!target.is_empty()).then_some(target)
+}
+
+/// Pure: a pointer file's content without its line end.
+fn trim_line(bytes: &[u8]) -> &[u8] {
+    let mut b = bytes;
+    while let [rest @ .., b'\n' | b'\r'] = b {
+        b = rest;
+    }
+    b
 }
 
 #[cfg(test)]
@@ -187,14 +199,14 @@ mod tests {
     #[test]
     fn gitfile_forms() {
         assert_eq!(
-            parse_gitfile("gitdir: /r/.git/worktrees/a\n"),
-            Some("/r/.git/worktrees/a")
+            parse_gitfile(b"gitdir: /r/.git/worktrees/a\n"),
+            Some(&b"/r/.git/worktrees/a"[..])
         );
         assert_eq!(
-            parse_gitfile("gitdir: ../.git/worktrees/a"),
-            Some("../.git/worktrees/a")
+            parse_gitfile(b"gitdir: ../.git/worktrees/a"),
+            Some(&b"../.git/worktrees/a"[..])
         );
-        assert_eq!(parse_gitfile("gitdir:   \n"), None);
-        assert_eq!(parse_gitfile("ref: refs/heads/main\n"), None);
+        assert_eq!(parse_gitfile(b"gitdir:   \n"), None);
+        assert_eq!(parse_gitfile(b"ref: refs/heads/main\n"), None);
     }
 }
