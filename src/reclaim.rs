@@ -87,8 +87,8 @@ pub fn reclaim(claim: &Claim, policy: Policy, dry_run: bool) -> Reclaimed {
     out.branch.clone_from(&a.branch);
     if a.kind != Kind::LinkedWorktree {
         out.error = Some(format!(
-            "not a linked worktree ({:?}): {}",
-            a.kind,
+            "not a linked worktree ({}): {}",
+            a.kind.words(),
             a.error.as_deref().unwrap_or("")
         ));
         return out;

@@ -292,7 +292,11 @@ pub fn install(common: &Path, dry_run: bool) -> Result<HookOutcome, String> {
         .map_err(|why| format!("{}: {why}", before.hooks_dir.display()))?;
     if !dry_run && action != HookAction::Nothing {
         apply_install(&before.hooks_dir, action)?;
-        log::info!("{}: {action:?}", before.hooks_dir.display());
+        log::info!(
+            "{}: {}",
+            before.hooks_dir.display(),
+            action.words(before.installed())
+        );
     }
     Ok(HookOutcome {
         before,
@@ -312,7 +316,7 @@ pub fn uninstall(common: &Path, dry_run: bool) -> Result<HookOutcome, String> {
             _ => fs::remove_file(dir.join(HOOK))
                 .map_err(|e| format!("{}: removing the shim: {e}", dir.join(HOOK).display()))?,
         }
-        log::info!("{}: {action:?}", dir.display());
+        log::info!("{}: {}", dir.display(), action.words(true));
     }
     Ok(HookOutcome {
         before,
@@ -421,19 +425,27 @@ pub fn install_all(
     Ok(out)
 }
 
-/// One line per repository.
-pub fn render_human(outcomes: &[HookOutcome]) -> String {
-    let mut out = String::new();
-    for o in outcomes {
-        let what = match o.action {
-            HookAction::Nothing if o.before.installed() => "already installed",
+impl HookAction {
+    /// What was done, in words (`installed`: whether the shim was there
+    /// before, for `Nothing`).
+    pub fn words(self, installed: bool) -> &'static str {
+        match self {
+            HookAction::Nothing if installed => "already installed",
             HookAction::Nothing => "not installed; nothing to do",
             HookAction::WriteShim => "installed",
             HookAction::UpdateShim => "updated the shim",
             HookAction::ChainThenWriteShim => "installed, chaining the existing hook",
             HookAction::RemoveShim => "removed",
             HookAction::RestoreChained => "removed, the chained hook put back",
-        };
+        }
+    }
+}
+
+/// One line per repository.
+pub fn render_human(outcomes: &[HookOutcome]) -> String {
+    let mut out = String::new();
+    for o in outcomes {
+        let what = o.action.words(o.before.installed());
         let would = if o.dry_run && o.action != HookAction::Nothing {
             "would be: "
         } else {

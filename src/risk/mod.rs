@@ -134,6 +134,20 @@ impl Assessment {
     }
 }
 
+impl Kind {
+    /// What it is, in words.
+    pub fn words(self) -> &'static str {
+        match self {
+            Kind::LinkedWorktree => "a linked worktree",
+            Kind::MainWorktree => "a main worktree",
+            Kind::Broken => "a broken worktree",
+            Kind::NotAWorktree => "not a worktree",
+            Kind::Symlink => "a symlink",
+            Kind::Missing => "missing",
+        }
+    }
+}
+
 impl Location {
     /// The kind of thing it is, in the checker's vocabulary.
     pub fn kind(&self) -> Kind {
