@@ -261,7 +261,7 @@ fn preserve_into(s: &Source<'_>, time: SystemTime) -> Result<Preserved, Preserve
         drop_refs(&repo, &scratch_refs);
     }
     let p = written?;
-    log::info!("preserved {}: {}", s.worktree.display(), p.refs.join(", "));
+    log::debug!("preserved {}: {}", s.worktree.display(), p.refs.join(", "));
     Ok(p)
 }
 
@@ -901,7 +901,7 @@ pub fn delete_branch_if_integrated(
                 .args(["update-ref", "-d", "--end-of-options", &full, &tip]),
             "deleting the branch",
         )?;
-        log::info!("deleted integrated branch {short} of {}", here.display());
+        log::debug!("deleted integrated branch {short} of {}", here.display());
     }
     Ok(fate)
 }
