@@ -153,7 +153,7 @@ pub fn drain_trash(
     open: &OpenRoot,
     worker: &Worker,
     deadline: Option<Instant>,
-    known: &[PathBuf],
+    known: &Known,
     out: &mut Vec<Outcome>,
 ) {
     let trash = match open_trash(root, open, false, out) {
@@ -328,7 +328,7 @@ struct Reclaiming<'a> {
 fn reclaim_chunk<'a>(
     root: &Root,
     worker: &Worker,
-    known: &[PathBuf],
+    known: &Known,
     chunk: Vec<Waiting<'a>>,
 ) -> (Vec<Outcome>, Vec<Reclaiming<'a>>) {
     let (mut out, mut ready) = (Vec::new(), Vec::new());
@@ -383,7 +383,14 @@ fn reclaim_chunk<'a>(
             Err(Unclaimed::Broken(_)) => {
                 let found = (root.policy == Policy::Preserve)
                     .then(|| {
-                        claim::find_repository(dir, &parent, &w.name, &w.original, expected, known)
+                        claim::find_repository(
+                            dir,
+                            &parent,
+                            &w.name,
+                            &w.original,
+                            expected,
+                            &known.repositories,
+                        )
                     })
                     .flatten()
                     .filter(|f| {
@@ -396,6 +403,7 @@ fn reclaim_chunk<'a>(
                         repository: f.repository.common().to_path_buf(),
                         admin: f.admin,
                         name: PathBuf::from(f.name),
+                        commits: known.commits(&w.original),
                     };
                     linked
                         .entry(f.repository.owner())
@@ -541,12 +549,50 @@ fn put_back(
     o
 }
 
-/// The repositories the ledger names, each once: where a broken
-/// worktree's admin dir may have moved with its repository.
-pub fn known_repositories(doc: &Document) -> Vec<PathBuf> {
-    let known: std::collections::BTreeSet<PathBuf> =
-        doc.records.iter().map(|r| r.repository.clone()).collect();
-    known.into_iter().collect()
+/// What the ledger tells about broken worktrees: the repositories it names,
+/// each once (where an admin dir may have moved with its repository), and
+/// per path the commits its records name (their branches and base commits:
+/// what the files of a clean worktree are).
+#[derive(Debug, Clone, Default)]
+pub struct Known {
+    pub repositories: Vec<PathBuf>,
+    commits: BTreeMap<PathBuf, Vec<String>>,
+}
+
+impl Known {
+    pub fn of(doc: &Document) -> Known {
+        let repositories: std::collections::BTreeSet<PathBuf> =
+            doc.records.iter().map(|r| r.repository.clone()).collect();
+        let mut commits: BTreeMap<PathBuf, Vec<String>> = BTreeMap::new();
+        for r in &doc.records {
+            commits
+                .entry(r.path.clone())
+                .or_default()
+                .extend(record_commits(r));
+        }
+        Known {
+            repositories: repositories.into_iter().collect(),
+            commits,
+        }
+    }
+
+    /// The commits the records of `path` name.
+    pub fn commits(&self, path: &Path) -> Vec<String> {
+        self.commits.get(path).cloned().unwrap_or_default()
+    }
+}
+
+/// Pure: the revisions a record names, as git takes them: its branch
+/// (`refs/heads/<branch>`) and its base commit.
+fn record_commits(r: &Record) -> Vec<String> {
+    let branch = r.branch.as_deref().map(|b| {
+        if b.starts_with("refs/") {
+            b.to_owned()
+        } else {
+            format!("refs/heads/{b}")
+        }
+    });
+    branch.into_iter().chain(r.base_commit.clone()).collect()
 }
 
 /// Moves one record to the state `o` means (removed, preserved, kept, or
@@ -588,5 +634,31 @@ pub fn record(ledger: &Ledger, outcomes: &[Outcome]) {
     });
     if let Err(e) = result {
         log::error!("the ledger was not updated: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_names_its_branch_as_a_ref_and_its_base_commit() {
+        let mut r = Record::new(Path::new("/r/wt"), Path::new("/repo/.git"), 0);
+        assert!(record_commits(&r).is_empty());
+        r.branch = Some("feature".into());
+        r.base_commit = Some("a".repeat(40));
+        assert_eq!(
+            record_commits(&r),
+            vec!["refs/heads/feature".to_owned(), "a".repeat(40)]
+        );
+        r.branch = Some("refs/heads/x".into());
+        assert_eq!(record_commits(&r)[0], "refs/heads/x");
+        let known = Known::of(&Document {
+            records: vec![r.clone()],
+            ..Document::default()
+        });
+        assert_eq!(known.commits(Path::new("/r/wt")).len(), 2);
+        assert!(known.commits(Path::new("/r/other")).is_empty());
+        assert_eq!(known.repositories, vec![PathBuf::from("/repo/.git")]);
     }
 }

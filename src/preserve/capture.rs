@@ -202,7 +202,7 @@ impl<'a> Repo<'a> {
 
     /// A command on the temporary index file `index`, which no setting of
     /// the repository's may split or extend into its git dir.
-    fn temp_index(&self, index: &Path) -> Result<Git, PreserveError> {
+    pub(super) fn temp_index(&self, index: &Path) -> Result<Git, PreserveError> {
         Ok(self.git()?.env("GIT_INDEX_FILE", index).args([
             "-c",
             "core.splitIndex=false",
@@ -231,7 +231,7 @@ impl<'a> Repo<'a> {
         Ok(String::from_utf8_lossy(&out).trim().to_owned())
     }
 
-    fn odd(&self, what: &str, out: &[u8]) -> PreserveError {
+    pub(super) fn odd(&self, what: &str, out: &[u8]) -> PreserveError {
         PreserveError::Unpreservable {
             path: self.dir.to_path_buf(),
             why: format!(

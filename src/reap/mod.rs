@@ -46,8 +46,8 @@ use crate::as_owner::{Owner, Request, Response, Worker};
 use crate::claim::{self, Claimed};
 use crate::config::{Config, Policy, Root};
 use crate::drain::{
-    action_of, call, call_simple, drain_trash, failed_reclaim, known_repositories, planned,
-    reclaimed_outcome, remove_into, RECLAIM_CHUNK,
+    action_of, call, call_simple, drain_trash, failed_reclaim, planned, reclaimed_outcome,
+    remove_into, Known, RECLAIM_CHUNK,
 };
 use crate::error::Error;
 use crate::in_use::{flock_held, holder_alive, pid_alive, recorded_process_alive, ProcessTable};
@@ -272,7 +272,7 @@ pub fn reap(config: &Config, opts: &Options) -> Result<Report, Error> {
         config,
         opts,
         doc: &doc,
-        known: known_repositories(&doc),
+        known: Known::of(&doc),
         processes,
         now: SystemTime::now(),
         euid: Uid::effective().as_raw(),
@@ -337,8 +337,8 @@ struct Pass<'a> {
     config: &'a Config,
     opts: &'a Options,
     doc: &'a Document,
-    /// The repositories the ledger names ([`known_repositories`]).
-    known: Vec<PathBuf>,
+    /// What the ledger tells about broken worktrees ([`Known`]).
+    known: Known,
     processes: ProcessTable,
     now: SystemTime,
     euid: u32,
@@ -559,7 +559,14 @@ impl<'a> Pass<'a> {
         };
         let found = (inspected.seen.kind == EntryKind::Broken && root.policy == Policy::Preserve)
             .then(|| {
-                claim::find_repository(open.fd.as_fd(), &root.path, name, &path, owner, &self.known)
+                claim::find_repository(
+                    open.fd.as_fd(),
+                    &root.path,
+                    name,
+                    &path,
+                    owner,
+                    &self.known.repositories,
+                )
             })
             .flatten()
             .filter(|f| self.euid == 0 || f.repository.owner().uid == self.euid);
@@ -813,6 +820,7 @@ impl<'a> Pass<'a> {
                     repository: f.repository.common().to_path_buf(),
                     admin: f.admin.clone(),
                     name: PathBuf::from(&f.name),
+                    commits: self.known.commits(&c.path),
                 };
                 let owner = f.repository.owner();
                 broken.entry(owner).or_default().push((c, g, request));

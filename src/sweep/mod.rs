@@ -23,8 +23,7 @@ use crate::as_owner::{Owner, Request, Response, Worker};
 use crate::claim::{self, Claim, Claimed};
 use crate::config::{Config, Root};
 use crate::drain::{
-    action_of, call, call_simple, drain_trash, known_repositories, open_trash, planned, record,
-    squatted,
+    action_of, call, call_simple, drain_trash, open_trash, planned, record, squatted, Known,
 };
 use crate::in_use::ProcessTable;
 use crate::ledger::Ledger;
@@ -76,7 +75,7 @@ pub fn sweep(config: &Config, opts: &Options) -> Report {
     // cannot be read only means fewer are found).
     let known = Ledger::new(&config.ledger)
         .read()
-        .map(|doc| known_repositories(&doc))
+        .map(|doc| Known::of(&doc))
         .unwrap_or_default();
     let mut outcomes = Vec::new();
     let mut refused = Vec::new();
@@ -141,7 +140,7 @@ fn recordable(
     open: &OpenRoot,
     name: &OsStr,
     inspected: &Inspected,
-    known: &[PathBuf],
+    known: &Known,
 ) -> bool {
     let owner = claim::expected_owner(root, Uid::effective().as_raw());
     inspected.seen.kind == EntryKind::Broken
@@ -151,7 +150,7 @@ fn recordable(
             name,
             &root.path.join(name),
             owner,
-            known,
+            &known.repositories,
         )
         .is_some()
 }
@@ -162,7 +161,7 @@ fn block(
     open: &OpenRoot,
     processes: &ProcessTable,
     opts: &Options,
-    known: &[PathBuf],
+    known: &Known,
     out: &mut Vec<Outcome>,
 ) -> Result<(), String> {
     let names = roots::entry_names(root, open).map_err(|e| format!("cannot list: {e}"))?;
@@ -289,7 +288,7 @@ fn plan(
     open: &OpenRoot,
     items: Vec<(OsString, Inspected)>,
     opts: &Options,
-    known: &[PathBuf],
+    known: &Known,
     out: &mut Vec<Outcome>,
 ) {
     let mut linked: BTreeMap<Owner, Vec<Claim>> = BTreeMap::new();
