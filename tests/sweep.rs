@@ -1012,6 +1012,23 @@ fn a_broken_worktree_whose_files_are_a_commit_is_removed_without_preserving() {
     for name in ["clean", "committed", "edited"] {
         std::fs::remove_dir_all(h.f.repo.join(".git/worktrees").join(name)).unwrap();
     }
+    // A preserve's scratch directory left by a crash (its process gone) is
+    // cleared by the next preserve; a live one's is not (control).
+    let stale = h.f.repo.join(".git/treeward-preserve.4000000-1.AbC123");
+    write(&stale.join("index-0"), "left by a crash\n");
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let start = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(19)
+        .unwrap();
+    let live = h.f.repo.join(format!(
+        ".git/treeward-preserve.{}-{start}.XyZ789",
+        std::process::id()
+    ));
+    std::fs::create_dir(&live).unwrap();
     h.hand_over();
 
     let (code, doc) = h.sweep(&[]);
@@ -1035,12 +1052,22 @@ fn a_broken_worktree_whose_files_are_a_commit_is_removed_without_preserving() {
         "{:?}",
         root_owned(&h.f.repo)
     );
-    let scratch: Vec<_> = std::fs::read_dir(h.f.repo.join(".git"))
+    let scratch: Vec<PathBuf> = std::fs::read_dir(h.f.repo.join(".git"))
         .unwrap()
         .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("treeward-"))
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("treeward-")
+        })
         .collect();
-    assert!(scratch.is_empty(), "scratch left: {scratch:?}");
+    assert_eq!(
+        scratch,
+        vec![live],
+        "only the live process's scratch is left"
+    );
 }
 
 #[test]
