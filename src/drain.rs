@@ -147,13 +147,19 @@ struct Waiting<'a> {
 
 /// The drain: reclaims and deletes what waits in the trash of `root`, oldest
 /// batch first, until the deadline (`None`: no deadline). Each worker call
-/// runs as the entry's repository owner.
+/// runs as the entry's repository owner. Before the files of reclaimed
+/// entries are deleted, what is about to be done (`removed`, `preserved`)
+/// is handed to `intend`, which records it in the ledger: a pass killed
+/// between the deletion and its own final ledger write leaves the records
+/// where an uninterrupted pass leaves them (the final outcomes are recorded
+/// again by the caller; recording is idempotent).
 pub fn drain_trash(
     root: &Root,
     open: &OpenRoot,
     worker: &Worker,
     deadline: Option<Instant>,
     known: &Known,
+    intend: &dyn Fn(&[Outcome]),
     out: &mut Vec<Outcome>,
 ) {
     let trash = match open_trash(root, open, false, out) {
@@ -200,6 +206,7 @@ pub fn drain_trash(
         }
         let chunk: Vec<Waiting> = queue.by_ref().take(RECLAIM_CHUNK).collect();
         let bounded = within(worker, deadline);
+        intend(&intents(&reclaimed));
         let (done, next) = std::thread::scope(|s| {
             let next = s.spawn(|| reclaim_chunk(root, &bounded, known, chunk));
             let done: Vec<Outcome> = reclaimed
@@ -217,6 +224,7 @@ pub fn drain_trash(
             Err(_) => log::error!("a reclaim thread panicked; its entries wait for the next pass"),
         }
     }
+    intend(&intents(&reclaimed));
     out.extend(reclaimed.into_iter().map(|r| finish(open, worker, r)));
     out.extend(queue.map(|w| Outcome::new(w.original, Action::Deferred)));
     for batch in &batches {
@@ -496,6 +504,16 @@ fn settle(mut o: Outcome, removed: &Removed) -> Outcome {
         ));
     }
     o
+}
+
+/// What [`finish`] is about to do to the entries that will be deleted (the
+/// report lines they get unless the deletion fails).
+fn intents(ready: &[Reclaiming]) -> Vec<Outcome> {
+    ready
+        .iter()
+        .filter(|r| r.refused.is_none() && r.decision != Drain::Keep)
+        .map(|r| reclaimed_outcome(r.waiting.original.clone(), r.decision, r.reclaimed.clone()))
+        .collect()
 }
 
 /// Carries out the drain decision for one entry: delete it, or put it back.

@@ -356,6 +356,17 @@ fn campaign(what: &str, setup: Setup, run: Run) -> (usize, usize) {
         let log_len = std::fs::metadata(&log).map_or(0, |m| m.len() as usize);
         if log_len / treeward::fault::LINE >= at {
             kills += 1;
+        } else {
+            eprintln!(
+                "{what}: point {at} of {n} not reached (this run reached {}): {}",
+                log_len / treeward::fault::LINE,
+                std::fs::read_to_string(&log)
+                    .unwrap_or_default()
+                    .lines()
+                    .map(str::trim)
+                    .collect::<Vec<_>>()
+                    .join(" | ")
+            );
         }
         let fail = |why: String| -> ! {
             panic!(

@@ -436,6 +436,16 @@ fn abandoned_reason(record: &Record) -> String {
 }
 
 impl<'a> Pass<'a> {
+    /// Records in the ledger what is about to be done to entries whose
+    /// files are deleted next (see [`crate::drain::drain_trash`]): a pass
+    /// killed before its final ledger write leaves the records where an
+    /// uninterrupted pass leaves them.
+    fn intend(&self, tracked: Vec<Tracked>) {
+        if !self.opts.dry_run && !tracked.is_empty() {
+            record(&Ledger::new(&self.config.ledger), &tracked);
+        }
+    }
+
     fn push(&mut self, mut outcome: Outcome, record: Option<String>) {
         if outcome.reason.is_none() {
             outcome.reason = self.reasons.get(&outcome.path).cloned();
@@ -848,6 +858,7 @@ impl<'a> Pass<'a> {
                 })
                 .collect();
             let answers = call(&self.opts.worker, owner, &requests);
+            self.intend(intended(items.iter().map(|(c, _, _)| c), &answers));
             for ((c, g, ticket), answer) in items.into_iter().zip(answers) {
                 let o = match answer {
                     Ok(r) if r.error.is_none() && r.decision != Drain::Keep => {
@@ -875,6 +886,7 @@ impl<'a> Pass<'a> {
         for (owner, items) in broken {
             let requests: Vec<Request> = items.iter().map(|(_, _, r)| r.clone()).collect();
             let answers = call(&self.opts.worker, owner, &requests);
+            self.intend(intended(items.iter().map(|(c, _, _)| c), &answers));
             for ((c, g, _), answer) in items.into_iter().zip(answers) {
                 let o = match answer {
                     Ok(r) if r.error.is_none() && r.decision != Drain::Keep => {
@@ -995,6 +1007,16 @@ impl<'a> Pass<'a> {
             &self.opts.worker,
             None,
             &self.known,
+            &|intended| {
+                let tracked: Vec<Tracked> = intended
+                    .iter()
+                    .map(|o| Tracked {
+                        outcome: o.clone(),
+                        record: None,
+                    })
+                    .collect();
+                self.intend(tracked);
+            },
             &mut outcomes,
         );
         let paths = outcomes.iter().map(|o| o.path.clone()).collect();
@@ -1191,6 +1213,25 @@ fn prune_admin(record: &Record, euid: u32) -> Result<Pruned, String> {
         }
     }
     Ok(Pruned::Done)
+}
+
+/// What is about to be done to the candidates whose reclaim succeeded and
+/// whose files are deleted next (the outcomes they get unless the deletion
+/// fails).
+fn intended<'c, 'a: 'c>(
+    candidates: impl Iterator<Item = &'c Candidate<'a>>,
+    answers: &[Result<crate::reclaim::Reclaimed, String>],
+) -> Vec<Tracked> {
+    candidates
+        .zip(answers)
+        .filter_map(|(c, answer)| match answer {
+            Ok(r) if r.error.is_none() && r.decision != Drain::Keep => Some(Tracked {
+                outcome: reclaimed_outcome(c.path.clone(), r.decision, Some(r.clone())),
+                record: c.record_id(),
+            }),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Moves the records of what this pass did to their new states: by id for

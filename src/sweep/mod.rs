@@ -116,6 +116,7 @@ pub fn sweep(config: &Config, opts: &Options) -> Report {
                 &opts.worker,
                 Some(deadline),
                 &known,
+                &|intended| record(&config.ledger_store(), intended),
                 &mut outcomes,
             );
         }
