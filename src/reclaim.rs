@@ -9,7 +9,12 @@
 //! or an error at any step leaves either the whole worktree, or its work
 //! already recorded under `refs/treeward/preserved/`. A worktree forgotten by
 //! its repository but whose files are still there is a broken worktree,
-//! which the next pass removes (its work is already preserved).
+//! which the next pass takes up ([`reclaim_broken`]): removed without
+//! preserving when its files are exactly a commit the repository has (a
+//! clean one), else preserved; a detached HEAD that only the set of an
+//! earlier, interrupted reclaim keeps is reported preserved in that set. A
+//! rerun after a crash at any step thus reaches the uninterrupted pass's
+//! decision.
 //!
 //! Its branch is kept unless integrated, so branch commits are never at risk
 //! from treeward's own removal: only what dies with the directory and the
