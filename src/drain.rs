@@ -628,7 +628,11 @@ pub fn apply(rec: &mut Record, o: &Outcome) {
         rec.attempts += 1;
         rec.last_error = o.error.clone();
     }
-    rec.preserved_refs.extend(o.preserved_refs.iter().cloned());
+    for r in &o.preserved_refs {
+        if !rec.preserved_refs.contains(r) {
+            rec.preserved_refs.push(r.clone());
+        }
+    }
     if rec.state != state || state == State::RetryRemove {
         rec.transition(state);
     }
@@ -678,5 +682,18 @@ mod tests {
         assert_eq!(known.commits(Path::new("/r/wt")).len(), 2);
         assert!(known.commits(Path::new("/r/other")).is_empty());
         assert_eq!(known.repositories, vec![PathBuf::from("/repo/.git")]);
+    }
+
+    #[test]
+    fn applying_an_outcome_twice_changes_nothing_more() {
+        let mut r = Record::new(Path::new("/r/wt"), Path::new("/repo/.git"), 0);
+        let mut o = Outcome::new(PathBuf::from("/r/wt"), Action::Preserved);
+        o.preserved_refs = vec!["refs/treeward/preserved/wt/1/state".into()];
+        apply(&mut r, &o);
+        let once = r.clone();
+        apply(&mut r, &o);
+        assert_eq!(r, once, "the intent, then the final outcome");
+        assert_eq!(r.state, State::Preserved);
+        assert_eq!(r.preserved_refs.len(), 1);
     }
 }
