@@ -3,9 +3,11 @@
 //! preserved, since nothing in it exists only there).
 //!
 //! Contract. The tree of the directory's files is computed as `git add -A`
-//! computes it (ignored files left out, attributes and the repository's
-//! filters applied as git applies them), with the directory as the work
-//! tree of the common dir, in a temporary index and a throwaway object
+//! computes it (ignored files left out), but on their raw bytes, as
+//! preserve records them: no attribute applies (`--attr-source` is the
+//! empty tree, `core.autocrlf` off), so no filter or driver of the
+//! repository runs and "identical" means byte for byte. The directory is
+//! the work tree of the common dir, in a temporary index and a throwaway object
 //! directory inside a [`Scratch`] (the repository's own objects as its
 //! alternate): nothing is written into the repository's objects, refs or
 //! index. That tree is then looked for among the trees of the `candidates`
@@ -48,9 +50,22 @@ pub fn identical_commit(
         owner,
         git_dir: Some(common),
     };
+    let empty_tree = files.out(
+        files
+            .git()?
+            .args(["hash-object", "-t", "tree", "--stdin"])
+            .stdin(Vec::new()),
+        "naming the empty tree",
+    )?;
+    let attr_source = format!(
+        "--attr-source={}",
+        String::from_utf8_lossy(&empty_tree).trim()
+    );
     let throwaway = || -> Result<crate::git::Git, PreserveError> {
         Ok(files
             .temp_index(&index)?
+            .arg(&attr_source)
+            .args(["-c", "core.autocrlf=false", "-c", "core.safecrlf=false"])
             .env("GIT_OBJECT_DIRECTORY", &objects)
             .env("GIT_ALTERNATE_OBJECT_DIRECTORIES", common.join("objects"))
             .args(["-c", "gc.auto=0", "-c", "maintenance.auto=false"]))
