@@ -116,6 +116,10 @@ pub enum Request {
         admin: Option<PathBuf>,
         #[serde(with = "wire_path")]
         name: PathBuf,
+        /// The commits its files may be (the ledger record's branch and
+        /// base commit), looked at first.
+        #[serde(default)]
+        commits: Vec<String>,
     },
     /// [`rebuild::rebuild`]: a preserved set (`prefix`) back into a new
     /// worktree at `path`.
@@ -864,8 +868,15 @@ pub fn serve_request(request: &Request) -> Response {
             repository,
             admin,
             name,
+            commits,
         } => on_repository(repository, |r| Response::Reclaimed {
-            reclaimed: reclaim::reclaim_broken(r, entry, admin.as_deref(), name.as_os_str()),
+            reclaimed: reclaim::reclaim_broken(
+                r,
+                entry,
+                admin.as_deref(),
+                name.as_os_str(),
+                commits,
+            ),
         }),
         Request::Restore {
             repository,
@@ -1339,6 +1350,7 @@ mod tests {
                 repository: "/srv/repo/.git".into(),
                 admin: None,
                 name: "wt".into(),
+                commits: vec!["refs/heads/t".into()],
             },
             Request::Restore {
                 repository: "/srv/repo/.git".into(),

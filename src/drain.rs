@@ -166,14 +166,20 @@ struct Waiting<'a> {
 /// The drain: reclaims and deletes what waits in the trash of `root`, oldest
 /// batch first, until the deadline (`None`: no deadline), telling
 /// `progress` as it goes. Each worker call runs as the entry's repository
-/// owner.
+/// owner. Before the files of reclaimed entries are deleted, what is about
+/// to be done (`removed`, `preserved`) is handed to `intend`, which records
+/// it in the ledger: a pass killed between the deletion and its own final
+/// ledger write leaves the records where an uninterrupted pass leaves them
+/// (the final outcomes are recorded again by the caller; recording is
+/// idempotent).
 pub fn drain_trash(
     root: &Root,
     open: &OpenRoot,
     worker: &Worker,
     deadline: Option<Instant>,
-    known: &[PathBuf],
+    known: &Known,
     progress: &mut Progress,
+    intend: &dyn Fn(&[Outcome]),
     out: &mut Vec<Outcome>,
 ) {
     let trash = match open_trash(root, open, false, out) {
@@ -239,6 +245,7 @@ pub fn drain_trash(
         }
         let chunk: Vec<Waiting> = queue.by_ref().take(size).collect();
         let bounded = within(worker, deadline, speed.per_entry());
+        intend(&intents(&reclaimed));
         let (done, next) = std::thread::scope(|s| {
             let next = (!chunk.is_empty()).then(|| {
                 s.spawn(|| {
@@ -445,7 +452,7 @@ struct Reclaiming<'a> {
 fn reclaim_chunk<'a>(
     root: &Root,
     worker: &Worker,
-    known: &[PathBuf],
+    known: &Known,
     chunk: Vec<Waiting<'a>>,
 ) -> (Vec<Outcome>, Vec<Reclaiming<'a>>, usize) {
     let mut served = chunk.len();
@@ -527,7 +534,7 @@ fn reclaim_chunk<'a>(
                                 &w.name,
                                 &w.original,
                                 expected,
-                                known,
+                                &known.repositories,
                             )
                         })
                         .flatten()
@@ -541,6 +548,7 @@ fn reclaim_chunk<'a>(
                             repository: f.repository.common().to_path_buf(),
                             admin: f.admin,
                             name: PathBuf::from(f.name),
+                            commits: known.commits(&w.original),
                         };
                         linked
                             .entry(f.repository.owner())
@@ -670,6 +678,16 @@ fn settle(mut o: Outcome, removed: &Removed) -> Outcome {
     o
 }
 
+/// What [`finish`] is about to do to the entries that will be deleted (the
+/// report lines they get unless the deletion fails).
+fn intents(ready: &[Reclaiming]) -> Vec<Outcome> {
+    ready
+        .iter()
+        .filter(|r| r.left.is_none() && r.decision != Drain::Keep)
+        .map(|r| reclaimed_outcome(r.waiting.original.clone(), r.decision, r.reclaimed.clone()))
+        .collect()
+}
+
 /// Carries out the drain decision for one entry: delete it (in the
 /// remains, until the deadline), or put it back. Kept work goes back
 /// through its owner's worker; past the deadline it waits for the next
@@ -746,12 +764,50 @@ fn put_back(
     o
 }
 
-/// The repositories the ledger names, each once: where a broken
-/// worktree's admin dir may have moved with its repository.
-pub fn known_repositories(doc: &Document) -> Vec<PathBuf> {
-    let known: std::collections::BTreeSet<PathBuf> =
-        doc.records.iter().map(|r| r.repository.clone()).collect();
-    known.into_iter().collect()
+/// What the ledger tells about broken worktrees: the repositories it names,
+/// each once (where an admin dir may have moved with its repository), and
+/// per path the commits its records name (their branches and base commits:
+/// what the files of a clean worktree are).
+#[derive(Debug, Clone, Default)]
+pub struct Known {
+    pub repositories: Vec<PathBuf>,
+    commits: BTreeMap<PathBuf, Vec<String>>,
+}
+
+impl Known {
+    pub fn of(doc: &Document) -> Known {
+        let repositories: std::collections::BTreeSet<PathBuf> =
+            doc.records.iter().map(|r| r.repository.clone()).collect();
+        let mut commits: BTreeMap<PathBuf, Vec<String>> = BTreeMap::new();
+        for r in &doc.records {
+            commits
+                .entry(r.path.clone())
+                .or_default()
+                .extend(record_commits(r));
+        }
+        Known {
+            repositories: repositories.into_iter().collect(),
+            commits,
+        }
+    }
+
+    /// The commits the records of `path` name.
+    pub fn commits(&self, path: &Path) -> Vec<String> {
+        self.commits.get(path).cloned().unwrap_or_default()
+    }
+}
+
+/// Pure: the revisions a record names, as git takes them: its branch
+/// (`refs/heads/<branch>`) and its base commit.
+fn record_commits(r: &Record) -> Vec<String> {
+    let branch = r.branch.as_deref().map(|b| {
+        if b.starts_with("refs/") {
+            b.to_owned()
+        } else {
+            format!("refs/heads/{b}")
+        }
+    });
+    branch.into_iter().chain(r.base_commit.clone()).collect()
 }
 
 /// Moves one record to the state `o` means (removed, preserved, kept, or
@@ -775,7 +831,11 @@ pub fn apply(rec: &mut Record, o: &Outcome) {
         rec.attempts += 1;
         rec.last_error = o.error.clone();
     }
-    rec.preserved_refs.extend(o.preserved_refs.iter().cloned());
+    for r in &o.preserved_refs {
+        if !rec.preserved_refs.contains(r) {
+            rec.preserved_refs.push(r.clone());
+        }
+    }
     if rec.state != state || state == State::RetryRemove {
         rec.transition(state);
     }
@@ -851,5 +911,39 @@ mod tests {
         apply(&mut rec, &Outcome::new("/r/wt-1".into(), Action::Preserved));
         assert_eq!(rec.state, State::Preserved);
         assert_eq!(rec.preserved_refs, deferred.preserved_refs);
+    }
+
+    #[test]
+    fn a_record_names_its_branch_as_a_ref_and_its_base_commit() {
+        let mut r = Record::new(Path::new("/r/wt"), Path::new("/repo/.git"), 0);
+        assert!(record_commits(&r).is_empty());
+        r.branch = Some("feature".into());
+        r.base_commit = Some("a".repeat(40));
+        assert_eq!(
+            record_commits(&r),
+            vec!["refs/heads/feature".to_owned(), "a".repeat(40)]
+        );
+        r.branch = Some("refs/heads/x".into());
+        assert_eq!(record_commits(&r)[0], "refs/heads/x");
+        let known = Known::of(&Document {
+            records: vec![r.clone()],
+            ..Document::default()
+        });
+        assert_eq!(known.commits(Path::new("/r/wt")).len(), 2);
+        assert!(known.commits(Path::new("/r/other")).is_empty());
+        assert_eq!(known.repositories, vec![PathBuf::from("/repo/.git")]);
+    }
+
+    #[test]
+    fn applying_an_outcome_twice_changes_nothing_more() {
+        let mut r = Record::new(Path::new("/r/wt"), Path::new("/repo/.git"), 0);
+        let mut o = Outcome::new(PathBuf::from("/r/wt"), Action::Preserved);
+        o.preserved_refs = vec!["refs/treeward/preserved/wt/1/state".into()];
+        apply(&mut r, &o);
+        let once = r.clone();
+        apply(&mut r, &o);
+        assert_eq!(r, once, "the intent, then the final outcome");
+        assert_eq!(r.state, State::Preserved);
+        assert_eq!(r.preserved_refs.len(), 1);
     }
 }

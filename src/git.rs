@@ -26,6 +26,12 @@
 //! - git dies with the thread that started it (`PR_SET_PDEATHSIG`): a
 //!   worker killed at its deadline (git blocked on a FIFO the owner
 //!   planted, say) leaves no git behind, holding the worktree in use.
+//! - Every command has a deadline ([`DEFAULT_DEADLINE`], or the caller's
+//!   budget: [`Git::deadline`]). git runs in a process group of its own;
+//!   at the deadline the whole group (git and whatever it started) is
+//!   killed and the command fails with [`GitError::TimedOut`]: a FIFO
+//!   planted where git reads (a loose ref, `packed-refs`, a reflog) cannot
+//!   block treeward, nor leave a git behind.
 //! - A failure is a value holding the command and git's stderr; the exit
 //!   status is never ignored unless the caller asks for it ([`Git::run`]).
 
@@ -34,6 +40,12 @@ use std::fmt;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// How long a git command may run unless its caller gives it another
+/// budget ([`Git::deadline`]).
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(60);
 
 /// The `PATH` git runs with (and the owner worker).
 pub const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -70,6 +82,9 @@ pub enum GitError {
         code: Option<i32>,
         stderr: String,
     },
+    /// git did not finish within its deadline (blocked on a FIFO, say): it
+    /// was killed, with everything it started.
+    TimedOut { command: String, after: Duration },
 }
 
 impl fmt::Display for GitError {
@@ -81,6 +96,12 @@ impl fmt::Display for GitError {
                  another user's configuration (run as root or as uid {owner})"
             ),
             GitError::Spawn { command, source } => write!(f, "cannot run {command}: {source}"),
+            GitError::TimedOut { command, after } => write!(
+                f,
+                "{command} did not finish within {} s and was killed \
+                 (something it reads may block: a FIFO?)",
+                after.as_secs_f32()
+            ),
             GitError::Failed {
                 command,
                 code,
@@ -121,6 +142,7 @@ pub struct Git {
     cmd: Command,
     shown: Vec<String>,
     stdin: Option<Vec<u8>>,
+    deadline: Duration,
 }
 
 impl Git {
@@ -148,11 +170,13 @@ impl Git {
             cmd.env(key, value);
         }
         let parent = nix::unistd::getpid();
-        // SAFETY: only async-signal-safe calls (prctl, getppid) between
+        // SAFETY: only async-signal-safe calls (prctl, setpgid, getppid) between
         // fork and exec.
         unsafe {
             std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
                 nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+                // A group of its own: the deadline kills all of it.
+                nix::unistd::setpgid(nix::unistd::Pid::from_raw(0), nix::unistd::Pid::from_raw(0))?;
                 // The parent died before the line above: nobody waits.
                 if nix::unistd::getppid() != parent {
                     return Err(io::Error::from_raw_os_error(nix::libc::ESRCH));
@@ -168,7 +192,14 @@ impl Git {
             cmd,
             shown: vec!["git".to_owned(), "-C".to_owned(), dir.display().to_string()],
             stdin: None,
+            deadline: DEFAULT_DEADLINE,
         })
+    }
+
+    /// Gives the command `budget` instead of [`DEFAULT_DEADLINE`].
+    pub fn deadline(mut self, budget: Duration) -> Git {
+        self.deadline = budget;
+        self
     }
 
     /// Asks git to take no optional lock (`git status` refreshes and writes
@@ -259,22 +290,37 @@ impl Git {
             }
             _ => None,
         };
-        let mut stderr_pipe = child.stderr.take();
-        let reader = std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            if let Some(p) = stderr_pipe.as_mut() {
-                // Best effort: git's message only decorates the error.
-                let _ = p.read_to_end(&mut buf);
-            }
-            buf
+        let stderr = child.stderr.take().map(read_all);
+        let stdout = child.stdout.take().map(read_all);
+        let group = nix::unistd::Pid::from_raw(child.id() as i32);
+        let (done, waited) = mpsc::channel();
+        let waiter = std::thread::spawn(move || {
+            let status = child.wait();
+            let _ = done.send(());
+            status
         });
-        let mut stdout = Vec::new();
-        if let Some(mut out) = child.stdout.take() {
-            out.read_to_end(&mut stdout).map_err(spawn_error)?;
+        if waited.recv_timeout(self.deadline) == Err(mpsc::RecvTimeoutError::Timeout) {
+            // Its group is git's own (made before exec); git is not reaped
+            // until the waiter returns, so the group id is still its.
+            let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+            let _ = waiter.join();
+            crate::fault::point("git: after a command");
+            return Err(GitError::TimedOut {
+                command,
+                after: self.deadline,
+            });
         }
-        let status = child.wait().map_err(spawn_error)?;
+        let status = waiter
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the waiting thread panicked")))
+            .map_err(spawn_error)?;
         crate::fault::point("git: after a command");
-        let stderr = reader.join().unwrap_or_default();
+        let stdout = stdout
+            .map(|r| r.join().unwrap_or_default())
+            .unwrap_or_default();
+        let stderr = stderr
+            .map(|r| r.join().unwrap_or_default())
+            .unwrap_or_default();
         if let Some(w) = writer {
             // git may exit before reading all of its input (an error): its
             // status says what happened, so a broken pipe here is not news.
@@ -286,6 +332,16 @@ impl Git {
             stderr,
         })
     }
+}
+
+/// Reads a pipe to its end on a thread of its own (best effort: what was
+/// read before an error).
+fn read_all(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = pipe.read_to_end(&mut buf);
+        buf
+    })
 }
 
 /// `HOME` for `uid`: its account's home, or [`NO_HOME`].
@@ -331,6 +387,47 @@ mod tests {
         assert!(envs
             .iter()
             .any(|(k, v)| *k == "LC_ALL" && *v == Some(OsStr::new("C"))));
+    }
+
+    /// The processes whose command line mentions `needle`.
+    fn processes_naming(needle: &str) -> Vec<String> {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+            .filter(|c| c.contains(needle))
+            .collect()
+    }
+
+    #[test]
+    fn a_git_blocked_on_a_fifo_is_killed_at_its_deadline() {
+        let euid = nix::unistd::geteuid().as_raw();
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("treeward-git-deadline-fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let hash = |path: &Path| {
+            Git::new(dir.path(), euid)
+                .unwrap()
+                .args(["hash-object", "--no-filters"])
+                .arg(path)
+                .deadline(Duration::from_millis(300))
+                .output()
+        };
+        let started = std::time::Instant::now();
+        match hash(&fifo) {
+            Err(GitError::TimedOut { command, .. }) => assert!(command.contains("hash-object")),
+            other => panic!("not timed out: {other:?}"),
+        }
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert_eq!(
+            processes_naming("treeward-git-deadline-fifo"),
+            Vec::<String>::new()
+        );
+        // Control: a regular file is hashed well within the same deadline.
+        let file = dir.path().join("file");
+        std::fs::write(&file, "x\n").unwrap();
+        assert!(hash(&file).is_ok());
     }
 
     #[test]

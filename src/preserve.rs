@@ -66,9 +66,11 @@
 //! `refs/treeward/tmp/` (they only keep objects alive).
 
 mod capture;
+mod identical;
 pub mod layout;
 
 pub use capture::Repo;
+pub use identical::identical_commit;
 
 use crate::fd;
 use crate::git::GitError;
@@ -276,7 +278,7 @@ fn preserve_into(s: &Source<'_>, time: SystemTime) -> Result<Preserved, Preserve
         drop_refs(&repo, &scratch_refs);
     }
     let p = written?;
-    log::info!("preserved {}: {}", s.worktree.display(), p.refs.join(", "));
+    log::debug!("preserved {}: {}", s.worktree.display(), p.refs.join(", "));
     Ok(p)
 }
 
@@ -869,6 +871,62 @@ fn drop_refs(repo: &Repo<'_>, prefix: &str) {
     }
 }
 
+/// The refs of a set that already keeps the detached HEAD `head` of the
+/// worktree named `name` (its `head` ref points at it): the set of an
+/// earlier reclaim of this worktree, cut short after its refs were written.
+/// That set is why the detached commits no longer count as at risk; a rerun
+/// reports them preserved there rather than removed unrecorded. Empty when
+/// there is none (the newest set is taken when there are several). Runs as
+/// the repository's owner.
+pub fn set_keeping_head(
+    common: &Path,
+    name: &str,
+    head: &str,
+) -> Result<Vec<String>, PreserveError> {
+    let repo = Repo::new(common, owner_uid(common)?);
+    let base = format!("{NAMESPACE}/{}", ref_component(name));
+    let heads = repo.text(
+        &[
+            "for-each-ref",
+            "--format=%(refname)",
+            &format!("--points-at={head}"),
+            &format!("{base}/"),
+        ],
+        "looking for a set keeping the detached HEAD",
+    )?;
+    let Some(stamp) = newest_stamp_with_head(&base, &heads) else {
+        return Ok(Vec::new());
+    };
+    let refs = repo.text(
+        &[
+            "for-each-ref",
+            "--format=%(refname)",
+            &format!("{base}/{stamp}/"),
+        ],
+        "listing the set's refs",
+    )?;
+    Ok(refs.lines().map(str::to_owned).collect())
+}
+
+/// Pure: the newest stamp under `base` among `refs` (one name a line) that
+/// names a set's `head` ref.
+fn newest_stamp_with_head<'a>(base: &str, refs: &'a str) -> Option<&'a str> {
+    refs.lines()
+        .filter_map(|r| {
+            let stamp = stamp_of(base, r)?;
+            (r.strip_prefix(base)? == format!("/{stamp}/head")).then_some(stamp)
+        })
+        .max_by(|a, b| stamp_order(a).cmp(&stamp_order(b)))
+}
+
+/// Pure: the order of stamps: by time, then by the `-N` of a taken one.
+fn stamp_order(stamp: &str) -> (&str, u64) {
+    match stamp.split_once('-') {
+        Some((t, n)) => (t, n.parse().unwrap_or(0)),
+        None => (stamp, 0),
+    }
+}
+
 /// Deletes the local `branch` of the repository whose common git dir is
 /// `repo_common_dir`, as `git branch -d` would, but only when it is
 /// integrated into the default branch ([`integration`]), is not the default
@@ -919,7 +977,7 @@ pub fn delete_branch_if_integrated(
                 .args(["update-ref", "-d", "--end-of-options", &full, &tip]),
             "deleting the branch",
         )?;
-        log::info!("deleted integrated branch {short} of {}", here.display());
+        log::debug!("deleted integrated branch {short} of {}", here.display());
     }
     Ok(fate)
 }
@@ -1140,6 +1198,25 @@ mod tests {
         assert_eq!(compact_stamp("2026-11-20T23:15:00Z"), "20261120T231500Z");
         assert_eq!(stamp_candidate("20261120T231500Z", 0), "20261120T231500Z");
         assert_eq!(stamp_candidate("20261120T231500Z", 2), "20261120T231500Z-2");
+    }
+
+    #[test]
+    fn the_newest_set_keeping_a_head_is_found() {
+        let base = "refs/treeward/preserved/wt";
+        let refs = format!(
+            "{base}/20260101T000000Z/head\n{base}/20260102T000000Z/worktree/x\n\
+             {base}/20260101T000000Z-2/head\n{base}/20260101T000000Z-10/head\n"
+        );
+        assert_eq!(
+            newest_stamp_with_head(base, &refs),
+            Some("20260101T000000Z-10")
+        );
+        // A ref that is not a set's `head` does not count (control).
+        assert_eq!(
+            newest_stamp_with_head(base, &format!("{base}/20260102T000000Z/worktree/x\n")),
+            None
+        );
+        assert_eq!(newest_stamp_with_head(base, ""), None);
     }
 
     #[test]

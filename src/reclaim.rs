@@ -9,7 +9,12 @@
 //! or an error at any step leaves either the whole worktree, or its work
 //! already recorded under `refs/treeward/preserved/`. A worktree forgotten by
 //! its repository but whose files are still there is a broken worktree,
-//! which the next pass removes (its work is already preserved).
+//! which the next pass takes up ([`reclaim_broken`]): removed without
+//! preserving when its files are exactly a commit the repository has (a
+//! clean one), else preserved; a detached HEAD that only the set of an
+//! earlier, interrupted reclaim keeps is reported preserved in that set. A
+//! rerun after a crash at any step thus reaches the uninterrupted pass's
+//! decision.
 //!
 //! Its branch is kept unless integrated, so branch commits are never at risk
 //! from treeward's own removal: only what dies with the directory and the
@@ -97,7 +102,24 @@ pub fn reclaim(claim: &Claim, policy: Policy, dry_run: bool) -> Reclaimed {
     if dry_run || out.decision == Drain::Keep {
         return out;
     }
-    if out.decision == Drain::PreserveThenRemove {
+    // A detached HEAD kept only by the set of an earlier reclaim of this
+    // worktree, cut short after its refs were written: preserved there.
+    if let (Drain::Remove, Policy::Preserve, None, Some(head)) =
+        (out.decision, policy, &a.branch, &a.head)
+    {
+        match preserve::set_keeping_head(claim.common(), &claim.name().to_string_lossy(), head) {
+            Ok(refs) if !refs.is_empty() => {
+                out.decision = Drain::PreserveThenRemove;
+                out.preserved_refs = refs;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                out.error = Some(format!("nothing removed: {e}"));
+                return out;
+            }
+        }
+    }
+    if out.decision == Drain::PreserveThenRemove && out.preserved_refs.is_empty() {
         match preserve::preserve_moved(path, claim.origin()) {
             Ok(p) => out.preserved_refs = p.refs,
             Err(PreserveError::Unpreservable { why, .. }) => {
@@ -151,17 +173,25 @@ fn forget(claim: &Claim, a: &Assessment, out: &mut Reclaimed) -> Result<(), Stri
 }
 
 /// Reclaims the broken worktree at `entry` (its `.git` names the admin dir
-/// `name`, gone, or moved with the repository to `admin`): preserves its
-/// files into `repository` ([`preserve::preserve_broken`]), then forgets
-/// the moved admin dir. Runs as the repository's owner, and acts only on a
-/// directory of the owner's reached without a symlink, and on an admin dir
-/// that is `<repository>/worktrees/<name>`. Whatever fails keeps the
-/// worktree (the decision is then `keep`, with why).
+/// `name`, gone, or moved with the repository to `admin`). With its admin
+/// dir gone (its HEAD, index and state died with it), when its files are
+/// exactly a commit the repository has ([`preserve::identical_commit`],
+/// `commits`: the ledger record's branch and base commit, looked at first),
+/// nothing exists only there: the decision is `remove`, nothing preserved
+/// (a clean worktree whose reclaim was cut short between forgetting it and
+/// deleting its files converges to `removed`, as the uninterrupted pass).
+/// Else preserves its files into `repository`
+/// ([`preserve::preserve_broken`]), then forgets the moved admin dir. Runs
+/// as the repository's owner, and acts only on a directory of the owner's
+/// reached without a symlink, and on an admin dir that is
+/// `<repository>/worktrees/<name>`. Whatever fails keeps the worktree (the
+/// decision is then `keep`, with why).
 pub fn reclaim_broken(
     repository: &Repository,
     entry: &Path,
     admin: Option<&Path>,
     name: &OsStr,
+    commits: &[String],
 ) -> Reclaimed {
     let mut out = Reclaimed::new(repository.common());
     let common = repository.common();
@@ -190,6 +220,23 @@ pub fn reclaim_broken(
     if let Err(e) = checked {
         out.error = Some(format!("kept: {e}"));
         return out;
+    }
+    if admin.is_none() {
+        match preserve::identical_commit(entry, common, commits) {
+            Ok(Some(commit)) => {
+                log::debug!(
+                    "{}: its files are commit {commit}: removed, nothing to preserve",
+                    entry.display()
+                );
+                out.decision = Drain::Remove;
+                return out;
+            }
+            Ok(None) => {}
+            Err(e) => log::warn!(
+                "{}: whether its files are a commit is not known ({e}): preserving",
+                entry.display()
+            ),
+        }
     }
     match preserve::preserve_broken(
         entry,

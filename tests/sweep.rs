@@ -992,6 +992,84 @@ fn a_broken_worktree_whose_admin_dir_is_gone_is_preserved_into_its_repository() 
     );
 }
 
+/// SPEC (issue 10, point 5): a broken worktree whose files are exactly a
+/// commit the repository has holds nothing of its own: it is removed, not
+/// preserved (a clean worktree whose reclaim was cut short between
+/// forgetting it and deleting its files). Controls: one whose files are a
+/// commit only its gone HEAD reached, and one with an edit, are preserved.
+#[test]
+fn a_broken_worktree_whose_files_are_a_commit_is_removed_without_preserving() {
+    let Some(h) = host(r#"["*"]"#, "preserve") else {
+        return;
+    };
+    let clean = h.f.worktree("clean", "t-clean");
+    write(&clean.join("build.log"), "ignored\n");
+    std::fs::write(h.f.repo.join(".git/info/exclude"), "*.log\n").unwrap();
+    let committed = h.f.detached_worktree("committed");
+    h.f.commit(&committed, "lone.txt", "only here\n", "lone");
+    let edited = h.f.worktree("edited", "t-edited");
+    write(&edited.join("README"), "edited\n");
+    for name in ["clean", "committed", "edited"] {
+        std::fs::remove_dir_all(h.f.repo.join(".git/worktrees").join(name)).unwrap();
+    }
+    // A preserve's scratch directory left by a crash (its process gone) is
+    // cleared by the next preserve; a live one's is not (control).
+    let stale = h.f.repo.join(".git/treeward-preserve.4000000-1.AbC123");
+    write(&stale.join("index-0"), "left by a crash\n");
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let start = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(19)
+        .unwrap();
+    let live = h.f.repo.join(format!(
+        ".git/treeward-preserve.{}-{start}.XyZ789",
+        std::process::id()
+    ));
+    std::fs::create_dir(&live).unwrap();
+    h.hand_over();
+
+    let (code, doc) = h.sweep(&[]);
+    assert_eq!(code, 0, "{doc:#}");
+    let e = action_of(&doc, &clean);
+    assert_eq!(e["action"], "removed", "{doc:#}");
+    assert!(!clean.exists());
+    assert!(h.refs("refs/treeward/preserved/clean").is_empty());
+    for wt in [&committed, &edited] {
+        let e = action_of(&doc, wt);
+        assert_eq!(e["action"], "preserved", "{doc:#}");
+        assert!(!wt.exists());
+    }
+    let state = state_ref(action_of(&doc, &committed));
+    assert_eq!(
+        h.git(&["cat-file", "blob", &format!("{state}:files/lone.txt")]),
+        "only here"
+    );
+    assert!(
+        root_owned(&h.f.repo).is_empty(),
+        "{:?}",
+        root_owned(&h.f.repo)
+    );
+    let scratch: Vec<PathBuf> = std::fs::read_dir(h.f.repo.join(".git"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("treeward-")
+        })
+        .collect();
+    assert_eq!(
+        scratch,
+        vec![live],
+        "only the live process's scratch is left"
+    );
+}
+
 #[test]
 fn a_worktree_whose_repository_moved_is_preserved_whole_into_it() {
     let Some(h) = host(r#"["*"]"#, "preserve") else {

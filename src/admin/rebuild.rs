@@ -31,7 +31,17 @@
 //! stat, compares their content and shows what `git status` showed (it may
 //! refresh the index the first time it runs).
 //!
-//! Something already at the path is renamed aside to
+//! A restore is resumable: the worktree is created locked (`git worktree
+//! add --lock --reason 'treeward: restoring <set>'`, one step, no window)
+//! and left locked: the caller unlocks it once the restore is recorded in
+//! the ledger (`treeward restore` does). A restore cut short (SIGKILL at any
+//! point) leaves at the path either an empty directory it made, or a
+//! worktree locked with that reason whose admin entry names the path; a
+//! rerun of the same restore recognises it as its own unfinished attempt and
+//! discards it (the admin entry and the directory, with the removal engine,
+//! as the owner) before restoring again ([`discard_unfinished`]).
+//!
+//! Anything else already at the path is renamed aside to
 //! `<path>.treeward-aside-<stamp>` (never overwritten), unless it is a live
 //! linked worktree, which is refused. The directory is then created with
 //! `mkdir` before git runs, so that nothing planted at the path meanwhile
@@ -150,6 +160,10 @@ pub fn rebuild(
         _ => false,
     };
     let checkout = choose_checkout(&meta, tip.as_deref(), free)?;
+    let reason = restoring(prefix);
+    if !dry_run {
+        discard_unfinished(common, owner, path, &reason)?;
+    }
     let aside = plan_aside(path)?;
     let mut out = Restored {
         path: path.to_path_buf(),
@@ -181,7 +195,7 @@ pub fn rebuild(
         }
         return Err(e);
     }
-    if let Err(e) = add_worktree(&repo, path, &checkout) {
+    if let Err(e) = add_worktree(&repo, path, &checkout, &reason) {
         // git removes the directory when it fails after taking it; when
         // it fails before, the directory is still ours and still empty.
         let _ = fs::remove_dir(path);
@@ -208,8 +222,7 @@ pub fn rebuild(
     filled.map_err(|e| {
         format!(
             "{e}; the new worktree at {} is incomplete (the preserved refs are intact): \
-             `git worktree remove --force {}` and restore again",
-            path.display(),
+                 restore again, which starts over",
             path.display()
         )
     })?;
@@ -361,13 +374,114 @@ fn choose_checkout(meta: &Meta, tip: Option<&str>, free: bool) -> Result<Checkou
     }
 }
 
-/// `git worktree add --no-checkout` (hooks off: the engine's fixed
-/// configuration).
-fn add_worktree(repo: &Repo<'_>, path: &Path, checkout: &Checkout) -> Result<(), String> {
+/// The lock reason of a worktree being restored from the set `prefix`.
+fn restoring(prefix: &str) -> String {
+    format!("treeward: restoring {prefix}")
+}
+
+/// Pure: whether an admin entry is an unfinished restore of the same set to
+/// the same path: locked with exactly `reason`, its `gitdir` naming
+/// `<path>/.git`.
+fn is_unfinished(locked: Option<&[u8]>, gitdir: Option<&[u8]>, reason: &str, path: &Path) -> bool {
+    let trim = |b: &[u8]| b.strip_suffix(b"\n").unwrap_or(b).to_vec();
+    locked.map(trim).as_deref() == Some(reason.as_bytes())
+        && gitdir.map(trim).as_deref() == Some(path.join(".git").as_os_str().as_bytes())
+}
+
+/// Discards what a restore of the same set to `path`, cut short, left (see
+/// the module doc): each admin entry of `common` that [`is_unfinished`]
+/// says is one, and the directory at `path` when its `.git` names that
+/// entry or it is empty. Runs as the owner; everything is opened relative
+/// to directory descriptors, and removed with the removal engine.
+fn discard_unfinished(common: &Path, owner: u32, path: &Path, reason: &str) -> Result<(), String> {
+    let worktrees = match crate::claim::open_worktrees_of(common, owner) {
+        Ok(fd) => fd,
+        Err(_) => return Ok(()),
+    };
+    let names = crate::remove::list_names(worktrees.as_fd())
+        .map_err(|e| format!("{}/worktrees: listing: {e}", common.display()))?;
+    let (Some(parent), Some(leaf)) = (path.parent(), path.file_name()) else {
+        return Ok(());
+    };
+    for name in names {
+        let Ok(admin) = crate::fd::open_dir_at(worktrees.as_fd(), &name) else {
+            continue;
+        };
+        let read = |file: &str| {
+            crate::fd::read_at(admin.as_fd(), OsStr::new(file), 4096)
+                .ok()
+                .flatten()
+        };
+        if !is_unfinished(
+            read("locked").as_deref(),
+            read("gitdir").as_deref(),
+            reason,
+            path,
+        ) {
+            continue;
+        }
+        let admin_path = common.join("worktrees").join(&name);
+        let parent_fd = crate::fd::open_path(parent)
+            .map_err(|e| format!("{}: opening: {e}", parent.display()))?;
+        let dotgit = crate::fd::open_dir_at(parent_fd.as_fd(), leaf)
+            .ok()
+            .and_then(|d| crate::fd::read_at(d.as_fd(), OsStr::new(".git"), 4096).ok())
+            .flatten();
+        let names_admin = dotgit
+            .as_deref()
+            .map(|b| b.strip_suffix(b"\n").unwrap_or(b))
+            == Some(format!("gitdir: {}", admin_path.display()).as_bytes());
+        if names_admin || fs::remove_dir(path).is_ok() {
+            remove_all(parent_fd.as_fd(), leaf, path)?;
+        }
+        remove_all(worktrees.as_fd(), &name, &admin_path)?;
+        log::warn!(
+            "discarded an unfinished restore at {} (admin entry {})",
+            path.display(),
+            admin_path.display()
+        );
+    }
+    if let Ok(dir) = fs::symlink_metadata(path) {
+        // An empty directory the restore made before git ran (nothing to
+        // move aside: removing an empty directory loses nothing).
+        if dir.is_dir() {
+            let _ = fs::remove_dir(path);
+        }
+    }
+    Ok(())
+}
+
+/// Removes `name` of `parent` (at `path`) whole, with the removal engine;
+/// already gone is done.
+fn remove_all(
+    parent: std::os::fd::BorrowedFd<'_>,
+    name: &OsStr,
+    path: &Path,
+) -> Result<(), String> {
+    match crate::remove::remove_entry(parent, name) {
+        Ok(r) if r.complete => Ok(()),
+        Ok(r) => Err(format!(
+            "{}: only partly removed: {}",
+            path.display(),
+            r.describe()
+        )),
+        Err(crate::remove::RemoveError::NotFound { .. }) => Ok(()),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
+/// `git worktree add --no-checkout`, locked with `reason` from the start
+/// (hooks off: the engine's fixed configuration).
+fn add_worktree(
+    repo: &Repo<'_>,
+    path: &Path,
+    checkout: &Checkout,
+    reason: &str,
+) -> Result<(), String> {
     let git = repo
         .git()
         .map_err(|e| e.to_string())?
-        .args(["worktree", "add", "--quiet"]);
+        .args(["worktree", "add", "--quiet", "--lock", "--reason", reason]);
     let git = match checkout {
         Checkout::Branch(b) => git.arg("--no-checkout").arg(path).arg(b),
         Checkout::NewBranch(b, h) => git.args(["--no-checkout", "-b", b]).arg(path).arg(h),
@@ -864,6 +978,35 @@ mod tests {
             worktree_refs: BTreeMap::new(),
             modules: Vec::new(),
         }
+    }
+
+    #[test]
+    fn only_its_own_unfinished_restore_is_recognised() {
+        let path = Path::new("/r/restored");
+        let reason = restoring("refs/treeward/preserved/wt/20260101T000000Z");
+        let gitdir = b"/r/restored/.git\n";
+        assert!(is_unfinished(
+            Some(reason.as_bytes()),
+            Some(gitdir),
+            &reason,
+            path
+        ));
+        // Controls: another set, another lock, no lock, another path.
+        let other = restoring("refs/treeward/preserved/wt/20260102T000000Z");
+        assert!(!is_unfinished(
+            Some(other.as_bytes()),
+            Some(gitdir),
+            &reason,
+            path
+        ));
+        assert!(!is_unfinished(Some(b"mine"), Some(gitdir), &reason, path));
+        assert!(!is_unfinished(None, Some(gitdir), &reason, path));
+        assert!(!is_unfinished(
+            Some(reason.as_bytes()),
+            Some(b"/r/elsewhere/.git"),
+            &reason,
+            path
+        ));
     }
 
     #[test]

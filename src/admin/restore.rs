@@ -323,6 +323,7 @@ pub fn restore(
                     restored.path.display()
                 ))
             })?;
+        unlock_restored(worker, &verified, &restored.path)?;
         Some(id)
     };
     Ok(Outcome {
@@ -331,6 +332,27 @@ pub fn restore(
         repository: plan.repository,
         id,
     })
+}
+
+/// Lifts the lock a restore leaves on its worktree until it is recorded
+/// ([`super::rebuild`]): done once the ledger names it, so that a restore
+/// killed before that is taken up again by a rerun.
+fn unlock_restored(worker: &Worker, repo: &Repository, path: &Path) -> Result<(), Error> {
+    let claim =
+        crate::claim::verify(path, crate::claim::Expect::owner(repo.owner().uid)).map_err(|e| {
+            Error::Failed(format!(
+                "{}: restored, but not unlocked: {e}",
+                path.display()
+            ))
+        })?;
+    call_as_owner(
+        worker,
+        repo,
+        &Request::UnlockWorktree {
+            claimed: claim.ticket(),
+        },
+    )
+    .map(drop)
 }
 
 /// Pure: the ledger after a restore. The record listing the set (or a new

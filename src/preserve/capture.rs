@@ -28,15 +28,34 @@ const MAX_STATE_FILE: u64 = 1 << 30;
 
 /// A private directory for temporary index files and blob sources, inside
 /// the common git dir (the one place a preserve may write, also under the
-/// reaper's `ProtectSystem=strict`); removed when dropped.
+/// reaper's `ProtectSystem=strict`); removed when dropped. Its name
+/// (`treeward-preserve.<pid>-<start time>.XXXXXX`) says which process made
+/// it, so that one left by a crash (its process gone: SIGKILL skips the
+/// drop) is removed by the next [`Scratch::new`] in that repository.
 pub struct Scratch {
     dir: PathBuf,
     next: std::cell::Cell<usize>,
 }
 
+/// How every scratch directory's name starts.
+const SCRATCH_PREFIX: &str = "treeward-preserve.";
+
+/// How old a scratch directory whose name does not say who made it (an
+/// older treeward's) must be to be taken as stale.
+const UNNAMED_STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 impl Scratch {
     pub fn new(common: &Path) -> Result<Scratch, PreserveError> {
-        let template = common.join("treeward-preserve.XXXXXX");
+        clear_stale(common);
+        let me = crate::in_use::own_start_time().map_err(|source| PreserveError::Io {
+            path: PathBuf::from("/proc/self/stat"),
+            doing: "reading this process's start time".into(),
+            source,
+        })?;
+        let template = common.join(format!(
+            "{SCRATCH_PREFIX}{}-{me}.XXXXXX",
+            std::process::id()
+        ));
         let dir = nix::unistd::mkdtemp(&template).map_err(|e| PreserveError::Io {
             path: template.clone(),
             doing: "creating a scratch directory".into(),
@@ -71,6 +90,82 @@ impl Drop for Scratch {
     fn drop(&mut self) {
         if let Err(e) = fs::remove_dir_all(&self.dir) {
             log::warn!("{}: not removed: {e}", self.dir.display());
+        }
+    }
+}
+
+/// Pure: the process a scratch directory's name says made it (`None`: a
+/// name of another form, an older treeward's or not a scratch directory).
+fn scratch_creator(name: &[u8]) -> Option<crate::ledger::Holder> {
+    let rest = std::str::from_utf8(name.strip_prefix(SCRATCH_PREFIX.as_bytes())?).ok()?;
+    let (process, _) = rest.split_once('.')?;
+    let (pid, start) = process.split_once('-')?;
+    Some(crate::ledger::Holder {
+        pid: pid.parse().ok()?,
+        start_time: start.parse().ok()?,
+    })
+}
+
+/// Pure: whether the scratch directory `name` is stale: its creator is gone
+/// (`alive` says), or, when its name does not say who made it, it is older
+/// than [`UNNAMED_STALE_AFTER`] (`age`; unknown is not stale).
+fn scratch_is_stale(
+    name: &[u8],
+    alive: impl Fn(&crate::ledger::Holder) -> bool,
+    age: Option<std::time::Duration>,
+) -> bool {
+    if !name.starts_with(SCRATCH_PREFIX.as_bytes()) {
+        return false;
+    }
+    match scratch_creator(name) {
+        Some(creator) => !alive(&creator),
+        None => age.is_some_and(|a| a >= UNNAMED_STALE_AFTER),
+    }
+}
+
+/// Removes the stale scratch directories of the common dir `common` (see
+/// [`Scratch`]), best effort: only directories of the current user's, with
+/// the removal engine, relative to the common dir's descriptor.
+fn clear_stale(common: &Path) {
+    let Ok(dir) = fd::open_path_trusted(common) else {
+        return;
+    };
+    let Ok(names) = crate::remove::list_names(dir.as_fd()) else {
+        return;
+    };
+    let euid = nix::unistd::geteuid().as_raw();
+    let now = std::time::SystemTime::now();
+    for name in names {
+        if !name.as_bytes().starts_with(SCRATCH_PREFIX.as_bytes()) {
+            continue;
+        }
+        let Ok(Some(st)) = fd::stat_at(dir.as_fd(), &name) else {
+            continue;
+        };
+        let is_dir = st.st_mode & nix::libc::S_IFMT == nix::libc::S_IFDIR;
+        if !is_dir || st.st_uid != euid {
+            continue;
+        }
+        let modified =
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(st.st_mtime.max(0) as u64);
+        let age = now.duration_since(modified).ok();
+        if !scratch_is_stale(name.as_bytes(), crate::in_use::holder_alive, age) {
+            continue;
+        }
+        match crate::remove::remove_entry(dir.as_fd(), &name) {
+            Ok(r) if r.complete => log::info!(
+                "removed the scratch directory {} of a preserve cut short",
+                common.join(&name).display()
+            ),
+            Ok(r) => log::warn!(
+                "{}: a stale scratch directory, partly removed: {}",
+                common.join(&name).display(),
+                r.describe()
+            ),
+            Err(e) => log::warn!(
+                "{}: a stale scratch directory, not removed: {e}",
+                common.join(&name).display()
+            ),
         }
     }
 }
@@ -202,7 +297,7 @@ impl<'a> Repo<'a> {
 
     /// A command on the temporary index file `index`, which no setting of
     /// the repository's may split or extend into its git dir.
-    fn temp_index(&self, index: &Path) -> Result<Git, PreserveError> {
+    pub(super) fn temp_index(&self, index: &Path) -> Result<Git, PreserveError> {
         Ok(self.git()?.env("GIT_INDEX_FILE", index).args([
             "-c",
             "core.splitIndex=false",
@@ -231,7 +326,7 @@ impl<'a> Repo<'a> {
         Ok(String::from_utf8_lossy(&out).trim().to_owned())
     }
 
-    fn odd(&self, what: &str, out: &[u8]) -> PreserveError {
+    pub(super) fn odd(&self, what: &str, out: &[u8]) -> PreserveError {
         PreserveError::Unpreservable {
             path: self.dir.to_path_buf(),
             why: format!(
@@ -787,5 +882,41 @@ fn module(path: &[u8], kind: ModuleKind) -> Module {
     Module {
         enc: layout::encode(path),
         kind,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::Holder;
+    use std::time::Duration;
+
+    #[test]
+    fn a_scratch_name_says_who_made_it() {
+        assert_eq!(
+            scratch_creator(b"treeward-preserve.42-1234.AbC123"),
+            Some(Holder {
+                pid: 42,
+                start_time: 1234
+            })
+        );
+        assert_eq!(scratch_creator(b"treeward-preserve.AbC123"), None);
+        assert_eq!(scratch_creator(b"objects"), None);
+    }
+
+    #[test]
+    fn only_a_scratch_whose_creator_is_gone_is_stale() {
+        let gone = |_: &Holder| false;
+        let alive = |_: &Holder| true;
+        let named = b"treeward-preserve.42-1234.AbC123";
+        assert!(scratch_is_stale(named, gone, None));
+        assert!(!scratch_is_stale(named, alive, None), "control: alive");
+        let old = Some(Duration::from_secs(2 * 24 * 3600));
+        let young = Some(Duration::from_secs(60));
+        let unnamed = b"treeward-preserve.AbC123";
+        assert!(scratch_is_stale(unnamed, alive, old));
+        assert!(!scratch_is_stale(unnamed, alive, young));
+        assert!(!scratch_is_stale(unnamed, alive, None));
+        assert!(!scratch_is_stale(b"objects", gone, old), "not a scratch");
     }
 }

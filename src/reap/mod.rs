@@ -46,8 +46,8 @@ use crate::as_owner::{Owner, Request, Response, Worker};
 use crate::claim::{self, Claimed};
 use crate::config::{Config, Policy, Root};
 use crate::drain::{
-    action_of, call, call_simple, drain_trash, failed_reclaim, known_repositories, planned,
-    reclaimed_outcome, remove_into,
+    action_of, call, call_simple, drain_trash, failed_reclaim, planned, reclaimed_outcome,
+    remove_into, Known,
 };
 use crate::error::Error;
 use crate::in_use::{flock_held, holder_alive, pid_alive, recorded_process_alive, ProcessTable};
@@ -274,7 +274,7 @@ pub fn reap(config: &Config, opts: &Options) -> Result<Report, Error> {
         config,
         opts,
         doc: &doc,
-        known: known_repositories(&doc),
+        known: Known::of(&doc),
         processes,
         now: SystemTime::now(),
         euid: Uid::effective().as_raw(),
@@ -339,8 +339,8 @@ struct Pass<'a> {
     config: &'a Config,
     opts: &'a Options,
     doc: &'a Document,
-    /// The repositories the ledger names ([`known_repositories`]).
-    known: Vec<PathBuf>,
+    /// What the ledger tells about broken worktrees ([`Known`]).
+    known: Known,
     processes: ProcessTable,
     now: SystemTime,
     euid: u32,
@@ -438,6 +438,16 @@ fn abandoned_reason(record: &Record) -> String {
 }
 
 impl<'a> Pass<'a> {
+    /// Records in the ledger what is about to be done to entries whose
+    /// files are deleted next (see [`crate::drain::drain_trash`]): a pass
+    /// killed before its final ledger write leaves the records where an
+    /// uninterrupted pass leaves them.
+    fn intend(&self, tracked: Vec<Tracked>) {
+        if !self.opts.dry_run && !tracked.is_empty() {
+            record(&Ledger::new(&self.config.ledger), &tracked);
+        }
+    }
+
     fn push(&mut self, mut outcome: Outcome, record: Option<String>) {
         if outcome.reason.is_none() {
             outcome.reason = self.reasons.get(&outcome.path).cloned();
@@ -561,7 +571,14 @@ impl<'a> Pass<'a> {
         };
         let found = (inspected.seen.kind == EntryKind::Broken && root.policy == Policy::Preserve)
             .then(|| {
-                claim::find_repository(open.fd.as_fd(), &root.path, name, &path, owner, &self.known)
+                claim::find_repository(
+                    open.fd.as_fd(),
+                    &root.path,
+                    name,
+                    &path,
+                    owner,
+                    &self.known.repositories,
+                )
             })
             .flatten()
             .filter(|f| self.euid == 0 || f.repository.owner().uid == self.euid);
@@ -815,6 +832,7 @@ impl<'a> Pass<'a> {
                     repository: f.repository.common().to_path_buf(),
                     admin: f.admin.clone(),
                     name: PathBuf::from(&f.name),
+                    commits: self.known.commits(&c.path),
                 };
                 let owner = f.repository.owner();
                 broken.entry(owner).or_default().push((c, g, request));
@@ -843,6 +861,7 @@ impl<'a> Pass<'a> {
                 })
                 .collect();
             let answers = call(&self.opts.worker, owner, &requests);
+            self.intend(intended(items.iter().map(|(c, _, _)| c), &answers));
             for ((c, g, ticket), answer) in items.into_iter().zip(answers) {
                 let o = match answer {
                     Ok(r) if r.error.is_none() && r.decision != Drain::Keep => {
@@ -870,6 +889,7 @@ impl<'a> Pass<'a> {
         for (owner, items) in broken {
             let requests: Vec<Request> = items.iter().map(|(_, _, r)| r.clone()).collect();
             let answers = call(&self.opts.worker, owner, &requests);
+            self.intend(intended(items.iter().map(|(c, _, _)| c), &answers));
             for ((c, g, _), answer) in items.into_iter().zip(answers) {
                 let o = match answer {
                     Ok(r) if r.error.is_none() && r.decision != Drain::Keep => {
@@ -992,6 +1012,16 @@ impl<'a> Pass<'a> {
             None,
             &self.known,
             &mut progress,
+            &|intended| {
+                let tracked: Vec<Tracked> = intended
+                    .iter()
+                    .map(|o| Tracked {
+                        outcome: o.clone(),
+                        record: None,
+                    })
+                    .collect();
+                self.intend(tracked);
+            },
             &mut outcomes,
         );
         progress.finish();
@@ -1189,6 +1219,25 @@ fn prune_admin(record: &Record, euid: u32) -> Result<Pruned, String> {
         }
     }
     Ok(Pruned::Done)
+}
+
+/// What is about to be done to the candidates whose reclaim succeeded and
+/// whose files are deleted next (the outcomes they get unless the deletion
+/// fails).
+fn intended<'c, 'a: 'c>(
+    candidates: impl Iterator<Item = &'c Candidate<'a>>,
+    answers: &[Result<crate::reclaim::Reclaimed, String>],
+) -> Vec<Tracked> {
+    candidates
+        .zip(answers)
+        .filter_map(|(c, answer)| match answer {
+            Ok(r) if r.error.is_none() && r.decision != Drain::Keep => Some(Tracked {
+                outcome: reclaimed_outcome(c.path.clone(), r.decision, Some(r.clone())),
+                record: c.record_id(),
+            }),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Moves the records of what this pass did to their new states: by id for

@@ -23,8 +23,8 @@ use crate::as_owner::{Owner, Request, Response, Worker};
 use crate::claim::{self, Claim, Claimed};
 use crate::config::{Config, Root};
 use crate::drain::{
-    action_of, call, call_simple, drain_trash, failed_reclaim, known_repositories, open_trash,
-    planned, reclaimed_outcome, record, remove_into, squatted,
+    action_of, call, call_simple, drain_trash, failed_reclaim, open_trash, planned,
+    reclaimed_outcome, record, remove_into, squatted, Known,
 };
 use crate::in_use::ProcessTable;
 use crate::ledger::Ledger;
@@ -80,7 +80,7 @@ pub fn sweep(config: &Config, opts: &Options) -> Report {
     // cannot be read only means fewer are found).
     let known = Ledger::new(&config.ledger)
         .read()
-        .map(|doc| known_repositories(&doc))
+        .map(|doc| Known::of(&doc))
         .unwrap_or_default();
     let mut outcomes = Vec::new();
     let mut refused = Vec::new();
@@ -123,6 +123,7 @@ pub fn sweep(config: &Config, opts: &Options) -> Report {
                 Some(deadline),
                 &known,
                 &mut progress,
+                &|intended| record(&config.ledger_store(), intended),
                 &mut outcomes,
             );
         }
@@ -148,7 +149,7 @@ fn recordable(
     open: &OpenRoot,
     name: &OsStr,
     inspected: &Inspected,
-    known: &[PathBuf],
+    known: &Known,
 ) -> bool {
     let owner = claim::expected_owner(root, Uid::effective().as_raw());
     inspected.seen.kind == EntryKind::Broken
@@ -158,7 +159,7 @@ fn recordable(
             name,
             &root.path.join(name),
             owner,
-            known,
+            &known.repositories,
         )
         .is_some()
 }
@@ -169,7 +170,7 @@ fn block(
     open: &OpenRoot,
     processes: &ProcessTable,
     opts: &Options,
-    known: &[PathBuf],
+    known: &Known,
     out: &mut Vec<Outcome>,
 ) -> Result<(), String> {
     let names = roots::entry_names(root, open).map_err(|e| format!("cannot list: {e}"))?;
@@ -343,7 +344,7 @@ fn plan(
     open: &OpenRoot,
     items: Vec<(OsString, Inspected)>,
     opts: &Options,
-    known: &[PathBuf],
+    known: &Known,
     out: &mut Vec<Outcome>,
 ) {
     let mut linked: BTreeMap<Owner, Vec<Claim>> = BTreeMap::new();
