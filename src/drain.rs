@@ -163,6 +163,15 @@ struct Waiting<'a> {
     original: PathBuf,
 }
 
+/// How a drain runs: until when, whom it tells how far it got, and where
+/// it records what it is about to delete (see [`drain_trash`]).
+pub struct Drive<'a> {
+    /// `None`: no deadline.
+    pub deadline: Option<Instant>,
+    pub progress: &'a mut Progress,
+    pub intend: &'a dyn Fn(&[Outcome]),
+}
+
 /// The drain: reclaims and deletes what waits in the trash of `root`, oldest
 /// batch first, until the deadline (`None`: no deadline), telling
 /// `progress` as it goes. Each worker call runs as the entry's repository
@@ -176,12 +185,15 @@ pub fn drain_trash(
     root: &Root,
     open: &OpenRoot,
     worker: &Worker,
-    deadline: Option<Instant>,
     known: &Known,
-    progress: &mut Progress,
-    intend: &dyn Fn(&[Outcome]),
+    drive: Drive<'_>,
     out: &mut Vec<Outcome>,
 ) {
+    let Drive {
+        deadline,
+        progress,
+        intend,
+    } = drive;
     let trash = match open_trash(root, open, false, out) {
         Ok(Some(t)) => t,
         Ok(None) => return,

@@ -47,7 +47,7 @@ use crate::claim::{self, Claimed};
 use crate::config::{Config, Policy, Root};
 use crate::drain::{
     action_of, call, call_simple, drain_trash, failed_reclaim, planned, reclaimed_outcome,
-    remove_into, Known,
+    remove_into, Drive, Known,
 };
 use crate::error::Error;
 use crate::in_use::{flock_held, holder_alive, pid_alive, recorded_process_alive, ProcessTable};
@@ -1009,18 +1009,20 @@ impl<'a> Pass<'a> {
             root,
             open,
             &self.opts.worker,
-            None,
             &self.known,
-            &mut progress,
-            &|intended| {
-                let tracked: Vec<Tracked> = intended
-                    .iter()
-                    .map(|o| Tracked {
-                        outcome: o.clone(),
-                        record: None,
-                    })
-                    .collect();
-                self.intend(tracked);
+            Drive {
+                deadline: None,
+                progress: &mut progress,
+                intend: &|intended| {
+                    let tracked: Vec<Tracked> = intended
+                        .iter()
+                        .map(|o| Tracked {
+                            outcome: o.clone(),
+                            record: None,
+                        })
+                        .collect();
+                    self.intend(tracked);
+                },
             },
             &mut outcomes,
         );

@@ -24,7 +24,7 @@ use crate::claim::{self, Claim, Claimed};
 use crate::config::{Config, Root};
 use crate::drain::{
     action_of, call, call_simple, drain_trash, failed_reclaim, open_trash, planned,
-    reclaimed_outcome, record, remove_into, squatted, Known,
+    reclaimed_outcome, record, remove_into, squatted, Drive, Known,
 };
 use crate::in_use::ProcessTable;
 use crate::ledger::Ledger;
@@ -120,10 +120,12 @@ pub fn sweep(config: &Config, opts: &Options) -> Report {
                 root,
                 open,
                 &opts.worker,
-                Some(deadline),
                 &known,
-                &mut progress,
-                &|intended| record(&config.ledger_store(), intended),
+                Drive {
+                    deadline: Some(deadline),
+                    progress: &mut progress,
+                    intend: &|intended| record(&config.ledger_store(), intended),
+                },
                 &mut outcomes,
             );
         }
