@@ -643,6 +643,32 @@ pub fn reclaimed_outcome(path: PathBuf, decision: Drain, reclaimed: Option<Recla
     o
 }
 
+/// Carries out a worker's answer for an entry reclaimed where it is (the
+/// reaper's entries, a sweep's worktree with submodules): its files deleted
+/// when its work is preserved or not at risk, kept work left in place, a
+/// failure reported with whatever was preserved first.
+pub fn settle_in_place(
+    path: PathBuf,
+    answer: Result<Reclaimed, String>,
+    parent: BorrowedFd<'_>,
+    name: &OsStr,
+) -> Outcome {
+    match answer {
+        Ok(r) if r.error.is_none() && r.decision != Drain::Keep => {
+            let decision = r.decision;
+            remove_into(
+                reclaimed_outcome(path, decision, Some(r)),
+                parent,
+                name,
+                None,
+            )
+        }
+        Ok(r) if r.decision == Drain::Keep => reclaimed_outcome(path, Drain::Keep, Some(r)),
+        Ok(r) => failed_reclaim(path, r),
+        Err(e) => Outcome::new(path, Action::Failed).with_error(e),
+    }
+}
+
 /// Deletes entry `name` of `parent` with the safe removal engine, until
 /// `deadline` (`None`: to the end), and completes its report line: bytes
 /// freed, or what was left and why (an entry already gone counts as

@@ -448,18 +448,8 @@ fn modules(
         top_repo.out(
             top_repo
                 .git()?
-                .args([
-                    "-c",
-                    "protocol.version=2",
-                    "fetch",
-                    "--quiet",
-                    "--no-tags",
-                    "--no-write-fetch-head",
-                    "--no-auto-maintenance",
-                    "--no-recurse-submodules",
-                    "--no-prune",
-                    "--end-of-options",
-                ])
+                .args(layout::LOCAL_FETCH)
+                .arg("--end-of-options")
                 .arg(&git_dir)
                 .args(&refspecs),
             "fetching a nested repository's objects",

@@ -643,19 +643,8 @@ fn fill_modules(
         {
             wanted.push(stages);
         }
-        let mut fetch: Vec<&str> = vec![
-            "-c",
-            "protocol.version=2",
-            "fetch",
-            "--quiet",
-            "--no-tags",
-            "--no-write-fetch-head",
-            "--no-auto-maintenance",
-            "--no-recurse-submodules",
-            "--no-prune",
-            "--update-head-ok",
-            "--end-of-options",
-        ];
+        let mut fetch: Vec<&str> = crate::preserve::layout::LOCAL_FETCH.to_vec();
+        fetch.extend(["--update-head-ok", "--end-of-options"]);
         let source = common.dir.to_string_lossy().into_owned();
         fetch.push(&source);
         fetch.extend(wanted.iter().map(String::as_str));

@@ -59,6 +59,22 @@ pub const STATE_DIRS: &[&str] = &["rebase-merge", "rebase-apply", "sequencer"];
 /// Recorded for a nested repository only (its whole git dir dies with the
 /// worktree): its configuration, remotes included.
 pub const MODULE_CONFIG: &str = "config";
+/// A local fetch of a nested repository's objects (into the common
+/// repository when preserving, back out when restoring): protocol v2 (which
+/// fetches by object id), nothing else touched (no tags, no FETCH_HEAD, no
+/// maintenance, no recursion, no pruning). The engine allows only the
+/// `file` transport.
+pub const LOCAL_FETCH: [&str; 9] = [
+    "-c",
+    "protocol.version=2",
+    "fetch",
+    "--quiet",
+    "--no-tags",
+    "--no-write-fetch-head",
+    "--no-auto-maintenance",
+    "--no-recurse-submodules",
+    "--no-prune",
+];
 /// The ref namespaces git keeps per worktree.
 pub const WORKTREE_REF_PREFIXES: &[&str] = &["refs/worktree/", "refs/bisect/", "refs/rewritten/"];
 

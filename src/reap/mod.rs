@@ -47,7 +47,7 @@ use crate::claim::{self, Claimed};
 use crate::config::{Config, Policy, Root};
 use crate::drain::{
     action_of, call, call_simple, drain_trash, failed_reclaim, planned, reclaimed_outcome,
-    remove_into, Drive, Known,
+    remove_into, settle_in_place, Drive, Known,
 };
 use crate::error::Error;
 use crate::in_use::{flock_held, holder_alive, pid_alive, recorded_process_alive, ProcessTable};
@@ -891,17 +891,7 @@ impl<'a> Pass<'a> {
             let answers = call(&self.opts.worker, owner, &requests);
             self.intend(intended(items.iter().map(|(c, _, _)| c), &answers));
             for ((c, g, _), answer) in items.into_iter().zip(answers) {
-                let o = match answer {
-                    Ok(r) if r.error.is_none() && r.decision != Drain::Keep => {
-                        let o = reclaimed_outcome(c.path.clone(), r.decision, Some(r));
-                        remove_into(o, open.fd.as_fd(), &c.name, None)
-                    }
-                    Ok(r) if r.decision == Drain::Keep => {
-                        reclaimed_outcome(c.path.clone(), Drain::Keep, Some(r))
-                    }
-                    Ok(r) => failed_reclaim(c.path.clone(), r),
-                    Err(e) => Outcome::new(c.path.clone(), Action::Failed).with_error(e),
-                };
+                let o = settle_in_place(c.path.clone(), answer, open.fd.as_fd(), &c.name);
                 drop(g);
                 self.push(o, c.record_id());
             }

@@ -23,8 +23,8 @@ use crate::as_owner::{Owner, Request, Response, Worker};
 use crate::claim::{self, Claim, Claimed};
 use crate::config::{Config, Root};
 use crate::drain::{
-    action_of, call, call_simple, drain_trash, failed_reclaim, open_trash, planned,
-    reclaimed_outcome, record, remove_into, squatted, Drive, Known,
+    action_of, call, call_simple, drain_trash, open_trash, planned, record, settle_in_place,
+    squatted, Drive, Known,
 };
 use crate::in_use::ProcessTable;
 use crate::ledger::Ledger;
@@ -278,18 +278,7 @@ fn in_place(
     };
     match call(&opts.worker, claim.owner(), std::slice::from_ref(&request)).pop() {
         Some(Ok(r)) if opts.dry_run && r.error.is_none() => planned(path, action_of(r.decision)),
-        Some(Ok(r)) if r.error.is_none() && r.decision != Drain::Keep => {
-            let decision = r.decision;
-            remove_into(
-                reclaimed_outcome(path, decision, Some(r)),
-                open.fd.as_fd(),
-                name,
-                None,
-            )
-        }
-        Some(Ok(r)) if r.decision == Drain::Keep => reclaimed_outcome(path, Drain::Keep, Some(r)),
-        Some(Ok(r)) => failed_reclaim(path, r),
-        Some(Err(e)) => Outcome::new(path, Action::Failed).with_error(e),
+        Some(answer) => settle_in_place(path, answer, open.fd.as_fd(), name),
         None => Outcome::new(path, Action::Failed).with_error("no answer from the worker"),
     }
 }
