@@ -234,13 +234,20 @@ fn check_regular(st: &FileStat, cap: u64) -> Result<(), ReadError> {
 /// O_EXCL | O_NOFOLLOW`, mode 0644 less the umask): a name that is taken,
 /// a planted symlink included, is never written through (`EEXIST`).
 pub fn create_new_at(dir: BorrowedFd<'_>, name: &OsStr) -> nix::Result<File> {
+    create_new_with_mode_at(dir, name, 0o644)
+}
+
+/// [`create_new_at`] with the permission bits `perm` (less the umask).
+pub fn create_new_with_mode_at(dir: BorrowedFd<'_>, name: &OsStr, perm: u32) -> nix::Result<File> {
     let flags = OFlag::O_WRONLY
         | OFlag::O_CREAT
         | OFlag::O_EXCL
         | OFlag::O_NOFOLLOW
         | OFlag::O_NONBLOCK
         | OFlag::O_CLOEXEC;
-    openat(dir, name, flags, Mode::from_bits_truncate(0o644)).map(File::from)
+    // Relative to `dir` only: a symlink at `name` is refused (O_NOFOLLOW), a
+    // name that exists is never reused (O_EXCL), a FIFO never blocks.
+    openat(dir, name, flags, Mode::from_bits_truncate(perm)).map(File::from)
 }
 
 /// Replaces the file `name` of `dir` with `bytes`: written to a new file

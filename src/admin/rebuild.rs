@@ -57,7 +57,6 @@ use crate::preserve::layout::{
 };
 use crate::preserve::{Repo, NAMESPACE};
 use crate::risk::{self, Location};
-use nix::fcntl::{openat, OFlag};
 use nix::sys::stat::Mode;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -856,19 +855,9 @@ impl<'a> Writer<'a> {
             } else {
                 0o666
             };
-            let flags = OFlag::O_WRONLY
-                | OFlag::O_CREAT
-                | OFlag::O_EXCL
-                | OFlag::O_NOFOLLOW
-                | OFlag::O_NONBLOCK
-                | OFlag::O_CLOEXEC;
-            openat(dir, name, flags, Mode::from_bits_truncate(perm))
+            crate::fd::create_new_with_mode_at(dir, name, perm)
                 .map_err(|e| e.to_string())
-                .and_then(|fd| {
-                    fs::File::from(fd)
-                        .write_all(bytes)
-                        .map_err(|e| e.to_string())
-                })
+                .and_then(|mut file| file.write_all(bytes).map_err(|e| e.to_string()))
         };
         result.map_err(|e| self.failed(path, "writing a file", e))
     }
