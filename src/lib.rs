@@ -40,9 +40,13 @@ pub mod preserve;
 pub mod progress;
 pub mod reap;
 pub mod reclaim;
+pub mod register;
 pub mod remove;
 pub mod risk;
 pub mod roots;
 pub mod style;
 pub mod sweep;
 pub mod trash;
+
+pub use config::{Config, ConfigBuilder, ConfigError, Policy, RootBuilder};
+pub use register::{register, RegisterError, Registered};
