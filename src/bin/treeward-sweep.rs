@@ -68,7 +68,7 @@ fn run(args: Args) -> Result<u8, Error> {
 }
 
 /// The error a sweep that refused a root ends with (after its report).
-fn refusal(report: &sweep::report::Report) -> Option<String> {
+fn refusal(report: &treeward::pass::report::Report) -> Option<String> {
     let paths: Vec<String> = report
         .refused_roots
         .iter()
