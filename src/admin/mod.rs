@@ -1,7 +1,7 @@
 //! The `treeward` admin command's operations, one module each: `list`,
 //! `release`, `restore` (with `rebuild`, its git side run as the
 //! repository's owner), `hooks` (install/uninstall the `post-checkout` shim)
-//! and `doctor`. The binary `src/bin/treeward.rs` only parses arguments and
+//! and `doctor`. The program (`src/programs/admin.rs`) only parses arguments and
 //! prints; everything here is usable in-process.
 //!
 //! The ledger and every entry are untrusted input (SPEC invariant 2): a
