@@ -13,7 +13,7 @@ use crate::as_owner::{Request, Response, Worker};
 use crate::claim;
 use crate::config::Config;
 use crate::in_use::{flock_held, ProcessTable, ProcessUse};
-use crate::ledger::{Document, Record, State};
+use crate::ledger::{Document, Ledger, Record, State};
 use crate::risk::{self, Assessment, Kind, Reason};
 use serde::Serialize;
 use std::os::unix::fs::MetadataExt;
@@ -61,6 +61,46 @@ pub struct Skipped {
 impl Report {
     pub fn any_at_risk(&self) -> bool {
         self.worktrees.iter().any(|w| w.assessment.at_risk)
+    }
+}
+
+/// Checks the worktrees `paths` lie in, for a program that embeds treeward
+/// (an orchestrator before it deletes a worktree itself). Reads only. Each
+/// path is made absolute and assessed as the worktree it lies in, with the
+/// ledger's record of it; the ledger is read if it can be (why not is in
+/// [`Report::ledger_error`]). Every process but the caller counts as a
+/// user of a worktree, the caller's own agents included.
+pub fn check_paths(config: &Config, paths: &[PathBuf], worker: &Worker) -> Report {
+    let (ledger, ledger_error) = read_ledger(config);
+    let requested: Vec<PathBuf> = paths
+        .iter()
+        .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()))
+        .collect();
+    let targets: Vec<PathBuf> = requested.iter().map(|p| worktree_of(p)).collect();
+    let mut report = check(&targets, &ledger, ledger_error, worker, Scan::Others);
+    mark_requested(&mut report, &requested);
+    report
+}
+
+/// The ledger, or an empty one and why it could not be read (a check goes
+/// on without it, with a warning).
+pub fn read_ledger(config: &Config) -> (Document, Option<String>) {
+    match Ledger::new(&config.ledger).read() {
+        Ok(doc) => (doc, None),
+        Err(e) => {
+            log::warn!("{e}; checking without it");
+            (Document::default(), Some(e.to_string()))
+        }
+    }
+}
+
+/// Notes, on each of the first rows, the path the caller named when it
+/// lies inside the worktree checked rather than being its top.
+pub fn mark_requested(report: &mut Report, requested: &[PathBuf]) {
+    for (w, asked) in report.worktrees.iter_mut().zip(requested) {
+        if *asked != w.assessment.path {
+            w.requested_path = Some(asked.clone());
+        }
     }
 }
 
