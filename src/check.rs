@@ -23,16 +23,21 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, Serialize)]
 pub struct Checked {
     #[serde(flatten)]
+    /// What the worktree holds and whether removing it loses work.
     pub assessment: Assessment,
     /// A process has its cwd, root or an open file inside, or holds a
     /// `flock` on the directory, or the ledger's recorded owner is alive.
     pub in_use: bool,
+    /// The processes that use it, and how.
     pub in_use_by: Vec<ProcessUse>,
+    /// Whether a `flock` (a lease, a reaper pass) is held on its directory.
     pub flock_held: bool,
     /// Processes whose use could not be read (permissions): `in_use: false`
     /// means "not in use by any process that could be read".
     pub unreadable_processes: u32,
+    /// The id of its ledger record, if it has one.
     pub ledger_id: Option<String>,
+    /// Its ledger record's state, if it has one.
     pub ledger_state: Option<State>,
     /// The path as named, when it lies inside the worktree checked (see
     /// [`worktree_of`]); `None` when it is `path` itself.
@@ -42,6 +47,7 @@ pub struct Checked {
 /// The whole document `treeward-check --json` prints.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    /// One row per path checked, in order.
     pub worktrees: Vec<Checked>,
     /// Why the ledger could not be read, if it could not; the check goes on
     /// without it.
@@ -59,6 +65,7 @@ pub struct Skipped {
 }
 
 impl Report {
+    /// Whether any row has work at risk (`treeward-check` exits 1).
     pub fn any_at_risk(&self) -> bool {
         self.worktrees.iter().any(|w| w.assessment.at_risk)
     }

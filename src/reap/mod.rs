@@ -103,6 +103,7 @@ impl Options {
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     #[serde(flatten)]
+    /// The counts and entries, as the sweep reports them.
     pub pass: report::Report,
     /// Another pass held the pass lock; this one did nothing.
     pub busy: bool,
