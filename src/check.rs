@@ -315,7 +315,7 @@ pub fn render_human(report: &Report) -> String {
             continue;
         }
         let verdict = if a.at_risk {
-            crate::style::paint("AT RISK ", crate::style::Emphasis::Alarm, colour)
+            crate::style::alarm("AT RISK ", colour)
         } else {
             "safe    ".to_owned()
         };
