@@ -39,7 +39,6 @@ pub mod pass;
 pub mod preserve;
 pub mod progress;
 pub mod reap;
-pub mod reclaim;
 pub mod register;
 pub mod remove;
 pub mod risk;
