@@ -37,6 +37,8 @@ pub mod metrics;
 pub mod pace;
 pub mod pass;
 pub mod preserve;
+#[doc(hidden)]
+pub mod programs;
 pub mod progress;
 pub mod reap;
 pub mod register;

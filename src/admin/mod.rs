@@ -2,7 +2,8 @@
 //! `release`, `restore`, `hooks` (install/uninstall the `post-checkout` shim),
 //! `preserved` and `doctor`. What of them runs as a repository's owner
 //! (restore's rebuild, the shim, reading and dropping preserved sets) lives
-//! in [`crate::as_owner`]: here requests are built and answers read. The binary `src/bin/treeward.rs` only parses arguments and
+//! in [`crate::as_owner`]: here requests are built and answers read. The
+//! program (`src/programs/admin.rs`) only parses arguments and
 //! prints; everything here is usable in-process.
 //!
 //! The ledger and every entry are untrusted input (SPEC invariant 2): a
