@@ -100,7 +100,6 @@ pub mod preserve;
 pub mod programs;
 pub mod progress;
 pub mod reap;
-pub mod reclaim;
 pub mod register;
 pub mod remove;
 pub mod risk;

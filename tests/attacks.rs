@@ -2434,7 +2434,7 @@ fn restore_round(
 /// it was found free had root write `.git` and the whole checkout into a
 /// root-owned directory elsewhere, and git's clean-up of a failed add
 /// emptied that directory as root; the worker now creates the directory
-/// itself with `mkdir` first (`src/admin/rebuild.rs`).
+/// itself with `mkdir` first (`src/as_owner/rebuild.rs`).
 #[test]
 fn symlinks_swapped_in_while_root_restores_never_redirect_root() {
     if !root_only() {

@@ -17,7 +17,7 @@ use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
-use treeward::admin::rebuild::rebuild;
+use treeward::as_owner::rebuild::rebuild;
 use treeward::preserve::preserve;
 
 /// Everything the round trip must keep.

@@ -21,7 +21,7 @@
 //!   looked for in [`UNIT_DIRS`] unless other directories are given;
 //! - roots: absent (fine: nothing to do yet) or passing [`crate::roots::vet`].
 
-use super::hooks::{self, HookState};
+use crate::as_owner::hooks::{self, HookState};
 use crate::as_owner::{Identity, Owner, Request, Response, Worker};
 use crate::claim::{self, Unclaimed};
 use crate::config::Config;

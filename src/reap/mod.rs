@@ -24,7 +24,7 @@
 //! 2. re-checked: `/proc` is scanned again and the owner pid and lease
 //!    holder probed, right before anything changes; in use now means
 //!    unlocked and skipped;
-//! 3. reclaimed with [`crate::reclaim::reclaim`] as its repository's owner
+//! 3. reclaimed with [`crate::as_owner::reclaim::reclaim`] as its repository's owner
 //!    (this very process: the reaper is the owner), which assesses,
 //!    preserves by the root's policy and forgets it in its repository;
 //! 4. deleted with [`crate::remove::remove_entry`] relative to the root's
@@ -1228,7 +1228,7 @@ fn prune_admin(record: &Record, euid: u32) -> Result<Pruned, String> {
 /// fails).
 fn intended<'c, 'a: 'c>(
     candidates: impl Iterator<Item = &'c Candidate<'a>>,
-    answers: &[Result<crate::reclaim::Reclaimed, String>],
+    answers: &[Result<crate::as_owner::reclaim::Reclaimed, String>],
 ) -> Vec<Tracked> {
     candidates
         .zip(answers)

@@ -8,7 +8,7 @@
 //! worktree of its repository and before pointing its admin entry at the new
 //! place, so no `git worktree prune` can lose its admin dir meanwhile.
 //! **Drain** (within `--budget`): for each entry in the trash, oldest first,
-//! reclaim it as its repository's owner ([`crate::reclaim`]: assess,
+//! reclaim it as its repository's owner ([`crate::as_owner::reclaim`]: assess,
 //! preserve, forget), then delete its files as root with the safe removal
 //! engine ([`crate::remove`]); the drain is [`crate::pass::drain`], shared with
 //! the reaper. What the budget leaves waits in the trash for the next sweep
