@@ -3,9 +3,9 @@
 //! the `flock` held while CMD runs (and by CMD itself), the holder written
 //! and cleared in the ledger, a second lease refused at once, and a
 //! SIGTERM passed on to CMD. The reaper's side of leases is in
-//! `tests/reap.rs`.
+//! `tests/suite/reap.rs`.
 
-mod common;
+use crate::common;
 
 use common::{Fixture, ProcessGroup};
 use serde_json::Value;
