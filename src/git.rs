@@ -196,7 +196,9 @@ impl Git {
         })
     }
 
-    /// Gives the command `budget` instead of [`DEFAULT_DEADLINE`].
+    /// Gives the command `budget` instead of [`DEFAULT_DEADLINE`] (for the
+    /// tests of the deadline itself).
+    #[cfg(test)]
     pub fn deadline(mut self, budget: Duration) -> Git {
         self.deadline = budget;
         self

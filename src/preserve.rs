@@ -181,7 +181,10 @@ impl std::error::Error for PreserveError {
 }
 
 /// Preserves the whole state of the linked worktree at `worktree`, stamped
-/// with the current time. See the module documentation.
+/// with the current time. See the module documentation. (The sweep and the
+/// reaper preserve a worktree they moved, with [`preserve_moved`]; the
+/// tests preserve one where it is.)
+#[cfg(feature = "internals")]
 pub fn preserve(worktree: &Path) -> Result<Preserved, PreserveError> {
     preserve_at(worktree, worktree, SystemTime::now())
 }

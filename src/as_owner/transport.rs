@@ -217,45 +217,74 @@ pub fn route(caller_euid: u32, owner_uid: u32) -> Route {
 
 /// Why a call failed as a whole.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum AsOwnerError {
     /// An unprivileged caller cannot act as another uid.
-    CannotSwitch { caller: u32, owner: u32 },
+    CannotSwitch {
+        /// The caller's effective uid.
+        caller: u32,
+        /// The uid it would have had to act as.
+        owner: u32,
+    },
     /// The uid has no account and the repository's group is 0: there is no
     /// group the worker could safely run with.
-    NoSafeGroup { uid: u32 },
+    NoSafeGroup {
+        /// The owner's uid.
+        uid: u32,
+    },
     /// The account database could not be read.
-    Account { uid: u32, why: String },
+    Account {
+        /// The owner's uid.
+        uid: u32,
+        /// What failed.
+        why: String,
+    },
     /// The requests could not be encoded.
     Encode(String),
     /// The worker could not be started (no program, no permission, the ids
     /// could not be set).
     Spawn {
+        /// The worker program.
         program: PathBuf,
+        /// The uid it was to run as.
         uid: u32,
+        /// The error `spawn` returned.
         error: io::Error,
     },
     /// The worker did not finish in time and was killed.
     TimedOut {
+        /// The worker program.
         program: PathBuf,
+        /// The uid it ran as.
         uid: u32,
+        /// The timeout it overran.
         after: Duration,
     },
     /// The worker ended without a reply.
     Exited {
+        /// The worker program.
         program: PathBuf,
+        /// The uid it ran as.
         uid: u32,
+        /// How it ended.
         status: ExitStatus,
     },
     /// The worker refused to serve (wrong ids, running as root, bad request).
     Refused {
+        /// The worker program.
         program: PathBuf,
+        /// The uid it ran as.
         uid: u32,
+        /// Why, as the worker said it.
         message: String,
     },
     /// The worker's reply is not a valid answer to the requests.
     BadResponse {
+        /// The worker program.
         program: PathBuf,
+        /// The uid it ran as.
         uid: u32,
+        /// What is wrong with the reply.
         why: String,
     },
 }
@@ -319,12 +348,22 @@ impl fmt::Display for AsOwnerError {
     }
 }
 
-impl std::error::Error for AsOwnerError {}
+impl std::error::Error for AsOwnerError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            AsOwnerError::Spawn { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}
 
 /// The program run as the worker, and how long a call may take.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Worker {
+    /// The program started as the worker: a treeward binary, or a program
+    /// that calls [`serve_if_worker`](crate::serve_if_worker) first.
     pub program: PathBuf,
+    /// How long one call may take before the worker is killed.
     pub timeout: Duration,
     /// How long after a call starts its requests may still be started.
     pub stop_after: Option<Duration>,

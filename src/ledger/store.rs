@@ -68,26 +68,43 @@ const NEW_DIR_MODE: u32 = 0o755;
 pub enum LedgerError {
     /// A system call failed; `action` says what treeward was doing.
     Io {
+        /// The file.
         path: PathBuf,
+        /// What treeward was doing.
         action: &'static str,
+        /// The system call's error.
         source: std::io::Error,
     },
     /// The file is not valid ledger JSON (from [`Ledger::read`]; `update`
     /// moves such a file aside instead).
-    Corrupt { path: PathBuf, detail: String },
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        detail: String,
+    },
     /// The file was written by a newer treeward; it was left untouched.
     NewerSchema {
+        /// The file.
         path: PathBuf,
+        /// The schema version it has.
         found: u32,
+        /// The newest this build reads.
         supported: u32,
     },
     /// The path is a symlink, directory or device, not a regular file.
-    NotARegularFile { path: PathBuf },
+    NotARegularFile {
+        /// The path.
+        path: PathBuf,
+    },
     /// The journal has a change this build does not know (written by a
     /// newer treeward); the ledger and journal were left untouched.
     UnknownJournalEntry {
+        /// The journal.
         path: PathBuf,
+        /// Its line (1-based).
         line: usize,
+        /// The change's unknown operation.
         op: String,
     },
 }

@@ -12,7 +12,7 @@ use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
-use treeward::preserve::{
+use treeward::testing::preserve::{
     delete_branch_if_integrated, preserve, preserve_at, BranchFate, PreserveError,
 };
 
