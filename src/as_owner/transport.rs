@@ -370,8 +370,9 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// A worker running `program`, which must go through [`crate::cli::run`]
-    /// (every treeward binary does).
+    /// A worker running `program`: a treeward binary (each serves as a
+    /// worker when started as one), or a program whose `main` calls
+    /// [`serve_if_worker`] first.
     pub fn new(program: impl Into<PathBuf>) -> Worker {
         Worker {
             program: program.into(),
@@ -394,7 +395,7 @@ impl Worker {
     }
 
     /// The same worker, each call starting no request later than `after`
-    /// from its start: the rest are answered [`Response::NotStarted`].
+    /// from its start: the rest are answered as not started.
     pub fn with_stop_after(mut self, after: Duration) -> Worker {
         self.stop_after = Some(after);
         self
@@ -658,9 +659,11 @@ pub(super) fn current_groups() -> nix::Result<Vec<u32>> {
 }
 
 /// When this process was started as a worker (first argument
-/// [`WORKER_FLAG`]): serves the requests on stdin and returns the exit
-/// status (0 served, 2 refused); the program itself never runs. `None`
-/// otherwise. [`crate::cli::run`] calls it first.
+/// `WORKER_FLAG`): serves the requests on stdin and returns the exit
+/// status (0 served, 2 refused); the program itself must then exit with it
+/// and do nothing else. `None` otherwise. Every treeward binary calls it
+/// first (`cli::run`); a program that embeds treeward and uses
+/// [`Worker::current`] must too.
 pub fn serve_if_worker() -> Option<ExitCode> {
     let mut args = std::env::args_os().skip(1);
     if args.next().as_deref() != Some(OsStr::new(WORKER_FLAG)) {

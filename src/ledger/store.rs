@@ -75,8 +75,8 @@ pub enum LedgerError {
         /// The system call's error.
         source: std::io::Error,
     },
-    /// The file is not valid ledger JSON (from [`Ledger::read`]; `update`
-    /// moves such a file aside instead).
+    /// The file is not valid ledger JSON (from reading it; an update moves
+    /// such a file aside instead).
     Corrupt {
         /// The file.
         path: PathBuf,

@@ -4,9 +4,9 @@
 //! This module is public only for those binaries; it is hidden from the
 //! documentation and is not part of the API.
 //!
-//! Every program takes the same steps, each in one place: [`cli::run`]
+//! Every program takes the same steps, each in one place: `cli::run`
 //! (logging; serving as an owner worker when started as one; errors and
-//! panics turned into exit statuses), then [`setup`] (`-q`/`-v` applied,
+//! panics turned into exit statuses), then `setup` (`-q`/`-v` applied,
 //! the configuration loaded and validated, the worker that runs git as a
 //! repository's owner).
 
