@@ -414,7 +414,7 @@ pub fn render_human(d: &Diagnosis) -> String {
         let mark = if f.ok {
             "ok      ".to_owned()
         } else {
-            crate::style::paint("PROBLEM ", crate::style::Emphasis::Alarm, colour)
+            crate::style::alarm("PROBLEM ", colour)
         };
         out.push_str(&format!("{mark} {} {}: {}\n", f.check, f.subject, f.detail));
         if let Some(fix) = &f.fix {

@@ -7,18 +7,11 @@
 use crate::args::Check as Args;
 use crate::check;
 use crate::error::{Error, EXIT_AT_RISK, EXIT_ERROR, EXIT_OK};
-use crate::ledger::Ledger;
 use crate::risk::Kind;
 
 pub(super) fn run(args: Args) -> Result<u8, Error> {
     let super::Setup { config, worker } = super::setup(&args.common)?;
-    let (ledger, ledger_error) = match Ledger::new(config.ledger()).read() {
-        Ok(doc) => (doc, None),
-        Err(e) => {
-            log::warn!("{e}; checking without it");
-            (Default::default(), Some(e.to_string()))
-        }
-    };
+    let (ledger, ledger_error) = check::read_ledger(&config);
     // A named path is checked as the worktree it lies in.
     let mut requested = Vec::new();
     for p in &args.paths {
@@ -55,11 +48,7 @@ pub(super) fn run(args: Args) -> Result<u8, Error> {
         check::Scan::NotOwnTree,
     );
     report.skipped = skipped;
-    for (w, asked) in report.worktrees.iter_mut().zip(&requested) {
-        if *asked != w.assessment.path {
-            w.requested_path = Some(asked.clone());
-        }
-    }
+    check::mark_requested(&mut report, &requested);
     args.common
         .print(&report, || check::render_human(&report))?;
     // A named path that does not exist is an error (the rows of `--all`

@@ -87,11 +87,22 @@ pub struct Options {
     pub worker: Worker,
 }
 
+impl Options {
+    /// A real pass through `worker`.
+    pub fn new(worker: Worker) -> Options {
+        Options {
+            dry_run: false,
+            worker,
+        }
+    }
+}
+
 /// What a reap pass did: the sweep's report (same fields, same entry
 /// vocabulary), and the reaper's own counts.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     #[serde(flatten)]
+    /// The counts and entries, as the sweep reports them.
     pub pass: report::Report,
     /// Another pass held the pass lock; this one did nothing.
     pub busy: bool,

@@ -55,6 +55,22 @@ pub struct Options {
     pub worker: Worker,
 }
 
+impl Options {
+    /// A real sweep through `worker`, with the binary's defaults: a 10 s
+    /// budget for the drain, no progress bar.
+    pub fn new(worker: Worker) -> Options {
+        Options {
+            dry_run: false,
+            budget: DEFAULT_BUDGET,
+            progress: false,
+            worker,
+        }
+    }
+}
+
+/// The drain's budget unless told otherwise (`--budget`).
+pub const DEFAULT_BUDGET: Duration = Duration::from_secs(10);
+
 /// How long one worker call of the blocking phase may take (locking and
 /// relocating a batch: a few small writes each). The service's start waits
 /// on this phase, so a worker that is stopped or spins is killed at this

@@ -25,7 +25,7 @@
 //! Root only: skipped with a printed reason otherwise, failed in CI (which
 //! runs as root).
 
-mod common;
+use crate::common;
 
 use common::{chown_r, git_as, root_owned, snapshot, write, Fixture, Snapshot};
 use serde_json::{json, Value};
@@ -1397,7 +1397,8 @@ impl Attacker {
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args([
                 "--exact",
-                "attacker_process",
+                // Its name in the suite binary (tests/suite/main.rs).
+                "attacks::attacker_process",
                 "--ignored",
                 "--nocapture",
                 "--test-threads=1",
@@ -1927,6 +1928,7 @@ fn iterations(default: usize) -> usize {
 /// (and, on events, the triggers). After each: the canary must be intact.
 /// Returns the report line.
 fn swap_loop(mode: &str, n: usize) -> String {
+    let _busy = common::busy();
     let started = Instant::now();
     let h = swap_host();
     let canary = Canary::new(mode);

@@ -12,7 +12,7 @@
 //! - nothing is left locked by treeward, half-renamed in the trash, or
 //!   pointing into the trash.
 
-mod common;
+use crate::common;
 
 use common::{git, write, Fixture};
 use serde_json::Value;

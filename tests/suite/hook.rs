@@ -2,7 +2,7 @@
 //! copied into each test repository's `.git/hooks/`, as `treeward
 //! install-hook` does, and git runs it.
 
-mod common;
+use crate::common;
 
 use common::{config_file, git, git_command, worktree_add_args, write, Fixture};
 use std::os::unix::fs::PermissionsExt;

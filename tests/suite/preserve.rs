@@ -4,7 +4,7 @@
 //! HEAD's commits, per-worktree refs) survives the worktree's removal and a
 //! `git gc`. Then the branch deletion that follows a removal.
 
-mod common;
+use crate::common;
 
 use common::{git, git_output, snapshot, write, Fixture};
 use std::collections::BTreeMap;

@@ -10,7 +10,7 @@
 //! that finds its working directory gone says so), and no work is lost
 //! (every agent's file is on disk or in a preserved set).
 
-mod common;
+use crate::common;
 
 use common::{chown_r, write, Fixture};
 use serde_json::Value;
@@ -124,6 +124,7 @@ fn a_storm_loses_no_record_tears_no_write_and_takes_nothing_in_use() {
     if !common::prerequisite(common::is_root(), "sweeps as root and acts as uid 4242") {
         return;
     }
+    let _busy = common::busy();
     let s = Arc::new(storm());
     // Control: an agent whose directory is removed under it says so.
     let victim = s.f.tmp.path().join("victim");

@@ -5,7 +5,7 @@
 //! while whole sweeps run. Over 2,000 sweeps the canary is never touched.
 //! Also: a bind mount inside an entry is never crossed. Root only.
 
-mod common;
+use crate::common;
 
 use common::{is_root, snapshot, write};
 use std::os::unix::fs::PermissionsExt;
@@ -77,6 +77,7 @@ fn swap(path: &Path, canary: &Path) -> bool {
 /// Runs `ITERATIONS` sweeps, each against a fresh entry, with an attacker
 /// thread swapping `target(entry place)` for a symlink to the canary.
 fn race(a: &Arena, target: fn(&Path) -> PathBuf) {
+    let _busy = common::busy();
     let before = snapshot(&a.canary);
     let opts = Options {
         dry_run: false,

@@ -5,7 +5,7 @@
 //! elsewhere, a failure in CI (`CI=true`), where `.ci/run` installs the
 //! sandbox's systemd-container.
 
-mod common;
+use crate::common;
 
 use common::sandbox::{self, agent_unit, field, Sandbox, Units};
 use common::{chown_r, git_as, write, Fixture};

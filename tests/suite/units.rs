@@ -9,10 +9,10 @@
 //! unit library (for `sysinit.target` and the like), the units under
 //! `etc/systemd/system` exactly as shipped, and an executable stub at each
 //! program path they name. (The real binaries run under the same unit text
-//! in tests/e2e_systemd.rs.) Needs `systemd-analyze` (the systemd package):
-//! skipped with a reason without it, a failure in CI.
+//! in tests/suite/e2e_systemd.rs.) Needs `systemd-analyze` (the systemd
+//! package): skipped with a reason without it, a failure in CI.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;

@@ -5,7 +5,7 @@
 //! wrong. Switching users needs root: those tests print why and return
 //! otherwise.
 
-mod common;
+use crate::common;
 
 use common::{is_root, write, Fixture};
 use std::io::Write;

@@ -9,7 +9,7 @@
 //! (`sd_notify` `STATUS=` lines on a real `NOTIFY_SOCKET`).
 //! Root-only: skipped with a printed reason otherwise (CI runs as root).
 
-mod common;
+use crate::common;
 
 use common::{chown_r, config_file, git, git_as, json_report, write, Fixture};
 use serde_json::Value;
@@ -161,6 +161,7 @@ fn a_one_second_budget_holds_on_150_worktrees_of_800_files_and_loses_nothing() {
     if !common::prerequisite(common::is_root(), "the sweep acts for uid 4242 as root") {
         return;
     }
+    let _timed = common::timed();
     let base = common::strict_tempdir();
     let h = host(base.path());
     let setup = Instant::now();

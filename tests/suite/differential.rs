@@ -35,7 +35,7 @@
 //! state outside SPEC's exceptions. `TREEWARD_DIFF_STATES` (default 300)
 //! and `TREEWARD_DIFF_SEED` choose a longer or another run (README).
 
-mod common;
+use crate::common;
 
 use common::worktree::{self, capture, differences, oracle, WorktreeState};
 use common::{chown_r, git, git_as, git_output, write, Fixture};
@@ -863,6 +863,7 @@ fn generated_states_against_a_git_plumbing_oracle() {
     ) {
         return;
     }
+    let _busy = common::busy();
     let started = Instant::now();
     let states_wanted =
         env_number("TREEWARD_DIFF_STATES").unwrap_or(DEFAULT_STATES as u64) as usize;

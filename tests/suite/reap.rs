@@ -5,7 +5,7 @@
 //! reaper's reach. Root-only (to act as uid 4242): skipped with a printed
 //! reason otherwise (CI runs as root).
 
-mod common;
+use crate::common;
 
 use common::{
     add_worktree, chown_r, git_as, set_mtime, snapshot, write, ChildGuard, Fixture, ProcessGroup,

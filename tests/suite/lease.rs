@@ -3,9 +3,9 @@
 //! the `flock` held while CMD runs (and by CMD itself), the holder written
 //! and cleared in the ledger, a second lease refused at once, and a
 //! SIGTERM passed on to CMD. The reaper's side of leases is in
-//! `tests/reap.rs`.
+//! `tests/suite/reap.rs`.
 
-mod common;
+use crate::common;
 
 use common::{Fixture, ProcessGroup};
 use serde_json::Value;
@@ -301,4 +301,53 @@ fn register_records_a_worktree_once_and_refuses_what_is_not_one() {
     let err = treeward::register::register(&config, &s.wt).unwrap_err();
     assert!(err.to_string().contains("is not trusted"), "{err}");
     assert_eq!(s.records(), before, "nothing written");
+}
+
+/// `examples/orchestrator.rs`, the embedder's life cycle, run for real: it
+/// sweeps at start-up, creates two worktrees, registers and leases each
+/// while its "agent" commits, releases them, and reaps. Both worktrees are
+/// gone, their branches and commits kept (not integrated), their records
+/// `removed` with no holder left.
+#[test]
+fn the_orchestrator_example_runs_an_embedders_life_cycle() {
+    let exe = std::env::current_exe().unwrap();
+    let example = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples/orchestrator");
+    assert!(
+        example.exists(),
+        "{} is missing: `cargo test` builds the examples (or run `cargo build --example orchestrator`)",
+        example.display()
+    );
+    let f = common::Fixture::new();
+    let root = f.tmp.path().join("wt");
+    std::fs::create_dir(&root).unwrap();
+    let ledger = f.tmp.path().join("ledger.json");
+    let out = common::output_within(
+        Command::new(&example)
+            .arg(&f.repo)
+            .arg(&root)
+            .arg(&ledger)
+            .env_remove("TREEWARD_CONFIG"),
+        Duration::from_secs(120),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(code(&out), 0, "{stdout}{}", stderr(&out));
+    assert!(stdout.contains("task-1: registered as"), "{stdout}");
+    assert!(stdout.contains("reap: removed 2"), "{stdout}");
+    for task in ["task-1", "task-2"] {
+        assert!(!root.join(task).exists(), "{task} reclaimed");
+        let log = common::git(&f.repo, &["log", "--format=%s", "-1", task]);
+        assert_eq!(log.trim(), task, "{task}'s commit kept on its branch");
+    }
+    let doc: Value = serde_json::from_slice(&std::fs::read(&ledger).unwrap()).unwrap();
+    let records = doc["records"].as_array().unwrap();
+    assert_eq!(records.len(), 2);
+    for r in records {
+        assert_eq!(r["state"], "removed", "{r}");
+        assert!(r["lease"].is_null(), "{r}");
+    }
 }

@@ -12,10 +12,10 @@
 //! is acted on outside the roots.
 //!
 //! Longer runs: `TREEWARD_FUZZ_CASES=100000 TREEWARD_FUZZ_SEED=7 cargo test
-//! --release --test fuzz` (the README says so). A failing input is printed
-//! shrunk; add it to the target's corpus when fixing the bug.
+//! --release --test suite fuzz::` (the README says so). A failing input is
+//! printed shrunk; add it to the target's corpus when fixing the bug.
 
-mod common;
+use crate::common;
 
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;

@@ -3,7 +3,7 @@
 //! install and uninstall, and doctor. Parts that act for uid 4242 run only
 //! as root (CI does) and print why they skip otherwise.
 
-mod common;
+use crate::common;
 
 use common::{chown_r, contents, git, git_as, root_owned, write, ChildGuard, Fixture};
 use serde_json::Value;

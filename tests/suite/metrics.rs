@@ -3,7 +3,7 @@
 //! (parsed here by `prometheus-parse`), atomically, with the time of the
 //! last successful pass carried over a failed one.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::io::BufRead;

@@ -13,7 +13,7 @@
 //! package is built once per run, in release mode into the usual target
 //! dir; the first build takes a few minutes.
 
-mod common;
+use crate::common;
 
 use common::sandbox::{self, field, Sandbox, Units};
 use serde_json::Value;
@@ -66,6 +66,7 @@ fn tools_available() -> bool {
 fn package() -> &'static Path {
     static DEB: OnceLock<PathBuf> = OnceLock::new();
     DEB.get_or_init(|| {
+        let _busy = common::busy();
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("deb");
         std::fs::create_dir_all(&dir).unwrap();
         let deb = dir.join("treeward.deb");

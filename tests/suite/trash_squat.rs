@@ -5,7 +5,7 @@
 //! sweep refuses fails it (exit 2) once the others are swept. Root-only:
 //! skipped with a printed reason otherwise (CI runs as root).
 
-mod common;
+use crate::common;
 
 use common::{chown_r, output_within, snapshot, write, Fixture};
 use serde_json::Value;

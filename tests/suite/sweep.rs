@@ -3,7 +3,7 @@
 //! is left alone, and that nothing root-owned appears in the repository.
 //! Root-only: skipped with a printed reason otherwise (CI runs as root).
 
-mod common;
+use crate::common;
 
 use common::{chown_r, git_as, root_owned, snapshot, write, ChildGuard, Fixture};
 use serde_json::Value;

@@ -5,7 +5,7 @@
 //! committed file differs, is missing, or is left over. To rewrite them:
 //!
 //! ```sh
-//! TREEWARD_REGENERATE=1 cargo test --test generated
+//! TREEWARD_REGENERATE=1 cargo test --test suite generated::
 //! ```
 //!
 //! `man/treeward.toml.5` is written by hand; the last test holds it to
@@ -392,7 +392,7 @@ fn the_committed_man_pages_and_completions_are_current() {
     }
     assert!(
         stale.is_empty(),
-        "generated files are stale:\n  {}\nrun `{REGENERATE}=1 cargo test --test generated` and commit the result",
+        "generated files are stale:\n  {}\nrun `{REGENERATE}=1 cargo test --test suite generated::` and commit the result",
         stale.join("\n  ")
     );
 }

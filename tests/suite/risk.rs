@@ -2,7 +2,7 @@
 //! each reason alone and combined, and the branch shapes that are and are not
 //! at risk.
 
-mod common;
+use crate::common;
 
 use common::{git, write, Fixture};
 use std::fs;

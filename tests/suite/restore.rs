@@ -8,7 +8,7 @@
 //! worktree as it was. Each test also shows that its state was really
 //! there (the control), so that a restore that dropped it would fail.
 
-mod common;
+use crate::common;
 
 use common::{git, git_command, git_output, snapshot, write, Fixture};
 use std::collections::BTreeMap;

@@ -14,7 +14,7 @@
 //! Root-only (the sweep acts for uid 4242, the reaper runs as it): skipped
 //! with a printed reason otherwise (CI runs as root).
 
-mod common;
+use crate::common;
 
 use common::worktree::{capture, differences, WorktreeState};
 use common::{chown_r, git, git_as, set_mtime, write, Fixture};
@@ -64,7 +64,7 @@ fn the_git3_defaults_pass_really_uses_sha256_and_reftable() {
     );
     assert_eq!(formats_of(None, &clone), want, "a clone");
     // ...and as another user, directly and through a shell (as
-    // tests/attacks.rs's users do).
+    // tests/suite/attacks.rs's users do).
     if common::prerequisite(
         common::is_root(),
         "creating a repository as uid 4242 needs root",

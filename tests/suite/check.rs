@@ -2,7 +2,7 @@
 //! table, strict read-only behaviour (also as root on another user's
 //! repository), in-use detection with real processes, and bad configuration.
 
-mod common;
+use crate::common;
 
 use common::{config_file, git, git_output, is_root, snapshot, write, ChildGuard, Fixture};
 use serde_json::Value;
