@@ -34,6 +34,10 @@
 //!   block treeward, nor leave a git behind.
 //! - A failure is a value holding the command and git's stderr; the exit
 //!   status is never ignored unless the caller asks for it ([`Git::run`]).
+//!
+//! Git operations on a repository's branches live in [`branch`].
+
+pub mod branch;
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
