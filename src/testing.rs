@@ -37,6 +37,12 @@ pub mod fault {
     pub use crate::fault::LINE;
 }
 
+pub mod git {
+    pub mod branch {
+        pub use crate::git::branch::{delete_branch_if_integrated, BranchFate};
+    }
+}
+
 pub mod hook {
     pub use crate::hook::parse_args;
 }
@@ -56,9 +62,7 @@ pub mod pass {
 }
 
 pub mod preserve {
-    pub use crate::preserve::{
-        delete_branch_if_integrated, preserve, preserve_at, BranchFate, PreserveError,
-    };
+    pub use crate::preserve::{preserve, preserve_at, PreserveError};
 }
 
 pub mod risk {

@@ -7,7 +7,7 @@
 //! [`crate::as_owner`].
 
 use super::protocol::{Envelope, Reply, Request, Response};
-use super::serve::serve_until;
+use super::serve::{current_groups, serve_until};
 use crate::error::EXIT_ERROR;
 use nix::unistd::{Gid, Pid, Uid};
 use serde::{Deserialize, Serialize};
@@ -646,16 +646,6 @@ fn interpret(status: ExitStatus, stdout: &[u8], expected: usize) -> Result<Vec<R
         ))),
         Err(e) => Err(Problem::Bad(e.to_string())),
     }
-}
-
-pub(super) fn current_groups() -> nix::Result<Vec<u32>> {
-    let mut groups: Vec<u32> = nix::unistd::getgroups()?
-        .into_iter()
-        .map(Gid::as_raw)
-        .collect();
-    groups.sort_unstable();
-    groups.dedup();
-    Ok(groups)
 }
 
 /// When this process was started as a worker (first argument
