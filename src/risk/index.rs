@@ -11,6 +11,7 @@
 //! git (`git hash-object --stdin-paths`, with the attributes and filters
 //! `git add` would apply) and compared with the index. Parsing is pure.
 
+use super::RiskError;
 use std::ffi::OsStr;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
@@ -41,15 +42,10 @@ pub struct Index {
 }
 
 /// Parses `git ls-files -v -s -z`: `<tag> <mode> <oid> <stage>\t<path>`.
-pub fn parse(out: &[u8]) -> Result<Index, String> {
+pub fn parse(out: &[u8]) -> Result<Index, RiskError> {
     let mut index = Index::default();
     for rec in out.split(|b| *b == 0).filter(|r| !r.is_empty()) {
-        let bad = || {
-            format!(
-                "git ls-files: unexpected line {:?}",
-                String::from_utf8_lossy(rec)
-            )
-        };
+        let bad = || RiskError::unexpected("git ls-files", "line", rec);
         let tab = rec.iter().position(|b| *b == b'\t').ok_or_else(bad)?;
         let (meta, path) = (&rec[..tab], &rec[tab + 1..]);
         let meta = std::str::from_utf8(meta).map_err(|_| bad())?;
