@@ -21,9 +21,11 @@ mod raw;
 mod users;
 mod validate;
 
-pub use duration::parse_duration;
-pub use users::{parse_passwd, Home, SystemUsers, UserDb, PASSWD};
-pub use validate::{check_root, DEFAULT_BACKLOG_WARN, DEFAULT_GRACE, DEFAULT_LEDGER};
+pub use duration::{parse_duration, DurationError};
+pub use users::{parse_passwd, Home, SystemUsers, UserDb, UsersError, PASSWD};
+pub use validate::{
+    check_root, PathError, RootPathError, DEFAULT_BACKLOG_WARN, DEFAULT_GRACE, DEFAULT_LEDGER,
+};
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
@@ -426,14 +428,14 @@ mod tests {
     }
 
     impl UserDb for FakeUsers {
-        fn owner(&self, name: &str) -> Result<Option<Owner>, String> {
+        fn owner(&self, name: &str) -> Result<Option<Owner>, UsersError> {
             Ok((name == "agent").then(|| Owner {
                 name: "agent".into(),
                 uid: 4242,
                 gid: 4242,
             }))
         }
-        fn homes(&self) -> Result<Vec<Home>, String> {
+        fn homes(&self) -> Result<Vec<Home>, UsersError> {
             Ok(self.homes.clone())
         }
     }
