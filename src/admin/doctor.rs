@@ -364,7 +364,7 @@ fn root_findings(config: &Config) -> Vec<Finding> {
                 ),
                 Err(why) => {
                     let fix = root_fix(&root.path, root.owner.as_ref().map(|o| o.uid));
-                    let finding = Finding::new("root", subject, false, why);
+                    let finding = Finding::new("root", subject, false, why.to_string());
                     match fix {
                         Some(how) => finding.fix(how),
                         None => finding,

@@ -47,7 +47,7 @@ use crate::claim::{self, Claimed};
 use crate::config::{Config, Policy, Root};
 use crate::drain::{
     action_of, call, call_simple, drain_trash, failed_reclaim, planned, reclaimed_outcome,
-    remove_into, settle_in_place, Drive, Known,
+    remove_into, settle_in_place, AnswerError, Drive, Known,
 };
 use crate::error::Error;
 use crate::in_use::{flock_held, holder_alive, pid_alive, recorded_process_alive, ProcessTable};
@@ -295,7 +295,7 @@ pub fn reap(config: &Config, opts: &Options) -> Result<Report, Error> {
                 log::error!("refusing root {}: {error}", root.path.display());
                 pass.refused.push(RefusedRoot {
                     path: root.path.clone(),
-                    error,
+                    error: error.to_string(),
                 });
             }
         }
@@ -936,7 +936,7 @@ impl<'a> Pass<'a> {
                 match answer {
                     Ok(()) => out.push((c, g)),
                     Err(e) => {
-                        let action = if e.starts_with("locked meanwhile") {
+                        let action = if matches!(e, AnswerError::LockedMeanwhile(_)) {
                             Action::SkippedLocked
                         } else {
                             Action::Failed
@@ -1218,7 +1218,7 @@ fn prune_admin(record: &Record, euid: u32) -> Result<Pruned, String> {
 /// fails).
 fn intended<'c, 'a: 'c>(
     candidates: impl Iterator<Item = &'c Candidate<'a>>,
-    answers: &[Result<crate::reclaim::Reclaimed, String>],
+    answers: &[Result<crate::reclaim::Reclaimed, AnswerError>],
 ) -> Vec<Tracked> {
     candidates
         .zip(answers)
