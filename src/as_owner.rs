@@ -588,7 +588,7 @@ impl Worker {
             gid: identity.gid,
             groups: identity.groups.clone(),
             requests: requests.to_vec(),
-            stop_after_ms: self.stop_after.map(crate::sweep::report::millis),
+            stop_after_ms: self.stop_after.map(crate::pass::report::millis),
         };
         let input =
             serde_json::to_vec(&envelope).map_err(|e| AsOwnerError::Encode(e.to_string()))?;

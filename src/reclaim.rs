@@ -23,9 +23,9 @@
 use crate::claim::{Claim, Repository};
 use crate::config::Policy;
 use crate::fd;
+use crate::pass::policy::{drain, Drain};
 use crate::preserve::{self, BranchFate, PreserveError};
 use crate::risk::{self, Assessment, Kind, Reason};
-use crate::sweep::decide::{drain, Drain};
 use serde::{Deserialize, Serialize};
 use std::ffi::OsStr;
 use std::os::fd::AsFd;

@@ -243,8 +243,8 @@ fn configuration_parser() {
         match treeward::config::Config::from_toml(&text, treeward::config::Source::Embedded, &users)
         {
             Ok(config) => {
-                for root in &config.roots {
-                    let p = root.path.to_string_lossy();
+                for root in config.roots() {
+                    let p = root.path().to_string_lossy();
                     for system in ["/", "/usr", "/etc", "/bin", "/var", "/home", "/root"] {
                         if p == system {
                             return Err(format!("accepted the system directory {p} as a root"));

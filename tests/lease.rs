@@ -246,3 +246,59 @@ fn lease_requires_a_command_after_the_double_dash() {
     assert_eq!(code(&out), 2, "{}", stderr(&out));
     assert!(s.records().is_empty());
 }
+
+/// `register` (the library's hook, for an orchestrator that creates its
+/// worktrees in-process): one `active` record from the worktree's claim,
+/// the same record on a second call, and nothing written for a path that
+/// is not a worktree of a configured root or whose record names another
+/// repository.
+#[test]
+fn register_records_a_worktree_once_and_refuses_what_is_not_one() {
+    let s = setup();
+    let config = treeward::config::Config::load(Some(&s.cfg)).unwrap();
+    let first = treeward::register::register(&config, &s.wt).unwrap();
+    assert!(first.created);
+    assert_eq!(first.path, s.wt);
+    let records = s.records();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["id"], first.id.as_str());
+    assert_eq!(records[0]["state"], "active");
+    assert_eq!(records[0]["branch"], "t-a");
+    assert_eq!(records[0]["worktree_name"], "a");
+    assert_eq!(
+        records[0]["repository"],
+        s.f.repo.join(".git").to_str().unwrap()
+    );
+
+    let again = treeward::register::register(&config, &s.wt).unwrap();
+    assert_eq!(
+        (again.id.as_str(), again.created),
+        (first.id.as_str(), false)
+    );
+    assert_eq!(s.records(), records, "registering twice changes nothing");
+
+    let plain = s.f.tmp.path().join("wt/plain");
+    std::fs::create_dir(&plain).unwrap();
+    let outside = s.f.tmp.path().join("elsewhere");
+    std::fs::create_dir(&outside).unwrap();
+    for (path, why) in [
+        (&plain, "not a linked worktree"),
+        (&outside, "not an entry of any configured root"),
+        (&s.f.repo, "not an entry of any configured root"),
+    ] {
+        let err = treeward::register::register(&config, path).unwrap_err();
+        assert!(err.to_string().contains(why), "{path:?}: {err}");
+        assert!(err.to_string().contains("nothing was recorded"), "{err}");
+    }
+    // A record that names another repository at this path is not trusted.
+    let other = common::Fixture::new();
+    let doctored = std::fs::read_to_string(&s.ledger).unwrap().replace(
+        s.f.repo.join(".git").to_str().unwrap(),
+        other.repo.join(".git").to_str().unwrap(),
+    );
+    std::fs::write(&s.ledger, doctored).unwrap();
+    let before = s.records();
+    let err = treeward::register::register(&config, &s.wt).unwrap_err();
+    assert!(err.to_string().contains("is not trusted"), "{err}");
+    assert_eq!(s.records(), before, "nothing written");
+}

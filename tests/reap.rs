@@ -296,7 +296,7 @@ fn released_and_old_orphans_go_young_orphans_and_active_ones_stay() {
     assert!(!released.exists() && !orphan.exists() && !just_released.exists());
     assert!(young.join("README").is_file());
     assert!(active.join("README").is_file());
-    for key in treeward::sweep::report::CONTRACT_FIELDS {
+    for key in treeward::pass::report::CONTRACT_FIELDS {
         assert!(doc.get(key).is_some(), "{key} missing");
     }
     assert_eq!(

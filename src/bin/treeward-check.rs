@@ -22,7 +22,7 @@ fn main() -> ExitCode {
 fn run(args: Args) -> Result<u8, Error> {
     args.common.apply();
     let config = Config::load(args.common.config.as_deref())?;
-    let (ledger, ledger_error) = match Ledger::new(&config.ledger).read() {
+    let (ledger, ledger_error) = match Ledger::new(config.ledger()).read() {
         Ok(doc) => (doc, None),
         Err(e) => {
             log::warn!("{e}; checking without it");

@@ -42,7 +42,7 @@ fn run(args: Args) -> Result<u8, Error> {
     treeward::logging::status(&report.summary());
     // A pass that found another one running did nothing worth a sample.
     if !args.dry_run && !report.busy {
-        treeward::metrics::write(config.metrics.as_deref(), "treeward-reap", &report.pass);
+        treeward::metrics::write(config.metrics(), "treeward-reap", &report.pass);
     }
     // Under systemd with stdout on the journal, the summary is already a
     // journal record with its fields: print only the entries.

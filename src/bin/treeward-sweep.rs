@@ -33,7 +33,7 @@ fn run(args: Args) -> Result<u8, Error> {
         worker: Worker::current(),
     };
     let report = sweep::sweep(&config, &opts);
-    let level = if report.backlog_count > config.backlog_warn as usize {
+    let level = if report.backlog_count > config.backlog_warn() as usize {
         log::Level::Warn
     } else {
         log::Level::Info
@@ -42,7 +42,7 @@ fn run(args: Args) -> Result<u8, Error> {
         log::warn!(
             "backlog of {} entries exceeds backlog_warn = {}: crashes are piling up",
             report.backlog_count,
-            config.backlog_warn
+            config.backlog_warn()
         );
     }
     treeward::logging::summary(
@@ -53,7 +53,7 @@ fn run(args: Args) -> Result<u8, Error> {
     );
     treeward::logging::status(&report.summary());
     if !args.dry_run {
-        treeward::metrics::write(config.metrics.as_deref(), "treeward-sweep", &report);
+        treeward::metrics::write(config.metrics(), "treeward-sweep", &report);
     }
     // Under systemd with stdout on the journal, the summary is already a
     // journal record with its fields: print only the entries.
@@ -68,7 +68,7 @@ fn run(args: Args) -> Result<u8, Error> {
 }
 
 /// The error a sweep that refused a root ends with (after its report).
-fn refusal(report: &sweep::report::Report) -> Option<String> {
+fn refusal(report: &treeward::pass::report::Report) -> Option<String> {
     let paths: Vec<String> = report
         .refused_roots
         .iter()

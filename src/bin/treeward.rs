@@ -33,14 +33,14 @@ fn run(args: Args) -> Result<u8, Error> {
         Command::List { common, preserved } => {
             common.apply();
             let config = Config::load(common.config.as_deref())?;
-            let (doc, error) = match Ledger::new(&config.ledger).read() {
+            let (doc, error) = match Ledger::new(config.ledger()).read() {
                 Ok(doc) => (doc, None),
                 Err(e) => (Default::default(), Some(e.to_string())),
             };
             if let Some(e) = &error {
                 log::warn!(
                     "ledger {} not read: {e}; listing what is on disk",
-                    config.ledger.display()
+                    config.ledger().display()
                 );
             }
             let failed = error.is_some();

@@ -13,7 +13,7 @@
 //! unless it names a lease holder — see [`crate::lease`]: a held lease is
 //! reported in use, an abandoned one makes the record releasable, taken as
 //! `released` without waiting for the grace, and its report line says so in
-//! `reason`), the cheap facts are gathered ([`crate::sweep::inspect`]) and
+//! `reason`), the cheap facts are gathered ([`crate::pass::inspect`]) and
 //! [`decide::decide`] rules. A candidate is then, in chunks:
 //! 1. guarded: this pass takes an exclusive `flock` on the entry's directory
 //!    (held until it is deleted: a tool that follows the `flock` convention
@@ -45,20 +45,19 @@ pub mod decide;
 use crate::as_owner::{Owner, Request, Response, Worker};
 use crate::claim::{self, Claimed};
 use crate::config::{Config, Policy, Root};
-use crate::drain::{
-    action_of, call, call_simple, drain_trash, failed_reclaim, planned, reclaimed_outcome,
-    remove_into, settle_in_place, AnswerError, Drive, Known,
-};
 use crate::error::Error;
 use crate::in_use::{flock_held, holder_alive, pid_alive, recorded_process_alive, ProcessTable};
 use crate::ledger::{parse_timestamp, Document, Ledger, Record, State};
 use crate::pace::RECLAIM_CHUNK;
+use crate::pass::drain::{
+    action_of, call, call_simple, drain_trash, failed_reclaim, planned, reclaimed_outcome,
+    remove_into, settle_in_place, AnswerError, Drive, Known,
+};
+use crate::pass::inspect::{inspect, unlinked_at_risk, Inspected};
+use crate::pass::policy::{unrecordable, Drain, EntryKind};
+use crate::pass::report::{self, Action, Outcome, RefusedRoot};
 use crate::progress::Progress;
 use crate::roots::{self, OpenRoot};
-use crate::sweep::decide::unrecordable;
-use crate::sweep::decide::{Drain, EntryKind};
-use crate::sweep::inspect::{inspect, unlinked_at_risk, Inspected};
-use crate::sweep::report::{self, Action, Outcome, RefusedRoot};
 use decide::{decide, decision_state, triage, Facts, Lease, Skip, Triage, Verdict};
 use nix::errno::Errno;
 use nix::fcntl::{openat, Flock, FlockArg, OFlag};
@@ -439,7 +438,7 @@ fn abandoned_reason(record: &Record) -> String {
 
 impl<'a> Pass<'a> {
     /// Records in the ledger what is about to be done to entries whose
-    /// files are deleted next (see [`crate::drain::drain_trash`]): a pass
+    /// files are deleted next (see [`crate::pass::drain::drain_trash`]): a pass
     /// killed before its final ledger write leaves the records where an
     /// uninterrupted pass leaves them.
     fn intend(&self, tracked: Vec<Tracked>) {
@@ -1242,7 +1241,7 @@ fn record(ledger: &Ledger, tracked: &[Tracked]) {
                 Some(id) => doc.records.iter().position(|r| &r.id == id),
                 None => by_path(doc, &t.outcome.path),
             };
-            crate::drain::record_outcome(doc, index, &t.outcome);
+            crate::pass::drain::record_outcome(doc, index, &t.outcome);
         }
     });
     if let Err(e) = result {

@@ -5,7 +5,7 @@
 //! descriptor, without following a link or opening anything but regular
 //! files and directories.
 
-use super::decide::{EntryKind, Seen};
+use super::policy::{EntryKind, Seen};
 use crate::claim::{self, Claim, Expect, Unclaimed};
 use crate::fd;
 use crate::in_use::{flock_held, ProcessTable};
@@ -14,6 +14,10 @@ use nix::sys::stat::SFlag;
 use std::ffi::OsStr;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
+
+/// The reason the sweep writes into the lock of a worktree it quarantines:
+/// inspection tells it from an owner's own lock.
+pub const QUARANTINE_LOCK: &str = "treeward: quarantined by treeward-sweep, being reclaimed";
 
 /// Everything the blocking decision and the quarantine need.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,7 +61,7 @@ pub fn inspect(
     // owner's "keep".
     let locked = claim
         .as_ref()
-        .is_some_and(|c| c.lock().is_some_and(|r| r != super::QUARANTINE_LOCK));
+        .is_some_and(|c| c.lock().is_some_and(|r| r != QUARANTINE_LOCK));
     let in_use =
         is_dir && (!processes.users_of(&path).is_empty() || flock_held(&path).unwrap_or(false));
     Ok(Some(Inspected {
