@@ -41,7 +41,7 @@
 //! passes ([`AsOwnerError::TimedOut`]); a response that cannot be produced
 //! is a [`Response::Failed`] for that request alone.
 
-use crate::admin::hooks::{self, HookOutcome, HookState};
+use crate::admin::hooks::{self, HookError, HookOutcome, HookState};
 use crate::admin::preserved;
 use crate::admin::rebuild::{self, Restored};
 use crate::admin_dir;
@@ -922,7 +922,9 @@ pub fn serve_request(request: &Request) -> Response {
         Request::HookState { repository } => {
             on_repository(repository, |r| match hooks::state(r.common()) {
                 Ok(state) => Response::HookState { state },
-                Err(message) => Response::Failed { message },
+                Err(e) => Response::Failed {
+                    message: e.to_string(),
+                },
             })
         }
     }
@@ -956,10 +958,14 @@ fn on_claim(claimed: &Claimed, act: impl FnOnce(&Claim) -> Response) -> Response
     }
 }
 
-fn hook_response(result: Result<HookOutcome, String>) -> Response {
+/// The wire's answer to an install or uninstall: a [`HookError`] crosses
+/// the pipe as its message (the protocol carries errors as strings).
+fn hook_response(result: Result<HookOutcome, HookError>) -> Response {
     match result {
         Ok(outcome) => Response::Hook { outcome },
-        Err(message) => Response::Failed { message },
+        Err(e) => Response::Failed {
+            message: e.to_string(),
+        },
     }
 }
 
