@@ -886,7 +886,10 @@ pub fn serve_request(request: &Request) -> Response {
         } => on_repository(repository, |r| {
             match rebuild::rebuild(r.common(), prefix, path, *dry_run) {
                 Ok(restored) => Response::Restored { restored },
-                Err(message) => Response::Failed { message },
+                // The wire carries the error as its message.
+                Err(e) => Response::Failed {
+                    message: e.to_string(),
+                },
             }
         }),
         Request::PreservedSets { repository } => {
