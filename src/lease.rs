@@ -88,11 +88,18 @@ pub struct Lease {
 #[non_exhaustive]
 pub enum LeaseError {
     /// The path cannot be leased; nothing was locked or written.
-    BadPath { path: PathBuf, why: String },
+    BadPath {
+        /// The path, absolute.
+        path: PathBuf,
+        /// Why, in words.
+        why: String,
+    },
     /// Its `flock` is held: by another lease (`holder`, as recorded), a
     /// reaper pass reclaiming it, or another tool. Nothing was written.
     Held {
+        /// The path, absolute.
         path: PathBuf,
+        /// The lease holder the ledger names, if it names one.
         holder: Option<Holder>,
     },
     /// The ledger could not be read or written (the `flock` was let go).

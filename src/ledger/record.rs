@@ -15,11 +15,18 @@ pub const SCHEMA_VERSION: u32 = 1;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
+    /// Recorded by the hook, a lease or `register`: an agent may be using it.
     Active,
+    /// The orchestrator is done with it: the reaper may take it now.
     Released,
+    /// Its directory is gone (its branch kept or deleted as the report says).
     Removed,
+    /// Its work at risk was recorded in its repository, then it was removed.
     Preserved,
+    /// A removal failed; the next pass tries again.
     RetryRemove,
+    /// Left in place: work at risk under `policy = "keep"`, or nothing could
+    /// record it.
     Kept,
 }
 
@@ -79,6 +86,7 @@ pub struct Record {
 /// pid the kernel gave to another process since is never taken for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Holder {
+    /// The holder's process id.
     pub pid: u32,
     /// Field 22 (`starttime`) of `/proc/<pid>/stat`: clock ticks since boot.
     pub start_time: u64,

@@ -6,7 +6,7 @@
 //! The sweep fills the trash (as root, before the service starts) and drains
 //! what its time budget allows; the reaper drains the rest when the trash is
 //! its own. Both go through [`drain_trash`]: for each waiting entry, reclaim
-//! it as its repository's owner ([`crate::reclaim`]: assess, preserve,
+//! it as its repository's owner ([`crate::as_owner::reclaim`]: assess, preserve,
 //! forget), then move it to its batch's remains ([`Trash::set_aside`]) and
 //! delete its files there with [`crate::remove::remove_entry_until`], or
 //! put it back where it was when its work is kept. An entry this pass may not
@@ -22,6 +22,7 @@
 //! remains, whole or half-deleted, and the next pass deletes the rest first,
 //! without assessing it again.
 
+use crate::as_owner::reclaim::Reclaimed;
 use crate::as_owner::{self, AsOwnerError, Owner, Request, Response, Route, Worker};
 use crate::claim::{self, Claim, Expect, Unclaimed};
 use crate::config::{Policy, Root};
@@ -32,7 +33,6 @@ use crate::pass::inspect::{kind_at, unlinked_at_risk};
 use crate::pass::policy::{drain, unrecordable, Drain, EntryKind};
 use crate::pass::report::{Action, Outcome};
 use crate::progress::Progress;
-use crate::reclaim::Reclaimed;
 use crate::remove::{RemoveError, Removed};
 use crate::roots::{OpenRoot, TRASH};
 use crate::trash::{self, Batch, Cleared, Fate, Remains, Stray, Taken, Trash, TrashError};

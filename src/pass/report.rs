@@ -63,6 +63,7 @@ pub struct Outcome {
     /// Whether the branch was deleted (integrated) or kept.
     pub branch: Option<String>,
     pub branch_deleted: bool,
+    /// Bytes of files removed.
     pub bytes_freed: u64,
     pub error: Option<String>,
     /// Why this entry was acted on, when its record alone would not say
@@ -106,33 +107,51 @@ pub struct RefusedRoot {
 /// The whole report: `treeward-sweep --json` prints it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    /// Planned only: nothing was changed.
     pub dry_run: bool,
+    /// Entries removed (with their work preserved first where at risk).
     pub swept_count: usize,
+    /// Entries whose reclaiming failed; retried next pass.
     pub failed_count: usize,
+    /// Entries left because root owns them and only root may reclaim them.
     pub root_owned_skipped: usize,
+    /// Whether every repository touched was pruned of its stale admin entries.
     pub prune_succeeded: bool,
+    /// How long the pass took, in milliseconds.
     pub duration_ms: u64,
     /// `swept_count + root_owned_skipped`: residue that piled up since the
     /// last start. Over `backlog_warn`, crashes are piling up.
     pub backlog_count: usize,
+    /// Entries whose work at risk was preserved before removal.
     pub preserved_count: usize,
+    /// Entries kept in place (work at risk under `keep`, or unrecordable).
     pub kept_count: usize,
+    /// Entries skipped because a `git worktree lock` holds them.
     pub locked_count: usize,
+    /// Entries skipped because a process uses them.
     pub in_use_count: usize,
+    /// Entries refused as untrusted (wrong owner, forged, swapped).
     pub refused_count: usize,
+    /// Entries left in the trash when the budget ran out; next pass goes on.
     pub deferred_count: usize,
+    /// Bytes of files removed.
     pub bytes_freed: u64,
     /// Under `--dry-run`: entries that would be removed or preserved then
     /// removed (`planned_removed_count + planned_preserved_count`); 0 on a
     /// real pass.
     pub planned_swept_count: usize,
+    /// Under `--dry-run`: entries that would be removed.
     pub planned_removed_count: usize,
+    /// Under `--dry-run`: entries that would be preserved, then removed.
     pub planned_preserved_count: usize,
+    /// Under `--dry-run`: entries that would be kept in place.
     pub planned_kept_count: usize,
     /// How long the service's start was held up: until no entry was left
     /// under the roots' live names.
     pub blocking_ms: u64,
+    /// Roots the pass refused to sweep, and why.
     pub refused_roots: Vec<RefusedRoot>,
+    /// One outcome per entry, in the order handled.
     pub entries: Vec<Outcome>,
 }
 

@@ -11,7 +11,7 @@
 //! decided as `released` ([`decision_state`]). The at-risk verdict under the root's policy is
 //! [`crate::pass::policy::drain`], the table the sweep shares, so that both
 //! binaries treat work at risk the same way (reclaiming a linked worktree
-//! applies it as its owner, see [`crate::reclaim`]).
+//! applies it as its owner, see [`crate::as_owner::reclaim`]).
 
 use crate::config::Policy;
 use crate::ledger::State;

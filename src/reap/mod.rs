@@ -24,7 +24,7 @@
 //! 2. re-checked: `/proc` is scanned again and the owner pid and lease
 //!    holder probed, right before anything changes; in use now means
 //!    unlocked and skipped;
-//! 3. reclaimed with [`crate::reclaim::reclaim`] as its repository's owner
+//! 3. reclaimed with [`crate::as_owner::reclaim::reclaim`] as its repository's owner
 //!    (this very process: the reaper is the owner), which assesses,
 //!    preserves by the root's policy and forgets it in its repository;
 //! 4. deleted with [`crate::remove::remove_entry`] relative to the root's
@@ -88,11 +88,22 @@ pub struct Options {
     pub worker: Worker,
 }
 
+impl Options {
+    /// A real pass through `worker`.
+    pub fn new(worker: Worker) -> Options {
+        Options {
+            dry_run: false,
+            worker,
+        }
+    }
+}
+
 /// What a reap pass did: the sweep's report (same fields, same entry
 /// vocabulary), and the reaper's own counts.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     #[serde(flatten)]
+    /// The counts and entries, as the sweep reports them.
     pub pass: report::Report,
     /// Another pass held the pass lock; this one did nothing.
     pub busy: bool,
@@ -1217,7 +1228,7 @@ fn prune_admin(record: &Record, euid: u32) -> Result<Pruned, String> {
 /// fails).
 fn intended<'c, 'a: 'c>(
     candidates: impl Iterator<Item = &'c Candidate<'a>>,
-    answers: &[Result<crate::reclaim::Reclaimed, AnswerError>],
+    answers: &[Result<crate::as_owner::reclaim::Reclaimed, AnswerError>],
 ) -> Vec<Tracked> {
     candidates
         .zip(answers)

@@ -8,7 +8,7 @@
 //! worktree of its repository and before pointing its admin entry at the new
 //! place, so no `git worktree prune` can lose its admin dir meanwhile.
 //! **Drain** (within `--budget`): for each entry in the trash, oldest first,
-//! reclaim it as its repository's owner ([`crate::reclaim`]: assess,
+//! reclaim it as its repository's owner ([`crate::as_owner::reclaim`]: assess,
 //! preserve, forget), then delete its files as root with the safe removal
 //! engine ([`crate::remove`]); the drain is [`crate::pass::drain`], shared with
 //! the reaper. What the budget leaves waits in the trash for the next sweep
@@ -54,6 +54,22 @@ pub struct Options {
     /// The program that serves git operations as a repository's owner.
     pub worker: Worker,
 }
+
+impl Options {
+    /// A real sweep through `worker`, with the binary's defaults: a 10 s
+    /// budget for the drain, no progress bar.
+    pub fn new(worker: Worker) -> Options {
+        Options {
+            dry_run: false,
+            budget: DEFAULT_BUDGET,
+            progress: false,
+            worker,
+        }
+    }
+}
+
+/// The drain's budget unless told otherwise (`--budget`).
+pub const DEFAULT_BUDGET: Duration = Duration::from_secs(10);
 
 /// How long one worker call of the blocking phase may take (locking and
 /// relocating a batch: a few small writes each). The service's start waits
