@@ -6,7 +6,7 @@
 //! man pages under `man/` and the shell completions under `completions/`.
 
 use crate::cli::Common;
-use crate::config::parse_duration;
+use crate::config::{parse_duration, DurationError};
 use clap::{Parser, Subcommand};
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -62,10 +62,10 @@ pub struct Sweep {
 /// `--budget`: a duration as the configuration writes them. A value that
 /// starts with `-` but not `-<digit>` is most likely the next flag, not a
 /// negative duration.
-fn budget(text: &str) -> Result<Duration, String> {
+fn budget(text: &str) -> Result<Duration, DurationError> {
     let mut chars = text.chars();
     if chars.next() == Some('-') && !chars.next().is_some_and(|c| c.is_ascii_digit()) {
-        return Err(format!("expected a duration such as 10s, found {text:?}"));
+        return Err(DurationError::LooksLikeAFlag(text.to_owned()));
     }
     parse_duration(text)
 }

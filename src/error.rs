@@ -29,6 +29,9 @@ pub enum Error {
     Usage(String),
     /// Anything else, already phrased for the user.
     Failed(String),
+    /// An operation failed with its area's typed error (a pass lock, the
+    /// owner worker's call, ...), kept as the source.
+    Operation(Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl Error {
@@ -36,7 +39,9 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Config(_) => EXIT_CONFIG,
-            Error::Ledger(_) | Error::Usage(_) | Error::Failed(_) => EXIT_ERROR,
+            Error::Ledger(_) | Error::Usage(_) | Error::Failed(_) | Error::Operation(_) => {
+                EXIT_ERROR
+            }
         }
     }
 }
@@ -47,11 +52,28 @@ impl fmt::Display for Error {
             Error::Config(e) => write!(f, "{e}"),
             Error::Ledger(e) => write!(f, "{e}"),
             Error::Usage(m) | Error::Failed(m) => f.write_str(m),
+            Error::Operation(e) => write!(f, "{e}"),
         }
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Config(e) => Some(e),
+            Error::Ledger(e) => Some(e),
+            Error::Operation(e) => Some(&**e),
+            Error::Usage(_) | Error::Failed(_) => None,
+        }
+    }
+}
+
+impl Error {
+    /// An operation's typed error, as the error that ends a program.
+    pub fn operation(e: impl std::error::Error + Send + Sync + 'static) -> Error {
+        Error::Operation(Box::new(e))
+    }
+}
 
 impl From<ConfigError> for Error {
     fn from(e: ConfigError) -> Error {

@@ -32,6 +32,7 @@ use crate::risk::{locate, Location};
 use crate::roots;
 use serde::Serialize;
 use std::ffi::OsString;
+use std::fmt;
 use std::path::{Path, PathBuf};
 
 /// The arguments git passes to `post-checkout`.
@@ -68,35 +69,67 @@ fn is_object_id(id: &str) -> bool {
 pub const USAGE: &str = "treeward-hook <old-commit> <new-commit> <0|1> \
     (the arguments git passes to post-checkout)";
 
+/// Why git's arguments to `post-checkout` are not what the hook expects.
+/// Every message ends with the usage line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ArgsError {
+    /// An argument is not UTF-8 text.
+    NotText(OsString),
+    /// Not three arguments.
+    Count(usize),
+    /// A commit that is not a full object id.
+    NotAnObjectId {
+        /// `old commit` or `new commit`.
+        what: &'static str,
+        /// The argument.
+        id: String,
+    },
+    /// A flag other than `0` or `1`.
+    Flag(String),
+}
+
+impl fmt::Display for ArgsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ArgsError::NotText(a) => write!(f, "bad arguments: {a:?} is not text"),
+            ArgsError::Count(n) => write!(f, "expected 3 arguments, got {n}"),
+            ArgsError::NotAnObjectId { what, id } => write!(
+                f,
+                "{what} {id:?} is not a full object id (40 or 64 hex digits)"
+            ),
+            ArgsError::Flag(other) => write!(
+                f,
+                "flag {other:?} is neither 0 (file checkout) nor 1 (branch checkout)"
+            ),
+        }?;
+        write!(f, "; usage: {USAGE}")
+    }
+}
+
+impl std::error::Error for ArgsError {}
+
 /// Pure: parses git's three arguments, or says clearly what is wrong.
-pub fn parse_args(args: &[OsString]) -> Result<Checkout, String> {
+pub fn parse_args(args: &[OsString]) -> Result<Checkout, ArgsError> {
     let texts: Vec<&str> = args
         .iter()
-        .map(|a| a.to_str().ok_or_else(|| format!("{a:?} is not text")))
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("bad arguments: {e}; usage: {USAGE}"))?;
+        .map(|a| a.to_str().ok_or_else(|| ArgsError::NotText(a.clone())))
+        .collect::<Result<_, _>>()?;
     let [old, new, flag] = texts[..] else {
-        return Err(format!(
-            "expected 3 arguments, got {}; usage: {USAGE}",
-            texts.len()
-        ));
+        return Err(ArgsError::Count(texts.len()));
     };
     for (what, id) in [("old commit", old), ("new commit", new)] {
         if !is_object_id(id) {
-            return Err(format!(
-                "{what} {id:?} is not a full object id (40 or 64 hex digits); usage: {USAGE}"
-            ));
+            return Err(ArgsError::NotAnObjectId {
+                what,
+                id: id.to_owned(),
+            });
         }
     }
     let branch_checkout = match flag {
         "1" => true,
         "0" => false,
-        other => {
-            return Err(format!(
-                "flag {other:?} is neither 0 (file checkout) nor 1 (branch checkout); \
-                 usage: {USAGE}"
-            ))
-        }
+        other => return Err(ArgsError::Flag(other.to_owned())),
     };
     Ok(Checkout {
         old: old.to_ascii_lowercase(),
@@ -315,7 +348,7 @@ pub struct Outcome {
 /// and decides; unless `dry_run`, appends the change to the ledger's
 /// journal. Bad arguments are refused before anything is read.
 pub fn run(config: Option<&Path>, args: &[OsString], dry_run: bool) -> Result<Outcome, Error> {
-    let checkout = parse_args(args).map_err(Error::Usage)?;
+    let checkout = parse_args(args).map_err(|e| Error::Usage(e.to_string()))?;
     let config = Config::load(config)?;
     let dir = std::env::current_dir()
         .map_err(|e| Error::Failed(format!("cannot tell the current directory: {e}")))?;
@@ -429,7 +462,7 @@ mod tests {
             (&[NULL, A, "2"], "flag \"2\" is neither 0"),
         ];
         for (a, expected) in cases {
-            let err = parse_args(&args(a)).unwrap_err();
+            let err = parse_args(&args(a)).unwrap_err().to_string();
             assert!(err.contains(expected), "{a:?}: {err}");
             assert!(err.contains("usage: treeward-hook"), "{err}");
         }

@@ -192,7 +192,7 @@ impl Lease {
         let record_id = ledger
             .update(|doc| hold(doc, &fresh, holder))
             .map_err(LeaseError::Ledger)?
-            .map_err(bad)?;
+            .map_err(|e| bad(e.to_string()))?;
         log::debug!(
             "{}: leased by pid {} (record {record_id})",
             path.display(),
@@ -280,9 +280,36 @@ fn governing(doc: &Document, path: &Path) -> Option<usize> {
         .map(|(i, _)| i)
 }
 
+/// A ledger record that governs a worktree's path but names another
+/// repository than the worktree's: not trusted, nothing recorded on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForeignRecord {
+    /// The record's id.
+    pub id: String,
+    /// The repository the record names.
+    pub recorded: PathBuf,
+    /// The repository the worktree belongs to.
+    pub actual: PathBuf,
+}
+
+impl fmt::Display for ForeignRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "its ledger record {} names the repository {}, but the worktree there belongs \
+             to {}: the record is not trusted",
+            self.id,
+            self.recorded.display(),
+            self.actual.display()
+        )
+    }
+}
+
+impl std::error::Error for ForeignRecord {}
+
 /// Pure: records `holder` on the record that governs `fresh.path`, as
 /// [`adopt`] finds or adds it. Returns the record's id.
-fn hold(doc: &mut Document, fresh: &Record, holder: Holder) -> Result<String, String> {
+fn hold(doc: &mut Document, fresh: &Record, holder: Holder) -> Result<String, ForeignRecord> {
     let record = adopt(doc, fresh)?;
     record.lease = Some(holder);
     Ok(record.id.clone())
@@ -292,7 +319,10 @@ fn hold(doc: &mut Document, fresh: &Record, holder: Holder) -> Result<String, St
 /// record built from the worktree's claim) added when none governs it or
 /// only a finished one does (the path was reused). `Err` when that record
 /// names another repository.
-pub(crate) fn adopt<'d>(doc: &'d mut Document, fresh: &Record) -> Result<&'d mut Record, String> {
+pub(crate) fn adopt<'d>(
+    doc: &'d mut Document,
+    fresh: &Record,
+) -> Result<&'d mut Record, ForeignRecord> {
     let index = governing(doc, &fresh.path)
         .filter(|&i| !matches!(doc.records[i].state, State::Removed | State::Preserved));
     let record = match index {
@@ -303,13 +333,11 @@ pub(crate) fn adopt<'d>(doc: &'d mut Document, fresh: &Record) -> Result<&'d mut
         }
     };
     if record.repository != fresh.repository {
-        return Err(format!(
-            "its ledger record {} names the repository {}, but the worktree there belongs \
-             to {}: the record is not trusted",
-            record.id,
-            record.repository.display(),
-            fresh.repository.display()
-        ));
+        return Err(ForeignRecord {
+            id: record.id.clone(),
+            recorded: record.repository.clone(),
+            actual: fresh.repository.clone(),
+        });
     }
     Ok(record)
 }
@@ -685,7 +713,7 @@ mod tests {
         doc.records
             .push(rec("cur", "/r/a", "/elsewhere/.git", State::Active));
         let fresh = rec("new", "/r/a", "/repo/.git", State::Active);
-        let err = hold(&mut doc, &fresh, H1).unwrap_err();
+        let err = hold(&mut doc, &fresh, H1).unwrap_err().to_string();
         assert!(err.contains("/elsewhere/.git"), "{err}");
         assert_eq!(doc.records[0].lease, None);
     }

@@ -92,7 +92,7 @@ pub fn register(config: &Config, path: &Path) -> Result<Registered, RegisterErro
             Ok((id, doc.records.len() > before))
         })
         .map_err(RegisterError::Ledger)?
-        .map_err(|why| bad((entry.path.clone(), why)))?;
+        .map_err(|why: crate::lease::ForeignRecord| bad((entry.path.clone(), why.to_string())))?;
     Ok(Registered {
         id,
         path: entry.path,

@@ -3,10 +3,12 @@
 //! acting only after it passes [`vet`]: not a symlink, not writable by others
 //! unless sticky (like `/tmp`), owned by root or its configured owner.
 
-use crate::config::Root;
-use crate::remove::open_dir_nofollow;
+use crate::config::{Root, RootPathError};
+use crate::remove::{open_dir_nofollow, RemoveError};
+use crate::trash::TrashError;
 use nix::sys::stat::fstat;
 use std::ffi::{OsStr, OsString};
+use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -49,18 +51,102 @@ pub struct OpenRoot {
     pub gid: u32,
 }
 
+/// Why a root is refused: nothing under it is touched, the other roots are
+/// still swept and reaped.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum RootError {
+    /// Its path is not one a root may have (`/usr`, a home directory...).
+    NotARoot(RootPathError),
+    /// It could not be opened without following a symlink.
+    Open(RemoveError),
+    /// It could not be `fstat`ed.
+    Stat(nix::Error),
+    /// Group or others may write it, and it is not sticky.
+    Writable {
+        /// Its mode.
+        mode: u32,
+    },
+    /// Neither root nor the configured owner owns it.
+    Owner {
+        /// Its owner.
+        uid: u32,
+        /// The configured owner, if any.
+        configured: Option<u32>,
+    },
+    /// Its entries could not be listed.
+    List(io::Error),
+    /// Its trash cannot be used.
+    Trash(TrashError),
+    /// Its trash is squatted, and only root may clear it.
+    TrashSquatted,
+}
+
+impl fmt::Display for RootError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RootError::NotARoot(e) => write!(f, "{e}"),
+            RootError::Open(e) => write!(f, "cannot open safely: {e}"),
+            RootError::Stat(e) => write!(f, "cannot stat: {e}"),
+            RootError::Writable { mode } => write!(
+                f,
+                "writable by group or others (mode {:o}) without the sticky bit: anyone could plant entries; chmod o-w,g-w or +t",
+                mode & 0o7777
+            ),
+            RootError::Owner {
+                uid,
+                configured: Some(o),
+            } => write!(
+                f,
+                "owned by uid {uid}, neither root nor the configured owner (uid {o})"
+            ),
+            RootError::Owner {
+                uid,
+                configured: None,
+            } => write!(
+                f,
+                "owned by uid {uid}, not root, and the root has no `owner` configured"
+            ),
+            RootError::List(e) => write!(f, "cannot list: {e}"),
+            RootError::Trash(e) => write!(f, "{e}"),
+            RootError::TrashSquatted => f.write_str(
+                "its trash is squatted and this pass is not root: nothing can be quarantined",
+            ),
+        }
+    }
+}
+
+impl std::error::Error for RootError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            RootError::NotARoot(e) => Some(e),
+            RootError::Open(e) => Some(e),
+            RootError::Stat(e) => Some(e),
+            RootError::List(e) => Some(e),
+            RootError::Trash(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<TrashError> for RootError {
+    fn from(e: TrashError) -> RootError {
+        RootError::Trash(e)
+    }
+}
+
 /// Opens a root without following a symlink anywhere in its path and vets
 /// it. `Ok(None)`: the root does not exist (nothing to do). `Err`: refused,
 /// with the reason.
-pub fn open(root: &Root) -> Result<Option<OpenRoot>, String> {
+pub fn open(root: &Root) -> Result<Option<OpenRoot>, RootError> {
     // Validation refuses these already; repeated here, where a root is
     // opened, so that no `Root` built around validation sweeps one.
-    crate::config::check_root(&root.path)?;
+    crate::config::check_root(&root.path).map_err(RootError::NotARoot)?;
     if std::fs::symlink_metadata(&root.path).is_err_and(|e| e.kind() == io::ErrorKind::NotFound) {
         return Ok(None);
     }
-    let fd = open_dir_nofollow(&root.path).map_err(|e| format!("cannot open safely: {e}"))?;
-    let st = fstat(fd.as_fd()).map_err(|e| format!("cannot stat: {e}"))?;
+    let fd = open_dir_nofollow(&root.path).map_err(RootError::Open)?;
+    let st = fstat(fd.as_fd()).map_err(RootError::Stat)?;
     vet(st.st_mode, st.st_uid, root.owner.as_ref().map(|o| o.uid))?;
     Ok(Some(OpenRoot {
         fd,
@@ -71,19 +157,14 @@ pub fn open(root: &Root) -> Result<Option<OpenRoot>, String> {
 }
 
 /// Whether a root with this mode and owner may be acted on.
-pub fn vet(mode: u32, uid: u32, configured_owner: Option<u32>) -> Result<(), String> {
+pub fn vet(mode: u32, uid: u32, configured_owner: Option<u32>) -> Result<(), RootError> {
     if mode & 0o022 != 0 && mode & 0o1000 == 0 {
-        return Err(format!(
-            "writable by group or others (mode {:o}) without the sticky bit: anyone could plant entries; chmod o-w,g-w or +t",
-            mode & 0o7777
-        ));
+        return Err(RootError::Writable { mode });
     }
     if uid != 0 && Some(uid) != configured_owner {
-        return Err(match configured_owner {
-            Some(o) => {
-                format!("owned by uid {uid}, neither root nor the configured owner (uid {o})")
-            }
-            None => format!("owned by uid {uid}, not root, and the root has no `owner` configured"),
+        return Err(RootError::Owner {
+            uid,
+            configured: configured_owner,
         });
     }
     Ok(())
@@ -117,7 +198,10 @@ mod tests {
             owner: None,
         };
         for path in ["/", "/usr", "/etc", "/root/.."] {
-            let refused = open(&root(path)).err().unwrap_or_default();
+            let refused = open(&root(path))
+                .map_err(|e| e.to_string())
+                .err()
+                .unwrap_or_default();
             assert!(!refused.is_empty(), "{path} was opened");
         }
         // Control: an ordinary directory that does not exist is no refusal.

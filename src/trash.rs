@@ -128,13 +128,74 @@ impl fmt::Display for Taken {
     }
 }
 
-/// Why a trash cannot be used.
-#[derive(Debug, Clone)]
+/// Why a trash (or a batch, or a batch's remains) cannot be used.
+#[derive(Debug)]
+#[non_exhaustive]
 pub enum TrashError {
-    /// Something else holds its name.
+    /// Something else holds the trash's name.
     Taken(Taken),
-    /// Anything else, phrased for a report.
-    Failed(String),
+    /// Something else holds a name inside the trash (a batch, the remains).
+    NameTaken {
+        /// How the name is shown: `batch <name>`, or the name itself.
+        name: String,
+        /// What holds it.
+        taken: Taken,
+    },
+    /// The trash vanished as it was created.
+    VanishedAsCreated,
+    /// A directory inside the trash vanished as it was made (a batch, the
+    /// remains): named in words.
+    Vanished(String),
+    /// A name changed between its `stat` and its `open`.
+    Changed {
+        /// The name.
+        name: String,
+        /// The `open`'s error, if it failed.
+        source: Option<Errno>,
+    },
+    /// A system call on a name failed.
+    Sys {
+        /// What was being done: `create`, `stat`, `chmod`, ...
+        call: Call,
+        /// The name (or, for [`Call::List`], the directory in words).
+        name: String,
+        /// Why.
+        source: Errno,
+    },
+    /// An entry could not be moved into its batch's remains.
+    SetAside(Errno),
+    /// As root: the squatted trash could not be swapped for a new one.
+    Swap(Errno),
+    /// As root: a trash of the owner appeared during the swap and could not
+    /// be moved back from where the swap left it.
+    GiveBack {
+        /// The name it was left at.
+        aside: String,
+        /// Why.
+        source: Errno,
+    },
+    /// As root: a squat that could not be removed as residue.
+    Uncleared(Box<Cleared>),
+    /// The trash's name kept changing: retried next pass.
+    KeptChanging,
+}
+
+/// A system call [`TrashError::Sys`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Call {
+    /// `mkdirat`.
+    Create,
+    /// The `openat` of a directory just created.
+    OpenCreated,
+    /// `fchmod`.
+    Chmod,
+    /// `fchown`.
+    Chown,
+    /// `fstat` or `fstatat`.
+    Stat,
+    /// Listing a directory.
+    List,
 }
 
 impl fmt::Display for TrashError {
@@ -142,14 +203,64 @@ impl fmt::Display for TrashError {
         match self {
             TrashError::Taken(t) if t.may_hold_work() => write!(f, "{TRASH} is {t}"),
             TrashError::Taken(t) => write!(f, "{TRASH} is squatted: {t}; not used"),
-            TrashError::Failed(m) => f.write_str(m),
+            TrashError::NameTaken { name, taken } => write!(f, "{name}: {taken}"),
+            TrashError::VanishedAsCreated => write!(f, "{TRASH} vanished as it was created"),
+            TrashError::Vanished(what) => write!(f, "{what} vanished"),
+            TrashError::Changed { name, source } => {
+                write!(f, "{name} changed while it was opened")?;
+                match source {
+                    Some(e) => write!(f, ": {e}"),
+                    None => Ok(()),
+                }
+            }
+            TrashError::Sys { call, name, source } => match call {
+                Call::Create => write!(f, "cannot create {name}: {source}"),
+                Call::OpenCreated => write!(f, "cannot open {name}, just created: {source}"),
+                Call::Chmod => write!(f, "cannot chmod {name}: {source}"),
+                Call::Chown => write!(f, "cannot chown {name}: {source}"),
+                Call::Stat => write!(f, "cannot stat {name}: {source}"),
+                Call::List => write!(f, "cannot list {name}: {source}"),
+            },
+            TrashError::SetAside(e) => write!(f, "cannot move it to the trash's remains: {e}"),
+            TrashError::Swap(e) => write!(
+                f,
+                "{TRASH} is squatted, and a new trash could not be swapped in: {e}"
+            ),
+            TrashError::GiveBack { aside, source } => write!(
+                f,
+                "a trash of the root's owner appeared at {TRASH} meanwhile and could not be moved back from {aside}: {source}"
+            ),
+            TrashError::Uncleared(c) => write!(f, "{c}"),
+            TrashError::KeptChanging => write!(
+                f,
+                "{TRASH} kept changing while treeward claimed it; retried next pass"
+            ),
         }
     }
 }
 
-impl From<TrashError> for String {
-    fn from(e: TrashError) -> String {
-        e.to_string()
+impl std::error::Error for TrashError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            TrashError::Changed {
+                source: Some(e), ..
+            }
+            | TrashError::Sys { source: e, .. }
+            | TrashError::SetAside(e)
+            | TrashError::Swap(e)
+            | TrashError::GiveBack { source: e, .. } => Some(e),
+            TrashError::Uncleared(c) => c.removed.as_ref().err().map(|e| e as _),
+            _ => None,
+        }
+    }
+}
+
+/// A [`TrashError::Sys`] of `call` on `name`.
+fn sys(call: Call, name: &OsStr) -> impl FnOnce(Errno) -> TrashError + '_ {
+    move |source| TrashError::Sys {
+        call,
+        name: name.to_string_lossy().into_owned(),
+        source,
     }
 }
 
@@ -171,11 +282,10 @@ fn slot(
     uid: u32,
     gid: u32,
     create: bool,
-) -> Result<Slot, String> {
+) -> Result<Slot, TrashError> {
     if create {
         if let Some(fd) = make(parent, name, uid, gid)? {
-            let st =
-                fstat(&fd).map_err(|e| format!("cannot stat {}: {e}", name.to_string_lossy()))?;
+            let st = fstat(&fd).map_err(sys(Call::Stat, name))?;
             return Ok(match Taken::of(&Meta::from_stat(&st), uid) {
                 Some(t) => Slot::Taken(t),
                 None => Slot::Private(fd),
@@ -192,23 +302,21 @@ fn make(
     name: &OsStr,
     uid: u32,
     gid: u32,
-) -> Result<Option<OwnedFd>, String> {
-    let shown = name.to_string_lossy();
+) -> Result<Option<OwnedFd>, TrashError> {
     match mkdirat(parent, name, Mode::S_IRWXU) {
         Ok(()) => {}
         Err(Errno::EEXIST) => return Ok(None),
-        Err(e) => return Err(format!("cannot create {shown}: {e}")),
+        Err(e) => return Err(sys(Call::Create, name)(e)),
     }
-    let fd = fd::open_dir_at(parent, name)
-        .map_err(|e| format!("cannot open {shown}, just created: {e}"))?;
-    fchmod(fd.as_fd(), TRASH_MODE).map_err(|e| format!("cannot chmod {shown}: {e}"))?;
+    let fd = fd::open_dir_at(parent, name).map_err(sys(Call::OpenCreated, name))?;
+    fchmod(fd.as_fd(), TRASH_MODE).map_err(sys(Call::Chmod, name))?;
     if Uid::effective().as_raw() != uid {
         fchown(
             fd.as_fd(),
             Some(Uid::from_raw(uid)),
             Some(Gid::from_raw(gid)),
         )
-        .map_err(|e| format!("cannot chown {shown}: {e}"))?;
+        .map_err(sys(Call::Chown, name))?;
     }
     Ok(Some(fd))
 }
@@ -216,21 +324,23 @@ fn make(
 /// [`slot`] of an existing name: `fstatat` first (no symlink followed), and
 /// only a private directory of `uid` is opened, checked to be the object
 /// that was looked at.
-fn look(parent: BorrowedFd<'_>, name: &OsStr, uid: u32) -> Result<Slot, String> {
-    let shown = name.to_string_lossy();
+fn look(parent: BorrowedFd<'_>, name: &OsStr, uid: u32) -> Result<Slot, TrashError> {
     let seen = match fstatat(parent, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
         Ok(st) => Meta::from_stat(&st),
         Err(Errno::ENOENT) => return Ok(Slot::Absent),
-        Err(e) => return Err(format!("cannot stat {shown}: {e}")),
+        Err(e) => return Err(sys(Call::Stat, name)(e)),
     };
     if let Some(t) = Taken::of(&seen, uid) {
         return Ok(Slot::Taken(t));
     }
-    let changed = || format!("{shown} changed while it was opened");
-    let fd = fd::open_dir_at(parent, name).map_err(|e| format!("{}: {e}", changed()))?;
-    let now = Meta::from_stat(&fstat(&fd).map_err(|e| format!("cannot stat {shown}: {e}"))?);
+    let changed = |source| TrashError::Changed {
+        name: name.to_string_lossy().into_owned(),
+        source,
+    };
+    let fd = fd::open_dir_at(parent, name).map_err(|e| changed(Some(e)))?;
+    let now = Meta::from_stat(&fstat(&fd).map_err(sys(Call::Stat, name))?);
     if !now.same_object(&seen) {
-        return Err(changed());
+        return Err(changed(None));
     }
     Ok(match Taken::of(&now, uid) {
         Some(t) => Slot::Taken(t),
@@ -333,7 +443,7 @@ pub struct Remains {
 #[derive(Debug)]
 pub struct Stray {
     pub name: OsString,
-    pub found: Result<Taken, String>,
+    pub found: Result<Taken, TrashError>,
 }
 
 impl Trash {
@@ -355,12 +465,8 @@ impl Trash {
             root.uid,
             root.gid,
             create,
-        )
-        .map_err(TrashError::Failed)?
-        {
-            Slot::Absent if create => Err(TrashError::Failed(format!(
-                "{TRASH} vanished as it was created"
-            ))),
+        )? {
+            Slot::Absent if create => Err(TrashError::VanishedAsCreated),
             Slot::Absent => Ok(None),
             Slot::Private(fd) => Ok(Some(Trash::new(root, fd))),
             Slot::Taken(t) => Err(TrashError::Taken(t)),
@@ -384,13 +490,12 @@ impl Trash {
         let name = OsStr::new(TRASH);
         let mut cleared = None;
         for _ in 0..CLAIM_ATTEMPTS {
-            let taken =
-                match slot(dir, name, root.uid, root.gid, true).map_err(TrashError::Failed)? {
-                    Slot::Private(fd) => return Ok((Trash::new(root, fd), cleared)),
-                    Slot::Absent => continue,
-                    Slot::Taken(t) if t.may_hold_work() => return Err(TrashError::Taken(t)),
-                    Slot::Taken(t) => t,
-                };
+            let taken = match slot(dir, name, root.uid, root.gid, true)? {
+                Slot::Private(fd) => return Ok((Trash::new(root, fd), cleared)),
+                Slot::Absent => continue,
+                Slot::Taken(t) if t.may_hold_work() => return Err(TrashError::Taken(t)),
+                Slot::Taken(t) => t,
+            };
             match swap_in(dir, root)? {
                 Swap::Swapped(fd, aside) => match clear(dir, &aside, taken, root.uid) {
                     Some(c) => return Ok((Trash::new(root, fd), Some(c))),
@@ -403,32 +508,33 @@ impl Trash {
                 Swap::Unsupported => {
                     if let Some(c) = clear(dir, name, taken, root.uid) {
                         if !c.complete() {
-                            return Err(TrashError::Failed(c.to_string()));
+                            return Err(TrashError::Uncleared(Box::new(c)));
                         }
                         cleared = Some(c);
                     }
                 }
             }
         }
-        Err(TrashError::Failed(format!(
-            "{TRASH} kept changing while treeward claimed it; retried next pass"
-        )))
+        Err(TrashError::KeptChanging)
     }
 
     /// A new, empty batch named for this moment and process.
-    pub fn new_batch(&self) -> Result<Batch, String> {
+    pub fn new_batch(&self) -> Result<Batch, TrashError> {
         let stamp = crate::ledger::now().replace([':', '-'], "");
         let name = OsString::from(format!("{stamp}-{}", std::process::id()));
         match slot(self.fd.as_fd(), &name, self.uid, self.gid, true)? {
             Slot::Private(fd) => Ok(Batch { name, fd }),
-            Slot::Absent => Err("batch directory vanished".to_owned()),
-            Slot::Taken(t) => Err(format!("batch {}: {t}", name.to_string_lossy())),
+            Slot::Absent => Err(TrashError::Vanished("batch directory".to_owned())),
+            Slot::Taken(taken) => Err(TrashError::NameTaken {
+                name: format!("batch {}", name.to_string_lossy()),
+                taken,
+            }),
         }
     }
 
     /// Every batch in the trash, oldest first (names sort by time), and
     /// every other name in it ([`Stray`]), left alone.
-    pub fn batches(&self) -> Result<(Vec<Batch>, Vec<Stray>), String> {
+    pub fn batches(&self) -> Result<(Vec<Batch>, Vec<Stray>), TrashError> {
         let names = sorted_names(&self.fd, "the trash")?;
         let (mut batches, mut strays) = (Vec::new(), Vec::new());
         for name in names {
@@ -467,25 +573,35 @@ impl Trash {
         parent: BorrowedFd<'_>,
         name: &OsStr,
         create: bool,
-    ) -> Result<Option<OwnedFd>, String> {
+    ) -> Result<Option<OwnedFd>, TrashError> {
+        let shown = || name.to_string_lossy().into_owned();
         match slot(parent, name, self.uid, self.gid, create)? {
             Slot::Private(fd) => Ok(Some(fd)),
-            Slot::Absent if create => Err(format!("{} vanished", name.to_string_lossy())),
+            Slot::Absent if create => Err(TrashError::Vanished(shown())),
             Slot::Absent => Ok(None),
-            Slot::Taken(t) => Err(format!("{}: {t}", name.to_string_lossy())),
+            Slot::Taken(taken) => Err(TrashError::NameTaken {
+                name: shown(),
+                taken,
+            }),
         }
     }
 
     /// Moves the reclaimed entry `name` of `batch` into the batch's
     /// remains of `fate` (made as needed), and returns the directory that
     /// holds it now. Never replaces anything.
-    pub fn set_aside(&self, batch: &Batch, name: &OsStr, fate: Fate) -> Result<OwnedFd, String> {
+    pub fn set_aside(
+        &self,
+        batch: &Batch,
+        name: &OsStr,
+        fate: Fate,
+    ) -> Result<OwnedFd, TrashError> {
+        let vanished = || TrashError::Vanished("the remains".to_owned());
         let area = self
             .private(batch.fd.as_fd(), OsStr::new(REMAINS), true)?
-            .ok_or("the remains vanished")?;
+            .ok_or_else(vanished)?;
         let dir = self
             .private(area.as_fd(), fate.dir(), true)?
-            .ok_or("the remains vanished")?;
+            .ok_or_else(vanished)?;
         renameat2(
             batch.fd.as_fd(),
             name,
@@ -493,12 +609,12 @@ impl Trash {
             name,
             RenameFlags::RENAME_NOREPLACE,
         )
-        .map_err(|e| format!("cannot move it to the trash's remains: {e}"))?;
+        .map_err(TrashError::SetAside)?;
         Ok(dir)
     }
 
     /// The remains waiting in `batch`, by fate.
-    pub fn remains(&self, batch: &Batch) -> Result<Vec<Remains>, String> {
+    pub fn remains(&self, batch: &Batch) -> Result<Vec<Remains>, TrashError> {
         let Some(area) = self.private(batch.fd.as_fd(), OsStr::new(REMAINS), false)? else {
             return Ok(Vec::new());
         };
@@ -532,7 +648,7 @@ impl Trash {
 impl Batch {
     /// The names of the entries waiting in this batch, sorted (its
     /// remains aside).
-    pub fn entries(&self) -> Result<Vec<OsString>, String> {
+    pub fn entries(&self) -> Result<Vec<OsString>, TrashError> {
         let mut names = sorted_names(&self.fd, "a trash batch")?;
         names.retain(|n| n != REMAINS);
         Ok(names)
@@ -555,7 +671,7 @@ enum Swap {
 /// it with whatever holds [`TRASH`], in one `renameat2`.
 fn swap_in(dir: BorrowedFd<'_>, root: &OpenRoot) -> Result<Swap, TrashError> {
     let aside = aside_name();
-    let Some(fd) = make(dir, &aside, root.uid, root.gid).map_err(TrashError::Failed)? else {
+    let Some(fd) = make(dir, &aside, root.uid, root.gid)? else {
         return Ok(Swap::Again);
     };
     let name = OsStr::new(TRASH);
@@ -591,9 +707,7 @@ fn swap_in(dir: BorrowedFd<'_>, root: &OpenRoot) -> Result<Swap, TrashError> {
         }
         Err(e) => {
             drop_ours();
-            Err(TrashError::Failed(format!(
-                "{TRASH} is squatted, and a new trash could not be swapped in: {e}"
-            )))
+            Err(TrashError::Swap(e))
         }
     }
 }
@@ -602,11 +716,11 @@ fn swap_in(dir: BorrowedFd<'_>, root: &OpenRoot) -> Result<Swap, TrashError> {
 /// pass made it meanwhile), and removes the new one, empty, that took its
 /// name.
 fn give_back(dir: BorrowedFd<'_>, aside: &OsStr) -> Result<(), TrashError> {
-    renameat2(dir, aside, dir, TRASH, RenameFlags::RENAME_EXCHANGE).map_err(|e| {
-        TrashError::Failed(format!(
-            "a trash of the root's owner appeared at {TRASH} meanwhile and could not be moved back from {}: {e}",
-            aside.to_string_lossy()
-        ))
+    renameat2(dir, aside, dir, TRASH, RenameFlags::RENAME_EXCHANGE).map_err(|source| {
+        TrashError::GiveBack {
+            aside: aside.to_string_lossy().into_owned(),
+            source,
+        }
     })?;
     let _ = unlinkat(dir, aside, UnlinkatFlags::RemoveDir);
     Ok(())
@@ -659,9 +773,9 @@ fn aside_name() -> OsString {
 }
 
 /// The names in a trash directory, sorted (batch names sort by time).
-fn sorted_names(fd: &OwnedFd, what: &str) -> Result<Vec<OsString>, String> {
+fn sorted_names(fd: &OwnedFd, what: &str) -> Result<Vec<OsString>, TrashError> {
     let mut names =
-        crate::remove::list_names(fd.as_fd()).map_err(|e| format!("cannot list {what}: {e}"))?;
+        crate::remove::list_names(fd.as_fd()).map_err(sys(Call::List, OsStr::new(what)))?;
     names.sort();
     Ok(names)
 }

@@ -267,7 +267,7 @@ fn repository_findings(config: &Config, doc: &Document, worker: &Worker) -> Vec<
                 format!("hook not installed in {}", s.hooks_dir.display()),
                 Some(format!("treeward install-hook {}", repo.display())),
             ),
-            Err(e) => (false, e, None),
+            Err(e) => (false, e.to_string(), None),
         };
         out.push(if live || ok {
             let finding = Finding::new("repository", subject, ok, detail);
@@ -287,24 +287,57 @@ fn repository_findings(config: &Config, doc: &Document, worker: &Worker) -> Vec<
     out
 }
 
+/// Why the hook's state in a repository could not be read (never leaves
+/// this module: it becomes a finding's detail).
+#[derive(Debug)]
+enum HookStateError {
+    /// The repository is gone.
+    Gone(String),
+    /// The repository does not verify as its owner's.
+    Refused(Unclaimed),
+    /// Read in-process, and failed.
+    Read(hooks::HookError),
+    /// Read by the owner's worker, and failed.
+    Worker(crate::error::Error),
+    /// The worker answered something else.
+    Unexpected(Box<Response>),
+}
+
+impl std::fmt::Display for HookStateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HookStateError::Gone(why) => write!(f, "gone: {why}"),
+            HookStateError::Refused(e) => write!(f, "refused: {e}"),
+            HookStateError::Read(e) => write!(f, "{e}"),
+            HookStateError::Worker(e) => write!(f, "{e}"),
+            HookStateError::Unexpected(other) => write!(f, "unexpected reply {other:?}"),
+        }
+    }
+}
+
 /// The hook's state in `repo`, which must verify as `owner`'s; read by
 /// that owner through `worker` when this runs as root, else in-process
 /// (an unprivileged doctor reads only what it may read anyway).
-fn hook_state(repo: &Path, owner: u32, worker: &Worker, euid: u32) -> Result<HookState, String> {
+fn hook_state(
+    repo: &Path,
+    owner: u32,
+    worker: &Worker,
+    euid: u32,
+) -> Result<HookState, HookStateError> {
     let verified = claim::verify_repository(repo, owner).map_err(|e| match e {
-        Unclaimed::Broken(why) => format!("gone: {why}"),
-        e => format!("refused: {e}"),
+        Unclaimed::Broken(why) => HookStateError::Gone(why),
+        e => HookStateError::Refused(e),
     })?;
     if euid != 0 {
-        return hooks::state(verified.common());
+        return hooks::state(verified.common()).map_err(HookStateError::Read);
     }
     let request = Request::HookState {
         repository: verified.common().to_path_buf(),
     };
     match super::call_as_owner(worker, &verified, &request) {
         Ok(Response::HookState { state }) => Ok(state),
-        Ok(other) => Err(format!("unexpected reply {other:?}")),
-        Err(e) => Err(e.to_string()),
+        Ok(other) => Err(HookStateError::Unexpected(Box::new(other))),
+        Err(e) => Err(HookStateError::Worker(e)),
     }
 }
 
@@ -364,7 +397,7 @@ fn root_findings(config: &Config) -> Vec<Finding> {
                 ),
                 Err(why) => {
                     let fix = root_fix(&root.path, root.owner.as_ref().map(|o| o.uid));
-                    let finding = Finding::new("root", subject, false, why);
+                    let finding = Finding::new("root", subject, false, why.to_string());
                     match fix {
                         Some(how) => finding.fix(how),
                         None => finding,

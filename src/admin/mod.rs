@@ -72,7 +72,7 @@ pub fn call_as_owner(
     match worker.call(repo.owner(), request) {
         Ok(Response::Failed { message }) => Err(Error::Failed(message)),
         Ok(response) => Ok(response),
-        Err(e) => Err(Error::Failed(e.to_string())),
+        Err(e) => Err(Error::operation(e)),
     }
 }
 

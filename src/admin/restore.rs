@@ -31,6 +31,7 @@ use crate::error::Error;
 use crate::ledger::{Document, Ledger, Record, State};
 use crate::preserve::NAMESPACE;
 use serde::Serialize;
+use std::fmt;
 use std::path::{Path, PathBuf};
 
 /// What `restore` asked for, resolved.
@@ -60,16 +61,41 @@ pub struct Outcome {
     pub id: Option<String>,
 }
 
+/// Why a target names no preserved set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SetNameError {
+    /// A ref outside treeward's namespace.
+    NotTreewards(String),
+    /// Neither a ref of a set nor `<name>/<stamp>`.
+    NotASet(String),
+}
+
+impl fmt::Display for SetNameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SetNameError::NotTreewards(target) => write!(
+                f,
+                "{target} is not a treeward ref: only refs under {NAMESPACE}/ are restored"
+            ),
+            SetNameError::NotASet(target) => write!(
+                f,
+                "{target}: not a preserved set: give {NAMESPACE}/<name>/<stamp>[/…] or <name>/<stamp>"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for SetNameError {}
+
 /// Pure: the set prefix a ref or `<name>/<stamp>` names; an error for
 /// anything outside the namespace.
-pub fn set_prefix(target: &str) -> Result<String, String> {
+pub fn set_prefix(target: &str) -> Result<String, SetNameError> {
     let rest = if target.starts_with("refs/") {
         target
             .strip_prefix(NAMESPACE)
             .and_then(|r| r.strip_prefix('/'))
-            .ok_or_else(|| {
-                format!("{target} is not a treeward ref: only refs under {NAMESPACE}/ are restored")
-            })?
+            .ok_or_else(|| SetNameError::NotTreewards(target.to_owned()))?
     } else {
         target
     };
@@ -78,9 +104,7 @@ pub fn set_prefix(target: &str) -> Result<String, String> {
         (Some(name), Some(stamp)) if valid_component(name) && valid_component(stamp) => {
             Ok(format!("{NAMESPACE}/{name}/{stamp}"))
         }
-        _ => Err(format!(
-            "{target}: not a preserved set: give {NAMESPACE}/<name>/<stamp>[/…] or <name>/<stamp>"
-        )),
+        _ => Err(SetNameError::NotASet(target.to_owned())),
     }
 }
 
@@ -128,7 +152,7 @@ pub fn plan(
         _ => {
             let prefix = set_prefix(target).map_err(|why| {
                 Error::Usage(if target.starts_with("refs/") {
-                    why
+                    why.to_string()
                 } else {
                     format!("no ledger record with id {target}, and {why}")
                 })

@@ -30,10 +30,11 @@
 
 use crate::claim;
 use crate::fd::{self, ReadError};
-use crate::git::Git;
+use crate::git::{Git, GitError};
 use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
 use serde::{Deserialize, Serialize};
 use std::ffi::OsStr;
+use std::fmt;
 use std::fs;
 use std::io::{self, Write};
 use std::os::fd::{AsFd, OwnedFd};
@@ -114,18 +115,195 @@ pub struct HookOutcome {
     pub dry_run: bool,
 }
 
+/// Why the shim cannot be installed: someone else's `post-checkout` and a
+/// chained hook both exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChainConflict;
+
+impl fmt::Display for ChainConflict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "both {HOOK} (not treeward's) and {CHAINED} exist: chaining would overwrite one; \
+             merge them by hand first"
+        )
+    }
+}
+
+impl std::error::Error for ChainConflict {}
+
+/// Why a hook could not be read, installed or uninstalled. Every variant
+/// names the path; the state on disk is one of the module's states.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum HookError {
+    /// The common dir could not be `stat`ed (for its owner).
+    Repository {
+        /// The common dir.
+        common: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// git could not read the repository's config.
+    Git(GitError),
+    /// `git config` failed reading `key`.
+    Config {
+        /// The common dir.
+        common: PathBuf,
+        /// The key, such as `core.hooksPath`.
+        key: String,
+        /// git's message.
+        stderr: String,
+    },
+    /// `core.hooksPath` leads outside the repository.
+    Outside {
+        /// The hooks directory it names.
+        dir: PathBuf,
+        /// Where it may lead: the main worktree and the common dir.
+        bases: Vec<PathBuf>,
+    },
+    /// The repository's top could not be opened without following a link.
+    Base {
+        /// The main worktree's top, or the common dir.
+        base: PathBuf,
+        /// Why.
+        source: nix::Error,
+    },
+    /// A component of the hooks directory is a link or not a directory.
+    NotInside {
+        /// The path up to that component.
+        at: PathBuf,
+        /// Why.
+        source: nix::Error,
+    },
+    /// The hooks directory or an entry in it could not be looked at.
+    Look {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        source: nix::Error,
+    },
+    /// The hook could not be read.
+    Read {
+        /// The hook.
+        path: PathBuf,
+        /// Why.
+        source: ReadError,
+    },
+    /// Someone else's hook and a chained one both exist.
+    Conflict {
+        /// The hooks directory.
+        dir: PathBuf,
+        /// The conflict.
+        source: ChainConflict,
+    },
+    /// A file or directory operation failed; `doing` says which.
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// What was being done, such as `writing the shim`.
+        doing: &'static str,
+        /// Why.
+        source: io::Error,
+    },
+    /// A rename failed.
+    Rename {
+        /// The old name.
+        from: PathBuf,
+        /// The new name.
+        to: PathBuf,
+        /// Why.
+        source: nix::Error,
+    },
+}
+
+impl fmt::Display for HookError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HookError::Repository { common, source } => {
+                write!(f, "{}: {source}", common.display())
+            }
+            HookError::Git(e) => write!(f, "{e}"),
+            HookError::Config {
+                common,
+                key,
+                stderr,
+            } => write!(
+                f,
+                "{}: reading its config ({key}): {}",
+                common.display(),
+                stderr.trim()
+            ),
+            HookError::Outside { dir, bases } => {
+                let names: Vec<String> = bases.iter().map(|b| b.display().to_string()).collect();
+                write!(
+                    f,
+                    "core.hooksPath leads to {}, outside the repository ({}): treeward installs its \
+                     hook only inside the repository it is given",
+                    dir.display(),
+                    names.join(" or ")
+                )
+            }
+            HookError::Base { base, source } => write!(
+                f,
+                "{}: cannot be opened without following a link: {source}",
+                base.display()
+            ),
+            HookError::NotInside { at, source } => write!(
+                f,
+                "{}: not a directory reached without following a link ({source}): the hooks \
+                 directory must be inside the repository",
+                at.display()
+            ),
+            HookError::Look { path, source } => write!(f, "{}: {source}", path.display()),
+            HookError::Read { path, source } => write!(f, "{}: {source}", path.display()),
+            HookError::Conflict { dir, source } => write!(f, "{}: {source}", dir.display()),
+            HookError::Io {
+                path,
+                doing,
+                source,
+            } => write!(f, "{}: {doing}: {source}", path.display()),
+            HookError::Rename { from, to, source } => write!(
+                f,
+                "renaming {} to {}: {source}",
+                from.display(),
+                to.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for HookError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            HookError::Repository { source, .. } | HookError::Io { source, .. } => Some(source),
+            HookError::Git(e) => Some(e),
+            HookError::Base { source, .. }
+            | HookError::NotInside { source, .. }
+            | HookError::Look { source, .. }
+            | HookError::Rename { source, .. } => Some(source),
+            HookError::Read { source, .. } => Some(source),
+            HookError::Conflict { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+impl From<GitError> for HookError {
+    fn from(e: GitError) -> HookError {
+        HookError::Git(e)
+    }
+}
+
 /// Pure: what installing does in this state.
-pub fn plan_install(hook: Found, chained: bool) -> Result<HookAction, String> {
+pub fn plan_install(hook: Found, chained: bool) -> Result<HookAction, ChainConflict> {
     match (hook, chained) {
         (Found::Shim { current: true }, _) => Ok(HookAction::Nothing),
         (Found::Shim { current: false }, _) => Ok(HookAction::UpdateShim),
         // A chained hook without a shim: an install was interrupted.
         (Found::Absent, _) => Ok(HookAction::WriteShim),
         (Found::Other, false) => Ok(HookAction::ChainThenWriteShim),
-        (Found::Other, true) => Err(format!(
-            "both {HOOK} (not treeward's) and {CHAINED} exist: chaining would overwrite one; \
-             merge them by hand first"
-        )),
+        (Found::Other, true) => Err(ChainConflict),
     }
 }
 
@@ -141,18 +319,19 @@ pub fn plan_uninstall(hook: Found, chained: bool) -> HookAction {
 /// The repository's own (`--local`) value of `key`, read by git as the
 /// repository's owner (this process: hooks are handled as the owner, see
 /// `as_owner`) with `--type=<ty>`; `None` when unset.
-fn local_config(common: &Path, key: &str, ty: &str) -> Result<Option<String>, String> {
+fn local_config(common: &Path, key: &str, ty: &str) -> Result<Option<String>, HookError> {
     let owner = fs::metadata(common)
-        .map_err(|e| format!("{}: {e}", common.display()))?
+        .map_err(|source| HookError::Repository {
+            common: common.to_path_buf(),
+            source,
+        })?
         .uid();
-    let done = Git::new(common, owner)
-        .map_err(|e| e.to_string())?
+    let done = Git::new(common, owner)?
         .git_dir(common, None)
         .args(["config", "--local", "--get"])
         .arg(format!("--type={ty}"))
         .arg(key)
-        .run()
-        .map_err(|e| e.to_string())?;
+        .run()?;
     match done.code {
         Some(0) => Ok(Some(
             String::from_utf8_lossy(&done.stdout)
@@ -160,17 +339,17 @@ fn local_config(common: &Path, key: &str, ty: &str) -> Result<Option<String>, St
                 .to_owned(),
         )),
         Some(1) => Ok(None),
-        _ => Err(format!(
-            "{}: reading its config ({key}): {}",
-            common.display(),
-            String::from_utf8_lossy(&done.stderr).trim()
-        )),
+        _ => Err(HookError::Config {
+            common: common.to_path_buf(),
+            key: key.to_owned(),
+            stderr: String::from_utf8_lossy(&done.stderr).into_owned(),
+        }),
     }
 }
 
 /// The hooks directory of the repository whose common git dir is `common`
 /// (absolute, normal), which must stay inside the repository ([`inside`]).
-pub fn hooks_dir(common: &Path) -> Result<PathBuf, String> {
+pub fn hooks_dir(common: &Path) -> Result<PathBuf, HookError> {
     let bare = local_config(common, "core.bare", "bool")?.as_deref() == Some("true");
     // The main worktree that holds the common dir as its `.git`: never where
     // the config says the worktree is (`core.worktree` is the config's word,
@@ -204,35 +383,24 @@ pub fn base_of<'b>(dir: &Path, bases: &[&'b Path]) -> Option<&'b Path> {
 /// anywhere; treeward, asked to install into one repository, never writes
 /// outside it (a repository's config must not steer a write, as root least
 /// of all, into `/etc/cron.d`).
-fn inside(dir: &Path, bases: &[&Path]) -> Result<(), String> {
+fn inside(dir: &Path, bases: &[&Path]) -> Result<(), HookError> {
     let Some(base) = base_of(dir, bases) else {
-        let names: Vec<String> = bases.iter().map(|b| b.display().to_string()).collect();
-        return Err(format!(
-            "core.hooksPath leads to {}, outside the repository ({}): treeward installs its \
-             hook only inside the repository it is given",
-            dir.display(),
-            names.join(" or ")
-        ));
+        return Err(HookError::Outside {
+            dir: dir.to_path_buf(),
+            bases: bases.iter().map(|b| b.to_path_buf()).collect(),
+        });
     };
     let mut at = base.to_path_buf();
-    let mut fd = fd::open_path(base).map_err(|e| {
-        format!(
-            "{}: cannot be opened without following a link: {e}",
-            base.display()
-        )
+    let mut fd = fd::open_path(base).map_err(|source| HookError::Base {
+        base: base.to_path_buf(),
+        source,
     })?;
     for name in dir.strip_prefix(base).unwrap_or(Path::new("")).iter() {
         at.push(name);
         fd = match fd::open_path_at(fd.as_fd(), name) {
             Ok(next) => next,
             Err(nix::errno::Errno::ENOENT) => return Ok(()),
-            Err(e) => {
-                return Err(format!(
-                    "{}: not a directory reached without following a link ({e}): the hooks \
-                     directory must be inside the repository",
-                    at.display()
-                ))
-            }
+            Err(source) => return Err(HookError::NotInside { at, source }),
         };
     }
     Ok(())
@@ -241,12 +409,12 @@ fn inside(dir: &Path, bases: &[&Path]) -> Result<(), String> {
 /// Reads what the hooks directory of `common` holds. Changes nothing, and
 /// reads nothing by path: a FIFO or a symlink as the hook is someone
 /// else's hook, never opened.
-pub fn state(common: &Path) -> Result<HookState, String> {
+pub fn state(common: &Path) -> Result<HookState, HookError> {
     let dir = hooks_dir(common)?;
     let (hook, chained) = match fd::open_path(&dir) {
         Ok(fd) => (classify(&fd, &dir)?, exists(&fd, &dir, CHAINED)?),
         Err(nix::errno::Errno::ENOENT) => (Found::Absent, false),
-        Err(e) => return Err(format!("{}: {e}", dir.display())),
+        Err(source) => return Err(HookError::Look { path: dir, source }),
     };
     Ok(HookState {
         repository: common.to_path_buf(),
@@ -259,15 +427,21 @@ pub fn state(common: &Path) -> Result<HookState, String> {
 /// The largest hook read to see whether it is the shim.
 const MAX_HOOK: u64 = 1 << 20;
 
-fn exists(dir: &OwnedFd, dir_path: &Path, name: &str) -> Result<bool, String> {
+fn exists(dir: &OwnedFd, dir_path: &Path, name: &str) -> Result<bool, HookError> {
     fd::stat_at(dir.as_fd(), OsStr::new(name))
         .map(|st| st.is_some())
-        .map_err(|e| format!("{}: {e}", dir_path.join(name).display()))
+        .map_err(|source| HookError::Look {
+            path: dir_path.join(name),
+            source,
+        })
 }
 
-fn classify(dir: &OwnedFd, dir_path: &Path) -> Result<Found, String> {
-    let failed = |e: String| format!("{}: {e}", dir_path.join(HOOK).display());
-    let Some(st) = fd::stat_at(dir.as_fd(), OsStr::new(HOOK)).map_err(|e| failed(e.to_string()))?
+fn classify(dir: &OwnedFd, dir_path: &Path) -> Result<Found, HookError> {
+    let Some(st) =
+        fd::stat_at(dir.as_fd(), OsStr::new(HOOK)).map_err(|source| HookError::Look {
+            path: dir_path.join(HOOK),
+            source,
+        })?
     else {
         return Ok(Found::Absent);
     };
@@ -279,15 +453,21 @@ fn classify(dir: &OwnedFd, dir_path: &Path) -> Result<Found, String> {
         Ok(Some(_)) | Err(ReadError::NotRegular(_) | ReadError::TooLarge { .. }) => {
             Ok(Found::Other)
         }
-        Err(e) => Err(failed(e.to_string())),
+        Err(source) => Err(HookError::Read {
+            path: dir_path.join(HOOK),
+            source,
+        }),
     }
 }
 
 /// Installs the shim into the repository whose common git dir is `common`.
-pub fn install(common: &Path, dry_run: bool) -> Result<HookOutcome, String> {
+pub fn install(common: &Path, dry_run: bool) -> Result<HookOutcome, HookError> {
     let before = state(common)?;
-    let action = plan_install(before.hook, before.chained)
-        .map_err(|why| format!("{}: {why}", before.hooks_dir.display()))?;
+    let action =
+        plan_install(before.hook, before.chained).map_err(|source| HookError::Conflict {
+            dir: before.hooks_dir.clone(),
+            source,
+        })?;
     if !dry_run && action != HookAction::Nothing {
         apply_install(&before.hooks_dir, action)?;
         log::info!(
@@ -304,15 +484,18 @@ pub fn install(common: &Path, dry_run: bool) -> Result<HookOutcome, String> {
 }
 
 /// Uninstalls the shim from the repository whose common git dir is `common`.
-pub fn uninstall(common: &Path, dry_run: bool) -> Result<HookOutcome, String> {
+pub fn uninstall(common: &Path, dry_run: bool) -> Result<HookOutcome, HookError> {
     let before = state(common)?;
     let action = plan_uninstall(before.hook, before.chained);
     if !dry_run && action != HookAction::Nothing {
         let dir = &before.hooks_dir;
         match action {
             HookAction::RestoreChained => rename(&dir.join(CHAINED), &dir.join(HOOK), false)?,
-            _ => fs::remove_file(dir.join(HOOK))
-                .map_err(|e| format!("{}: removing the shim: {e}", dir.join(HOOK).display()))?,
+            _ => fs::remove_file(dir.join(HOOK)).map_err(|source| HookError::Io {
+                path: dir.join(HOOK),
+                doing: "removing the shim",
+                source,
+            })?,
         }
         log::info!("{}: {}", dir.display(), action.words(true));
     }
@@ -323,7 +506,7 @@ pub fn uninstall(common: &Path, dry_run: bool) -> Result<HookOutcome, String> {
     })
 }
 
-fn apply_install(dir: &Path, action: HookAction) -> Result<(), String> {
+fn apply_install(dir: &Path, action: HookAction) -> Result<(), HookError> {
     create_dir(dir)?;
     let temp = write_temp_shim(dir)?;
     let hook = dir.join(HOOK);
@@ -341,17 +524,21 @@ fn apply_install(dir: &Path, action: HookAction) -> Result<(), String> {
 }
 
 /// Creates the hooks directory (and its parents) if missing, mode 0755.
-fn create_dir(dir: &Path) -> Result<(), String> {
+fn create_dir(dir: &Path) -> Result<(), HookError> {
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o755)
         .create(dir)
-        .map_err(|e| format!("{}: creating the hooks directory: {e}", dir.display()))
+        .map_err(|source| HookError::Io {
+            path: dir.to_path_buf(),
+            doing: "creating the hooks directory",
+            source,
+        })
 }
 
 /// Writes the shim to a new temp file in `dir` (mode 0755 whatever the
 /// umask, fsynced) and returns its path.
-fn write_temp_shim(dir: &Path) -> Result<PathBuf, String> {
+fn write_temp_shim(dir: &Path) -> Result<PathBuf, HookError> {
     let temp = dir.join(format!(".{HOOK}.treeward-tmp.{}", std::process::id()));
     let _ = fs::remove_file(&temp); // ours from an earlier crash of this pid
     let write = || -> io::Result<()> {
@@ -366,27 +553,38 @@ fn write_temp_shim(dir: &Path) -> Result<PathBuf, String> {
         f.write_all(SHIM)?;
         f.sync_all()
     };
-    write().map_err(|e| {
+    write().map_err(|source| {
         let _ = fs::remove_file(&temp);
-        format!("{}: writing the shim: {e}", temp.display())
+        HookError::Io {
+            path: temp.clone(),
+            doing: "writing the shim",
+            source,
+        }
     })?;
     Ok(temp)
 }
 
-fn rename(from: &Path, to: &Path, no_replace: bool) -> Result<(), String> {
+fn rename(from: &Path, to: &Path, no_replace: bool) -> Result<(), HookError> {
     let flags = if no_replace {
         RenameFlags::RENAME_NOREPLACE
     } else {
         RenameFlags::empty()
     };
-    renameat2(AT_FDCWD, from, AT_FDCWD, to, flags)
-        .map_err(|e| format!("renaming {} to {}: {e}", from.display(), to.display()))
+    renameat2(AT_FDCWD, from, AT_FDCWD, to, flags).map_err(|source| HookError::Rename {
+        from: from.to_path_buf(),
+        to: to.to_path_buf(),
+        source,
+    })
 }
 
-fn sync_dir(dir: &Path) -> Result<(), String> {
+fn sync_dir(dir: &Path) -> Result<(), HookError> {
     fs::File::open(dir)
         .and_then(|d| d.sync_all())
-        .map_err(|e| format!("{}: syncing the directory: {e}", dir.display()))
+        .map_err(|source| HookError::Io {
+            path: dir.to_path_buf(),
+            doing: "syncing the directory",
+            source,
+        })
 }
 
 impl HookAction {

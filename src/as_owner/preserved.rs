@@ -5,11 +5,12 @@
 //! --preserved` and `treeward drop` ([`crate::admin::preserved`]) reach them
 //! through the worker.
 
-use crate::git::Git;
+use crate::git::{Git, GitError};
 use crate::preserve::layout::{Meta, META};
 use crate::preserve::NAMESPACE;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::{Path, PathBuf};
 
 /// One preserved set.
@@ -77,14 +78,53 @@ pub fn contents(refs: &[String], meta: Option<&Meta>) -> Vec<String> {
     out
 }
 
+/// Why preserved sets could not be listed or dropped.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum SetsError {
+    /// A git command failed.
+    Git(GitError),
+    /// The repository has no such set.
+    NoSuchSet {
+        /// The set asked for (`<name>/<stamp>`).
+        set: String,
+        /// The common dir.
+        common: PathBuf,
+    },
+}
+
+impl fmt::Display for SetsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SetsError::Git(e) => write!(f, "{e}"),
+            SetsError::NoSuchSet { set, common } => {
+                write!(f, "no preserved set {set} in {}", common.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for SetsError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SetsError::Git(e) => Some(e),
+            SetsError::NoSuchSet { .. } => None,
+        }
+    }
+}
+
+impl From<GitError> for SetsError {
+    fn from(e: GitError) -> SetsError {
+        SetsError::Git(e)
+    }
+}
+
 /// The sets of the repository at `common`. Runs as its owner.
-pub fn sets(common: &Path, owner: u32) -> Result<Vec<Set>, String> {
-    let out = Git::new(common, owner)
-        .map_err(|e| e.to_string())?
+pub fn sets(common: &Path, owner: u32) -> Result<Vec<Set>, SetsError> {
+    let out = Git::new(common, owner)?
         .read_only()
         .args(["for-each-ref", "--format=%(refname)", NAMESPACE])
-        .output()
-        .map_err(|e| e.to_string())?;
+        .output()?;
     let refs: Vec<String> = String::from_utf8_lossy(&out)
         .lines()
         .map(str::to_owned)
@@ -124,30 +164,29 @@ fn read_meta(common: &Path, owner: u32, state: &str) -> Option<Meta> {
 /// `common`, in one transaction, each only if it still points where it was
 /// read; returns the refs deleted (that would be, under `dry_run`). Runs
 /// as its owner.
-pub fn drop(common: &Path, owner: u32, set: &str, dry_run: bool) -> Result<Vec<String>, String> {
+pub fn drop(common: &Path, owner: u32, set: &str, dry_run: bool) -> Result<Vec<String>, SetsError> {
     let prefix = format!("{NAMESPACE}/{set}/");
-    let out = Git::new(common, owner)
-        .map_err(|e| e.to_string())?
+    let out = Git::new(common, owner)?
         .read_only()
         .args(["for-each-ref", "--format=%(refname) %(objectname)", &prefix])
-        .output()
-        .map_err(|e| e.to_string())?;
+        .output()?;
     let text = String::from_utf8_lossy(&out).into_owned();
     let refs: Vec<(&str, &str)> = text.lines().filter_map(|l| l.split_once(' ')).collect();
     if refs.is_empty() {
-        return Err(format!("no preserved set {set} in {}", common.display()));
+        return Err(SetsError::NoSuchSet {
+            set: set.to_owned(),
+            common: common.to_path_buf(),
+        });
     }
     if !dry_run {
         let mut stdin = Vec::new();
         for (name, oid) in &refs {
             stdin.extend_from_slice(format!("delete {name} {oid}\n").as_bytes());
         }
-        Git::new(common, owner)
-            .map_err(|e| e.to_string())?
+        Git::new(common, owner)?
             .args(["update-ref", "--stdin"])
             .stdin(stdin)
-            .output()
-            .map_err(|e| e.to_string())?;
+            .output()?;
     }
     Ok(refs.iter().map(|(n, _)| (*n).to_owned()).collect())
 }

@@ -51,16 +51,19 @@
 //! written before the `state` ref existed is refused with how to recover it
 //! by hand (`git stash apply --index <…/work>`).
 
+use crate::git::GitError;
 use crate::preserve::layout::{
     self, Entry, Meta, ModuleKind, ADMIN, FILES, INDEX, KEEP, META, MODULES, MODULE_CONFIG,
     SHARED_INDEX, STAGES,
 };
-use crate::preserve::{Repo, NAMESPACE};
+use crate::preserve::{PreserveError, Repo, NAMESPACE};
+use crate::remove::RemoveError;
 use crate::risk::{self, Location};
 use nix::sys::stat::Mode;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
+use std::fmt;
 use std::fs;
 use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
@@ -112,6 +115,210 @@ struct Layer {
     files: Vec<Entry>,
 }
 
+/// Why a restore failed. Nothing is half-done but what
+/// [`RebuildError::Incomplete`] says (a restore again starts over).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum RebuildError {
+    /// A set outside treeward's namespace, or a relative path.
+    BadRequest {
+        /// The set asked for.
+        prefix: String,
+        /// Where it was to go.
+        path: PathBuf,
+    },
+    /// The repository's owner could not be found.
+    Owner {
+        /// The common dir.
+        common: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A git command failed.
+    Git(PreserveError),
+    /// git could not be started for a command run directly.
+    Spawn(GitError),
+    /// The set is not one this treeward can restore (a set written before
+    /// the `state` ref, no metadata, a format it does not read, git's
+    /// output cut short); why, in words.
+    BadSet(String),
+    /// The set was preserved on an unborn branch that exists now.
+    UnbornBranchExists(String),
+    /// A system call on a path failed; `doing` says which.
+    Sys {
+        /// The path.
+        path: PathBuf,
+        /// What was being done, such as `opening the git dir`.
+        doing: &'static str,
+        /// Why.
+        source: nix::Error,
+    },
+    /// A file could not be written.
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// What was being done.
+        doing: &'static str,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A path in the set is not a plain relative path (or plants a `.git`
+    /// in a working tree).
+    NotPlain(PathBuf),
+    /// An unfinished restore could not be removed.
+    Remove {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        source: RemoveError,
+    },
+    /// An unfinished restore was only partly removed.
+    PartlyRemoved {
+        /// The path.
+        path: PathBuf,
+        /// What is left, in words.
+        left: String,
+    },
+    /// The path is a live linked worktree.
+    LiveWorktree {
+        /// The path.
+        path: PathBuf,
+        /// Its repository.
+        common: PathBuf,
+    },
+    /// No free name to move what is at the path aside to.
+    NoAsideName(PathBuf),
+    /// The path was taken after it was found free.
+    PathTaken {
+        /// The path.
+        path: PathBuf,
+        /// Why `mkdir` failed.
+        source: std::io::Error,
+    },
+    /// A nested repository's recorded `core.worktree` could not be unset.
+    Unset {
+        /// The nested repository.
+        dir: PathBuf,
+        /// git's message.
+        stderr: String,
+    },
+    /// A rename failed.
+    Rename {
+        /// The old name.
+        from: PathBuf,
+        /// The new name.
+        to: PathBuf,
+        /// Why.
+        source: nix::Error,
+    },
+    /// Filling the new worktree failed: it is left incomplete, the
+    /// preserved refs intact.
+    Incomplete {
+        /// The new worktree.
+        path: PathBuf,
+        /// Why.
+        source: Box<RebuildError>,
+    },
+}
+
+impl fmt::Display for RebuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RebuildError::BadRequest { prefix, path } => {
+                write!(f, "refusing to restore {prefix} to {}", path.display())
+            }
+            RebuildError::Owner { common, source } => write!(f, "{}: {source}", common.display()),
+            RebuildError::Git(e) => write!(f, "{e}"),
+            RebuildError::Spawn(e) => write!(f, "{e}"),
+            RebuildError::BadSet(why) => f.write_str(why),
+            RebuildError::UnbornBranchExists(b) => write!(
+                f,
+                "the set was preserved on the unborn branch {b}, which exists now: restore it with \
+                 --path elsewhere after deleting or renaming that branch"
+            ),
+            RebuildError::Sys {
+                path,
+                doing,
+                source,
+            } => write!(f, "{}: {doing}: {source}", path.display()),
+            RebuildError::Io {
+                path,
+                doing,
+                source,
+            } => write!(f, "{}: {doing}: {source}", path.display()),
+            RebuildError::NotPlain(path) => {
+                write!(f, "{}: writing: not a plain relative path", path.display())
+            }
+            RebuildError::Remove { path, source } => write!(f, "{}: {source}", path.display()),
+            RebuildError::PartlyRemoved { path, left } => {
+                write!(f, "{}: only partly removed: {left}", path.display())
+            }
+            RebuildError::LiveWorktree { path, common } => write!(
+                f,
+                "{} is a linked worktree of {}: remove or move it with git first, or restore \
+                 elsewhere with --path",
+                path.display(),
+                common.display()
+            ),
+            RebuildError::NoAsideName(path) => {
+                write!(f, "{}: no free aside name", path.display())
+            }
+            RebuildError::PathTaken { path, source } => write!(
+                f,
+                "{}: creating the worktree's directory: {source} (something took the path after it was \
+                 found free: nothing was written there)",
+                path.display()
+            ),
+            RebuildError::Unset { dir, stderr } => write!(
+                f,
+                "{}: unsetting core.worktree: {}",
+                dir.display(),
+                stderr.trim()
+            ),
+            RebuildError::Rename { from, to, source } => write!(
+                f,
+                "renaming {} to {}: {source}",
+                from.display(),
+                to.display()
+            ),
+            RebuildError::Incomplete { path, source } => write!(
+                f,
+                "{source}; the new worktree at {} is incomplete (the preserved refs are intact): \
+                 restore again, which starts over",
+                path.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for RebuildError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            RebuildError::Owner { source, .. }
+            | RebuildError::Io { source, .. }
+            | RebuildError::PathTaken { source, .. } => Some(source),
+            RebuildError::Git(e) => Some(e),
+            RebuildError::Spawn(e) => Some(e),
+            RebuildError::Sys { source, .. } | RebuildError::Rename { source, .. } => Some(source),
+            RebuildError::Remove { source, .. } => Some(source),
+            RebuildError::Incomplete { source, .. } => Some(&**source),
+            _ => None,
+        }
+    }
+}
+
+impl From<PreserveError> for RebuildError {
+    fn from(e: PreserveError) -> RebuildError {
+        RebuildError::Git(e)
+    }
+}
+
+impl From<GitError> for RebuildError {
+    fn from(e: GitError) -> RebuildError {
+        RebuildError::Spawn(e)
+    }
+}
+
 /// Restores the set `prefix` (`refs/treeward/preserved/<name>/<stamp>`) of
 /// the repository whose common dir is `common` into a new worktree at
 /// `path`.
@@ -120,41 +327,41 @@ pub fn rebuild(
     prefix: &str,
     path: &Path,
     dry_run: bool,
-) -> Result<Restored, String> {
+) -> Result<Restored, RebuildError> {
     if !prefix.starts_with(&format!("{NAMESPACE}/")) || !path.is_absolute() {
-        return Err(format!(
-            "refusing to restore {prefix} to {}",
-            path.display()
-        ));
+        return Err(RebuildError::BadRequest {
+            prefix: prefix.to_owned(),
+            path: path.to_path_buf(),
+        });
     }
     let owner = crate::as_owner::owner_of(common)
-        .map_err(|e| format!("{}: {e}", common.display()))?
+        .map_err(|source| RebuildError::Owner {
+            common: common.to_path_buf(),
+            source,
+        })?
         .uid;
     let repo = Repo::new(common, owner);
     let names = set_refs(&repo, prefix)?;
     let state = names
         .get(&format!("{prefix}/state"))
-        .ok_or_else(|| legacy(prefix, &names))?
+        .ok_or_else(|| RebuildError::BadSet(legacy(prefix, &names)))?
         .clone();
     let layers = layers(&repo, &state)?;
     let top = layers
         .get("")
-        .ok_or_else(|| format!("{prefix}: the set has no metadata"))?;
+        .ok_or_else(|| RebuildError::BadSet(format!("{prefix}: the set has no metadata")))?;
     let meta = read_meta(&repo, top)?;
     let tip = match &meta.branch {
-        Some(b) => repo
-            .maybe(
-                &["rev-parse", "-q", "--verify", "--end-of-options", b],
-                "reading the branch",
-            )
-            .map_err(|e| e.to_string())?,
+        Some(b) => repo.maybe(
+            &["rev-parse", "-q", "--verify", "--end-of-options", b],
+            "reading the branch",
+        )?,
         None => None,
     };
     let free = match (&meta.branch, &tip) {
         (Some(b), Some(t)) if meta.head.as_ref() == Some(t) => {
             let short = b.strip_prefix("refs/heads/").unwrap_or(b);
-            !crate::git::branch::checked_out_anywhere(common, owner, short)
-                .map_err(|e| e.to_string())?
+            !crate::git::branch::checked_out_anywhere(common, owner, short)?
         }
         _ => false,
     };
@@ -206,50 +413,42 @@ pub fn rebuild(
         return Err(e);
     }
     let wt = Repo::new(path, owner);
-    let git_dir = PathBuf::from(
-        wt.text(
-            &["rev-parse", "--absolute-git-dir"],
-            "finding the new worktree's git dir",
-        )
-        .map_err(|e| e.to_string())?,
-    );
+    let git_dir = PathBuf::from(wt.text(
+        &["rev-parse", "--absolute-git-dir"],
+        "finding the new worktree's git dir",
+    )?);
     out.worktree_name = git_dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned());
     let filled = fill(&repo, &wt, &git_dir, top, &meta)
         .and_then(|()| fill_modules(&repo, path, owner, prefix, &state, &layers, &meta, &names));
-    filled.map_err(|e| {
-        format!(
-            "{e}; the new worktree at {} is incomplete (the preserved refs are intact): \
-                 restore again, which starts over",
-            path.display()
-        )
+    filled.map_err(|e| RebuildError::Incomplete {
+        path: path.to_path_buf(),
+        source: Box::new(e),
     })?;
     log::info!("restored {prefix} to {}", path.display());
     Ok(out)
 }
 
 /// The refs of the set (full name → id); an error when there are none.
-fn set_refs(repo: &Repo<'_>, prefix: &str) -> Result<BTreeMap<String, String>, String> {
-    let out = repo
-        .text(
-            &[
-                "for-each-ref",
-                "--format=%(refname) %(objectname)",
-                &format!("{prefix}/"),
-            ],
-            "reading the preserved refs",
-        )
-        .map_err(|e| e.to_string())?;
+fn set_refs(repo: &Repo<'_>, prefix: &str) -> Result<BTreeMap<String, String>, RebuildError> {
+    let out = repo.text(
+        &[
+            "for-each-ref",
+            "--format=%(refname) %(objectname)",
+            &format!("{prefix}/"),
+        ],
+        "reading the preserved refs",
+    )?;
     let names: BTreeMap<String, String> = out
         .lines()
         .filter_map(|l| l.split_once(' '))
         .map(|(n, o)| (n.to_owned(), o.to_owned()))
         .collect();
     if names.is_empty() {
-        return Err(format!(
+        return Err(RebuildError::BadSet(format!(
             "{prefix}: no such preserved refs in this repository"
-        ));
+        )));
     }
     Ok(names)
 }
@@ -273,22 +472,15 @@ fn legacy(prefix: &str, names: &BTreeMap<String, String>) -> String {
 
 /// The state tree's files, by repository (`""` for the worktree itself,
 /// the encoded path for a nested repository).
-fn layers(repo: &Repo<'_>, state: &str) -> Result<BTreeMap<String, Layer>, String> {
-    let listed = repo
-        .out(
-            repo.git().map_err(|e| e.to_string())?.read_only().args([
-                "ls-tree",
-                "-r",
-                "-z",
-                "-l",
-                "--full-tree",
-                state,
-            ]),
-            "reading the preserved state",
-        )
-        .map_err(|e| e.to_string())?;
+fn layers(repo: &Repo<'_>, state: &str) -> Result<BTreeMap<String, Layer>, RebuildError> {
+    let listed = repo.out(
+        repo.git()?
+            .read_only()
+            .args(["ls-tree", "-r", "-z", "-l", "--full-tree", state]),
+        "reading the preserved state",
+    )?;
     let entries = layout::parse_ls_tree(&listed)
-        .ok_or_else(|| format!("{state}: not a state tree treeward wrote"))?;
+        .ok_or_else(|| RebuildError::BadSet(format!("{state}: not a state tree treeward wrote")))?;
     let mut out: BTreeMap<String, Layer> = BTreeMap::new();
     for mut e in entries {
         let (key, rest) = match e.path.strip_prefix(format!("{MODULES}/").as_bytes()) {
@@ -329,26 +521,28 @@ fn layers(repo: &Repo<'_>, state: &str) -> Result<BTreeMap<String, Layer>, Strin
     Ok(out)
 }
 
-fn read_meta(repo: &Repo<'_>, layer: &Layer) -> Result<Meta, String> {
+fn read_meta(repo: &Repo<'_>, layer: &Layer) -> Result<Meta, RebuildError> {
     let entry = layer
         .meta
         .as_ref()
-        .ok_or("the preserved state has no metadata")?;
+        .ok_or_else(|| RebuildError::BadSet("the preserved state has no metadata".to_owned()))?;
     let mut meta = None;
     for_each_blob(repo, std::slice::from_ref(entry), |_, bytes| {
         meta = Some(
             serde_json::from_slice::<Meta>(bytes)
-                .map_err(|e| format!("the preserved metadata: {e}"))?,
+                .map_err(|e| RebuildError::BadSet(format!("the preserved metadata: {e}")))?,
         );
         Ok(())
     })?;
-    let meta = meta.ok_or("the preserved metadata could not be read")?;
+    let meta = meta.ok_or_else(|| {
+        RebuildError::BadSet("the preserved metadata could not be read".to_owned())
+    })?;
     if meta.format != layout::FORMAT {
-        return Err(format!(
+        return Err(RebuildError::BadSet(format!(
             "the set is in format {} (this treeward reads {})",
             meta.format,
             layout::FORMAT
-        ));
+        )));
     }
     Ok(meta)
 }
@@ -358,18 +552,17 @@ fn read_meta(repo: &Repo<'_>, layer: &Layer) -> Result<Meta, String> {
 /// again at HEAD when it is gone (an integrated branch the sweep deleted);
 /// else detached at HEAD; an unborn branch that still does not exist comes
 /// back unborn.
-fn choose_checkout(meta: &Meta, tip: Option<&str>, free: bool) -> Result<Checkout, String> {
+fn choose_checkout(meta: &Meta, tip: Option<&str>, free: bool) -> Result<Checkout, RebuildError> {
     let short = |b: &str| b.strip_prefix("refs/heads/").unwrap_or(b).to_owned();
     match (&meta.head, &meta.branch, tip) {
         (Some(h), Some(b), Some(t)) if t == h && free => Ok(Checkout::Branch(short(b))),
         (Some(h), Some(b), None) => Ok(Checkout::NewBranch(short(b), h.clone())),
         (Some(h), _, _) => Ok(Checkout::Detached(h.clone())),
         (None, Some(b), None) => Ok(Checkout::Orphan(short(b))),
-        (None, Some(b), Some(_)) => Err(format!(
-            "the set was preserved on the unborn branch {b}, which exists now: restore it with \
-             --path elsewhere after deleting or renaming that branch"
+        (None, Some(b), Some(_)) => Err(RebuildError::UnbornBranchExists(b.clone())),
+        (None, None, _) => Err(RebuildError::BadSet(
+            "the set names neither a HEAD commit nor a branch".to_owned(),
         )),
-        (None, None, _) => Err("the set names neither a HEAD commit nor a branch".to_owned()),
     }
 }
 
@@ -392,13 +585,22 @@ fn is_unfinished(locked: Option<&[u8]>, gitdir: Option<&[u8]>, reason: &str, pat
 /// says is one, and the directory at `path` when its `.git` names that
 /// entry or it is empty. Runs as the owner; everything is opened relative
 /// to directory descriptors, and removed with the removal engine.
-fn discard_unfinished(common: &Path, owner: u32, path: &Path, reason: &str) -> Result<(), String> {
+fn discard_unfinished(
+    common: &Path,
+    owner: u32,
+    path: &Path,
+    reason: &str,
+) -> Result<(), RebuildError> {
     let worktrees = match crate::claim::open_worktrees_of(common, owner) {
         Ok(fd) => fd,
         Err(_) => return Ok(()),
     };
-    let names = crate::remove::list_names(worktrees.as_fd())
-        .map_err(|e| format!("{}/worktrees: listing: {e}", common.display()))?;
+    let names =
+        crate::remove::list_names(worktrees.as_fd()).map_err(|source| RebuildError::Sys {
+            path: common.join("worktrees"),
+            doing: "listing",
+            source,
+        })?;
     let (Some(parent), Some(leaf)) = (path.parent(), path.file_name()) else {
         return Ok(());
     };
@@ -420,8 +622,11 @@ fn discard_unfinished(common: &Path, owner: u32, path: &Path, reason: &str) -> R
             continue;
         }
         let admin_path = common.join("worktrees").join(&name);
-        let parent_fd = crate::fd::open_path(parent)
-            .map_err(|e| format!("{}: opening: {e}", parent.display()))?;
+        let parent_fd = crate::fd::open_path(parent).map_err(|source| RebuildError::Sys {
+            path: parent.to_path_buf(),
+            doing: "opening",
+            source,
+        })?;
         let dotgit = crate::fd::open_dir_at(parent_fd.as_fd(), leaf)
             .ok()
             .and_then(|d| crate::fd::read_at(d.as_fd(), OsStr::new(".git"), 4096).ok())
@@ -456,16 +661,18 @@ fn remove_all(
     parent: std::os::fd::BorrowedFd<'_>,
     name: &OsStr,
     path: &Path,
-) -> Result<(), String> {
+) -> Result<(), RebuildError> {
     match crate::remove::remove_entry(parent, name) {
         Ok(r) if r.complete => Ok(()),
-        Ok(r) => Err(format!(
-            "{}: only partly removed: {}",
-            path.display(),
-            r.describe()
-        )),
-        Err(crate::remove::RemoveError::NotFound { .. }) => Ok(()),
-        Err(e) => Err(format!("{}: {e}", path.display())),
+        Ok(r) => Err(RebuildError::PartlyRemoved {
+            path: path.to_path_buf(),
+            left: r.describe(),
+        }),
+        Err(RemoveError::NotFound { .. }) => Ok(()),
+        Err(source) => Err(RebuildError::Remove {
+            path: path.to_path_buf(),
+            source,
+        }),
     }
 }
 
@@ -476,10 +683,9 @@ fn add_worktree(
     path: &Path,
     checkout: &Checkout,
     reason: &str,
-) -> Result<(), String> {
+) -> Result<(), RebuildError> {
     let git = repo
-        .git()
-        .map_err(|e| e.to_string())?
+        .git()?
         .args(["worktree", "add", "--quiet", "--lock", "--reason", reason]);
     let git = match checkout {
         Checkout::Branch(b) => git.arg("--no-checkout").arg(path).arg(b),
@@ -487,9 +693,8 @@ fn add_worktree(
         Checkout::Detached(h) => git.args(["--no-checkout", "--detach"]).arg(path).arg(h),
         Checkout::Orphan(b) => git.args(["--orphan", "-b", b]).arg(path),
     };
-    repo.out(git, "adding the worktree")
-        .map(drop)
-        .map_err(|e| e.to_string())
+    repo.out(git, "adding the worktree")?;
+    Ok(())
 }
 
 /// Fills a restored repository from its layer: state files and index into
@@ -500,9 +705,12 @@ fn fill(
     git_dir: &Path,
     layer: &Layer,
     meta: &Meta,
-) -> Result<(), String> {
-    let git_fd = crate::fd::open_path(git_dir)
-        .map_err(|e| format!("{}: opening the git dir: {e}", git_dir.display()))?;
+) -> Result<(), RebuildError> {
+    let git_fd = crate::fd::open_path(git_dir).map_err(|source| RebuildError::Sys {
+        path: git_dir.to_path_buf(),
+        doing: "opening the git dir",
+        source,
+    })?;
     let mut in_git_dir = Writer::git_dir(git_fd, git_dir);
     let admin: Vec<Entry> = layer
         .admin
@@ -520,8 +728,11 @@ fn fill(
         in_git_dir.replace(&e.path, bytes)
     })?;
 
-    let top = crate::fd::open_path(wt.dir)
-        .map_err(|e| format!("{}: opening the worktree: {e}", wt.dir.display()))?;
+    let top = crate::fd::open_path(wt.dir).map_err(|source| RebuildError::Sys {
+        path: wt.dir.to_path_buf(),
+        doing: "opening the worktree",
+        source,
+    })?;
     let mut files = Writer::working_tree(top, wt.dir);
     for_each_blob(common, &layer.files, |e, bytes| {
         files.create(&e.path, e.mode, bytes)
@@ -533,13 +744,9 @@ fn fill(
     }
     if !input.is_empty() {
         wt.out(
-            wt.git()
-                .map_err(|e| e.to_string())?
-                .args(["update-ref", "--stdin", "-z"])
-                .stdin(input),
+            wt.git()?.args(["update-ref", "--stdin", "-z"]).stdin(input),
             "recreating the refs",
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
     }
     Ok(())
 }
@@ -555,7 +762,7 @@ fn fill_modules(
     layers: &BTreeMap<String, Layer>,
     meta: &Meta,
     names: &BTreeMap<String, String>,
-) -> Result<(), String> {
+) -> Result<(), RebuildError> {
     // (path from the top, kind, path of the repository that holds it)
     let mut queue: std::collections::VecDeque<(Vec<u8>, ModuleKind, PathBuf)> = meta
         .modules
@@ -564,18 +771,22 @@ fn fill_modules(
         .collect();
     while let Some((path, kind, parent)) = queue.pop_front() {
         let enc = layout::encode(&path);
-        let layer = layers
-            .get(&enc)
-            .ok_or_else(|| format!("{prefix}: the set lists {enc} but holds no state for it"))?;
+        let layer = layers.get(&enc).ok_or_else(|| {
+            RebuildError::BadSet(format!(
+                "{prefix}: the set lists {enc} but holds no state for it"
+            ))
+        })?;
         let m = read_meta(common, layer)?;
         let dir = top.join(OsStr::from_bytes(&path));
-        let top_fd = crate::fd::open_path(top)
-            .map_err(|e| format!("{}: opening the worktree: {e}", top.display()))?;
+        let top_fd = crate::fd::open_path(top).map_err(|source| RebuildError::Sys {
+            path: top.to_path_buf(),
+            doing: "opening the worktree",
+            source,
+        })?;
         Writer::working_tree(top_fd, top).make_dirs(&path)?;
         let repo = Repo::new(&dir, owner);
-        let git = |args: &[&str], doing: &str| -> Result<Vec<u8>, String> {
-            repo.out(repo.git().map_err(|e| e.to_string())?.args(args), doing)
-                .map_err(|e| e.to_string())
+        let git = |args: &[&str], doing: &str| -> Result<Vec<u8>, RebuildError> {
+            Ok(repo.out(repo.git()?.args(args), doing)?)
         };
         git(
             &[
@@ -593,8 +804,11 @@ fn fill_modules(
             .filter(|e| e.path == MODULE_CONFIG.as_bytes())
             .cloned()
             .collect();
-        let git_fd = crate::fd::open_path(&git_dir)
-            .map_err(|e| format!("{}: opening the git dir: {e}", git_dir.display()))?;
+        let git_fd = crate::fd::open_path(&git_dir).map_err(|source| RebuildError::Sys {
+            path: git_dir.clone(),
+            doing: "opening the git dir",
+            source,
+        })?;
         let mut in_git_dir = Writer::git_dir(git_fd, &git_dir);
         for_each_blob(common, &config, |e, bytes| {
             in_git_dir.replace(&e.path, bytes)
@@ -604,20 +818,17 @@ fn fill_modules(
         // any repository.
         let nowhere = Repo::new(Path::new("/"), owner);
         let unset = nowhere
-            .git()
-            .map_err(|e| e.to_string())?
+            .git()?
             .arg("config")
             .arg("--file")
             .arg(git_dir.join("config"))
             .args(["--unset-all", "core.worktree"])
-            .run()
-            .map_err(|e| e.to_string())?;
+            .run()?;
         if !matches!(unset.code, Some(0 | 5)) {
-            return Err(format!(
-                "{}: unsetting core.worktree: {}",
-                dir.display(),
-                String::from_utf8_lossy(&unset.stderr).trim()
-            ));
+            return Err(RebuildError::Unset {
+                dir,
+                stderr: String::from_utf8_lossy(&unset.stderr).into_owned(),
+            });
         }
         // Its refs, and every object its state names, back from the set.
         let set = format!("{prefix}/{MODULES}/{enc}");
@@ -628,18 +839,15 @@ fn fill_modules(
                 .filter(|(n, _)| n.starts_with(&format!("{set}/keep/")))
                 .map(|(_, oid)| oid.clone()),
         );
-        if let Some(stages) = common
-            .maybe(
-                &[
-                    "rev-parse",
-                    "-q",
-                    "--verify",
-                    &format!("{state}:{MODULES}/{enc}/{STAGES}"),
-                ],
-                "reading a nested repository's index objects",
-            )
-            .map_err(|e| e.to_string())?
-        {
+        if let Some(stages) = common.maybe(
+            &[
+                "rev-parse",
+                "-q",
+                "--verify",
+                &format!("{state}:{MODULES}/{enc}/{STAGES}"),
+            ],
+            "reading a nested repository's index objects",
+        )? {
             wanted.push(stages);
         }
         let mut fetch: Vec<&str> = crate::preserve::layout::LOCAL_FETCH.to_vec();
@@ -667,8 +875,7 @@ fn fill_modules(
                 .unwrap_or(&path);
             let holder = Repo::new(&parent, owner);
             let absorbed = holder
-                .git()
-                .map_err(|e| e.to_string())?
+                .git()?
                 .args(["submodule", "absorbgitdirs", "--"])
                 .arg(OsStr::from_bytes(rel))
                 .output();
@@ -693,8 +900,9 @@ fn fill_modules(
 fn for_each_blob(
     repo: &Repo<'_>,
     entries: &[Entry],
-    mut each: impl FnMut(&Entry, &[u8]) -> Result<(), String>,
-) -> Result<(), String> {
+    mut each: impl FnMut(&Entry, &[u8]) -> Result<(), RebuildError>,
+) -> Result<(), RebuildError> {
+    let truncated = || RebuildError::BadSet("git cat-file: truncated output".to_owned());
     let mut start = 0;
     while start < entries.len() {
         let mut end = start;
@@ -708,33 +916,28 @@ fn for_each_blob(
             .iter()
             .flat_map(|e| format!("{}\n", e.oid).into_bytes())
             .collect();
-        let out = repo
-            .out(
-                repo.git()
-                    .map_err(|e| e.to_string())?
-                    .read_only()
-                    .args(["cat-file", "--batch"])
-                    .stdin(input),
-                "reading preserved files",
-            )
-            .map_err(|e| e.to_string())?;
+        let out = repo.out(
+            repo.git()?
+                .read_only()
+                .args(["cat-file", "--batch"])
+                .stdin(input),
+            "reading preserved files",
+        )?;
         let mut at = 0;
         for e in chunk {
             let nl = out[at..]
                 .iter()
                 .position(|b| *b == b'\n')
-                .ok_or("git cat-file: truncated output")?;
+                .ok_or_else(truncated)?;
             let header = String::from_utf8_lossy(&out[at..at + nl]).into_owned();
             let len: usize = header
                 .rsplit(' ')
                 .next()
                 .and_then(|n| n.parse().ok())
                 .filter(|_| header.starts_with(&e.oid) && header.contains(" blob "))
-                .ok_or_else(|| format!("git cat-file: {header}"))?;
+                .ok_or_else(|| RebuildError::BadSet(format!("git cat-file: {header}")))?;
             at += nl + 1;
-            let bytes = out
-                .get(at..at + len)
-                .ok_or("git cat-file: truncated output")?;
+            let bytes = out.get(at..at + len).ok_or_else(truncated)?;
             each(e, bytes)?;
             at += len + 1;
         }
@@ -787,18 +990,25 @@ impl<'a> Writer<'a> {
         }
     }
 
-    fn failed(&self, path: &[u8], doing: &str, e: impl std::fmt::Display) -> String {
-        format!(
-            "{}: {doing}: {e}",
-            self.top_path.join(OsStr::from_bytes(path)).display()
-        )
+    /// Where `path` is written.
+    fn at(&self, path: &[u8]) -> PathBuf {
+        self.top_path.join(OsStr::from_bytes(path))
+    }
+
+    /// The error of a system call on `path`.
+    fn failed(&self, path: &[u8], doing: &'static str, source: nix::Error) -> RebuildError {
+        RebuildError::Sys {
+            path: self.at(path),
+            doing,
+            source,
+        }
     }
 
     /// The directory that holds `path` (every directory on the way made),
     /// and the last name.
-    fn parent<'p>(&mut self, path: &'p [u8]) -> Result<(&OwnedFd, &'p [u8]), String> {
+    fn parent<'p>(&mut self, path: &'p [u8]) -> Result<(&OwnedFd, &'p [u8]), RebuildError> {
         if !plain_path(path, self.working_tree) {
-            return Err(self.failed(path, "writing", "not a plain relative path"));
+            return Err(RebuildError::NotPlain(self.at(path)));
         }
         let (dirs, name) = match path.iter().rposition(|b| *b == b'/') {
             Some(i) => (&path[..i], &path[i + 1..]),
@@ -834,7 +1044,7 @@ impl<'a> Writer<'a> {
     }
 
     /// Makes the directory `path` and every one on the way.
-    fn make_dirs(&mut self, path: &[u8]) -> Result<(), String> {
+    fn make_dirs(&mut self, path: &[u8]) -> Result<(), RebuildError> {
         let mut with_name = path.to_vec();
         with_name.extend(b"/x");
         self.parent(&with_name).map(drop)
@@ -843,27 +1053,31 @@ impl<'a> Writer<'a> {
     /// Creates the new file `path`: a symlink for mode 120000, else a
     /// regular file, 0777 for mode 100755 and 0666 otherwise, less the
     /// umask.
-    fn create(&mut self, path: &[u8], mode: u32, bytes: &[u8]) -> Result<(), String> {
+    fn create(&mut self, path: &[u8], mode: u32, bytes: &[u8]) -> Result<(), RebuildError> {
         let (dir, name) = self.parent(path)?;
         let dir = dir.as_fd();
         let name = OsStr::from_bytes(name);
-        let result = if mode == layout::MODE_SYMLINK {
-            nix::unistd::symlinkat(OsStr::from_bytes(bytes), dir, name).map_err(|e| e.to_string())
+        let doing = "writing a file";
+        if mode == layout::MODE_SYMLINK {
+            return nix::unistd::symlinkat(OsStr::from_bytes(bytes), dir, name)
+                .map_err(|e| self.failed(path, doing, e));
+        }
+        let perm = if mode == layout::MODE_EXECUTABLE {
+            0o777
         } else {
-            let perm = if mode == layout::MODE_EXECUTABLE {
-                0o777
-            } else {
-                0o666
-            };
-            crate::fd::create_new_with_mode_at(dir, name, perm)
-                .map_err(|e| e.to_string())
-                .and_then(|mut file| file.write_all(bytes).map_err(|e| e.to_string()))
+            0o666
         };
-        result.map_err(|e| self.failed(path, "writing a file", e))
+        let mut file = crate::fd::create_new_with_mode_at(dir, name, perm)
+            .map_err(|e| self.failed(path, doing, e))?;
+        file.write_all(bytes).map_err(|source| RebuildError::Io {
+            path: self.at(path),
+            doing,
+            source,
+        })
     }
 
     /// Replaces the file `path` with `bytes` (a git dir file).
-    fn replace(&mut self, path: &[u8], bytes: &[u8]) -> Result<(), String> {
+    fn replace(&mut self, path: &[u8], bytes: &[u8]) -> Result<(), RebuildError> {
         let (dir, name) = self.parent(path)?;
         crate::fd::replace_at(dir.as_fd(), OsStr::from_bytes(name), bytes)
             .map_err(|e| self.failed(path, "writing", e))
@@ -872,15 +1086,13 @@ impl<'a> Writer<'a> {
 
 /// Where what is at `path` would go; `None` when nothing is there. A live
 /// linked worktree is refused: moving it would break it.
-fn plan_aside(path: &Path) -> Result<Option<PathBuf>, String> {
+fn plan_aside(path: &Path) -> Result<Option<PathBuf>, RebuildError> {
     match risk::locate(path) {
         Location::Missing => Ok(None),
-        Location::Linked { common, .. } => Err(format!(
-            "{} is a linked worktree of {}: remove or move it with git first, or restore \
-             elsewhere with --path",
-            path.display(),
-            common.display()
-        )),
+        Location::Linked { common, .. } => Err(RebuildError::LiveWorktree {
+            path: path.to_path_buf(),
+            common,
+        }),
         _ => {
             let stamp: String = crate::ledger::now()
                 .chars()
@@ -899,7 +1111,7 @@ fn plan_aside(path: &Path) -> Result<Option<PathBuf>, String> {
                 })
                 .find(|p| fs::symlink_metadata(p).is_err())
                 .map(Some)
-                .ok_or_else(|| format!("{}: no free aside name", path.display()))
+                .ok_or_else(|| RebuildError::NoAsideName(path.to_path_buf()))
         }
     }
 }
@@ -915,26 +1127,28 @@ fn plan_aside(path: &Path) -> Result<Option<PathBuf>, String> {
 /// in-process), and git's own clean-up on failure empties the directory
 /// the symlink leads to. A directory this user created in a sticky root
 /// can be renamed or replaced by no one else.
-fn make_worktree_dir(path: &Path) -> Result<(), String> {
-    fs::create_dir(path).map_err(|e| {
-        format!(
-            "{}: creating the worktree's directory: {e} (something took the path after it was \
-             found free: nothing was written there)",
-            path.display()
-        )
+fn make_worktree_dir(path: &Path) -> Result<(), RebuildError> {
+    fs::create_dir(path).map_err(|source| RebuildError::PathTaken {
+        path: path.to_path_buf(),
+        source,
     })
 }
 
-fn move_aside(path: &Path, aside: &Path) -> Result<(), String> {
+fn move_aside(path: &Path, aside: &Path) -> Result<(), RebuildError> {
     rename_no_replace(path, aside)?;
     log::warn!("moved {} aside to {}", path.display(), aside.display());
     Ok(())
 }
 
-fn rename_no_replace(from: &Path, to: &Path) -> Result<(), String> {
+fn rename_no_replace(from: &Path, to: &Path) -> Result<(), RebuildError> {
     use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
-    renameat2(AT_FDCWD, from, AT_FDCWD, to, RenameFlags::RENAME_NOREPLACE)
-        .map_err(|e| format!("renaming {} to {}: {e}", from.display(), to.display()))
+    renameat2(AT_FDCWD, from, AT_FDCWD, to, RenameFlags::RENAME_NOREPLACE).map_err(|source| {
+        RebuildError::Rename {
+            from: from.to_path_buf(),
+            to: to.to_path_buf(),
+            source,
+        }
+    })
 }
 
 #[cfg(test)]
@@ -1007,29 +1221,29 @@ mod tests {
     fn checkout_follows_the_branch_only_when_it_is_where_it_was_and_free() {
         let on = meta(Some("aa"), Some("refs/heads/task"));
         assert_eq!(
-            choose_checkout(&on, Some("aa"), true),
+            choose_checkout(&on, Some("aa"), true).map_err(|e| e.to_string()),
             Ok(Checkout::Branch("task".into()))
         );
         for (tip, free) in [(Some("bb"), true), (Some("aa"), false)] {
             assert_eq!(
-                choose_checkout(&on, tip, free),
+                choose_checkout(&on, tip, free).map_err(|e| e.to_string()),
                 Ok(Checkout::Detached("aa".into())),
                 "{tip:?} {free}"
             );
         }
         // The branch is gone (deleted as integrated): made again at HEAD.
         assert_eq!(
-            choose_checkout(&on, None, true),
+            choose_checkout(&on, None, true).map_err(|e| e.to_string()),
             Ok(Checkout::NewBranch("task".into(), "aa".into()))
         );
         let detached = meta(Some("aa"), None);
         assert_eq!(
-            choose_checkout(&detached, None, false),
+            choose_checkout(&detached, None, false).map_err(|e| e.to_string()),
             Ok(Checkout::Detached("aa".into()))
         );
         let unborn = meta(None, Some("refs/heads/new"));
         assert_eq!(
-            choose_checkout(&unborn, None, false),
+            choose_checkout(&unborn, None, false).map_err(|e| e.to_string()),
             Ok(Checkout::Orphan("new".into()))
         );
         assert!(choose_checkout(&unborn, Some("cc"), true).is_err());

@@ -20,17 +20,18 @@
 //! from treeward's own removal: only what dies with the directory and the
 //! admin entry counts (see [`at_risk_for_removal`]).
 
-use crate::claim::{Claim, Repository};
+use crate::claim::{Claim, Repository, Unclaimed};
 use crate::config::Policy;
 use crate::fd;
 use crate::git::branch::{self, BranchFate};
 use crate::pass::policy::{drain, Drain};
 use crate::preserve::{self, PreserveError};
+use crate::remove::RemoveError;
 use crate::risk::{self, Assessment, Kind, Reason};
 use serde::{Deserialize, Serialize};
 use std::ffi::OsStr;
 use std::os::fd::AsFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 /// What reclaiming did (or, under dry run, would do).
@@ -84,7 +85,7 @@ pub fn reclaim(claim: &Claim, policy: Policy, dry_run: bool) -> Reclaimed {
     // git finds the files only once the admin dir names where they are.
     if claim.named_before() && !dry_run {
         if let Err(e) = crate::admin_dir::relocate(claim) {
-            out.error = Some(e);
+            out.error = Some(e.to_string());
             return out;
         }
     }
@@ -135,39 +136,69 @@ pub fn reclaim(claim: &Claim, policy: Policy, dry_run: bool) -> Reclaimed {
         }
     }
     if let Err(e) = forget(claim, &a, &mut out) {
-        out.error = Some(e);
+        out.error = Some(e.to_string());
     }
     out
+}
+
+/// Why a reclaimed worktree could not be forgotten by its repository (it
+/// becomes the error of the [`Reclaimed`], which the wire carries as text).
+#[derive(Debug)]
+enum ForgetError {
+    /// The `worktrees` dir no longer verifies as the claim's.
+    Unclaimed(Unclaimed),
+    /// The admin entry was only partly removed.
+    Partly { admin: PathBuf, left: String },
+    /// The admin entry could not be removed.
+    Remove { admin: PathBuf, source: RemoveError },
+    /// The branch could not be judged or deleted.
+    Branch(PreserveError),
+}
+
+impl std::fmt::Display for ForgetError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ForgetError::Unclaimed(e) => write!(f, "{e}"),
+            ForgetError::Partly { admin, left } => write!(
+                f,
+                "the admin entry {} was only partly removed: {left}",
+                admin.display()
+            ),
+            ForgetError::Remove { admin, source } => {
+                write!(f, "removing the admin entry {}: {source}", admin.display())
+            }
+            ForgetError::Branch(e) => write!(f, "{e}"),
+        }
+    }
 }
 
 /// Removes the worktree's admin entry (even though it is locked: the lock is
 /// treeward's quarantine or the caller decided) with the safe removal engine,
 /// under the `worktrees` dir the claim verified, then its branch if
 /// integrated.
-fn forget(claim: &Claim, a: &Assessment, out: &mut Reclaimed) -> Result<(), String> {
-    let worktrees = claim.open_worktrees().map_err(|e| e.to_string())?;
+fn forget(claim: &Claim, a: &Assessment, out: &mut Reclaimed) -> Result<(), ForgetError> {
+    let worktrees = claim.open_worktrees().map_err(ForgetError::Unclaimed)?;
     match crate::remove::remove_entry(worktrees.as_fd(), claim.name()) {
         Ok(removed) if removed.complete => {}
         Ok(removed) => {
-            return Err(format!(
-                "the admin entry {} was only partly removed: {}",
-                claim.admin().display(),
-                removed.describe()
-            ))
+            return Err(ForgetError::Partly {
+                admin: claim.admin().to_path_buf(),
+                left: removed.describe(),
+            })
         }
-        Err(crate::remove::RemoveError::NotFound { .. }) => {}
-        Err(e) => {
-            return Err(format!(
-                "removing the admin entry {}: {e}",
-                claim.admin().display()
-            ))
+        Err(RemoveError::NotFound { .. }) => {}
+        Err(source) => {
+            return Err(ForgetError::Remove {
+                admin: claim.admin().to_path_buf(),
+                source,
+            })
         }
     }
     let common = claim.common();
     out.forgotten = true;
     if let Some(branch) = &a.branch {
         let fate =
-            branch::delete_branch_if_integrated(common, branch).map_err(|e| e.to_string())?;
+            branch::delete_branch_if_integrated(common, branch).map_err(ForgetError::Branch)?;
         out.branch_deleted = fate == BranchFate::Deleted;
     }
     Ok(())

@@ -3,8 +3,12 @@
 //! verifies again here, as the serving user. Root reaches it only through
 //! [`super::transport`]; an owner's own pass (the reaper) calls it
 //! in-process.
+//!
+//! Errors cross the pipe as strings: each operation's typed error becomes
+//! the message of a [`Response::Failed`] here, where it is answered (the
+//! protocol is a wire format, JSON between two processes).
 
-use super::hooks::{self, HookOutcome};
+use super::hooks::{self, HookError, HookOutcome};
 use super::preserved;
 use super::protocol::{Request, Response};
 use super::rebuild;
@@ -47,16 +51,22 @@ pub fn serve_request(request: &Request) -> Response {
                     newly_locked: false,
                     reason: Some(held).filter(|r| !r.is_empty()),
                 },
-                Err(message) => Response::Failed { message },
+                Err(e) => Response::Failed {
+                    message: e.to_string(),
+                },
             }
         }),
         Request::UnlockWorktree { claimed } => on_claim(claimed, |c| match admin_dir::unlock(c) {
             Ok(was_locked) => Response::Unlocked { was_locked },
-            Err(message) => Response::Failed { message },
+            Err(e) => Response::Failed {
+                message: e.to_string(),
+            },
         }),
         Request::Relocate { claimed } => on_claim(claimed, |c| match admin_dir::relocate(c) {
             Ok(()) => Response::Relocated,
-            Err(message) => Response::Failed { message },
+            Err(e) => Response::Failed {
+                message: e.to_string(),
+            },
         }),
         Request::Reclaim {
             claimed,
@@ -88,14 +98,18 @@ pub fn serve_request(request: &Request) -> Response {
         } => on_repository(repository, |r| {
             match rebuild::rebuild(r.common(), prefix, path, *dry_run) {
                 Ok(restored) => Response::Restored { restored },
-                Err(message) => Response::Failed { message },
+                Err(e) => Response::Failed {
+                    message: e.to_string(),
+                },
             }
         }),
         Request::PreservedSets { repository } => {
             on_repository(repository, |r| {
                 match preserved::sets(r.common(), r.owner().uid) {
                     Ok(sets) => Response::PreservedSets { sets },
-                    Err(message) => Response::Failed { message },
+                    Err(e) => Response::Failed {
+                        message: e.to_string(),
+                    },
                 }
             })
         }
@@ -106,7 +120,9 @@ pub fn serve_request(request: &Request) -> Response {
         } => on_repository(repository, |r| {
             match preserved::drop(r.common(), r.owner().uid, set, *dry_run) {
                 Ok(refs) => Response::Dropped { refs },
-                Err(message) => Response::Failed { message },
+                Err(e) => Response::Failed {
+                    message: e.to_string(),
+                },
             }
         }),
         Request::InstallHook {
@@ -124,7 +140,9 @@ pub fn serve_request(request: &Request) -> Response {
         Request::HookState { repository } => {
             on_repository(repository, |r| match hooks::state(r.common()) {
                 Ok(state) => Response::HookState { state },
-                Err(message) => Response::Failed { message },
+                Err(e) => Response::Failed {
+                    message: e.to_string(),
+                },
             })
         }
     }
@@ -158,10 +176,12 @@ fn on_claim(claimed: &Claimed, act: impl FnOnce(&Claim) -> Response) -> Response
     }
 }
 
-fn hook_response(result: Result<HookOutcome, String>) -> Response {
+fn hook_response(result: Result<HookOutcome, HookError>) -> Response {
     match result {
         Ok(outcome) => Response::Hook { outcome },
-        Err(message) => Response::Failed { message },
+        Err(e) => Response::Failed {
+            message: e.to_string(),
+        },
     }
 }
 

@@ -5,33 +5,90 @@
 //! fractions, no compound forms. Anything else is refused with a message
 //! that says what was expected; nothing is guessed.
 
+use std::fmt;
 use std::time::Duration;
 
+/// What [`parse_duration`] expects, quoted by each refusal.
+const EXPECTED: &str =
+    "expected <integer><unit> with unit s, m, h or d, such as \"90s\", \"30m\", \"1h\" or \"2d\"";
+
+/// Why a text is not a duration. Each message says what was expected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DurationError {
+    /// The text is empty.
+    Empty,
+    /// The text starts with `-`.
+    Negative(String),
+    /// The text does not start with a digit.
+    NoNumber(String),
+    /// A number without a unit.
+    NoUnit(String),
+    /// A unit other than `s`, `m`, `h` or `d`.
+    UnknownUnit {
+        /// The whole text.
+        text: String,
+        /// What follows the number.
+        unit: String,
+    },
+    /// More seconds than a `u64` holds.
+    TooLarge(String),
+    /// A command-line value that starts with `-` but not `-<digit>`: most
+    /// likely the next flag, not a negative duration.
+    LooksLikeAFlag(String),
+}
+
+impl fmt::Display for DurationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DurationError::Empty => write!(f, "empty duration; {EXPECTED}"),
+            DurationError::Negative(text) => write!(f, "{text:?} is negative; {EXPECTED}"),
+            DurationError::NoNumber(text) => {
+                write!(f, "{text:?} does not start with a number; {EXPECTED}")
+            }
+            DurationError::NoUnit(text) => write!(f, "{text:?} has no unit; {EXPECTED}"),
+            DurationError::UnknownUnit { text, unit } => {
+                write!(f, "{text:?} has unknown unit {unit:?}; {EXPECTED}")
+            }
+            DurationError::TooLarge(text) => write!(f, "{text:?} is too large (it overflows)"),
+            DurationError::LooksLikeAFlag(text) => {
+                write!(f, "expected a duration such as 10s, found {text:?}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for DurationError {}
+
 /// Parses `<integer><unit>` into a [`Duration`], or says what is wrong.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    const EXPECTED: &str = "expected <integer><unit> with unit s, m, h or d, such as \"90s\", \"30m\", \"1h\" or \"2d\"";
+pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     if text.is_empty() {
-        return Err(format!("empty duration; {EXPECTED}"));
+        return Err(DurationError::Empty);
     }
     if text.starts_with('-') {
-        return Err(format!("{text:?} is negative; {EXPECTED}"));
+        return Err(DurationError::Negative(text.to_owned()));
     }
     let split = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
     if digits.is_empty() {
-        return Err(format!("{text:?} does not start with a number; {EXPECTED}"));
+        return Err(DurationError::NoNumber(text.to_owned()));
     }
     let seconds_per_unit: u64 = match unit {
         "s" => 1,
         "m" => 60,
         "h" => 60 * 60,
         "d" => 24 * 60 * 60,
-        "" => return Err(format!("{text:?} has no unit; {EXPECTED}")),
-        other => return Err(format!("{text:?} has unknown unit {other:?}; {EXPECTED}")),
+        "" => return Err(DurationError::NoUnit(text.to_owned())),
+        other => {
+            return Err(DurationError::UnknownUnit {
+                text: text.to_owned(),
+                unit: other.to_owned(),
+            })
+        }
     };
-    let too_large = || format!("{text:?} is too large (it overflows)");
+    let too_large = || DurationError::TooLarge(text.to_owned());
     let count: u64 = digits.parse().map_err(|_| too_large())?;
     let seconds = count.checked_mul(seconds_per_unit).ok_or_else(too_large)?;
     Ok(Duration::from_secs(seconds))
@@ -53,7 +110,7 @@ mod tests {
     fn refusal(text: &str) -> String {
         match parse_duration(text) {
             Ok(d) => panic!("{text:?} was accepted as {d:?}"),
-            Err(message) => message,
+            Err(e) => e.to_string(),
         }
     }
 

@@ -23,9 +23,9 @@ mod users;
 pub(crate) mod validate;
 
 pub use builder::{ConfigBuilder, RootBuilder};
-pub use duration::parse_duration;
+pub use duration::{parse_duration, DurationError};
 pub use users::{SystemUsers, UserDb};
-pub use validate::check_root;
+pub use validate::{check_root, RootPathError};
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
@@ -460,7 +460,7 @@ fn backquoted_after(message: &str, prefix: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::users::Home;
+    use super::users::{Home, UsersError};
     use super::*;
     use std::fs;
     use tempfile::TempDir;
@@ -489,14 +489,14 @@ mod tests {
     }
 
     impl UserDb for FakeUsers {
-        fn owner(&self, name: &str) -> Result<Option<Owner>, String> {
+        fn owner(&self, name: &str) -> Result<Option<Owner>, UsersError> {
             Ok((name == "agent").then(|| Owner {
                 name: "agent".into(),
                 uid: 4242,
                 gid: 4242,
             }))
         }
-        fn homes(&self) -> Result<Vec<Home>, String> {
+        fn homes(&self) -> Result<Vec<Home>, UsersError> {
             Ok(self.homes.clone())
         }
     }

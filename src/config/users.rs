@@ -6,6 +6,8 @@
 //! A failed lookup is an error value, never a silent "no such user".
 
 use super::Owner;
+use std::fmt;
+use std::io;
 use std::path::PathBuf;
 
 /// A user's home directory, named for error messages.
@@ -15,12 +17,54 @@ pub struct Home {
     pub path: PathBuf,
 }
 
+/// Why the user database could not answer.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum UsersError {
+    /// `getpwnam_r` failed for `name`.
+    Lookup {
+        /// The name looked up.
+        name: String,
+        /// Why.
+        source: nix::Error,
+    },
+    /// [`PASSWD`] could not be read for its home directories.
+    Passwd(io::Error),
+    /// Another [`UserDb`]'s own failure (an embedder's user database).
+    Other(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl fmt::Display for UsersError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UsersError::Lookup { name, source } => {
+                write!(f, "cannot look up user {name:?}: {source}")
+            }
+            UsersError::Passwd(e) => write!(
+                f,
+                "cannot read {PASSWD} to check roots against home directories: {e}"
+            ),
+            UsersError::Other(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for UsersError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            UsersError::Lookup { source, .. } => Some(source),
+            UsersError::Passwd(e) => Some(e),
+            UsersError::Other(e) => Some(&**e),
+        }
+    }
+}
+
 /// Where validation looks users up.
 pub trait UserDb {
     /// The account called `name`, `Ok(None)` if there is none.
-    fn owner(&self, name: &str) -> Result<Option<Owner>, String>;
+    fn owner(&self, name: &str) -> Result<Option<Owner>, UsersError>;
     /// Every home directory this host knows of.
-    fn homes(&self) -> Result<Vec<Home>, String>;
+    fn homes(&self) -> Result<Vec<Home>, UsersError>;
 }
 
 /// The host's passwd database: `getpwnam_r` (so NSS sources such as LDAP
@@ -33,23 +77,24 @@ pub struct SystemUsers;
 pub const PASSWD: &str = "/etc/passwd";
 
 impl UserDb for SystemUsers {
-    fn owner(&self, name: &str) -> Result<Option<Owner>, String> {
+    fn owner(&self, name: &str) -> Result<Option<Owner>, UsersError> {
         match nix::unistd::User::from_name(name) {
             Ok(user) => Ok(user.map(|u| Owner {
                 name: u.name,
                 uid: u.uid.as_raw(),
                 gid: u.gid.as_raw(),
             })),
-            Err(errno) => Err(format!("cannot look up user {name:?}: {errno}")),
+            Err(source) => Err(UsersError::Lookup {
+                name: name.to_owned(),
+                source,
+            }),
         }
     }
 
-    fn homes(&self) -> Result<Vec<Home>, String> {
+    fn homes(&self) -> Result<Vec<Home>, UsersError> {
         match std::fs::read(PASSWD) {
             Ok(bytes) => Ok(parse_passwd(&String::from_utf8_lossy(&bytes))),
-            Err(e) => Err(format!(
-                "cannot read {PASSWD} to check roots against home directories: {e}"
-            )),
+            Err(e) => Err(UsersError::Passwd(e)),
         }
     }
 }
@@ -104,16 +149,19 @@ mod tests {
 
     #[test]
     fn system_users_resolve_root_and_refuse_unknown_names() {
-        let root = SystemUsers.owner("root");
+        let root = SystemUsers.owner("root").unwrap();
         assert_eq!(
             root,
-            Ok(Some(Owner {
+            Some(Owner {
                 name: "root".into(),
                 uid: 0,
                 gid: 0
-            }))
+            })
         );
-        assert_eq!(SystemUsers.owner("no-such-user-treeward-test"), Ok(None));
+        assert_eq!(
+            SystemUsers.owner("no-such-user-treeward-test").unwrap(),
+            None
+        );
         let homes = SystemUsers.homes().unwrap_or_default();
         assert!(
             homes.iter().any(|h| h.user == "root"),

@@ -10,8 +10,10 @@
 use super::duration::parse_duration;
 use super::locate::line_of;
 use super::raw::{RawConfig, RawRoot};
+use super::users::UsersError;
 use super::users::{Home, UserDb};
 use super::{Config, ConfigError, Owner, Policy, Root, Source};
+use std::fmt;
 use std::ops::Range;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
@@ -35,12 +37,12 @@ pub(super) struct Doc<'a> {
 
 impl Doc<'_> {
     /// An error at byte `span.start` of the text, about `key`.
-    fn error(&self, span: Range<usize>, key: &str, message: String) -> ConfigError {
+    fn error(&self, span: Range<usize>, key: &str, message: impl fmt::Display) -> ConfigError {
         ConfigError {
             file: self.source.clone(),
             line: Some(self.line(&span)),
             key: Some(key.to_owned()),
-            message,
+            message: message.to_string(),
         }
     }
 
@@ -121,13 +123,13 @@ fn validate_roots(
         });
     };
     if raw.get_ref().is_empty() {
-        return Err(doc.error(raw.span(), "root", NONE.into()));
+        return Err(doc.error(raw.span(), "root", NONE));
     }
-    let homes = users.homes().map_err(|message| ConfigError {
+    let homes = users.homes().map_err(|e| ConfigError {
         file: doc.source.clone(),
         line: None,
         key: None,
-        message,
+        message: e.to_string(),
     })?;
     let mut roots: Vec<(Root, Range<usize>)> = Vec::new();
     for (i, raw_root) in raw.into_inner().into_iter().enumerate() {
@@ -181,22 +183,173 @@ fn validate_root(
     })
 }
 
+/// Why a path in the configuration is not written as it must be: absolute
+/// and already normalised.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PathError {
+    /// The path is empty.
+    Empty {
+        /// What the path is, such as `a root`.
+        what: &'static str,
+        /// A good path, quoted by the message.
+        example: &'static str,
+    },
+    /// The path holds a NUL character.
+    Nul(String),
+    /// The path is relative.
+    Relative {
+        /// The path.
+        path: String,
+        /// What the path is, such as `a root`.
+        what: &'static str,
+        /// A good path, quoted by the message.
+        example: &'static str,
+    },
+    /// The path has a `.`, `..` or empty component.
+    NotNormalised {
+        /// The path.
+        path: String,
+        /// The component, in words.
+        problem: &'static str,
+        /// A good path, quoted by the message.
+        example: &'static str,
+    },
+}
+
+impl fmt::Display for PathError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PathError::Empty { what, example } => write!(
+                f,
+                "empty path; {what} must be an absolute path such as {example}"
+            ),
+            PathError::Nul(path) => write!(f, "{path:?} contains a NUL character"),
+            PathError::Relative {
+                path,
+                what,
+                example,
+            } => write!(
+                f,
+                "{path:?} is relative; {what} must be an absolute path such as {example}"
+            ),
+            PathError::NotNormalised {
+                path,
+                problem,
+                example,
+            } => write!(
+                f,
+                "{path:?} is not normalised: it has {problem}; write the path as it is, such as {example}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for PathError {}
+
+/// Why a path cannot be a root: the configuration's refusal, repeated where
+/// a root is opened.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum RootPathError {
+    /// The path is not UTF-8 text.
+    NotText(PathBuf),
+    /// The home directories could not be read.
+    Users(UsersError),
+    /// The path is not absolute and normalised.
+    Path(PathError),
+    /// The path is `/`.
+    FilesystemRoot,
+    /// The path is a top-level directory, such as `/usr`.
+    TopLevel(String),
+    /// The path is directly under `/home`.
+    UnderHome(String),
+    /// The path is, or contains, a user's home directory.
+    Home {
+        /// The path.
+        path: String,
+        /// Whether it contains the home directory (else it is one).
+        contains: bool,
+        /// The user.
+        user: String,
+        /// The user's home directory.
+        home: PathBuf,
+    },
+}
+
+impl fmt::Display for RootPathError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RootPathError::NotText(path) => {
+                write!(f, "{path:?} is not text; a root is a path written in TOML")
+            }
+            RootPathError::Users(e) => write!(f, "{e}"),
+            RootPathError::Path(e) => write!(f, "{e}"),
+            RootPathError::FilesystemRoot => write!(
+                f,
+                "\"/\" is the filesystem root; a root must be a directory of its own such as {GOOD_ROOT}"
+            ),
+            RootPathError::TopLevel(path) => write!(
+                f,
+                "{path:?} is a top-level system directory; a root must be a directory of its own such as {GOOD_ROOT}"
+            ),
+            RootPathError::UnderHome(path) => write!(
+                f,
+                "{path:?} is a home directory (it is directly under /home); a root must be a directory of its own such as {GOOD_ROOT}"
+            ),
+            RootPathError::Home {
+                path,
+                contains,
+                user,
+                home,
+            } => {
+                let relation = if *contains { "contains" } else { "is" };
+                write!(
+                    f,
+                    "{path:?} {relation} the home directory of user {user:?} ({}); a root must be a directory of its own such as {GOOD_ROOT}",
+                    home.display()
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for RootPathError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            RootPathError::Users(e) => Some(e),
+            RootPathError::Path(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<PathError> for RootPathError {
+    fn from(e: PathError) -> RootPathError {
+        RootPathError::Path(e)
+    }
+}
+
 /// Why `path` cannot be written as it is, if it cannot: it must be
 /// absolute and already normalised (no `.`, `..`, `//`, trailing `/`).
 /// `what` and `example` phrase the message.
-fn check_absolute_normalised(path: &str, what: &str, example: &str) -> Result<(), String> {
+fn check_absolute_normalised(
+    path: &str,
+    what: &'static str,
+    example: &'static str,
+) -> Result<(), PathError> {
     if path.is_empty() {
-        return Err(format!(
-            "empty path; {what} must be an absolute path such as {example}"
-        ));
+        return Err(PathError::Empty { what, example });
     }
     if path.contains('\0') {
-        return Err(format!("{path:?} contains a NUL character"));
+        return Err(PathError::Nul(path.to_owned()));
     }
     let Some(rest) = path.strip_prefix('/') else {
-        return Err(format!(
-            "{path:?} is relative; {what} must be an absolute path such as {example}"
-        ));
+        return Err(PathError::Relative {
+            path: path.to_owned(),
+            what,
+            example,
+        });
     };
     if rest.is_empty() {
         return Ok(());
@@ -208,9 +361,11 @@ fn check_absolute_normalised(path: &str, what: &str, example: &str) -> Result<()
             ".." => "a \"..\" component",
             _ => continue,
         };
-        return Err(format!(
-            "{path:?} is not normalised: it has {problem}; write the path as it is, such as {example}"
-        ));
+        return Err(PathError::NotNormalised {
+            path: path.to_owned(),
+            problem,
+            example,
+        });
     }
     Ok(())
 }
@@ -218,16 +373,16 @@ fn check_absolute_normalised(path: &str, what: &str, example: &str) -> Result<()
 /// Why `path` cannot be a root, if it cannot: the same refusal as the
 /// configuration's, for the code that opens a root (so that no way of
 /// building a [`super::Root`] sweeps `/usr` or a home directory).
-pub fn check_root(path: &Path) -> Result<(), String> {
+pub fn check_root(path: &Path) -> Result<(), RootPathError> {
     let text = path
         .to_str()
-        .ok_or_else(|| format!("{path:?} is not text; a root is a path written in TOML"))?;
-    let homes = super::SystemUsers.homes()?;
+        .ok_or_else(|| RootPathError::NotText(path.to_path_buf()))?;
+    let homes = super::SystemUsers.homes().map_err(RootPathError::Users)?;
     check_root_path(text, &homes)
 }
 
 /// Why `path` cannot be a root, if it cannot.
-fn check_root_path(path: &str, homes: &[Home]) -> Result<(), String> {
+fn check_root_path(path: &str, homes: &[Home]) -> Result<(), RootPathError> {
     check_absolute_normalised(path, "a root", GOOD_ROOT)?;
     let p = Path::new(path);
     let depth = p
@@ -235,27 +390,21 @@ fn check_root_path(path: &str, homes: &[Home]) -> Result<(), String> {
         .filter(|c| matches!(c, Component::Normal(_)))
         .count();
     if depth == 0 {
-        return Err(format!(
-            "\"/\" is the filesystem root; a root must be a directory of its own such as {GOOD_ROOT}"
-        ));
+        return Err(RootPathError::FilesystemRoot);
     }
     if depth == 1 {
-        return Err(format!(
-            "{path:?} is a top-level system directory; a root must be a directory of its own such as {GOOD_ROOT}"
-        ));
+        return Err(RootPathError::TopLevel(path.to_owned()));
     }
     if p.parent() == Some(Path::new("/home")) {
-        return Err(format!(
-            "{path:?} is a home directory (it is directly under /home); a root must be a directory of its own such as {GOOD_ROOT}"
-        ));
+        return Err(RootPathError::UnderHome(path.to_owned()));
     }
     if let Some(home) = homes.iter().find(|h| h.path.starts_with(p)) {
-        let relation = if home.path == p { "is" } else { "contains" };
-        return Err(format!(
-            "{path:?} {relation} the home directory of user {:?} ({}); a root must be a directory of its own such as {GOOD_ROOT}",
-            home.user,
-            home.path.display()
-        ));
+        return Err(RootPathError::Home {
+            path: path.to_owned(),
+            contains: home.path != p,
+            user: home.user.clone(),
+            home: home.path.clone(),
+        });
     }
     Ok(())
 }
@@ -270,8 +419,7 @@ fn validate_patterns(
         return Err(doc.error(
             raw.span(),
             &format!("{key}.patterns"),
-            "empty list; name the entries this root owns, such as [\"sess-*\"], or [\"*\"] for all"
-                .into(),
+            "empty list; name the entries this root owns, such as [\"sess-*\"], or [\"*\"] for all",
         ));
     }
     raw.get_ref()
@@ -284,41 +432,82 @@ fn validate_patterns(
         .collect()
 }
 
+/// Why a value of a root's table is refused (never leaves this module: it
+/// becomes the message of a [`ConfigError`]).
+#[derive(Debug)]
+enum ValueError {
+    /// An empty pattern.
+    EmptyPattern,
+    /// A pattern with a `/`.
+    PatternSlash(String),
+    /// A pattern that is not a glob.
+    Glob {
+        text: String,
+        error: glob::PatternError,
+    },
+    /// A policy other than the three.
+    UnknownPolicy(String),
+    /// An owner that is neither a user nor a number.
+    UnknownUser(String),
+    /// The user database failed.
+    Users(UsersError),
+}
+
+impl fmt::Display for ValueError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ValueError::EmptyPattern => f.write_str("empty pattern; use \"*\" to own every entry"),
+            ValueError::PatternSlash(text) => write!(
+                f,
+                "{text:?} contains \"/\"; a pattern matches an entry name directly under the root, not a path"
+            ),
+            ValueError::Glob { text, error } => write!(
+                f,
+                "{text:?} is not a valid glob: {} at character {}",
+                error.msg, error.pos
+            ),
+            ValueError::UnknownPolicy(other) => write!(
+                f,
+                "unknown policy {other:?}; expected \"preserve\", \"keep\" or \"discard\""
+            ),
+            ValueError::UnknownUser(name) => write!(
+                f,
+                "unknown user {name:?}: not in the passwd database (a numeric uid is accepted too)"
+            ),
+            ValueError::Users(e) => write!(f, "{e}"),
+        }
+    }
+}
+
 /// An entry-name glob, or why it is not one.
-fn compile_pattern(text: &str) -> Result<glob::Pattern, String> {
+fn compile_pattern(text: &str) -> Result<glob::Pattern, ValueError> {
     if text.is_empty() {
-        return Err("empty pattern; use \"*\" to own every entry".into());
+        return Err(ValueError::EmptyPattern);
     }
     if text.contains('/') {
-        return Err(format!(
-            "{text:?} contains \"/\"; a pattern matches an entry name directly under the root, not a path"
-        ));
+        return Err(ValueError::PatternSlash(text.to_owned()));
     }
-    glob::Pattern::new(text).map_err(|e| {
-        format!(
-            "{text:?} is not a valid glob: {} at character {}",
-            e.msg, e.pos
-        )
+    glob::Pattern::new(text).map_err(|error| ValueError::Glob {
+        text: text.to_owned(),
+        error,
     })
 }
 
 /// `preserve` | `keep` | `discard`.
-fn parse_policy(text: &str) -> Result<Policy, String> {
+fn parse_policy(text: &str) -> Result<Policy, ValueError> {
     match text {
         "preserve" => Ok(Policy::Preserve),
         "keep" => Ok(Policy::Keep),
         "discard" => Ok(Policy::Discard),
-        other => Err(format!(
-            "unknown policy {other:?}; expected \"preserve\", \"keep\" or \"discard\""
-        )),
+        other => Err(ValueError::UnknownPolicy(other.to_owned())),
     }
 }
 
 /// The account named by `owner`; a number that names no account is taken
 /// as a uid (hosts whose agents run under uids without a passwd entry, as
 /// `chown` takes them), with the group of the same number.
-fn resolve_owner(name: &str, users: &dyn UserDb) -> Result<Owner, String> {
-    match users.owner(name)? {
+fn resolve_owner(name: &str, users: &dyn UserDb) -> Result<Owner, ValueError> {
+    match users.owner(name).map_err(ValueError::Users)? {
         Some(owner) => Ok(owner),
         None => match name.parse::<u32>() {
             Ok(uid) => Ok(Owner {
@@ -326,9 +515,7 @@ fn resolve_owner(name: &str, users: &dyn UserDb) -> Result<Owner, String> {
                 uid,
                 gid: uid,
             }),
-            Err(_) => Err(format!(
-                "unknown user {name:?}: not in the passwd database (a numeric uid is accepted too)"
-            )),
+            Err(_) => Err(ValueError::UnknownUser(name.to_owned())),
         },
     }
 }
@@ -404,8 +591,16 @@ mod tests {
 
     #[test]
     fn root_paths_must_be_absolute_and_normalised() {
-        assert_eq!(check_root_path("/var/lib/agents/worktrees", &[]), Ok(()));
-        let refusal = |p: &str| check_root_path(p, &[]).err().unwrap_or_default();
+        assert_eq!(
+            check_root_path("/var/lib/agents/worktrees", &[]).map_err(|e| e.to_string()),
+            Ok(())
+        );
+        let refusal = |p: &str| {
+            check_root_path(p, &[])
+                .map_err(|e| e.to_string())
+                .err()
+                .unwrap_or_default()
+        };
         assert!(refusal("var/lib/x").contains("is relative"));
         assert!(refusal("").contains("empty path"));
         assert!(refusal("/var/lib/x/").contains("empty component"));
@@ -427,7 +622,12 @@ mod tests {
                 path: "/srv/people/bob".into(),
             },
         ];
-        let refusal = |p: &str| check_root_path(p, &homes).err().unwrap_or_default();
+        let refusal = |p: &str| {
+            check_root_path(p, &homes)
+                .map_err(|e| e.to_string())
+                .err()
+                .unwrap_or_default()
+        };
         assert!(refusal("/").contains("filesystem root"));
         for top in [
             "/usr",
@@ -444,14 +644,25 @@ mod tests {
         assert!(refusal("/home/alice").contains("directly under /home"));
         assert!(refusal("/srv/people/bob").contains("is the home directory of user \"bob\""));
         assert!(refusal("/srv/people").contains("contains the home directory of user \"bob\""));
-        assert_eq!(check_root_path("/srv/people/bob/worktrees", &homes), Ok(()));
-        assert_eq!(check_root_path("/srv/peoplex", &homes), Ok(()));
+        assert_eq!(
+            check_root_path("/srv/people/bob/worktrees", &homes).map_err(|e| e.to_string()),
+            Ok(())
+        );
+        assert_eq!(
+            check_root_path("/srv/peoplex", &homes).map_err(|e| e.to_string()),
+            Ok(())
+        );
     }
 
     #[test]
     fn patterns_must_be_entry_name_globs() {
         assert!(compile_pattern("sess-*").is_ok());
-        let refusal = |p: &str| compile_pattern(p).err().unwrap_or_default();
+        let refusal = |p: &str| {
+            compile_pattern(p)
+                .map_err(|e| e.to_string())
+                .err()
+                .unwrap_or_default()
+        };
         assert!(refusal("").contains("empty pattern"));
         assert!(refusal("a/*").contains("contains \"/\""));
         assert!(refusal("[a").contains("is not a valid glob"));

@@ -23,7 +23,7 @@
 //! without assessing it again.
 
 use crate::as_owner::reclaim::Reclaimed;
-use crate::as_owner::{self, Owner, Request, Response, Route, Worker};
+use crate::as_owner::{self, AsOwnerError, Owner, Request, Response, Route, Worker};
 use crate::claim::{self, Claim, Expect, Unclaimed};
 use crate::config::{Policy, Root};
 use crate::fd;
@@ -39,8 +39,10 @@ use crate::trash::{self, Batch, Cleared, Fate, Remains, Stray, Taken, Trash, Tra
 use nix::unistd::Uid;
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
+use std::fmt;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The report's word for a drain decision.
@@ -59,8 +61,54 @@ pub fn planned(path: PathBuf, action: Action) -> Outcome {
     o
 }
 
+/// Why the worker did not do what one request asked.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum AnswerError {
+    /// The call as a whole failed: the same error for each of its requests.
+    Call(Arc<AsOwnerError>),
+    /// The worker failed to carry out the request. Its message crossed the
+    /// pipe from the worker as a string (the wire format, see
+    /// [`Response::Failed`]), and stays one.
+    Failed(String),
+    /// The worktree was locked meanwhile by someone else, with this reason.
+    LockedMeanwhile(Option<String>),
+    /// The worker answered something else than the request asks for.
+    Unexpected(Box<Response>),
+}
+
+impl fmt::Display for AnswerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AnswerError::Call(e) => write!(f, "{e}"),
+            AnswerError::Failed(message) => f.write_str(message),
+            AnswerError::LockedMeanwhile(reason) => write!(
+                f,
+                "locked meanwhile by someone else: {}",
+                reason.as_deref().unwrap_or("no reason")
+            ),
+            AnswerError::Unexpected(other) => {
+                write!(f, "unexpected answer from the worker: {other:?}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for AnswerError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            AnswerError::Call(e) => Some(&**e),
+            _ => None,
+        }
+    }
+}
+
 /// Calls the worker with a batch of reclaims; one result per request.
-pub fn call(worker: &Worker, owner: Owner, requests: &[Request]) -> Vec<Result<Reclaimed, String>> {
+pub fn call(
+    worker: &Worker,
+    owner: Owner,
+    requests: &[Request],
+) -> Vec<Result<Reclaimed, AnswerError>> {
     responses(worker, owner, requests)
         .into_iter()
         .map(|r| r.and_then(reclaim_answer))
@@ -69,19 +117,29 @@ pub fn call(worker: &Worker, owner: Owner, requests: &[Request]) -> Vec<Result<R
 
 /// Calls the worker with a batch of requests: one response per request,
 /// or the call's error for each when the call failed.
-fn responses(worker: &Worker, owner: Owner, requests: &[Request]) -> Vec<Result<Response, String>> {
+fn responses(
+    worker: &Worker,
+    owner: Owner,
+    requests: &[Request],
+) -> Vec<Result<Response, AnswerError>> {
     match worker.call_batch(owner, requests) {
         Ok(responses) => responses.into_iter().map(Ok).collect(),
-        Err(e) => requests.iter().map(|_| Err(e.to_string())).collect(),
+        Err(e) => {
+            let e = Arc::new(e);
+            requests
+                .iter()
+                .map(|_| Err(AnswerError::Call(Arc::clone(&e))))
+                .collect()
+        }
     }
 }
 
 /// What a worker's response to a reclaim means.
-fn reclaim_answer(response: Response) -> Result<Reclaimed, String> {
+fn reclaim_answer(response: Response) -> Result<Reclaimed, AnswerError> {
     match response {
         Response::Reclaimed { reclaimed } => Ok(reclaimed),
-        Response::Failed { message } => Err(message),
-        other => Err(format!("unexpected answer from the worker: {other:?}")),
+        Response::Failed { message } => Err(AnswerError::Failed(message)),
+        other => Err(AnswerError::Unexpected(Box::new(other))),
     }
 }
 
@@ -92,20 +150,17 @@ pub fn call_simple(
     owner: Owner,
     requests: &[Request],
     ok: fn(&Response) -> bool,
-) -> Vec<Result<(), String>> {
+) -> Vec<Result<(), AnswerError>> {
     responses(worker, owner, requests)
         .into_iter()
         .map(|r| match r? {
             r if ok(&r) => Ok(()),
-            Response::Failed { message } => Err(message),
+            Response::Failed { message } => Err(AnswerError::Failed(message)),
             Response::Locked {
                 newly_locked: false,
                 reason,
-            } => Err(format!(
-                "locked meanwhile by someone else: {}",
-                reason.as_deref().unwrap_or("no reason")
-            )),
-            other => Err(format!("unexpected answer from the worker: {other:?}")),
+            } => Err(AnswerError::LockedMeanwhile(reason)),
+            other => Err(AnswerError::Unexpected(Box::new(other))),
         })
         .collect()
 }
@@ -369,11 +424,11 @@ pub fn open_trash(
     open: &OpenRoot,
     create: bool,
     out: &mut Vec<Outcome>,
-) -> Result<Option<Trash>, String> {
+) -> Result<Option<Trash>, TrashError> {
     let squat = match Trash::open(open, create) {
         Ok(t) => return Ok(t),
         Err(TrashError::Taken(t)) if !t.may_hold_work() => t,
-        Err(e) => return Err(e.to_string()),
+        Err(e) => return Err(e),
     };
     if Uid::effective().is_root() {
         let (trash, cleared) = Trash::claim(open)?;
@@ -649,7 +704,7 @@ pub fn reclaimed_outcome(path: PathBuf, decision: Drain, reclaimed: Option<Recla
 /// failure reported with whatever was preserved first.
 pub fn settle_in_place(
     path: PathBuf,
-    answer: Result<Reclaimed, String>,
+    answer: Result<Reclaimed, AnswerError>,
     parent: BorrowedFd<'_>,
     name: &OsStr,
 ) -> Outcome {

@@ -5,6 +5,7 @@
 //! counts around it (see `crate::reap::Report`).
 
 use serde::Serialize;
+use std::fmt;
 use std::path::PathBuf;
 
 /// The report fields SPEC names for `treeward-sweep --json` and
@@ -91,8 +92,8 @@ impl Outcome {
         }
     }
 
-    pub fn with_error(mut self, error: impl Into<String>) -> Outcome {
-        self.error = Some(error.into());
+    pub fn with_error(mut self, error: impl fmt::Display) -> Outcome {
+        self.error = Some(error.to_string());
         self
     }
 }

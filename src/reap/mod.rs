@@ -52,7 +52,7 @@ use crate::ledger::{parse_timestamp, Document, Ledger, Record, State};
 use crate::pace::RECLAIM_CHUNK;
 use crate::pass::drain::{
     action_of, call, call_simple, drain_trash, failed_reclaim, planned, reclaimed_outcome,
-    remove_into, settle_in_place, Drive, Known,
+    remove_into, settle_in_place, AnswerError, Drive, Known,
 };
 use crate::pass::inspect::{inspect, unlinked_at_risk, Inspected};
 use crate::pass::policy::{unrecordable, Drain, EntryKind};
@@ -205,16 +205,80 @@ pub struct PassLock {
     _lock: Flock<File>,
 }
 
+/// Why the reaper's pass lock could not be taken (another pass holding it
+/// is not an error: [`try_lock_pass`] answers `None`).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum PassLockError {
+    /// The lock file's directory could not be created.
+    CreateDir {
+        /// The directory.
+        dir: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The lock file could not be opened.
+    Open {
+        /// The lock file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The lock file is a symlink, a FIFO, a directory...
+    NotARegularFile(PathBuf),
+    /// `flock` failed.
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// Why.
+        source: Errno,
+    },
+}
+
+impl std::fmt::Display for PassLockError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PassLockError::CreateDir { dir, source } => write!(
+                f,
+                "cannot create {} for the pass lock: {source}",
+                dir.display()
+            ),
+            PassLockError::Open { path, source } => {
+                write!(f, "cannot open the pass lock {}: {source}", path.display())
+            }
+            PassLockError::NotARegularFile(path) => {
+                write!(f, "the pass lock {} is not a regular file", path.display())
+            }
+            PassLockError::Lock { path, source } => {
+                write!(f, "cannot lock {}: {}", path.display(), source.desc())
+            }
+        }
+    }
+}
+
+impl std::error::Error for PassLockError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            PassLockError::CreateDir { source, .. } | PassLockError::Open { source, .. } => {
+                Some(source)
+            }
+            PassLockError::Lock { source, .. } => Some(source),
+            PassLockError::NotARegularFile(_) => None,
+        }
+    }
+}
+
 /// Takes the pass lock without waiting: `None` when another pass holds it.
 /// The lock file is created (mode 0644) if missing; one that exists is
 /// opened read-only (enough for `flock`, so a lock file another user
 /// created, such as root running a pass by hand, still works). It is never
 /// followed if it is a symlink, and must be a regular file.
-pub fn try_lock_pass(path: &Path) -> Result<Option<PassLock>, String> {
-    let shown = path.display();
+pub fn try_lock_pass(path: &Path) -> Result<Option<PassLock>, PassLockError> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {} for the pass lock: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|source| PassLockError::CreateDir {
+            dir: dir.to_path_buf(),
+            source,
+        })?;
     }
     let file = match fd::create_or_open(
         OpenOptions::new().read(true).write(true),
@@ -223,18 +287,24 @@ pub fn try_lock_pass(path: &Path) -> Result<Option<PassLock>, String> {
         path,
     ) {
         Ok(Opened::Created(file) | Opened::Existing(file)) => file,
-        Err(CreateOrOpenError::Create(e) | CreateOrOpenError::Open(e)) => {
-            return Err(format!("cannot open the pass lock {shown}: {e}"))
+        Err(CreateOrOpenError::Create(source) | CreateOrOpenError::Open(source)) => {
+            return Err(PassLockError::Open {
+                path: path.to_path_buf(),
+                source,
+            })
         }
     };
     let is_file = file.metadata().map(|m| m.is_file()).unwrap_or(false);
     if !is_file {
-        return Err(format!("the pass lock {shown} is not a regular file"));
+        return Err(PassLockError::NotARegularFile(path.to_path_buf()));
     }
     match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
         Ok(lock) => Ok(Some(PassLock { _lock: lock })),
         Err((_, Errno::EWOULDBLOCK)) => Ok(None),
-        Err((_, e)) => Err(format!("cannot lock {shown}: {}", e.desc())),
+        Err((_, source)) => Err(PassLockError::Lock {
+            path: path.to_path_buf(),
+            source,
+        }),
     }
 }
 
@@ -247,7 +317,7 @@ pub fn reap(config: &Config, opts: &Options) -> Result<Report, Error> {
     let _lock = if opts.dry_run {
         None
     } else {
-        match try_lock_pass(&lock_path).map_err(Error::Failed)? {
+        match try_lock_pass(&lock_path).map_err(Error::operation)? {
             Some(lock) => Some(lock),
             None => return Ok(Report::busy(lock_path)),
         }
@@ -300,7 +370,7 @@ pub fn reap(config: &Config, opts: &Options) -> Result<Report, Error> {
                 log::error!("refusing root {}: {error}", root.path.display());
                 pass.refused.push(RefusedRoot {
                     path: root.path.clone(),
-                    error,
+                    error: error.to_string(),
                 });
             }
         }
@@ -941,7 +1011,7 @@ impl<'a> Pass<'a> {
                 match answer {
                     Ok(()) => out.push((c, g)),
                     Err(e) => {
-                        let action = if e.starts_with("locked meanwhile") {
+                        let action = if matches!(e, AnswerError::LockedMeanwhile(_)) {
                             Action::SkippedLocked
                         } else {
                             Action::Failed
@@ -1222,7 +1292,7 @@ fn prune_admin(record: &Record, euid: u32) -> Result<Pruned, String> {
 /// fails).
 fn intended<'c, 'a: 'c>(
     candidates: impl Iterator<Item = &'c Candidate<'a>>,
-    answers: &[Result<crate::as_owner::reclaim::Reclaimed, String>],
+    answers: &[Result<crate::as_owner::reclaim::Reclaimed, AnswerError>],
 ) -> Vec<Tracked> {
     candidates
         .zip(answers)
@@ -1308,11 +1378,11 @@ mod tests {
         std::fs::write(&target, "").unwrap();
         let path = dir.path().join("ledger.json.reap.lock");
         std::os::unix::fs::symlink(&target, &path).unwrap();
-        let err = try_lock_pass(&path).unwrap_err();
+        let err = try_lock_pass(&path).unwrap_err().to_string();
         assert!(err.contains("pass lock"), "{err}");
         let fifo = dir.path().join("fifo.reap.lock");
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
-        let err = try_lock_pass(&fifo).unwrap_err();
+        let err = try_lock_pass(&fifo).unwrap_err().to_string();
         assert!(err.contains("not a regular file"), "{err}");
     }
 

@@ -11,6 +11,7 @@
 //! git (`git hash-object --stdin-paths`, with the attributes and filters
 //! `git add` would apply) and compared with the index. Parsing is pure.
 
+use super::RiskError;
 use std::ffi::OsStr;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
@@ -42,15 +43,10 @@ pub struct Index {
 
 /// What `git ls-files -v -s -z` ([`crate::git::ls_files`]) says the
 /// status does not.
-pub fn parse(out: &[u8]) -> Result<Index, String> {
+pub fn parse(out: &[u8]) -> Result<Index, RiskError> {
     let mut index = Index::default();
     for rec in crate::git::ls_files(out) {
-        let rec = rec.map_err(|rec| {
-            format!(
-                "git ls-files: unexpected line {:?}",
-                String::from_utf8_lossy(rec)
-            )
-        })?;
+        let rec = rec.map_err(|rec| RiskError::unexpected("git ls-files", "line", rec))?;
         if rec.stage != "0" {
             // A conflict: git status reports it.
             continue;

@@ -24,7 +24,7 @@
 //! other, type changes) are not integrated here either.
 
 use super::refs::{self, DefaultBranch, Ref, Refs};
-use super::Repo;
+use super::{Repo, RiskError};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -78,14 +78,14 @@ impl Verdict {
 /// `repo` (the branch deletion path asks this before deleting a branch).
 /// Runs `git for-each-ref` itself; [`integrated_into`] takes refs already
 /// read.
-pub fn integrated(repo: &Repo, tip: &str) -> Result<Verdict, String> {
+pub fn integrated(repo: &Repo, tip: &str) -> Result<Verdict, RiskError> {
     let out = repo.output(repo.git()?.args(["for-each-ref", refs::FORMAT]))?;
     let refs = refs::parse(&out)?;
     integrated_into(repo, tip, &refs)
 }
 
 /// [`integrated`] with the refs already read.
-pub fn integrated_into(repo: &Repo, tip: &str, refs: &Refs) -> Result<Verdict, String> {
+pub fn integrated_into(repo: &Repo, tip: &str, refs: &Refs) -> Result<Verdict, RiskError> {
     let Some(default) = refs.default_branch() else {
         return Ok(Verdict {
             default_branch: None,
@@ -127,7 +127,7 @@ pub fn integrated_into(repo: &Repo, tip: &str, refs: &Refs) -> Result<Verdict, S
 
 /// The local default branch and its upstream: whichever is ahead, both
 /// when they have diverged, the one that exists when only one does.
-fn targets(repo: &Repo, d: &DefaultBranch) -> Result<Vec<Ref>, String> {
+fn targets(repo: &Repo, d: &DefaultBranch) -> Result<Vec<Ref>, RiskError> {
     let (local, upstream) = match (&d.local, &d.upstream) {
         (Some(l), Some(u)) if l.oid != u.oid => (l, u),
         (Some(one), _) | (None, Some(one)) => return Ok(vec![one.clone()]),
@@ -143,7 +143,7 @@ fn targets(repo: &Repo, d: &DefaultBranch) -> Result<Vec<Ref>, String> {
 }
 
 /// How `tip` is integrated into the commit `target`, if it is.
-fn into_target(repo: &Repo, tip: &str, target: &str) -> Result<Option<How>, String> {
+fn into_target(repo: &Repo, tip: &str, target: &str) -> Result<Option<How>, RiskError> {
     if tip == target {
         return Ok(Some(How::SameCommit));
     }
@@ -173,7 +173,7 @@ fn into_target(repo: &Repo, tip: &str, target: &str) -> Result<Option<How>, Stri
 }
 
 /// `git merge-base --is-ancestor a b`.
-fn is_ancestor(repo: &Repo, a: &str, b: &str) -> Result<bool, String> {
+fn is_ancestor(repo: &Repo, a: &str, b: &str) -> Result<bool, RiskError> {
     let done = repo.run(repo.git()?.args(["merge-base", "--is-ancestor", a, b]))?;
     match done.code {
         Some(0) => Ok(true),
@@ -206,19 +206,14 @@ impl Side {
 
 /// Parses `git diff-tree -r -z --raw` output: `:<m1> <m2> <o1> <o2> <S>`,
 /// then the path, or two for a rename or copy.
-fn parse_raw(out: &[u8]) -> Result<Vec<Change>, String> {
+fn parse_raw(out: &[u8]) -> Result<Vec<Change>, RiskError> {
     let mut fields = out.split(|b| *b == 0);
     let mut changes = Vec::new();
     while let Some(meta) = fields.next() {
         if meta.is_empty() {
             continue;
         }
-        let bad = || {
-            format!(
-                "git diff-tree: unexpected record {:?}",
-                String::from_utf8_lossy(meta)
-            )
-        };
+        let bad = || RiskError::unexpected("git diff-tree", "record", meta);
         let meta =
             std::str::from_utf8(meta.strip_prefix(b":").ok_or_else(bad)?).map_err(|_| bad())?;
         let [m1, m2, o1, o2, st] = meta.split(' ').collect::<Vec<_>>()[..] else {
@@ -245,7 +240,7 @@ fn parse_raw(out: &[u8]) -> Result<Vec<Change>, String> {
 
 /// `git diff-tree -r -z --raw` of two commits, with renames detected when
 /// `renames`.
-fn diff_tree(repo: &Repo, a: &str, b: &str, renames: bool) -> Result<Vec<Change>, String> {
+fn diff_tree(repo: &Repo, a: &str, b: &str, renames: bool) -> Result<Vec<Change>, RiskError> {
     let rename = if renames { "-M" } else { "--no-renames" };
     let out = repo.output(
         repo.git()?
@@ -256,7 +251,7 @@ fn diff_tree(repo: &Repo, a: &str, b: &str, renames: bool) -> Result<Vec<Change>
 
 /// Whether merging `tip` into `target` (merge base `base`) would leave the
 /// target as it is: see the module's documentation.
-fn changes_present(repo: &Repo, base: &str, tip: &str, target: &str) -> Result<bool, String> {
+fn changes_present(repo: &Repo, base: &str, tip: &str, target: &str) -> Result<bool, RiskError> {
     let branch = diff_tree(repo, base, tip, true)?;
     // What the target holds where it differs from the tip (`None`: absent).
     let differs: HashMap<Vec<u8>, Side> = diff_tree(repo, tip, target, false)?
@@ -312,7 +307,7 @@ fn merges_to_ours(
     (base_mode, base): &(String, String),
     (our_mode, ours): &(String, String),
     (their_mode, theirs): &(String, String),
-) -> Result<bool, String> {
+) -> Result<bool, RiskError> {
     let regular = |m: &str| m == "100644" || m == "100755";
     if ![base_mode, our_mode, their_mode].iter().all(|m| regular(m)) {
         return Ok(false);

@@ -18,6 +18,7 @@
 //! `error` with git's message: at risk, because nothing was proven (fail
 //! closed).
 
+mod error;
 mod index;
 pub mod integration;
 mod locate;
@@ -26,6 +27,7 @@ mod state;
 mod status;
 mod verdict;
 
+pub use error::RiskError;
 pub use integration::{How, Integration};
 pub use locate::{discover, locate, Location};
 pub use verdict::{reasons, BranchFacts, Changes, Facts, Reason};
@@ -236,10 +238,8 @@ impl Repo {
     }
 
     /// A read-only git command in this repository.
-    pub fn git(&self) -> Result<Git, String> {
-        let git = Git::new(&self.dir, self.owner)
-            .map_err(|e| e.to_string())?
-            .read_only();
+    pub fn git(&self) -> Result<Git, RiskError> {
+        let git = Git::new(&self.dir, self.owner)?.read_only();
         Ok(match &self.git_dir {
             // A repository without a work tree (`Repo::common`).
             Some(g) if *g == self.dir => git.git_dir(g, None),
@@ -252,26 +252,24 @@ impl Repo {
     }
 
     /// Runs `git` and returns its stdout; a failure is git's message.
-    fn output(&self, git: Git) -> Result<Vec<u8>, String> {
-        git.output().map_err(|e| e.to_string())
+    fn output(&self, git: Git) -> Result<Vec<u8>, RiskError> {
+        Ok(git.output()?)
     }
 
     /// Runs `git` whatever its exit code (for commands whose status is the
     /// answer).
-    fn run(&self, git: Git) -> Result<Finished, String> {
-        git.run().map_err(|e| e.to_string())
+    fn run(&self, git: Git) -> Result<Finished, RiskError> {
+        Ok(git.run()?)
     }
 
-    /// The message for a command that [`Repo::run`] ran and that failed.
-    fn failed(&self, what: &str, done: Finished) -> String {
-        let status = done
-            .code
-            .map_or_else(|| "killed".to_owned(), |c| format!("exit {c}"));
-        format!(
-            "git {what} in {} failed ({status}): {}",
-            self.dir.display(),
-            String::from_utf8_lossy(&done.stderr).trim()
-        )
+    /// The error for a command that [`Repo::run`] ran and that failed.
+    fn failed(&self, what: &'static str, done: Finished) -> RiskError {
+        RiskError::Failed {
+            what,
+            dir: self.dir.clone(),
+            code: done.code,
+            stderr: String::from_utf8_lossy(&done.stderr).into_owned(),
+        }
     }
 }
 
@@ -345,7 +343,7 @@ fn assess_repository(
             a.repository_owner = Some(m.uid());
             let repo = Repo::worktree(path, gitdir, m.uid());
             if let Err(e) = inspect(&mut a, &repo, gitdir, common) {
-                a.error = Some(e);
+                a.error = Some(e.to_string());
                 a.flag(Reason::Error);
             }
         }
@@ -373,9 +371,11 @@ const STATUS: [&str; 6] = [
 ];
 
 /// Gathers the facts from git and turns them into the verdict.
-fn inspect(a: &mut Assessment, repo: &Repo, gitdir: &Path, common: &Path) -> Result<(), String> {
-    let admin = crate::fd::open_path_trusted(gitdir)
-        .map_err(|e| format!("opening {}: {e}", gitdir.display()))?;
+fn inspect(a: &mut Assessment, repo: &Repo, gitdir: &Path, common: &Path) -> Result<(), RiskError> {
+    let admin = crate::fd::open_path_trusted(gitdir).map_err(|source| RiskError::Open {
+        path: gitdir.to_path_buf(),
+        source,
+    })?;
     if a.kind == Kind::LinkedWorktree {
         if let Some(reason) = state::locked(admin.as_fd())? {
             a.locked = true;
@@ -390,8 +390,7 @@ fn inspect(a: &mut Assessment, repo: &Repo, gitdir: &Path, common: &Path) -> Res
             let found = repo
                 .git()?
                 .args(["rev-parse", "-q", "--verify", "--end-of-options", name])
-                .run()
-                .map_err(|e| e.to_string())?;
+                .run()?;
             if found.code == Some(0) && !a.in_progress.iter().any(|o| o == op) {
                 a.in_progress.push(op.to_owned());
             }
@@ -465,13 +464,16 @@ fn inspect(a: &mut Assessment, repo: &Repo, gitdir: &Path, common: &Path) -> Res
 /// descriptor, never through a symlink, never blocking on a FIFO (git
 /// would block on one; a log that cannot be read so counts none); the
 /// reftable backend keeps it in its tables, read by git.
-fn stash_entries(repo: &Repo, common: &Path, refs: &refs::Refs) -> Result<usize, String> {
+fn stash_entries(repo: &Repo, common: &Path, refs: &refs::Refs) -> Result<usize, RiskError> {
     if refs.get("refs/stash").is_none() {
         return Ok(0);
     }
     let lines = |log: &[u8]| log.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count();
     let log = crate::fd::open_path_trusted(common)
-        .map_err(|e| format!("opening {}: {e}", common.display()))
+        .map_err(|source| RiskError::Open {
+            path: common.to_path_buf(),
+            source,
+        })
         .map(|dir| crate::fd::read_below(dir.as_fd(), "logs/refs/stash", MAX_STASH_LOG))?;
     match log {
         Ok(Some(log)) => Ok(lines(&log)),
@@ -492,9 +494,8 @@ const MAX_STASH_LOG: u64 = 32 << 20;
 
 /// The result of a reader thread; a panic in it is an error of the
 /// assessment, not of the process.
-fn join<T>(h: std::thread::ScopedJoinHandle<'_, Result<T, String>>) -> Result<T, String> {
-    h.join()
-        .unwrap_or_else(|_| Err("a git reader panicked".to_owned()))
+fn join<T>(h: std::thread::ScopedJoinHandle<'_, Result<T, RiskError>>) -> Result<T, RiskError> {
+    h.join().unwrap_or(Err(RiskError::ReaderPanicked))
 }
 
 /// Adds the edits hidden by skip-worktree and assume-unchanged flags to
@@ -504,15 +505,14 @@ fn hidden_edits(
     repo: &Repo,
     flagged: &[index::Flagged],
     changes: &mut Changes,
-) -> Result<(), String> {
+) -> Result<(), RiskError> {
     let mut on_disk = Vec::with_capacity(flagged.len());
     for f in flagged {
-        let disk = index::on_disk(&repo.dir, &f.path, &f.mode).map_err(|e| {
-            format!(
-                "{}: {e}",
-                repo.dir.join(OsStr::from_bytes(&f.path)).display()
-            )
-        })?;
+        let disk =
+            index::on_disk(&repo.dir, &f.path, &f.mode).map_err(|source| RiskError::Worktree {
+                path: repo.dir.join(OsStr::from_bytes(&f.path)),
+                source,
+            })?;
         on_disk.push(disk);
     }
     let files: Vec<&[u8]> = flagged
@@ -534,11 +534,10 @@ fn hidden_edits(
             .map(str::to_owned)
             .collect();
         if hashes.len() != files.len() {
-            return Err(format!(
-                "git hash-object: {} hashes for {} files",
-                hashes.len(),
-                files.len()
-            ));
+            return Err(RiskError::HashCount {
+                hashes: hashes.len(),
+                files: files.len(),
+            });
         }
         hashes
     };
@@ -563,7 +562,11 @@ fn hidden_edits(
 /// work of their own: uncommitted changes (`git status` of the worktree
 /// says so), or commits none of their remote-tracking refs reaches (asked
 /// of each populated gitlink's repository). Sorted, each once.
-fn submodules(repo: &Repo, dirty: &[Vec<u8>], gitlinks: &[Vec<u8>]) -> Result<Vec<String>, String> {
+fn submodules(
+    repo: &Repo,
+    dirty: &[Vec<u8>],
+    gitlinks: &[Vec<u8>],
+) -> Result<Vec<String>, RiskError> {
     let mut found: Vec<String> = dirty
         .iter()
         .map(|p| String::from_utf8_lossy(p).into_owned())
@@ -609,8 +612,8 @@ pub fn unreachable_from_head(
     repo: &Repo,
     common: &Path,
     own_name: Option<&str>,
-) -> Result<usize, String> {
-    let count = |extra: &[String]| -> Result<usize, String> {
+) -> Result<usize, RiskError> {
+    let count = |extra: &[String]| -> Result<usize, RiskError> {
         let mut git = repo
             .git()?
             .args(["rev-list", "--count", "--ignore-missing", "HEAD", "--not"])
@@ -622,7 +625,7 @@ pub fn unreachable_from_head(
         String::from_utf8_lossy(&out)
             .trim()
             .parse()
-            .map_err(|e| format!("git rev-list --count: {e}"))
+            .map_err(RiskError::Count)
     };
     match count(&[])? {
         0 => Ok(0),
@@ -638,8 +641,7 @@ pub fn unreachable_from_head(
                 let out = repo
                     .git()?
                     .args(["rev-parse", "-q", "--verify", "--end-of-options", &rev])
-                    .run()
-                    .map_err(|e| e.to_string())?;
+                    .run()?;
                 let oid = String::from_utf8_lossy(&out.stdout).trim().to_owned();
                 if out.code == Some(0) && !oid.is_empty() {
                     heads.push(oid);

@@ -3,6 +3,8 @@
 //! (per-worktree refs), and which branch is the repository's default, the
 //! one a branch is integrated into.
 
+use super::RiskError;
+
 /// Ref namespaces git keeps per worktree, in the worktree's admin dir
 /// (git-worktree(1), "Refs"): they die with it.
 pub const PER_WORKTREE: [&str; 3] = ["refs/worktree/", "refs/bisect/", "refs/rewritten/"];
@@ -32,12 +34,16 @@ pub struct Refs(pub Vec<Ref>);
 
 /// Parses the output of `git for-each-ref` with [`FORMAT`] (ref names hold
 /// no spaces: git forbids them).
-pub fn parse(out: &[u8]) -> Result<Refs, String> {
+pub fn parse(out: &[u8]) -> Result<Refs, RiskError> {
     let text = String::from_utf8_lossy(out);
     let mut refs = Vec::new();
     for line in text.lines().filter(|l| !l.is_empty()) {
         let [name, oid, symref, upstream] = line.split(' ').collect::<Vec<_>>()[..] else {
-            return Err(format!("git for-each-ref: unexpected line {line:?}"));
+            return Err(RiskError::unexpected(
+                "git for-each-ref",
+                "line",
+                line.as_bytes(),
+            ));
         };
         let some = |s: &str| (!s.is_empty()).then(|| s.to_owned());
         refs.push(Ref {

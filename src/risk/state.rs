@@ -5,6 +5,7 @@
 //! blocking on a FIFO, size-capped. These are not refs, so the ref backend
 //! (files or reftable) does not change where they are.
 
+use super::RiskError;
 use crate::fd;
 use std::ffi::OsStr;
 use std::os::fd::BorrowedFd;
@@ -27,11 +28,11 @@ const OPERATIONS: [(&str, &str); 8] = [
 
 /// The operations in progress in the git dir `admin`, each once, in the
 /// order of [`OPERATIONS`].
-pub fn in_progress(admin: BorrowedFd<'_>) -> Result<Vec<String>, String> {
+pub fn in_progress(admin: BorrowedFd<'_>) -> Result<Vec<String>, RiskError> {
     let mut ops: Vec<String> = Vec::new();
     for (name, op) in OPERATIONS {
         let found = fd::stat_at(admin, OsStr::new(name))
-            .map_err(|e| format!("looking for {name} in the admin dir: {e}"))?;
+            .map_err(|source| RiskError::State { name, source })?;
         if found.is_some() && !ops.iter().any(|o| o == op) {
             ops.push(op.to_owned());
         }
@@ -57,13 +58,13 @@ pub fn refs_in_a_table(admin: BorrowedFd<'_>) -> bool {
 
 /// Whether the worktree is locked, and the reason given (trimmed; `None`
 /// when empty). `Ok(None)`: not locked.
-pub fn locked(admin: BorrowedFd<'_>) -> Result<Option<Option<String>>, String> {
+pub fn locked(admin: BorrowedFd<'_>) -> Result<Option<Option<String>>, RiskError> {
     match fd::read_at(admin, OsStr::new("locked"), MAX_LOCKED) {
         Ok(None) => Ok(None),
         Ok(Some(bytes)) => {
             let reason = String::from_utf8_lossy(&bytes).trim_end().to_owned();
             Ok(Some((!reason.is_empty()).then_some(reason)))
         }
-        Err(e) => Err(format!("reading the admin dir's locked file: {e}")),
+        Err(e) => Err(RiskError::Locked(e)),
     }
 }

@@ -9,6 +9,7 @@
 //! know is an error (fail closed), never skipped.
 
 use super::verdict::Changes;
+use super::RiskError;
 
 /// The parsed output.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -29,7 +30,7 @@ pub struct Status {
 }
 
 /// Parses the `-z` output.
-pub fn parse(out: &[u8]) -> Result<Status, String> {
+pub fn parse(out: &[u8]) -> Result<Status, RiskError> {
     let mut s = Status::default();
     let mut detached = false;
     let mut records = out.split(|b| *b == 0);
@@ -38,7 +39,7 @@ pub fn parse(out: &[u8]) -> Result<Status, String> {
             continue;
         }
         let text = String::from_utf8_lossy(rec);
-        let bad = || format!("git status: unexpected line {text:?}");
+        let bad = || RiskError::unexpected("git status", "line", rec);
         match rec[0] {
             b'#' => header(&mut s, &mut detached, &text).ok_or_else(bad)?,
             b'1' => entry(&mut s, rec, 8).ok_or_else(bad)?,

@@ -24,13 +24,13 @@ use crate::in_use::ProcessTable;
 use crate::ledger::Ledger;
 use crate::pass::drain::{
     action_of, call, call_simple, drain_trash, open_trash, planned, record, settle_in_place,
-    squatted, Drive, Known,
+    squatted, AnswerError, Drive, Known,
 };
 use crate::pass::inspect::{inspect, unlinked_at_risk, Inspected, QUARANTINE_LOCK};
 use crate::pass::policy::{drain, unrecordable, Drain, EntryKind};
 use crate::pass::report::{self, millis, Action, Outcome, RefusedRoot, Report};
 use crate::progress::Progress;
-use crate::roots::{self, OpenRoot, TRASH};
+use crate::roots::{self, OpenRoot, RootError, TRASH};
 use crate::trash::{self, Batch, Trash, TrashError};
 use decide::{first, First};
 use nix::errno::Errno;
@@ -107,14 +107,14 @@ pub fn sweep(config: &Config, opts: &Options) -> Report {
                 Ok(()) => opened.push((root, open)),
                 Err(error) => refused.push(RefusedRoot {
                     path: root.path.clone(),
-                    error,
+                    error: error.to_string(),
                 }),
             },
             Err(error) => {
                 log::error!("refusing root {}: {error}", root.path.display());
                 refused.push(RefusedRoot {
                     path: root.path.clone(),
-                    error,
+                    error: error.to_string(),
                 });
             }
         }
@@ -186,8 +186,8 @@ fn block(
     opts: &Options,
     known: &Known,
     out: &mut Vec<Outcome>,
-) -> Result<(), String> {
-    let names = roots::entry_names(root, open).map_err(|e| format!("cannot list: {e}"))?;
+) -> Result<(), RootError> {
+    let names = roots::entry_names(root, open).map_err(RootError::List)?;
     let owner = claim::expected_owner(root, Uid::effective().as_raw());
     let mut to_quarantine = Vec::new();
     for name in names {
@@ -260,8 +260,7 @@ fn block(
     if to_quarantine.is_empty() {
         return Ok(());
     }
-    let trash = open_trash(root, open, true, out)?
-        .ok_or("its trash is squatted and this pass is not root: nothing can be quarantined")?;
+    let trash = open_trash(root, open, true, out)?.ok_or(RootError::TrashSquatted)?;
     let batch = trash.new_batch()?;
     quarantine(root, open, &batch, to_quarantine, opts, out);
     Ok(())
@@ -324,7 +323,7 @@ fn plan_trash(
     open: &OpenRoot,
     needed: bool,
     out: &mut Vec<Outcome>,
-) -> Result<(), String> {
+) -> Result<(), TrashError> {
     let path = root.path.join(TRASH);
     match Trash::open(open, false) {
         Ok(_) => {}
@@ -333,7 +332,7 @@ fn plan_trash(
                 "the trash is squatted: {t}; it would be removed as residue, and treeward's own trash would take its place"
             )),
         ),
-        Err(e) if needed => return Err(e.to_string()),
+        Err(e) if needed => return Err(e),
         Err(TrashError::Taken(t)) if !t.may_hold_work() => out.push(squatted(root, &t)),
         Err(e) => out.push(Outcome::new(path, Action::Refused).with_error(e.to_string())),
     }
@@ -400,7 +399,7 @@ fn quarantine(
             by_owner.entry(c.owner()).or_default().push(i);
         }
     }
-    let mut lock_failed: BTreeMap<usize, String> = BTreeMap::new();
+    let mut lock_failed: BTreeMap<usize, AnswerError> = BTreeMap::new();
     for (owner, idx) in &by_owner {
         let requests: Vec<Request> = idx
             .iter()
@@ -431,7 +430,7 @@ fn quarantine(
     for (i, (name, inspected)) in items.iter().enumerate() {
         let path = root.path.join(name);
         if let Some(e) = lock_failed.remove(&i) {
-            let action = if e.starts_with("locked meanwhile") {
+            let action = if matches!(e, AnswerError::LockedMeanwhile(_)) {
                 Action::SkippedLocked
             } else {
                 Action::Failed

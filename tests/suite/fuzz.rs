@@ -450,7 +450,7 @@ fn hook_arguments_and_environment() {
         3000,
         HOOK_TOKENS,
         |bytes| match treeward::testing::hook::parse_args(&args_of(bytes)) {
-            Err(e) if !e.contains("usage") => Err(format!("no usage in {e:?}")),
+            Err(e) if !e.to_string().contains("usage") => Err(format!("no usage in {e:?}")),
             _ => Ok(()),
         },
     );
