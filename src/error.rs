@@ -20,6 +20,7 @@ pub const EXIT_CONFIG: u8 = 78;
 
 /// An error that ends a program.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum Error {
     /// The configuration cannot be used (exit 78).
     Config(ConfigError),

@@ -160,6 +160,7 @@ pub struct Config {
 /// Displays as `FILE:LINE: KEY: MESSAGE`, leaving out the line or key when
 /// they are not known (e.g. a file that cannot be read).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ConfigError {
     /// The file, or the embedded defaults.
     pub file: Source,
