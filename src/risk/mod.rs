@@ -405,6 +405,9 @@ fn inspect(a: &mut Assessment, repo: &Repo, gitdir: &Path, common: &Path) -> Res
     facts.submodules = a.submodules.len();
 
     match (&status.head, &status.branch) {
+        // A ref that outlives the worktree at HEAD itself reaches all of
+        // it (the common case: detached at a branch's tip): no walk.
+        (Some(head), None) if refs.survivor_at(head) => {}
         (Some(_), None) => {
             facts.detached_unreachable =
                 unreachable_from_head(repo, common, a.worktree_name.as_deref())?;
