@@ -6,6 +6,8 @@
 //! ratio against the goal from the issue that set it. Timed tests would be
 //! flaky on shared machines; ratios measured in one run are not.
 
+// The tests' fixtures, of which the benchmarks use a part.
+#[allow(dead_code)]
 #[path = "../tests/common/mod.rs"]
 mod common;
 

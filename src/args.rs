@@ -2,7 +2,7 @@
 //!
 //! They live in the library, not in `src/bin/`, so that one definition
 //! serves both the binaries (which parse with them) and the generated
-//! documentation: [`commands`] is what `tests/generated.rs` renders into the
+//! documentation: [`commands`] is what `tests/suite/generated.rs` renders into the
 //! man pages under `man/` and the shell completions under `completions/`.
 
 use crate::cli::Common;

@@ -13,7 +13,7 @@ use crate::as_owner::{Request, Response, Worker};
 use crate::claim;
 use crate::config::Config;
 use crate::in_use::{flock_held, ProcessTable, ProcessUse};
-use crate::ledger::{Document, Record, State};
+use crate::ledger::{Document, Ledger, Record, State};
 use crate::risk::{self, Assessment, Kind, Reason};
 use serde::Serialize;
 use std::os::unix::fs::MetadataExt;
@@ -23,16 +23,21 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, Serialize)]
 pub struct Checked {
     #[serde(flatten)]
+    /// What the worktree holds and whether removing it loses work.
     pub assessment: Assessment,
     /// A process has its cwd, root or an open file inside, or holds a
     /// `flock` on the directory, or the ledger's recorded owner is alive.
     pub in_use: bool,
+    /// The processes that use it, and how.
     pub in_use_by: Vec<ProcessUse>,
+    /// Whether a `flock` (a lease, a reaper pass) is held on its directory.
     pub flock_held: bool,
     /// Processes whose use could not be read (permissions): `in_use: false`
     /// means "not in use by any process that could be read".
     pub unreadable_processes: u32,
+    /// The id of its ledger record, if it has one.
     pub ledger_id: Option<String>,
+    /// Its ledger record's state, if it has one.
     pub ledger_state: Option<State>,
     /// The path as named, when it lies inside the worktree checked (see
     /// [`worktree_of`]); `None` when it is `path` itself.
@@ -42,6 +47,7 @@ pub struct Checked {
 /// The whole document `treeward-check --json` prints.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    /// One row per path checked, in order.
     pub worktrees: Vec<Checked>,
     /// Why the ledger could not be read, if it could not; the check goes on
     /// without it.
@@ -59,8 +65,49 @@ pub struct Skipped {
 }
 
 impl Report {
+    /// Whether any row has work at risk (`treeward-check` exits 1).
     pub fn any_at_risk(&self) -> bool {
         self.worktrees.iter().any(|w| w.assessment.at_risk)
+    }
+}
+
+/// Checks the worktrees `paths` lie in, for a program that embeds treeward
+/// (an orchestrator before it deletes a worktree itself). Reads only. Each
+/// path is made absolute and assessed as the worktree it lies in, with the
+/// ledger's record of it; the ledger is read if it can be (why not is in
+/// [`Report::ledger_error`]). Every process but the caller counts as a
+/// user of a worktree, the caller's own agents included.
+pub fn check_paths(config: &Config, paths: &[PathBuf], worker: &Worker) -> Report {
+    let (ledger, ledger_error) = read_ledger(config);
+    let requested: Vec<PathBuf> = paths
+        .iter()
+        .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()))
+        .collect();
+    let targets: Vec<PathBuf> = requested.iter().map(|p| worktree_of(p)).collect();
+    let mut report = check(&targets, &ledger, ledger_error, worker, Scan::Others);
+    mark_requested(&mut report, &requested);
+    report
+}
+
+/// The ledger, or an empty one and why it could not be read (a check goes
+/// on without it, with a warning).
+pub fn read_ledger(config: &Config) -> (Document, Option<String>) {
+    match Ledger::new(&config.ledger).read() {
+        Ok(doc) => (doc, None),
+        Err(e) => {
+            log::warn!("{e}; checking without it");
+            (Document::default(), Some(e.to_string()))
+        }
+    }
+}
+
+/// Notes, on each of the first rows, the path the caller named when it
+/// lies inside the worktree checked rather than being its top.
+pub fn mark_requested(report: &mut Report, requested: &[PathBuf]) {
+    for (w, asked) in report.worktrees.iter_mut().zip(requested) {
+        if *asked != w.assessment.path {
+            w.requested_path = Some(asked.clone());
+        }
     }
 }
 
@@ -268,7 +315,7 @@ pub fn render_human(report: &Report) -> String {
             continue;
         }
         let verdict = if a.at_risk {
-            crate::style::paint("AT RISK ", crate::style::Emphasis::Alarm, colour)
+            crate::style::alarm("AT RISK ", colour)
         } else {
             "safe    ".to_owned()
         };

@@ -21,7 +21,9 @@ pub const EXIT_CONFIG: u8 = 78;
 /// An error that ends a program.
 #[derive(Debug)]
 pub enum Error {
+    /// The configuration cannot be used (exit 78).
     Config(ConfigError),
+    /// The ledger cannot be read or written.
     Ledger(LedgerError),
     /// The command line asked for something that cannot be done.
     Usage(String),

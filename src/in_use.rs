@@ -163,6 +163,7 @@ impl ProcessTable {
     }
 
     /// Every recorded use, ordered by pid, then how, then path.
+    #[cfg(test)]
     pub fn uses(&self) -> &[ProcessUse] {
         &self.uses
     }

@@ -51,11 +51,11 @@
 //! forks without exec passes it on, and so the `flock`, to the child.
 
 use crate::claim::{self, Claim, Expect, Unclaimed};
-use crate::config::Config;
+use crate::config::{Config, Root};
 use crate::error::Error;
 use crate::fd;
 use crate::ledger::{Document, Holder, Ledger, LedgerError, Record, State};
-use crate::roots;
+use crate::roots::{self, OpenRoot};
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 use nix::sys::stat::fstat;
@@ -88,11 +88,18 @@ pub struct Lease {
 #[non_exhaustive]
 pub enum LeaseError {
     /// The path cannot be leased; nothing was locked or written.
-    BadPath { path: PathBuf, why: String },
+    BadPath {
+        /// The path, absolute.
+        path: PathBuf,
+        /// Why, in words.
+        why: String,
+    },
     /// Its `flock` is held: by another lease (`holder`, as recorded), a
     /// reaper pass reclaiming it, or another tool. Nothing was written.
     Held {
+        /// The path, absolute.
         path: PathBuf,
+        /// The lease holder the ledger names, if it names one.
         holder: Option<Holder>,
     },
     /// The ledger could not be read or written (the `flock` was let go).
@@ -145,44 +152,17 @@ impl Lease {
     /// Takes a lease on the worktree at `path` for this process (see the
     /// module's contract).
     pub fn acquire(config: &Config, path: &Path) -> Result<Lease, LeaseError> {
-        let shown = path.to_path_buf();
-        let bad = |why: String| LeaseError::BadPath {
-            path: shown.clone(),
-            why,
-        };
-        let path = std::path::absolute(path)
-            .map(|p| claim::normalize(&p))
-            .map_err(|e| bad(e.to_string()))?;
+        let Entry {
+            path,
+            root,
+            open,
+            name,
+        } = Entry::locate(config, path).map_err(|(path, why)| LeaseError::BadPath { path, why })?;
         let bad = |why: String| LeaseError::BadPath {
             path: path.clone(),
             why,
         };
-        let (Some(root), Some(name)) = (crate::admin::entry_of(config, &path), path.file_name())
-        else {
-            return Err(bad("not an entry of any configured root".to_owned()));
-        };
-        let open = match roots::open(root) {
-            Ok(Some(open)) => open,
-            Ok(None) => {
-                return Err(bad(format!(
-                    "its root {} does not exist",
-                    root.path.display()
-                )))
-            }
-            Err(e) => {
-                return Err(bad(format!(
-                    "its root {} is refused: {e}",
-                    root.path.display()
-                )))
-            }
-        };
-        let dir = fd::open_dir_at(open.fd.as_fd(), name).map_err(|e| {
-            bad(match e {
-                Errno::ENOENT => "no such file or directory".to_owned(),
-                Errno::ENOTDIR | Errno::ELOOP => "not a directory (a file or a symlink)".to_owned(),
-                e => format!("cannot open it: {}", e.desc()),
-            })
-        })?;
+        let dir = fd::open_dir_at(open.fd.as_fd(), &name).map_err(|e| bad(entry_error(e)))?;
         let lock = match Flock::lock(File::from(dir), FlockArg::LockExclusiveNonblock) {
             Ok(lock) => lock,
             Err((_, Errno::EWOULDBLOCK)) => {
@@ -196,13 +176,10 @@ impl Lease {
         };
         // Verified under the lock, as the very directory locked.
         let owner = claim::expected_owner(root, nix::unistd::geteuid().as_raw());
-        let claim = claim::verify_at(open.fd.as_fd(), &root.path, name, Expect::owner(owner))
-            .map_err(|e| match e {
-                Unclaimed::NotLinked => bad("not a linked worktree".to_owned()),
-                e => bad(format!("refused: {e}")),
-            })?;
+        let claim = claim::verify_at(open.fd.as_fd(), &root.path, &name, Expect::owner(owner))
+            .map_err(|e| bad(refusal(e)))?;
         let locked = fstat(lock.as_fd()).map_err(|e| bad(format!("cannot stat it: {e}")))?;
-        match fd::stat_at(open.fd.as_fd(), name) {
+        match fd::stat_at(open.fd.as_fd(), &name) {
             Ok(Some(st)) if (st.st_dev, st.st_ino) == (locked.st_dev, locked.st_ino) => {}
             _ => return Err(bad("it was replaced while being locked".to_owned())),
         }
@@ -303,11 +280,19 @@ fn governing(doc: &Document, path: &Path) -> Option<usize> {
         .map(|(i, _)| i)
 }
 
-/// Pure: records `holder` on the record that governs `fresh.path`, or adds
-/// `fresh` (an `active` record built from the worktree's claim) when none
-/// governs it or only a finished one does (the path was reused). Returns
-/// the record's id; `Err` when that record names another repository.
+/// Pure: records `holder` on the record that governs `fresh.path`, as
+/// [`adopt`] finds or adds it. Returns the record's id.
 fn hold(doc: &mut Document, fresh: &Record, holder: Holder) -> Result<String, String> {
+    let record = adopt(doc, fresh)?;
+    record.lease = Some(holder);
+    Ok(record.id.clone())
+}
+
+/// Pure: the record that governs `fresh.path`, or `fresh` (an `active`
+/// record built from the worktree's claim) added when none governs it or
+/// only a finished one does (the path was reused). `Err` when that record
+/// names another repository.
+pub(crate) fn adopt<'d>(doc: &'d mut Document, fresh: &Record) -> Result<&'d mut Record, String> {
     let index = governing(doc, &fresh.path)
         .filter(|&i| !matches!(doc.records[i].state, State::Removed | State::Preserved));
     let record = match index {
@@ -326,14 +311,72 @@ fn hold(doc: &mut Document, fresh: &Record, holder: Holder) -> Result<String, St
             fresh.repository.display()
         ));
     }
-    record.lease = Some(holder);
-    Ok(record.id.clone())
+    Ok(record)
+}
+
+/// An entry of a configured root, found from a caller's path: the path
+/// made absolute and normal (symlinks not resolved), its root opened and
+/// vetted ([`roots::open`]), and its name there.
+pub(crate) struct Entry<'c> {
+    pub path: PathBuf,
+    pub root: &'c Root,
+    pub open: OpenRoot,
+    pub name: OsString,
+}
+
+impl<'c> Entry<'c> {
+    /// Finds the entry `path` names; `Err` is the path as made absolute and
+    /// why it is not an entry that can be used.
+    pub fn locate(config: &'c Config, path: &Path) -> Result<Entry<'c>, (PathBuf, String)> {
+        let path = std::path::absolute(path)
+            .map(|p| claim::normalize(&p))
+            .map_err(|e| (path.to_path_buf(), e.to_string()))?;
+        let (Some(root), Some(name)) = (crate::admin::entry_of(config, &path), path.file_name())
+        else {
+            return Err((path, "not an entry of any configured root".to_owned()));
+        };
+        let name = name.to_os_string();
+        let open = match roots::open(root) {
+            Ok(Some(open)) => open,
+            Ok(None) => {
+                let why = format!("its root {} does not exist", root.path.display());
+                return Err((path, why));
+            }
+            Err(e) => {
+                let why = format!("its root {} is refused: {e}", root.path.display());
+                return Err((path, why));
+            }
+        };
+        Ok(Entry {
+            path,
+            root,
+            open,
+            name,
+        })
+    }
+}
+
+/// Why an entry's directory could not be opened, in words.
+pub(crate) fn entry_error(e: Errno) -> String {
+    match e {
+        Errno::ENOENT => "no such file or directory".to_owned(),
+        Errno::ENOTDIR | Errno::ELOOP => "not a directory (a file or a symlink)".to_owned(),
+        e => format!("cannot open it: {}", e.desc()),
+    }
+}
+
+/// Why an entry's claim was refused, in words.
+pub(crate) fn refusal(e: Unclaimed) -> String {
+    match e {
+        Unclaimed::NotLinked => "not a linked worktree".to_owned(),
+        e => format!("refused: {e}"),
+    }
 }
 
 /// An `active` record of a verified worktree, as the hook would have made
 /// it: its branch, or its detached commit, read from its admin dir's `HEAD`
 /// (through the claim's descriptors: no repository is opened).
-fn record_from_claim(claim: &Claim) -> Record {
+pub(crate) fn record_from_claim(claim: &Claim) -> Record {
     let mut record = Record::new(claim.entry(), claim.common(), claim.owner().uid);
     record.worktree_name = Some(claim.name().to_string_lossy().into_owned());
     let head = claim

@@ -14,7 +14,7 @@
 //! entry failed or a root was refused). Failure mode: a metrics file that
 //! cannot be written is logged, never fails the pass.
 
-use crate::sweep::report::Report;
+use crate::pass::report::Report;
 use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::os::fd::AsFd;
@@ -128,7 +128,7 @@ fn write_file(dir: &Path, binary: &str, report: &Report) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sweep::report::{Action, Outcome};
+    use crate::pass::report::{Action, Outcome};
 
     fn report(actions: &[Action]) -> Report {
         let entries = actions

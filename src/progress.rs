@@ -14,7 +14,7 @@
 //! far times the entries left. Measuring them would mean walking every
 //! tree in the trash before deleting any.
 
-use crate::sweep::report::{human_bytes, Action, Outcome};
+use crate::pass::report::{human_bytes, Action, Outcome};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};

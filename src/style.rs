@@ -7,15 +7,6 @@
 
 use std::io::IsTerminal;
 
-/// How a word is emphasised.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Emphasis {
-    /// Work may be lost, or something is wrong: bold red.
-    Alarm,
-    /// Worth a look: yellow.
-    Caution,
-}
-
 /// Whether stdout gets colour.
 pub fn colour_enabled() -> bool {
     colour_wanted(
@@ -29,16 +20,13 @@ pub fn colour_wanted(terminal: bool, no_color: bool) -> bool {
     terminal && !no_color
 }
 
-/// `word`, coloured when `colour` is set.
-pub fn paint(word: &str, emphasis: Emphasis, colour: bool) -> String {
+/// `word` in bold red when `colour` is set: work may be lost, or something
+/// is wrong.
+pub fn alarm(word: &str, colour: bool) -> String {
     if !colour {
         return word.to_owned();
     }
-    let code = match emphasis {
-        Emphasis::Alarm => "1;31",
-        Emphasis::Caution => "33",
-    };
-    format!("\x1b[{code}m{word}\x1b[0m")
+    format!("\x1b[1;31m{word}\x1b[0m")
 }
 
 /// Rows laid out in columns two spaces apart, each as wide as its widest
@@ -101,8 +89,8 @@ mod tests {
         assert!(colour_wanted(true, false));
         assert!(!colour_wanted(true, true));
         assert!(!colour_wanted(false, false));
-        assert_eq!(paint("AT RISK", Emphasis::Alarm, false), "AT RISK");
-        assert!(paint("AT RISK", Emphasis::Alarm, true).starts_with("\x1b["));
+        assert_eq!(alarm("AT RISK", false), "AT RISK");
+        assert!(alarm("AT RISK", true).starts_with("\x1b["));
     }
 
     #[test]

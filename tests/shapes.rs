@@ -4,6 +4,8 @@
 //! (tmpfs) from its repository; a filesystem that fills up mid-preserve;
 //! an unreadable file inside a worktree.
 
+// Its own process (see tests/suite/main.rs), using a part of the fixtures.
+#[allow(dead_code)]
 mod common;
 
 use common::{git, write, Fixture};

@@ -21,7 +21,7 @@
 //!   looked for in [`UNIT_DIRS`] unless other directories are given;
 //! - roots: absent (fine: nothing to do yet) or passing [`crate::roots::vet`].
 
-use super::hooks::{self, HookState};
+use crate::as_owner::hooks::{self, HookState};
 use crate::as_owner::{Identity, Owner, Request, Response, Worker};
 use crate::claim::{self, Unclaimed};
 use crate::config::Config;
@@ -414,7 +414,7 @@ pub fn render_human(d: &Diagnosis) -> String {
         let mark = if f.ok {
             "ok      ".to_owned()
         } else {
-            crate::style::paint("PROBLEM ", crate::style::Emphasis::Alarm, colour)
+            crate::style::alarm("PROBLEM ", colour)
         };
         out.push_str(&format!("{mark} {} {}: {}\n", f.check, f.subject, f.detail));
         if let Some(fix) = &f.fix {

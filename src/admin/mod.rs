@@ -1,7 +1,9 @@
 //! The `treeward` admin command's operations, one module each: `list`,
-//! `release`, `restore` (with `rebuild`, its git side run as the
-//! repository's owner), `hooks` (install/uninstall the `post-checkout` shim)
-//! and `doctor`. The binary `src/bin/treeward.rs` only parses arguments and
+//! `release`, `restore`, `hooks` (install/uninstall the `post-checkout` shim),
+//! `preserved` and `doctor`. What of them runs as a repository's owner
+//! (restore's rebuild, the shim, reading and dropping preserved sets) lives
+//! in [`crate::as_owner`]: here requests are built and answers read. The
+//! program (`src/programs/admin.rs`) only parses arguments and
 //! prints; everything here is usable in-process.
 //!
 //! The ledger and every entry are untrusted input (SPEC invariant 2): a
@@ -14,7 +16,6 @@ pub mod doctor;
 pub mod hooks;
 pub mod list;
 pub mod preserved;
-pub mod rebuild;
 pub mod release;
 pub mod restore;
 

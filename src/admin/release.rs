@@ -34,7 +34,9 @@ use std::path::{Path, PathBuf};
 /// What a release did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Released {
+    /// The record's id.
     pub id: String,
+    /// The worktree's path.
     pub path: PathBuf,
     /// The record's state before (`null`: there was no record).
     pub previous: Option<State>,
@@ -42,6 +44,7 @@ pub struct Released {
     pub state: State,
     /// Whether the ledger changed (or would, under dry run).
     pub changed: bool,
+    /// Planned only: the ledger was not written.
     pub dry_run: bool,
 }
 

@@ -22,8 +22,8 @@
 //!   or a path elsewhere is refused (exit 2) before anything is touched.
 
 use super::call_as_owner;
-use super::preserved::Set;
-use super::rebuild::Restored;
+use crate::as_owner::preserved::Set;
+use crate::as_owner::rebuild::Restored;
 use crate::as_owner::{Request, Response, Worker};
 use crate::claim::{self, Repository};
 use crate::config::Config;

@@ -15,12 +15,14 @@
 //! `--config` or `TREEWARD_CONFIG` must exist. A file that exists must name
 //! its roots: the embedded root applies only when there is no file at all.
 
+mod builder;
 mod duration;
 mod locate;
 mod raw;
 mod users;
 mod validate;
 
+pub use builder::{ConfigBuilder, RootBuilder};
 pub use duration::parse_duration;
 pub use users::{parse_passwd, Home, SystemUsers, UserDb, PASSWD};
 pub use validate::{check_root, DEFAULT_BACKLOG_WARN, DEFAULT_GRACE, DEFAULT_LEDGER};
@@ -60,6 +62,8 @@ pub enum Source {
     Embedded,
     /// This file.
     File(PathBuf),
+    /// Built in code by an embedding program ([`Config::builder`]).
+    Built,
 }
 
 impl fmt::Display for Source {
@@ -67,6 +71,7 @@ impl fmt::Display for Source {
         match self {
             Source::Embedded => f.write_str("embedded defaults"),
             Source::File(path) => write!(f, "{}", path.display()),
+            Source::Built => f.write_str("configuration built in code"),
         }
     }
 }
@@ -75,29 +80,33 @@ impl fmt::Display for Source {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Policy {
+    /// Record the work in the repository (`refs/treeward/preserved/...`),
+    /// then remove the worktree.
     Preserve,
+    /// Leave a worktree with work at risk where it is.
     Keep,
+    /// Remove the worktree and its work: for roots of throwaway checkouts.
     Discard,
 }
 
 /// A validated root.
 #[derive(Debug, Clone)]
 pub struct Root {
-    pub path: PathBuf,
-    pub patterns: Vec<glob::Pattern>,
-    pub sweep: bool,
-    pub reap: bool,
-    pub grace: Duration,
-    pub policy: Policy,
+    pub(crate) path: PathBuf,
+    pub(crate) patterns: Vec<glob::Pattern>,
+    pub(crate) sweep: bool,
+    pub(crate) reap: bool,
+    pub(crate) grace: Duration,
+    pub(crate) policy: Policy,
     /// The configured owner, resolved to a uid/gid.
-    pub owner: Option<Owner>,
+    pub(crate) owner: Option<Owner>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Owner {
-    pub name: String,
-    pub uid: u32,
-    pub gid: u32,
+    pub(crate) name: String,
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
 }
 
 /// How entry names are matched: case-sensitively, and `*` matches a leading
@@ -109,6 +118,11 @@ const MATCH: glob::MatchOptions = glob::MatchOptions {
 };
 
 impl Root {
+    /// The root directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Whether an entry with this file name belongs to this root.
     ///
     /// `name` must be a single file name: `""`, `.`, `..` and anything
@@ -131,14 +145,14 @@ impl Root {
 /// A validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub source: Source,
-    pub ledger: PathBuf,
-    pub backlog_warn: u64,
-    pub hook_record_anywhere: bool,
+    pub(crate) source: Source,
+    pub(crate) ledger: PathBuf,
+    pub(crate) backlog_warn: u64,
+    pub(crate) hook_record_anywhere: bool,
     /// node_exporter's textfile collector directory: each pass writes
     /// `<binary>.prom` there (see `crate::metrics`); `None`: no metrics.
-    pub metrics: Option<PathBuf>,
-    pub roots: Vec<Root>,
+    pub(crate) metrics: Option<PathBuf>,
+    pub(crate) roots: Vec<Root>,
 }
 
 /// A configuration that cannot be used; names the file, line and key.
@@ -181,6 +195,54 @@ enum Origin {
 }
 
 impl Config {
+    /// A configuration built in code, validated as a file is when
+    /// [`ConfigBuilder::build`] is called:
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use treeward::{Config, Policy, RootBuilder};
+    ///
+    /// let config = Config::builder()
+    ///     .ledger("/var/lib/orchestrator/treeward.json")
+    ///     .root(
+    ///         RootBuilder::new("/var/lib/orchestrator/worktrees")
+    ///             .grace(Duration::from_secs(3600))
+    ///             .policy(Policy::Preserve),
+    ///     )
+    ///     .build()?;
+    /// assert!(Config::builder().root(RootBuilder::new("/usr")).build().is_err());
+    /// # let _ = config;
+    /// # Ok::<(), treeward::ConfigError>(())
+    /// ```
+    pub fn builder() -> ConfigBuilder {
+        ConfigBuilder::default()
+    }
+
+    /// The roots, in the order configured.
+    pub fn roots(&self) -> &[Root] {
+        &self.roots
+    }
+
+    /// The ledger file.
+    pub fn ledger(&self) -> &Path {
+        &self.ledger
+    }
+
+    /// The backlog (entries found by one pass) above which a pass warns.
+    pub fn backlog_warn(&self) -> u64 {
+        self.backlog_warn
+    }
+
+    /// The directory each pass writes its Prometheus textfile into, if any.
+    pub fn metrics(&self) -> Option<&Path> {
+        self.metrics.as_deref()
+    }
+
+    /// Where the configuration came from.
+    pub fn source(&self) -> &Source {
+        &self.source
+    }
+
     /// The ledger, as the sweep writes it: a ledger root creates belongs to
     /// the owner every root names (see [`Config::roots_owner`]).
     pub fn ledger_store(&self) -> crate::ledger::Ledger {

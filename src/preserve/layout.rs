@@ -1,5 +1,5 @@
 //! The layout of a preserved set, shared by the writer ([`super::capture`])
-//! and the reader (`admin::rebuild`): the names in the set's `state` tree,
+//! and the reader (`as_owner::rebuild`): the names in the set's `state` tree,
 //! the metadata document, and the pure encodings both sides need.
 
 use serde::{Deserialize, Serialize};

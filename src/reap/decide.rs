@@ -9,14 +9,14 @@
 //! [`decide`] from what inspecting the entry told. An `active` record whose
 //! lease was abandoned (its holder is gone, nobody holds its `flock`) is
 //! decided as `released` ([`decision_state`]). The at-risk verdict under the root's policy is
-//! [`crate::sweep::decide::drain`], the sweep's own table, so that both
+//! [`crate::pass::policy::drain`], the table the sweep shares, so that both
 //! binaries treat work at risk the same way (reclaiming a linked worktree
-//! applies it as its owner, see [`crate::reclaim`]).
+//! applies it as its owner, see [`crate::as_owner::reclaim`]).
 
 use crate::config::Policy;
 use crate::ledger::State;
-use crate::sweep::decide::{drain, Drain, EntryKind};
-use crate::sweep::report::Action;
+use crate::pass::policy::{drain, Drain, EntryKind};
+use crate::pass::report::Action;
 use std::time::Duration;
 
 /// The wait after a first failed removal; it doubles with each attempt.

@@ -13,7 +13,7 @@
 //! unless it names a lease holder — see [`crate::lease`]: a held lease is
 //! reported in use, an abandoned one makes the record releasable, taken as
 //! `released` without waiting for the grace, and its report line says so in
-//! `reason`), the cheap facts are gathered ([`crate::sweep::inspect`]) and
+//! `reason`), the cheap facts are gathered ([`crate::pass::inspect`]) and
 //! [`decide::decide`] rules. A candidate is then, in chunks:
 //! 1. guarded: this pass takes an exclusive `flock` on the entry's directory
 //!    (held until it is deleted: a tool that follows the `flock` convention
@@ -24,7 +24,7 @@
 //! 2. re-checked: `/proc` is scanned again and the owner pid and lease
 //!    holder probed, right before anything changes; in use now means
 //!    unlocked and skipped;
-//! 3. reclaimed with [`crate::reclaim::reclaim`] as its repository's owner
+//! 3. reclaimed with [`crate::as_owner::reclaim::reclaim`] as its repository's owner
 //!    (this very process: the reaper is the owner), which assesses,
 //!    preserves by the root's policy and forgets it in its repository;
 //! 4. deleted with [`crate::remove::remove_entry`] relative to the root's
@@ -45,20 +45,19 @@ pub mod decide;
 use crate::as_owner::{Owner, Request, Response, Worker};
 use crate::claim::{self, Claimed};
 use crate::config::{Config, Policy, Root};
-use crate::drain::{
-    action_of, call, call_simple, drain_trash, failed_reclaim, planned, reclaimed_outcome,
-    remove_into, settle_in_place, Drive, Known,
-};
 use crate::error::Error;
 use crate::in_use::{flock_held, holder_alive, pid_alive, recorded_process_alive, ProcessTable};
 use crate::ledger::{parse_timestamp, Document, Ledger, Record, State};
 use crate::pace::RECLAIM_CHUNK;
+use crate::pass::drain::{
+    action_of, call, call_simple, drain_trash, failed_reclaim, planned, reclaimed_outcome,
+    remove_into, settle_in_place, Drive, Known,
+};
+use crate::pass::inspect::{inspect, unlinked_at_risk, Inspected};
+use crate::pass::policy::{unrecordable, Drain, EntryKind};
+use crate::pass::report::{self, Action, Outcome, RefusedRoot};
 use crate::progress::Progress;
 use crate::roots::{self, OpenRoot};
-use crate::sweep::decide::unrecordable;
-use crate::sweep::decide::{Drain, EntryKind};
-use crate::sweep::inspect::{inspect, unlinked_at_risk, Inspected};
-use crate::sweep::report::{self, Action, Outcome, RefusedRoot};
 use decide::{decide, decision_state, triage, Facts, Lease, Skip, Triage, Verdict};
 use nix::errno::Errno;
 use nix::fcntl::{openat, Flock, FlockArg, OFlag};
@@ -89,11 +88,22 @@ pub struct Options {
     pub worker: Worker,
 }
 
+impl Options {
+    /// A real pass through `worker`.
+    pub fn new(worker: Worker) -> Options {
+        Options {
+            dry_run: false,
+            worker,
+        }
+    }
+}
+
 /// What a reap pass did: the sweep's report (same fields, same entry
 /// vocabulary), and the reaper's own counts.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     #[serde(flatten)]
+    /// The counts and entries, as the sweep reports them.
     pub pass: report::Report,
     /// Another pass held the pass lock; this one did nothing.
     pub busy: bool,
@@ -439,7 +449,7 @@ fn abandoned_reason(record: &Record) -> String {
 
 impl<'a> Pass<'a> {
     /// Records in the ledger what is about to be done to entries whose
-    /// files are deleted next (see [`crate::drain::drain_trash`]): a pass
+    /// files are deleted next (see [`crate::pass::drain::drain_trash`]): a pass
     /// killed before its final ledger write leaves the records where an
     /// uninterrupted pass leaves them.
     fn intend(&self, tracked: Vec<Tracked>) {
@@ -1218,7 +1228,7 @@ fn prune_admin(record: &Record, euid: u32) -> Result<Pruned, String> {
 /// fails).
 fn intended<'c, 'a: 'c>(
     candidates: impl Iterator<Item = &'c Candidate<'a>>,
-    answers: &[Result<crate::reclaim::Reclaimed, String>],
+    answers: &[Result<crate::as_owner::reclaim::Reclaimed, String>],
 ) -> Vec<Tracked> {
     candidates
         .zip(answers)
@@ -1242,7 +1252,7 @@ fn record(ledger: &Ledger, tracked: &[Tracked]) {
                 Some(id) => doc.records.iter().position(|r| &r.id == id),
                 None => by_path(doc, &t.outcome.path),
             };
-            crate::drain::record_outcome(doc, index, &t.outcome);
+            crate::pass::drain::record_outcome(doc, index, &t.outcome);
         }
     });
     if let Err(e) = result {

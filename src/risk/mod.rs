@@ -42,25 +42,35 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
+    /// A linked worktree (`git worktree add`) whose repository is there.
     LinkedWorktree,
+    /// A repository's main worktree: never removed.
     MainWorktree,
+    /// A worktree whose repository or admin dir is gone or does not name it.
     Broken,
+    /// A directory (or file) that holds no worktree.
     NotAWorktree,
+    /// A symlink: never followed, only the link itself is removed.
     Symlink,
+    /// Nothing at the path.
     Missing,
 }
 
 /// The upstream of a branch and how far the branch is ahead of it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Upstream {
+    /// The upstream's short name (`origin/main`).
     pub name: String,
+    /// Commits on the branch that the upstream lacks.
     pub ahead: usize,
 }
 
 /// Everything the checker knows about one path.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Assessment {
+    /// The path assessed (the worktree's top directory).
     pub path: PathBuf,
+    /// What is there.
     pub kind: Kind,
     /// The common git dir.
     pub repository: Option<PathBuf>,
@@ -70,11 +80,17 @@ pub struct Assessment {
     pub repository_owner: Option<u32>,
     /// `None` when HEAD is detached.
     pub branch: Option<String>,
+    /// The commit HEAD names, when there is one.
     pub head: Option<String>,
+    /// Whether removing the worktree would lose work (the reasons say what).
     pub at_risk: bool,
+    /// What would be lost, one reason per kind of work.
     pub reasons: Vec<Reason>,
+    /// Counts of uncommitted changes by kind.
     pub changes: Changes,
+    /// The branch's upstream and how far the branch is ahead of it.
     pub upstream: Option<Upstream>,
+    /// The repository's default branch (short name), when known.
     pub default_branch: Option<String>,
     /// Whether the branch is integrated into the default branch; `None` when
     /// detached or there is no default branch.
@@ -83,7 +99,10 @@ pub struct Assessment {
     pub integration: Option<Integration>,
     /// The branches integration was measured against (short names).
     pub integration_targets: Vec<String>,
+    /// Commits of a detached HEAD that no branch or tag reaches.
     pub detached_unreachable: usize,
+    /// Per-worktree refs (`refs/worktree/*`, `refs/bisect/*`,
+    /// `refs/rewritten/*`): they die with the worktree.
     pub worktree_refs: Vec<String>,
     /// Operations in progress (`merge`, `rebase`, `cherry-pick`, `revert`,
     /// `bisect`, `sequencer`).
@@ -92,10 +111,13 @@ pub struct Assessment {
     /// holding uncommitted changes or commits none of their remote-tracking
     /// refs reaches.
     pub submodules: Vec<String>,
+    /// Whether the worktree is locked (`git worktree lock`).
     pub locked: bool,
+    /// The lock's reason, when it gives one.
     pub lock_reason: Option<String>,
     /// Stash entries: noted, not at risk (they live in the common dir).
     pub stashes: usize,
+    /// Why the worktree could not be fully assessed (it is then at risk).
     pub error: Option<String>,
 }
 

@@ -8,34 +8,33 @@
 //! worktree of its repository and before pointing its admin entry at the new
 //! place, so no `git worktree prune` can lose its admin dir meanwhile.
 //! **Drain** (within `--budget`): for each entry in the trash, oldest first,
-//! reclaim it as its repository's owner ([`crate::reclaim`]: assess,
+//! reclaim it as its repository's owner ([`crate::as_owner::reclaim`]: assess,
 //! preserve, forget), then delete its files as root with the safe removal
-//! engine ([`crate::remove`]); the drain is [`crate::drain`], shared with
+//! engine ([`crate::remove`]); the drain is [`crate::pass::drain`], shared with
 //! the reaper. What the budget leaves waits in the trash for the next sweep
 //! or reap pass. Nothing here deletes by path, and no git
 //! operation runs as root on another user's repository.
 
 pub mod decide;
-pub mod inspect;
-pub mod report;
 
 use crate::as_owner::{Owner, Request, Response, Worker};
 use crate::claim::{self, Claim, Claimed};
 use crate::config::{Config, Root};
-use crate::drain::{
+use crate::in_use::ProcessTable;
+use crate::ledger::Ledger;
+use crate::pass::drain::{
     action_of, call, call_simple, drain_trash, open_trash, planned, record, settle_in_place,
     squatted, Drive, Known,
 };
-use crate::in_use::ProcessTable;
-use crate::ledger::Ledger;
+use crate::pass::inspect::{inspect, unlinked_at_risk, Inspected, QUARANTINE_LOCK};
+use crate::pass::policy::{drain, unrecordable, Drain, EntryKind};
+use crate::pass::report::{self, millis, Action, Outcome, RefusedRoot, Report};
 use crate::progress::Progress;
 use crate::roots::{self, OpenRoot, TRASH};
 use crate::trash::{self, Batch, Trash, TrashError};
-use decide::{drain, first, unrecordable, Drain, EntryKind, First};
-use inspect::{inspect, unlinked_at_risk, Inspected};
+use decide::{first, First};
 use nix::errno::Errno;
 use nix::unistd::{unlinkat, Uid, UnlinkatFlags};
-use report::{millis, Action, Outcome, RefusedRoot, Report};
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::os::fd::AsFd;
@@ -56,14 +55,27 @@ pub struct Options {
     pub worker: Worker,
 }
 
+impl Options {
+    /// A real sweep through `worker`, with the binary's defaults: a 10 s
+    /// budget for the drain, no progress bar.
+    pub fn new(worker: Worker) -> Options {
+        Options {
+            dry_run: false,
+            budget: DEFAULT_BUDGET,
+            progress: false,
+            worker,
+        }
+    }
+}
+
+/// The drain's budget unless told otherwise (`--budget`).
+pub const DEFAULT_BUDGET: Duration = Duration::from_secs(10);
+
 /// How long one worker call of the blocking phase may take (locking and
 /// relocating a batch: a few small writes each). The service's start waits
 /// on this phase, so a worker that is stopped or spins is killed at this
 /// deadline and only its entries fail.
 pub const BLOCKING_CALL: Duration = Duration::from_secs(5);
-
-/// The reason written into the lock of a quarantined worktree.
-pub const QUARANTINE_LOCK: &str = "treeward: quarantined by treeward-sweep, being reclaimed";
 
 /// Sweeps every root with `sweep = true`.
 pub fn sweep(config: &Config, opts: &Options) -> Report {
@@ -305,7 +317,7 @@ fn denied(path: PathBuf, uid: u32, e: Errno) -> Outcome {
 }
 
 /// `--dry-run`: what would be done with the root's trash when something
-/// else holds its name (see [`crate::drain::open_trash`]). `Err` where the
+/// else holds its name (see [`crate::pass::drain::open_trash`]). `Err` where the
 /// real pass would refuse the root: it `needs` the trash, and cannot have it.
 fn plan_trash(
     root: &Root,

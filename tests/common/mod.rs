@@ -1,5 +1,4 @@
 //! Test fixtures built with the real `git` binary in temp dirs.
-#![allow(dead_code)] // each test crate uses a different part of the kit
 
 pub mod sandbox;
 pub mod worktree;
@@ -31,20 +30,6 @@ pub fn git_command_as(uid: Option<u32>, dir: &Path, args: &[&str]) -> Command {
         cmd.uid(uid).gid(uid).env("HOME", "/nonexistent");
     }
     cmd
-}
-
-/// `git args` in `dir` as `uid` (see [`git_output_as`]): its stdout, bytes
-/// untouched (paths git prints with `-z` need not be UTF-8); panics with
-/// git's stderr on failure.
-pub fn git_bytes_as(uid: Option<u32>, dir: &Path, args: &[&str]) -> Vec<u8> {
-    let out = git_output_as(uid, dir, args);
-    assert!(
-        out.status.success(),
-        "git {args:?} in {} failed: {}",
-        dir.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
 }
 
 /// `git args` in `dir`, with a fixed identity and no user or system config
@@ -338,6 +323,24 @@ impl Drop for ProcessGroup {
     fn drop(&mut self) {
         self.kill_all();
     }
+}
+
+/// The tests of the one test binary (`tests/suite/`) run side by side.
+/// Those that load the machine for long (a storm of processes, a pool of
+/// threads, an attacker spinning, a release build) hold [`busy`] while
+/// they do; a test whose assertion is a wall-clock bound holds [`timed`],
+/// so that it never runs beside one of them (as it never did when each
+/// file was a binary of its own). Busy tests may run beside each other.
+static LOAD: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// Held while a test loads the machine (see [`LOAD`]).
+pub fn busy() -> std::sync::RwLockReadGuard<'static, ()> {
+    LOAD.read().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Held while a test measures wall-clock time (see [`LOAD`]).
+pub fn timed() -> std::sync::RwLockWriteGuard<'static, ()> {
+    LOAD.write().unwrap_or_else(|e| e.into_inner())
 }
 
 pub fn is_root() -> bool {

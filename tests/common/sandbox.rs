@@ -261,10 +261,6 @@ impl Sandbox {
         ])
     }
 
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     fn tool(&self, args: &[&str]) -> Output {
         Command::new(&self.tool)
             .args(args)

@@ -1,0 +1,226 @@
+//! The operations a worker runs as the repository's owner: the one
+//! dispatch of a [`Request`] ([`serve_request`]), each acting only on what
+//! verifies again here, as the serving user. Root reaches it only through
+//! [`super::transport`]; an owner's own pass (the reaper) calls it
+//! in-process.
+
+use super::hooks::{self, HookOutcome};
+use super::preserved;
+use super::protocol::{Request, Response};
+use super::rebuild;
+use super::reclaim;
+use super::transport::current_groups;
+use crate::admin_dir;
+use crate::check;
+use crate::claim::{self, Claim, Claimed, Repository, Unclaimed};
+use nix::unistd::{Gid, Uid};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Serves `requests` in order in this process, answering
+/// [`Response::NotStarted`] to those whose turn comes `stop_after` or more
+/// after the start.
+pub(super) fn serve_until(requests: &[Request], stop_after: Option<Duration>) -> Vec<Response> {
+    let stop = stop_after.map(|d| Instant::now() + d);
+    let serve = |r: &Request| match stop {
+        Some(stop) if Instant::now() >= stop => Response::NotStarted,
+        _ => serve_request(r),
+    };
+    if !requests.iter().all(edits_admin_dir) {
+        return requests.iter().map(serve).collect();
+    }
+    // Each edit waits for its own fsync; the filesystem commits concurrent
+    // ones together (a sweep of 200 worktrees waited on 400 fsyncs in a
+    // row, most of its blocking phase). Every edit is still durable before
+    // its response is sent.
+    let mut responses = Vec::with_capacity(requests.len());
+    for group in requests.chunks(CONCURRENT_EDITS) {
+        std::thread::scope(|s| {
+            let running: Vec<_> = group.iter().map(|r| s.spawn(move || serve(r))).collect();
+            responses.extend(running.into_iter().map(|h| {
+                h.join().unwrap_or_else(|_| Response::Failed {
+                    message: "serving the request panicked".to_owned(),
+                })
+            }));
+        });
+    }
+    responses
+}
+
+/// How many admin-dir edits ([`edits_admin_dir`]) one worker serves at
+/// once.
+const CONCURRENT_EDITS: usize = 16;
+
+/// Whether `request` only edits one small file of its claim's admin dir
+/// (lock, unlock, relocate): the requests of one batch name distinct
+/// worktrees, each with its own admin dir, and these run no git, so they
+/// may be served concurrently.
+fn edits_admin_dir(request: &Request) -> bool {
+    matches!(
+        request,
+        Request::LockWorktree { .. } | Request::UnlockWorktree { .. } | Request::Relocate { .. }
+    )
+}
+
+/// Serves one request in this process: the one dispatch of every operation.
+pub fn serve_request(request: &Request) -> Response {
+    match request {
+        Request::Probe => probe(),
+        Request::Assess { path } => Response::Assessed {
+            assessment: Box::new(check::assess_verified(path, Uid::effective().as_raw())),
+        },
+        Request::LockWorktree { claimed, reason } => on_claim(claimed, |c| {
+            match admin_dir::lock(c, reason.as_deref().unwrap_or_default()) {
+                Ok(admin_dir::Lock::Taken) => Response::Locked {
+                    newly_locked: true,
+                    reason: reason.clone(),
+                },
+                Ok(admin_dir::Lock::Held(held)) => Response::Locked {
+                    newly_locked: false,
+                    reason: Some(held).filter(|r| !r.is_empty()),
+                },
+                Err(message) => Response::Failed { message },
+            }
+        }),
+        Request::UnlockWorktree { claimed } => on_claim(claimed, |c| match admin_dir::unlock(c) {
+            Ok(was_locked) => Response::Unlocked { was_locked },
+            Err(message) => Response::Failed { message },
+        }),
+        Request::Relocate { claimed } => on_claim(claimed, |c| match admin_dir::relocate(c) {
+            Ok(()) => Response::Relocated,
+            Err(message) => Response::Failed { message },
+        }),
+        Request::Reclaim {
+            claimed,
+            policy,
+            dry_run,
+        } => on_claim(claimed, |c| Response::Reclaimed {
+            reclaimed: reclaim::reclaim(c, *policy, *dry_run),
+        }),
+        Request::ReclaimBroken {
+            entry,
+            repository,
+            admin,
+            name,
+            commits,
+        } => on_repository(repository, |r| Response::Reclaimed {
+            reclaimed: reclaim::reclaim_broken(
+                r,
+                entry,
+                admin.as_deref(),
+                name.as_os_str(),
+                commits,
+            ),
+        }),
+        Request::Restore {
+            repository,
+            prefix,
+            path,
+            dry_run,
+        } => on_repository(repository, |r| {
+            match rebuild::rebuild(r.common(), prefix, path, *dry_run) {
+                Ok(restored) => Response::Restored { restored },
+                Err(message) => Response::Failed { message },
+            }
+        }),
+        Request::PreservedSets { repository } => {
+            on_repository(repository, |r| {
+                match preserved::sets(r.common(), r.owner().uid) {
+                    Ok(sets) => Response::PreservedSets { sets },
+                    Err(message) => Response::Failed { message },
+                }
+            })
+        }
+        Request::DropSet {
+            repository,
+            set,
+            dry_run,
+        } => on_repository(repository, |r| {
+            match preserved::drop(r.common(), r.owner().uid, set, *dry_run) {
+                Ok(refs) => Response::Dropped { refs },
+                Err(message) => Response::Failed { message },
+            }
+        }),
+        Request::InstallHook {
+            repository,
+            dry_run,
+        } => on_repository(repository, |r| {
+            hook_response(hooks::install(r.common(), *dry_run))
+        }),
+        Request::UninstallHook {
+            repository,
+            dry_run,
+        } => on_repository(repository, |r| {
+            hook_response(hooks::uninstall(r.common(), *dry_run))
+        }),
+        Request::HookState { repository } => {
+            on_repository(repository, |r| match hooks::state(r.common()) {
+                Ok(state) => Response::HookState { state },
+                Err(message) => Response::Failed { message },
+            })
+        }
+    }
+}
+
+/// Verifies the repository again where it is served, as belonging to the
+/// serving user on a strict path, and acts on it only if that holds.
+fn on_repository(common: &Path, act: impl FnOnce(&Repository) -> Response) -> Response {
+    match claim::verify_repository(common, Uid::effective().as_raw()) {
+        Ok(repository) => act(&repository),
+        Err(e) => Response::Failed {
+            message: format!("not acted on: {e}"),
+        },
+    }
+}
+
+/// Verifies a claim again where it is served, as its owner, and acts on it
+/// only if it still holds.
+fn on_claim(claimed: &Claimed, act: impl FnOnce(&Claim) -> Response) -> Response {
+    match claimed.verify() {
+        Ok(claim) => act(&claim),
+        Err(Unclaimed::NotLinked) => Response::Failed {
+            message: format!(
+                "{}: not acted on: not a linked worktree",
+                claimed.entry().display()
+            ),
+        },
+        Err(e) => Response::Failed {
+            message: format!("not acted on: {e}"),
+        },
+    }
+}
+
+fn hook_response(result: Result<HookOutcome, String>) -> Response {
+    match result {
+        Ok(outcome) => Response::Hook { outcome },
+        Err(message) => Response::Failed { message },
+    }
+}
+
+fn probe() -> Response {
+    Response::Probe {
+        uid: Uid::current().as_raw(),
+        gid: Gid::current().as_raw(),
+        groups: current_groups().unwrap_or_default(),
+        pid: std::process::id(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_whose_turn_comes_after_the_stop_are_not_started() {
+        let probes = [Request::Probe, Request::Probe];
+        assert!(serve_until(&probes, None)
+            .iter()
+            .all(|r| matches!(r, Response::Probe { .. })));
+        assert_eq!(
+            serve_until(&probes, Some(Duration::ZERO)),
+            vec![Response::NotStarted, Response::NotStarted]
+        );
+        let far = serve_until(&probes, Some(Duration::from_secs(60)));
+        assert!(far.iter().all(|r| matches!(r, Response::Probe { .. })));
+    }
+}

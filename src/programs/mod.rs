@@ -1,0 +1,69 @@
+//! The shipped programs. Each binary in `src/bin/` is one line that calls
+//! one of these functions: the code they run is private to the library
+//! (its API is the curated list in `lib.rs`), so their bodies live here.
+//! This module is public only for those binaries; it is hidden from the
+//! documentation and is not part of the API.
+//!
+//! Every program takes the same steps, each in one place: [`cli::run`]
+//! (logging; serving as an owner worker when started as one; errors and
+//! panics turned into exit statuses), then [`setup`] (`-q`/`-v` applied,
+//! the configuration loaded and validated, the worker that runs git as a
+//! repository's owner).
+
+mod admin;
+mod check;
+mod hook;
+mod reap;
+mod sweep;
+
+use crate::args;
+use crate::as_owner::Worker;
+use crate::cli::{self, Common};
+use crate::config::Config;
+use crate::error::Error;
+use clap::Parser;
+use std::process::ExitCode;
+
+/// `treeward-sweep`.
+pub fn sweep() -> ExitCode {
+    cli::run("treeward-sweep", || sweep::run(args::Sweep::parse()))
+}
+
+/// `treeward-reap`.
+pub fn reap() -> ExitCode {
+    cli::run("treeward-reap", || reap::run(args::Reap::parse()))
+}
+
+/// `treeward-check`.
+pub fn check() -> ExitCode {
+    cli::run("treeward-check", || check::run(args::Check::parse()))
+}
+
+/// `treeward-hook`.
+pub fn hook() -> ExitCode {
+    hook::main()
+}
+
+/// `treeward`, the admin command.
+pub fn admin() -> ExitCode {
+    cli::run("treeward", || admin::run(args::Admin::parse()))
+}
+
+/// What a program works with once its command line is read.
+struct Setup {
+    config: Config,
+    worker: Worker,
+}
+
+/// The one set-up path: applies `-q`/`-v`, loads the configuration
+/// (`--config`, else `TREEWARD_CONFIG`, else the default file, else the
+/// embedded defaults) and makes the worker that runs git as a repository's
+/// owner (this same binary, started again).
+fn setup(common: &Common) -> Result<Setup, Error> {
+    common.apply();
+    let config = Config::load(common.config.as_deref())?;
+    Ok(Setup {
+        config,
+        worker: Worker::current(),
+    })
+}
