@@ -1211,6 +1211,27 @@ mod tests {
     }
 
     #[test]
+    fn without_a_set_at_the_head_git_is_not_asked() {
+        let base = "refs/treeward/preserved/wt";
+        let listed = risk::refs::parse(
+            format!(
+                "refs/heads/main aaa  \n{base}/20260101T000000Z/head bbb  \n\
+                 refs/treeward/preserved/other/20260101T000000Z/head aaa  \n"
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        // No repository is there: a git call would fail.
+        let none = Path::new("/nonexistent/treeward-test");
+        assert_eq!(
+            set_keeping_head(none, "wt", "aaa", &listed).unwrap(),
+            Vec::<String>::new()
+        );
+        // Control: a set of this worktree at the head is looked up in git.
+        assert!(set_keeping_head(none, "wt", "bbb", &listed).is_err());
+    }
+
+    #[test]
     fn stamp_of_takes_the_component_under_base() {
         let base = "refs/treeward/preserved/wt";
         assert_eq!(
