@@ -450,7 +450,7 @@ fn bench_reap(tmp: &Path) {
 /// checkout of 10,000 files varies by far more than the hook costs, and the
 /// hook's own cost (it never fsyncs) hardly depends on the filesystem.
 fn bench_hook(tmp: &Path) {
-    use treeward::ledger::{Ledger, Record};
+    use treeward::testing::ledger::{Ledger, Record};
     let shm = Path::new("/dev/shm");
     let shm_dir = shm
         .is_dir()

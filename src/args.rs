@@ -7,14 +7,17 @@
 
 use crate::cli::Common;
 use crate::config::parse_duration;
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
 /// Every binary's command: (binary name, its clap command), in the order
-/// of the README's table.
+/// of the README's table. The tests generate and check the man pages,
+/// completions and `doc/` references from it.
+#[cfg(feature = "internals")]
 pub fn commands() -> Vec<(&'static str, clap::Command)> {
+    use clap::CommandFactory;
     vec![
         ("treeward-check", Check::command()),
         ("treeward-sweep", Sweep::command()),

@@ -39,8 +39,9 @@ pub struct Checked {
     pub ledger_id: Option<String>,
     /// Its ledger record's state, if it has one.
     pub ledger_state: Option<State>,
-    /// The path as named, when it lies inside the worktree checked (see
-    /// [`worktree_of`]); `None` when it is `path` itself.
+    /// The path as named, when it lies inside the worktree checked (a path
+    /// is checked as the worktree it lies in, found as git finds it);
+    /// `None` when it is `path` itself.
     pub requested_path: Option<PathBuf>,
 }
 

@@ -28,6 +28,7 @@ pub const VARIABLES: &[&str] = &["TREEWARD_FAULT_LOG", "TREEWARD_FAULT_AT"];
 pub const VARIABLES: &[&str] = &[];
 
 /// The width of one line of the log: the line's offset numbers the point.
+#[cfg(feature = "fault-injection")]
 pub const LINE: usize = 64;
 
 #[cfg(feature = "fault-injection")]

@@ -10,6 +10,12 @@
 //! a new file (`O_CREAT | O_EXCL`, so an existing name, a symlink included,
 //! is never written through) and rename it over the old one in the same
 //! directory.
+//!
+//! It is also the one home of the open flags: every directory open uses
+//! [`dir_flags`] ([`open_dir_at`], [`open_dir`]), every open of a file by
+//! path where someone else may have put something goes through
+//! [`open_file`] or [`create_or_open`] (the ledger, its lock and journal,
+//! the reaper's pass lock).
 
 use nix::errno::Errno;
 use nix::fcntl::{openat, renameat, OFlag};
@@ -17,9 +23,10 @@ use nix::sys::stat::{fstat, fstatat, FileStat, Mode, SFlag};
 use nix::unistd::{unlinkat, UnlinkatFlags};
 use std::ffi::OsStr;
 use std::fmt;
-use std::fs::File;
-use std::io::{Read, Write};
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 /// The flags of every directory open: read-only, a directory or nothing,
@@ -37,11 +44,74 @@ pub fn open_dir_at(parent: BorrowedFd<'_>, name: &OsStr) -> nix::Result<OwnedFd>
     openat(parent, name, dir_flags(), Mode::empty())
 }
 
+/// Opens the directory at `path`, for a directory that is not below one
+/// already open (a root, a worktree whose `flock` is probed): its last
+/// component is never a symlink, and it must be a directory.
+pub fn open_dir(path: &Path) -> nix::Result<OwnedFd> {
+    // SAFETY (of the object opened): as in open_dir_at, for the last
+    // component; the components before it are the caller's to trust.
+    nix::fcntl::open(path, dir_flags(), Mode::empty())
+}
+
+/// The flags added to every open of a file by path ([`open_file`]): never
+/// through a symlink, never blocking. `std` adds `O_CLOEXEC` itself.
+const FILE_FLAGS: i32 = OFlag::O_NOFOLLOW.bits() | OFlag::O_NONBLOCK.bits();
+
+/// Opens the file at `path` with `options`, never through a symlink as its
+/// last component (`ELOOP`) and never blocking on a FIFO planted there. The
+/// caller checks that what it got is a regular file before using it.
+pub fn open_file(options: &OpenOptions, path: &Path) -> io::Result<File> {
+    // SAFETY (of the object opened): O_NOFOLLOW refuses a symlink at `path`;
+    // O_NONBLOCK keeps a FIFO or device from blocking the open; with
+    // `create_new`, O_EXCL never reuses a name that exists.
+    options.clone().custom_flags(FILE_FLAGS).open(path)
+}
+
+/// What [`create_or_open`] opened.
+#[derive(Debug)]
+pub enum Opened {
+    /// Nothing was there: created now, with the caller's mode.
+    Created(File),
+    /// It was there already.
+    Existing(File),
+}
+
+/// Which step of [`create_or_open`] failed.
+#[derive(Debug)]
+pub enum CreateOrOpenError {
+    /// Creating the file, when nothing was there.
+    Create(io::Error),
+    /// Opening the one that was.
+    Open(io::Error),
+}
+
+/// Opens a file that several processes share (a lock file, a journal): with
+/// `create`'s access and permission bits `mode` (less the umask) if nothing
+/// is at `path`, else the existing one with `existing`'s access. Both
+/// through [`open_file`]: never through a symlink, never blocking.
+pub fn create_or_open(
+    create: &OpenOptions,
+    existing: &OpenOptions,
+    mode: u32,
+    path: &Path,
+) -> Result<Opened, CreateOrOpenError> {
+    match open_file(create.clone().create_new(true).mode(mode), path) {
+        Ok(file) => Ok(Opened::Created(file)),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => open_file(existing, path)
+            .map(Opened::Existing)
+            .map_err(CreateOrOpenError::Open),
+        Err(e) => Err(CreateOrOpenError::Create(e)),
+    }
+}
+
 /// Opens the directory `name` of `parent` as a handle for `*at` calls only
 /// (`O_PATH`): it needs search permission on `parent`, not read permission
 /// on the directory, so a worker can reach its worktree through the
 /// root-owned trash (mode 0711). Never through a symlink.
 pub fn open_path_at(parent: BorrowedFd<'_>, name: &OsStr) -> nix::Result<OwnedFd> {
+    // SAFETY (of the object opened): O_PATH opens nothing for reading or
+    // writing (no FIFO is ever opened); O_DIRECTORY|O_NOFOLLOW refuse a
+    // symlink or anything but a directory.
     openat(
         parent,
         name,
@@ -52,6 +122,7 @@ pub fn open_path_at(parent: BorrowedFd<'_>, name: &OsStr) -> nix::Result<OwnedFd
 
 /// Opens `/` as a handle like [`open_path_at`] does.
 pub fn open_path_root() -> nix::Result<OwnedFd> {
+    // SAFETY (of the object opened): `/` is nobody's to replace; O_PATH.
     nix::fcntl::open(
         "/",
         OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
@@ -62,7 +133,7 @@ pub fn open_path_root() -> nix::Result<OwnedFd> {
 /// Opens the absolute directory `path` as a handle like [`open_path_at`]
 /// does, one component at a time from `/`: a symlink anywhere on the way
 /// fails (`ELOOP` or `ENOTDIR`), so does a `..` (`EINVAL`).
-pub fn open_path(path: &std::path::Path) -> nix::Result<OwnedFd> {
+pub fn open_path(path: &Path) -> nix::Result<OwnedFd> {
     use std::path::Component;
     if !path.is_absolute() {
         return Err(Errno::EINVAL);
@@ -83,6 +154,9 @@ pub fn open_path(path: &std::path::Path) -> nix::Result<OwnedFd> {
 /// already trusts by its path (a repository's common dir), below which
 /// everything is then opened relative to it, never following a link.
 pub fn open_path_trusted(path: &Path) -> nix::Result<OwnedFd> {
+    // SAFETY (of the object opened): follows `path`'s links by design (the
+    // caller trusts it); O_PATH|O_DIRECTORY open nothing but a directory
+    // handle, for `*at` calls that follow nothing below it.
     nix::fcntl::open(
         path,
         OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
@@ -93,6 +167,8 @@ pub fn open_path_trusted(path: &Path) -> nix::Result<OwnedFd> {
 /// `fstatat(parent, name, AT_SYMLINK_NOFOLLOW)`; `None` when nothing is
 /// there.
 pub fn stat_at(parent: BorrowedFd<'_>, name: &OsStr) -> nix::Result<Option<FileStat>> {
+    // SAFETY (of what is looked at): AT_SYMLINK_NOFOLLOW stats a symlink
+    // itself; a stat opens nothing, so a FIFO cannot block it.
     match fstatat(parent, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
         Ok(st) => Ok(Some(st)),
         Err(Errno::ENOENT) => Ok(None),
@@ -162,6 +238,9 @@ pub fn read_at(dir: BorrowedFd<'_>, name: &OsStr, cap: u64) -> Result<Option<Vec
         | OFlag::O_NONBLOCK
         | OFlag::O_NOCTTY
         | OFlag::O_CLOEXEC;
+    // SAFETY (of the object opened): only after the stat saw a regular file;
+    // O_NOFOLLOW refuses a symlink swapped in since (ELOOP), O_NONBLOCK a
+    // FIFO, O_NOCTTY a terminal; the fstat below compares the inode.
     let fd = match openat(dir, name, flags, Mode::empty()) {
         Ok(fd) => fd,
         Err(Errno::ENOENT) => return Ok(None),
@@ -260,6 +339,9 @@ pub fn replace_at(dir: BorrowedFd<'_>, name: &OsStr, bytes: &[u8]) -> nix::Resul
     let mut file = create_new_at(dir, &tmp)?;
     let written = file.write_all(bytes).and_then(|()| file.sync_all());
     drop(file);
+    // SAFETY (of the names): both relative to `dir`; rename(2) replaces the
+    // name `name` itself, never what a symlink there points to, and the
+    // unlink removes only our own temporary name.
     let renamed = match written {
         Ok(()) => renameat(dir, tmp.as_os_str(), dir, name),
         Err(e) => Err(Errno::from_raw(e.raw_os_error().unwrap_or(0))),

@@ -17,8 +17,7 @@
 
 use crate::ledger::{Holder, Record};
 use nix::errno::Errno;
-use nix::fcntl::{Flock, FlockArg, OFlag};
-use nix::sys::stat::Mode;
+use nix::fcntl::{Flock, FlockArg};
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io;
@@ -279,8 +278,7 @@ pub fn recorded_process_alive(record: &Record) -> bool {
 /// which is released at once if it was granted. A lock held by this very
 /// process through another open of the directory also counts as held.
 pub fn flock_held(dir: &Path) -> io::Result<bool> {
-    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    let fd = nix::fcntl::open(dir, flags, Mode::empty()).map_err(|errno| {
+    let fd = crate::fd::open_dir(dir).map_err(|errno| {
         // O_DIRECTORY|O_NOFOLLOW on a symlink fails with ENOTDIR or ELOOP;
         // say which it was, without following anything.
         let is_symlink = std::fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_symlink());

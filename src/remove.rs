@@ -81,9 +81,10 @@
 //! who may rename it (write access to it and to its old and new parents) can
 //! do that, and its contents were inside the entry when the walk found them.
 
+use crate::fd::dir_flags;
 use nix::dir::Dir;
 use nix::errno::Errno;
-use nix::fcntl::{openat, openat2, AtFlags, OFlag, OpenHow, ResolveFlag};
+use nix::fcntl::{openat, openat2, AtFlags, OpenHow, ResolveFlag};
 use nix::sys::stat::{fchmod, fchmodat, fstat, fstatat, FchmodatFlags, FileStat, Mode, SFlag};
 use nix::unistd::{unlinkat, UnlinkatFlags};
 use std::ffi::{OsStr, OsString};
@@ -102,11 +103,6 @@ pub const MAX_REPORTED_FAILURES: usize = 100;
 
 /// Paths in reports longer than this many bytes keep only their tail.
 pub const MAX_REPORT_PATH: usize = 1024;
-
-/// The flags of every directory open.
-fn dir_open_flags() -> OFlag {
-    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC
-}
 
 /// An error that stopped [`remove_entry`] or [`open_dir_nofollow`] before
 /// anything was removed.
@@ -392,12 +388,11 @@ pub fn open_dir_nofollow(path: &Path) -> Result<OwnedFd, RemoveError> {
         });
     }
     let mut opened = PathBuf::from("/");
-    let mut fd = nix::fcntl::open("/", dir_open_flags(), Mode::empty()).map_err(|errno| {
-        RemoveError::Open {
+    let mut fd =
+        nix::fcntl::open("/", dir_flags(), Mode::empty()).map_err(|errno| RemoveError::Open {
             path: opened.clone(),
             errno,
-        }
-    })?;
+        })?;
     for component in path.components() {
         match component {
             Component::RootDir | Component::CurDir => {}
@@ -409,7 +404,7 @@ pub fn open_dir_nofollow(path: &Path) -> Result<OwnedFd, RemoveError> {
             }
             Component::Normal(name) => {
                 opened.push(name);
-                fd = openat(&fd, name, dir_open_flags(), Mode::empty()).map_err(|errno| {
+                fd = openat(&fd, name, dir_flags(), Mode::empty()).map_err(|errno| {
                     RemoveError::Open {
                         path: opened.clone(),
                         errno,
@@ -653,7 +648,7 @@ fn open_verified_dir(ctx: &Ctx, dirfd: BorrowedFd<'_>, name: &OsStr, meta: &Meta
 /// and without entering a mount point (`EXDEV` when it is one).
 fn open_child_dir(ctx: &Ctx, dirfd: BorrowedFd<'_>, name: &OsStr) -> nix::Result<OwnedFd> {
     if ctx.strategy.openat2 && !OPENAT2_MISSING.load(Ordering::Relaxed) {
-        let how = OpenHow::new().flags(dir_open_flags()).resolve(
+        let how = OpenHow::new().flags(dir_flags()).resolve(
             ResolveFlag::RESOLVE_NO_XDEV
                 | ResolveFlag::RESOLVE_NO_SYMLINKS
                 | ResolveFlag::RESOLVE_NO_MAGICLINKS,
@@ -665,7 +660,7 @@ fn open_child_dir(ctx: &Ctx, dirfd: BorrowedFd<'_>, name: &OsStr) -> nix::Result
             other => return other,
         }
     }
-    let fd = openat(dirfd, name, dir_open_flags(), Mode::empty())?;
+    let fd = openat(dirfd, name, dir_flags(), Mode::empty())?;
     if !ctx.strategy.mount_ids {
         return Ok(fd);
     }
@@ -694,7 +689,7 @@ fn parse_mount_id(fdinfo: &str) -> Option<u64> {
 /// fresh open of the directory (`openat(fd, ".")`), so the caller's
 /// descriptor keeps its offset and the directory can be listed again.
 pub fn list_names(fd: BorrowedFd<'_>) -> nix::Result<Vec<OsString>> {
-    let fresh = openat(fd, ".", dir_open_flags(), nix::sys::stat::Mode::empty())?;
+    let fresh = openat(fd, ".", dir_flags(), nix::sys::stat::Mode::empty())?;
     let mut dir = Dir::from_fd(fresh)?;
     let mut names = Vec::new();
     for entry in dir.iter() {
@@ -709,7 +704,7 @@ pub fn list_names(fd: BorrowedFd<'_>) -> nix::Result<Vec<OsString>> {
 /// Reopens the parent of `child` through `..`, accepted only if it is the
 /// directory `expected` recorded on the way down.
 fn reopen_parent(child: BorrowedFd<'_>, expected: &Meta) -> Result<OwnedFd, Problem> {
-    let fd = openat(child, "..", dir_open_flags(), Mode::empty()).map_err(|errno| Problem::Io {
+    let fd = openat(child, "..", dir_flags(), Mode::empty()).map_err(|errno| Problem::Io {
         op: "openat ..",
         errno,
     })?;
@@ -1149,7 +1144,7 @@ mod tests {
         let text = "pos:\t0\nflags:\t02100000\nmnt_id:\t31\nino:\t5\n";
         assert_eq!(parse_mount_id(text), Some(31));
         assert_eq!(parse_mount_id("pos:\t0\n"), None);
-        let fd = nix::fcntl::open("/", dir_open_flags(), Mode::empty()).unwrap();
+        let fd = nix::fcntl::open("/", dir_flags(), Mode::empty()).unwrap();
         assert!(mount_id(fd.as_fd()).is_some(), "procfs is mounted here");
     }
 
@@ -1567,20 +1562,14 @@ mod tests {
         let name = "dddddddddd";
         let f = fixture();
         fs::create_dir(f.root.join("sess-deep")).unwrap();
-        let mut fd = openat(&f.fd, "sess-deep", dir_open_flags(), Mode::empty()).unwrap();
+        let mut fd = openat(&f.fd, "sess-deep", dir_flags(), Mode::empty()).unwrap();
         let mut files = 0;
         for level in 0..DEPTH {
             nix::sys::stat::mkdirat(&fd, name, Mode::from_bits_truncate(0o755)).unwrap();
-            fd = openat(&fd, name, dir_open_flags(), Mode::empty()).unwrap();
+            fd = openat(&fd, name, dir_flags(), Mode::empty()).unwrap();
             if level % 100 == 0 {
-                let file = openat(
-                    &fd,
-                    "file",
-                    OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
-                    Mode::from_bits_truncate(0o644),
-                )
-                .unwrap();
-                std::io::Write::write_all(&mut fs::File::from(file), b"1234").unwrap();
+                let mut file = crate::fd::create_new_at(fd.as_fd(), OsStr::new("file")).unwrap();
+                std::io::Write::write_all(&mut file, b"1234").unwrap();
                 files += 1;
             }
         }

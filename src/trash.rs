@@ -33,10 +33,11 @@
 //! remains sort by [`Fate`], so the report line that finishes one still
 //! says whether its work was preserved.
 
+use crate::fd;
 use crate::remove::{self, Kind, Meta, RemoveError, Removed};
 use crate::roots::{OpenRoot, TRASH};
 use nix::errno::Errno;
-use nix::fcntl::{openat, renameat2, AtFlags, OFlag, RenameFlags};
+use nix::fcntl::{renameat2, AtFlags, RenameFlags};
 use nix::sys::stat::{fchmod, fstat, fstatat, mkdirat, Mode};
 use nix::unistd::{fchown, unlinkat, Gid, Uid, UnlinkatFlags};
 use std::ffi::{OsStr, OsString};
@@ -54,10 +55,6 @@ const REMAINS: &str = TRASH;
 /// How many times [`Trash::claim`] looks again when the trash's name keeps
 /// changing under it.
 const CLAIM_ATTEMPTS: usize = 4;
-
-fn dir_flags() -> OFlag {
-    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC
-}
 
 /// What holds a name treeward reserves (the trash in a root, a batch in the
 /// trash) when it is not a private directory of the root's owner.
@@ -202,7 +199,7 @@ fn make(
         Err(Errno::EEXIST) => return Ok(None),
         Err(e) => return Err(format!("cannot create {shown}: {e}")),
     }
-    let fd = openat(parent, name, dir_flags(), Mode::empty())
+    let fd = fd::open_dir_at(parent, name)
         .map_err(|e| format!("cannot open {shown}, just created: {e}"))?;
     fchmod(fd.as_fd(), TRASH_MODE).map_err(|e| format!("cannot chmod {shown}: {e}"))?;
     if Uid::effective().as_raw() != uid {
@@ -230,8 +227,7 @@ fn look(parent: BorrowedFd<'_>, name: &OsStr, uid: u32) -> Result<Slot, String> 
         return Ok(Slot::Taken(t));
     }
     let changed = || format!("{shown} changed while it was opened");
-    let fd = openat(parent, name, dir_flags(), Mode::empty())
-        .map_err(|e| format!("{}: {e}", changed()))?;
+    let fd = fd::open_dir_at(parent, name).map_err(|e| format!("{}: {e}", changed()))?;
     let now = Meta::from_stat(&fstat(&fd).map_err(|e| format!("cannot stat {shown}: {e}"))?);
     if !now.same_object(&seen) {
         return Err(changed());

@@ -6,7 +6,7 @@
 use std::io::Write;
 use std::path::Path;
 use std::sync::Mutex;
-use treeward::ledger::{Change, Ledger, Record};
+use treeward::testing::ledger::{Change, Ledger, Record};
 
 static LOGGED: Mutex<Vec<(log::Level, String)>> = Mutex::new(Vec::new());
 

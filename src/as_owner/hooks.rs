@@ -355,11 +355,13 @@ fn write_temp_shim(dir: &Path) -> Result<PathBuf, String> {
     let temp = dir.join(format!(".{HOOK}.treeward-tmp.{}", std::process::id()));
     let _ = fs::remove_file(&temp); // ours from an earlier crash of this pid
     let write = || -> io::Result<()> {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(SHIM_MODE)
-            .open(&temp)?;
+        let mut f = fd::open_file(
+            fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(SHIM_MODE),
+            &temp,
+        )?;
         f.set_permissions(fs::Permissions::from_mode(SHIM_MODE))?;
         f.write_all(SHIM)?;
         f.sync_all()

@@ -63,8 +63,6 @@ pub mod serve;
 pub mod transport;
 
 pub use protocol::{wire_path, wire_path_opt, Request, Response};
-pub use serve::serve_request;
 pub use transport::{
-    identity_for, owner_of, route, serve_if_worker, worker_environment, Account, AsOwnerError,
-    Identity, Owner, Route, Worker, DEFAULT_TIMEOUT, NO_HOME, WORKER_FLAG, WORKER_PATH,
+    owner_of, route, serve_if_worker, AsOwnerError, Identity, Owner, Route, Worker,
 };

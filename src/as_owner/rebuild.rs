@@ -153,7 +153,7 @@ pub fn rebuild(
     let free = match (&meta.branch, &tip) {
         (Some(b), Some(t)) if meta.head.as_ref() == Some(t) => {
             let short = b.strip_prefix("refs/heads/").unwrap_or(b);
-            !crate::preserve::checked_out_anywhere(common, owner, short)
+            !crate::git::branch::checked_out_anywhere(common, owner, short)
                 .map_err(|e| e.to_string())?
         }
         _ => false,

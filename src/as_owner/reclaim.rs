@@ -23,8 +23,9 @@
 use crate::claim::{Claim, Repository};
 use crate::config::Policy;
 use crate::fd;
+use crate::git::branch::{self, BranchFate};
 use crate::pass::policy::{drain, Drain};
-use crate::preserve::{self, BranchFate, PreserveError};
+use crate::preserve::{self, PreserveError};
 use crate::risk::{self, Assessment, Kind, Reason};
 use serde::{Deserialize, Serialize};
 use std::ffi::OsStr;
@@ -167,7 +168,7 @@ fn forget(claim: &Claim, a: &Assessment, out: &mut Reclaimed) -> Result<(), Stri
     out.forgotten = true;
     if let Some(branch) = &a.branch {
         let fate =
-            preserve::delete_branch_if_integrated(common, branch).map_err(|e| e.to_string())?;
+            branch::delete_branch_if_integrated(common, branch).map_err(|e| e.to_string())?;
         out.branch_deleted = fate == BranchFate::Deleted;
     }
     Ok(())

@@ -9,7 +9,6 @@ use super::preserved;
 use super::protocol::{Request, Response};
 use super::rebuild;
 use super::reclaim;
-use super::transport::current_groups;
 use crate::admin_dir;
 use crate::check;
 use crate::claim::{self, Claim, Claimed, Repository, Unclaimed};
@@ -204,6 +203,18 @@ fn probe() -> Response {
         groups: current_groups().unwrap_or_default(),
         pid: std::process::id(),
     }
+}
+
+/// The supplementary groups this process runs with, sorted, without
+/// duplicates.
+pub(super) fn current_groups() -> nix::Result<Vec<u32>> {
+    let mut groups: Vec<u32> = nix::unistd::getgroups()?
+        .into_iter()
+        .map(Gid::as_raw)
+        .collect();
+    groups.sort_unstable();
+    groups.dedup();
+    Ok(groups)
 }
 
 #[cfg(test)]

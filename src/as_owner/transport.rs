@@ -7,7 +7,7 @@
 //! [`crate::as_owner`].
 
 use super::protocol::{Envelope, Reply, Request, Response};
-use super::serve::serve_until;
+use super::serve::{current_groups, serve_until};
 use crate::error::EXIT_ERROR;
 use nix::unistd::{Gid, Pid, Uid};
 use serde::{Deserialize, Serialize};
@@ -217,45 +217,74 @@ pub fn route(caller_euid: u32, owner_uid: u32) -> Route {
 
 /// Why a call failed as a whole.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum AsOwnerError {
     /// An unprivileged caller cannot act as another uid.
-    CannotSwitch { caller: u32, owner: u32 },
+    CannotSwitch {
+        /// The caller's effective uid.
+        caller: u32,
+        /// The uid it would have had to act as.
+        owner: u32,
+    },
     /// The uid has no account and the repository's group is 0: there is no
     /// group the worker could safely run with.
-    NoSafeGroup { uid: u32 },
+    NoSafeGroup {
+        /// The owner's uid.
+        uid: u32,
+    },
     /// The account database could not be read.
-    Account { uid: u32, why: String },
+    Account {
+        /// The owner's uid.
+        uid: u32,
+        /// What failed.
+        why: String,
+    },
     /// The requests could not be encoded.
     Encode(String),
     /// The worker could not be started (no program, no permission, the ids
     /// could not be set).
     Spawn {
+        /// The worker program.
         program: PathBuf,
+        /// The uid it was to run as.
         uid: u32,
+        /// The error `spawn` returned.
         error: io::Error,
     },
     /// The worker did not finish in time and was killed.
     TimedOut {
+        /// The worker program.
         program: PathBuf,
+        /// The uid it ran as.
         uid: u32,
+        /// The timeout it overran.
         after: Duration,
     },
     /// The worker ended without a reply.
     Exited {
+        /// The worker program.
         program: PathBuf,
+        /// The uid it ran as.
         uid: u32,
+        /// How it ended.
         status: ExitStatus,
     },
     /// The worker refused to serve (wrong ids, running as root, bad request).
     Refused {
+        /// The worker program.
         program: PathBuf,
+        /// The uid it ran as.
         uid: u32,
+        /// Why, as the worker said it.
         message: String,
     },
     /// The worker's reply is not a valid answer to the requests.
     BadResponse {
+        /// The worker program.
         program: PathBuf,
+        /// The uid it ran as.
         uid: u32,
+        /// What is wrong with the reply.
         why: String,
     },
 }
@@ -319,20 +348,31 @@ impl fmt::Display for AsOwnerError {
     }
 }
 
-impl std::error::Error for AsOwnerError {}
+impl std::error::Error for AsOwnerError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            AsOwnerError::Spawn { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}
 
 /// The program run as the worker, and how long a call may take.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Worker {
+    /// The program started as the worker: a treeward binary, or a program
+    /// that calls [`serve_if_worker`](crate::serve_if_worker) first.
     pub program: PathBuf,
+    /// How long one call may take before the worker is killed.
     pub timeout: Duration,
     /// How long after a call starts its requests may still be started.
     pub stop_after: Option<Duration>,
 }
 
 impl Worker {
-    /// A worker running `program`, which must go through [`crate::cli::run`]
-    /// (every treeward binary does).
+    /// A worker running `program`: a treeward binary (each serves as a
+    /// worker when started as one), or a program whose `main` calls
+    /// [`serve_if_worker`] first.
     pub fn new(program: impl Into<PathBuf>) -> Worker {
         Worker {
             program: program.into(),
@@ -355,7 +395,7 @@ impl Worker {
     }
 
     /// The same worker, each call starting no request later than `after`
-    /// from its start: the rest are answered [`Response::NotStarted`].
+    /// from its start: the rest are answered as not started.
     pub fn with_stop_after(mut self, after: Duration) -> Worker {
         self.stop_after = Some(after);
         self
@@ -608,20 +648,12 @@ fn interpret(status: ExitStatus, stdout: &[u8], expected: usize) -> Result<Vec<R
     }
 }
 
-pub(super) fn current_groups() -> nix::Result<Vec<u32>> {
-    let mut groups: Vec<u32> = nix::unistd::getgroups()?
-        .into_iter()
-        .map(Gid::as_raw)
-        .collect();
-    groups.sort_unstable();
-    groups.dedup();
-    Ok(groups)
-}
-
 /// When this process was started as a worker (first argument
-/// [`WORKER_FLAG`]): serves the requests on stdin and returns the exit
-/// status (0 served, 2 refused); the program itself never runs. `None`
-/// otherwise. [`crate::cli::run`] calls it first.
+/// `WORKER_FLAG`): serves the requests on stdin and returns the exit
+/// status (0 served, 2 refused); the program itself must then exit with it
+/// and do nothing else. `None` otherwise. Every treeward binary calls it
+/// first (`cli::run`); a program that embeds treeward and uses
+/// [`Worker::current`] must too.
 pub fn serve_if_worker() -> Option<ExitCode> {
     let mut args = std::env::args_os().skip(1);
     if args.next().as_deref() != Some(OsStr::new(WORKER_FLAG)) {

@@ -20,12 +20,12 @@ mod duration;
 mod locate;
 mod raw;
 mod users;
-mod validate;
+pub(crate) mod validate;
 
 pub use builder::{ConfigBuilder, RootBuilder};
 pub use duration::parse_duration;
-pub use users::{parse_passwd, Home, SystemUsers, UserDb, PASSWD};
-pub use validate::{check_root, DEFAULT_BACKLOG_WARN, DEFAULT_GRACE, DEFAULT_LEDGER};
+pub use users::{SystemUsers, UserDb};
+pub use validate::check_root;
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
@@ -460,6 +460,7 @@ fn backquoted_after(message: &str, prefix: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use super::users::Home;
     use super::*;
     use std::fs;
     use tempfile::TempDir;

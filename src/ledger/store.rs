@@ -48,6 +48,7 @@
 
 use super::journal::{self, Change};
 use super::record::{now, Document, Record, SCHEMA_VERSION};
+use crate::fd::{self, CreateOrOpenError, Opened};
 
 use nix::errno::Errno;
 use nix::fcntl::{renameat2, Flock, FlockArg, RenameFlags, AT_FDCWD};
@@ -68,26 +69,43 @@ const NEW_DIR_MODE: u32 = 0o755;
 pub enum LedgerError {
     /// A system call failed; `action` says what treeward was doing.
     Io {
+        /// The file.
         path: PathBuf,
+        /// What treeward was doing.
         action: &'static str,
+        /// The system call's error.
         source: std::io::Error,
     },
-    /// The file is not valid ledger JSON (from [`Ledger::read`]; `update`
-    /// moves such a file aside instead).
-    Corrupt { path: PathBuf, detail: String },
+    /// The file is not valid ledger JSON (from reading it; an update moves
+    /// such a file aside instead).
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        detail: String,
+    },
     /// The file was written by a newer treeward; it was left untouched.
     NewerSchema {
+        /// The file.
         path: PathBuf,
+        /// The schema version it has.
         found: u32,
+        /// The newest this build reads.
         supported: u32,
     },
     /// The path is a symlink, directory or device, not a regular file.
-    NotARegularFile { path: PathBuf },
+    NotARegularFile {
+        /// The path.
+        path: PathBuf,
+    },
     /// The journal has a change this build does not know (written by a
     /// newer treeward); the ledger and journal were left untouched.
     UnknownJournalEntry {
+        /// The journal.
         path: PathBuf,
+        /// Its line (1-based).
         line: usize,
+        /// The change's unknown operation.
         op: String,
     },
 }
@@ -219,10 +237,7 @@ struct OnDisk {
 /// Reads the ledger without following a symlink and without blocking on a
 /// FIFO; changes nothing on disk.
 fn read_on_disk(path: &Path) -> Result<Option<OnDisk>, LedgerError> {
-    let opened = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc_flags::NOFOLLOW | libc_flags::NONBLOCK)
-        .open(path);
+    let opened = fd::open_file(OpenOptions::new().read(true), path);
     let file = match opened {
         Ok(f) => f,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
@@ -261,13 +276,6 @@ fn regular(file: File, path: &Path) -> Result<(File, Metadata), LedgerError> {
     } else {
         Err(not_regular(path))
     }
-}
-
-/// The open flags this module needs, named.
-mod libc_flags {
-    use nix::fcntl::OFlag;
-    pub const NOFOLLOW: i32 = OFlag::O_NOFOLLOW.bits();
-    pub const NONBLOCK: i32 = OFlag::O_NONBLOCK.bits();
 }
 
 /// Owner and permission bits a ledger file should get.
@@ -355,10 +363,7 @@ fn flock_waiting(mut file: File, kind: FlockArg, path: &Path) -> Result<Flock<Fi
 /// through it) or none this user may open, the read goes unlocked.
 fn lock_shared_if_present(ledger: &Path) -> Result<Option<Flock<File>>, LedgerError> {
     let path = lock_path(ledger);
-    let opened = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc_flags::NOFOLLOW | libc_flags::NONBLOCK)
-        .open(&path);
+    let opened = fd::open_file(OpenOptions::new().read(true), &path);
     let file = match opened {
         Ok(f) => f,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
@@ -452,10 +457,7 @@ fn report_dropped(path: &Path, decoded: &journal::Decoded, compacting: bool) {
 
 /// Empties the journal in place, keeping its inode, owner and mode.
 fn truncate_journal(path: &Path) -> Result<(), LedgerError> {
-    let file = OpenOptions::new()
-        .write(true)
-        .custom_flags(libc_flags::NOFOLLOW | libc_flags::NONBLOCK)
-        .open(path)
+    let file = fd::open_file(OpenOptions::new().write(true), path)
         .map_err(|e| open_error(path, "open the journal to compact it", e))?;
     let (file, _) = regular(file, path)?;
     file.set_len(0)
@@ -535,26 +537,17 @@ fn open_sidecar(
     ledger: &Path,
     actions: [&'static str; 2],
 ) -> Result<File, LedgerError> {
-    let created = create
-        .clone()
-        .create_new(true)
-        .mode(NEW_FILE_MODE)
-        .custom_flags(libc_flags::NOFOLLOW)
-        .open(path);
-    let file = match created {
-        Ok(f) => {
+    let file = match fd::create_or_open(create, existing, NEW_FILE_MODE, path) {
+        Ok(Opened::Created(f)) => {
             let ledger_meta = std::fs::symlink_metadata(ledger)
                 .ok()
                 .filter(Metadata::is_file);
             apply_ownership(&f, path, ownership(ledger_meta.as_ref()))?;
             f
         }
-        Err(e) if e.kind() == ErrorKind::AlreadyExists => existing
-            .clone()
-            .custom_flags(libc_flags::NOFOLLOW | libc_flags::NONBLOCK)
-            .open(path)
-            .map_err(|e| open_error(path, actions[1], e))?,
-        Err(e) => return Err(open_error(path, actions[0], e)),
+        Ok(Opened::Existing(f)) => f,
+        Err(CreateOrOpenError::Create(e)) => return Err(open_error(path, actions[0], e)),
+        Err(CreateOrOpenError::Open(e)) => return Err(open_error(path, actions[1], e)),
     };
     regular(file, path).map(|(file, _)| file)
 }
@@ -717,13 +710,11 @@ fn replace_atomically(ledger: &Path, bytes: &[u8], want: Ownership) -> Result<()
 }
 
 fn write_temp(temp: &Path, bytes: &[u8], want: Ownership) -> Result<(), LedgerError> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc_flags::NOFOLLOW)
-        .open(temp)
-        .map_err(|e| io_error(temp, "create the temp file", e))?;
+    let mut file = fd::open_file(
+        OpenOptions::new().write(true).create_new(true).mode(0o600),
+        temp,
+    )
+    .map_err(|e| io_error(temp, "create the temp file", e))?;
     file.write_all(bytes)
         .map_err(|e| io_error(temp, "write the temp file", e))?;
     apply_ownership(&file, temp, want)?;

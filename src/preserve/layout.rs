@@ -199,26 +199,19 @@ pub fn parse_ls_tree(out: &[u8]) -> Option<Vec<Entry>> {
         .collect()
 }
 
-/// Pure: the records of `git ls-files -s -v -z` (`<tag> <mode> <oid>
-/// <stage>\t<path>`), with the tag; `None` on anything else.
+/// Pure: the records of `git ls-files -s -v -z` ([`crate::git::ls_files`])
+/// as entries, with the tag; `None` on anything else.
 pub fn parse_ls_files(out: &[u8]) -> Option<Vec<(char, Entry)>> {
-    out.split(|b| *b == 0)
-        .filter(|r| !r.is_empty())
-        .map(|record| {
-            let tab = record.iter().position(|b| *b == b'\t')?;
-            let head = std::str::from_utf8(&record[..tab]).ok()?;
-            let mut fields = head.split_ascii_whitespace();
-            let tag = fields.next()?.chars().next()?;
-            let mode = u32::from_str_radix(fields.next()?, 8).ok()?;
-            let oid = fields.next()?.to_owned();
-            let extra = fields.next()?.parse().ok()?;
+    crate::git::ls_files(out)
+        .map(|rec| {
+            let rec = rec.ok()?;
             Some((
-                tag,
+                char::from(rec.tag),
                 Entry {
-                    mode,
-                    oid,
-                    extra,
-                    path: record[tab + 1..].to_vec(),
+                    mode: u32::from_str_radix(rec.mode, 8).ok()?,
+                    oid: rec.oid.to_owned(),
+                    extra: rec.stage.parse().ok()?,
+                    path: rec.path.to_vec(),
                 },
             ))
         })

@@ -23,25 +23,22 @@ pub(super) fn run(args: Args) -> Result<u8, Error> {
     } else {
         log::Level::Info
     };
-    crate::logging::summary(
-        level,
-        &report.summary(),
-        &report.fields(),
-        args.common.human_on_stdout(),
-    );
-    crate::logging::status(&report.summary());
     // A pass that found another one running did nothing worth a sample.
-    if !args.dry_run && !report.busy {
-        crate::metrics::write(config.metrics(), "treeward-reap", &report.pass);
-    }
-    // Under systemd with stdout on the journal, the summary is already a
-    // journal record with its fields: print only the entries.
-    args.common.print(&report, || {
-        if crate::logging::stdout_is_journal() {
-            report.pass.render_entries()
-        } else {
-            report.render_human()
-        }
-    })?;
+    let sample = (!args.dry_run && !report.busy).then_some(&report.pass);
+    let pass = super::Pass {
+        program: "treeward-reap",
+        report: &report,
+        summary: report.summary(),
+        fields: report.fields(),
+        level,
+        sample,
+    };
+    super::publish(
+        &args.common,
+        &config,
+        pass,
+        || report.pass.render_entries(),
+        || report.render_human(),
+    )?;
     Ok(EXIT_OK)
 }

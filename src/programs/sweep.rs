@@ -35,25 +35,21 @@ pub(super) fn run(args: Args) -> Result<u8, Error> {
             config.backlog_warn()
         );
     }
-    crate::logging::summary(
+    let pass = super::Pass {
+        program: "treeward-sweep",
+        report: &report,
+        summary: report.summary(),
+        fields: report.fields(),
         level,
-        &report.summary(),
-        &report.fields(),
-        args.common.human_on_stdout(),
-    );
-    crate::logging::status(&report.summary());
-    if !args.dry_run {
-        crate::metrics::write(config.metrics(), "treeward-sweep", &report);
-    }
-    // Under systemd with stdout on the journal, the summary is already a
-    // journal record with its fields: print only the entries.
-    args.common.print(&report, || {
-        if crate::logging::stdout_is_journal() {
-            report.render_entries()
-        } else {
-            report.render_human()
-        }
-    })?;
+        sample: (!args.dry_run).then_some(&report),
+    };
+    super::publish(
+        &args.common,
+        &config,
+        pass,
+        || report.render_entries(),
+        || report.render_human(),
+    )?;
     refusal(&report).map_or(Ok(EXIT_OK), |e| Err(Error::Failed(e)))
 }
 

@@ -46,6 +46,7 @@ use crate::as_owner::{Owner, Request, Response, Worker};
 use crate::claim::{self, Claimed};
 use crate::config::{Config, Policy, Root};
 use crate::error::Error;
+use crate::fd::{self, CreateOrOpenError, Opened};
 use crate::in_use::{flock_held, holder_alive, pid_alive, recorded_process_alive, ProcessTable};
 use crate::ledger::{parse_timestamp, Document, Ledger, Record, State};
 use crate::pace::RECLAIM_CHUNK;
@@ -60,8 +61,7 @@ use crate::progress::Progress;
 use crate::roots::{self, OpenRoot};
 use decide::{decide, decision_state, triage, Facts, Lease, Skip, Triage, Verdict};
 use nix::errno::Errno;
-use nix::fcntl::{openat, Flock, FlockArg, OFlag};
-use nix::sys::stat::Mode;
+use nix::fcntl::{Flock, FlockArg};
 use nix::unistd::Uid;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -69,7 +69,6 @@ use std::ffi::{OsStr, OsString};
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -217,21 +216,17 @@ pub fn try_lock_pass(path: &Path) -> Result<Option<PassLock>, String> {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create {} for the pass lock: {e}", dir.display()))?;
     }
-    let flags = nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK;
-    let created = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .mode(0o644)
-        .custom_flags(flags)
-        .open(path);
-    let file = match created {
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            OpenOptions::new().read(true).custom_flags(flags).open(path)
+    let file = match fd::create_or_open(
+        OpenOptions::new().read(true).write(true),
+        OpenOptions::new().read(true),
+        0o644,
+        path,
+    ) {
+        Ok(Opened::Created(file) | Opened::Existing(file)) => file,
+        Err(CreateOrOpenError::Create(e) | CreateOrOpenError::Open(e)) => {
+            return Err(format!("cannot open the pass lock {shown}: {e}"))
         }
-        other => other,
-    }
-    .map_err(|e| format!("cannot open the pass lock {shown}: {e}"))?;
+    };
     let is_file = file.metadata().map(|m| m.is_file()).unwrap_or(false);
     if !is_file {
         return Err(format!("the pass lock {shown} is not a regular file"));
@@ -1046,8 +1041,7 @@ fn guard(open: &OpenRoot, c: &Candidate) -> Result<Guard, Option<Box<Outcome>>> 
     if matches!(c.facts.kind, EntryKind::Symlink | EntryKind::NotADirectory) {
         return Ok(None);
     }
-    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    let fd = match openat(open.fd.as_fd(), c.name.as_os_str(), flags, Mode::empty()) {
+    let fd = match fd::open_dir_at(open.fd.as_fd(), c.name.as_os_str()) {
         Ok(fd) => fd,
         Err(Errno::ENOENT) => return Err(None),
         Err(e) => {
@@ -1317,7 +1311,7 @@ mod tests {
         let err = try_lock_pass(&path).unwrap_err();
         assert!(err.contains("pass lock"), "{err}");
         let fifo = dir.path().join("fifo.reap.lock");
-        nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o644)).unwrap();
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
         let err = try_lock_pass(&fifo).unwrap_err();
         assert!(err.contains("not a regular file"), "{err}");
     }

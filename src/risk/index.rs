@@ -40,43 +40,31 @@ pub struct Index {
     pub gitlinks: Vec<Vec<u8>>,
 }
 
-/// Parses `git ls-files -v -s -z`: `<tag> <mode> <oid> <stage>\t<path>`.
+/// What `git ls-files -v -s -z` ([`crate::git::ls_files`]) says the
+/// status does not.
 pub fn parse(out: &[u8]) -> Result<Index, String> {
     let mut index = Index::default();
-    for rec in out.split(|b| *b == 0).filter(|r| !r.is_empty()) {
-        let bad = || {
+    for rec in crate::git::ls_files(out) {
+        let rec = rec.map_err(|rec| {
             format!(
                 "git ls-files: unexpected line {:?}",
                 String::from_utf8_lossy(rec)
             )
-        };
-        let tab = rec.iter().position(|b| *b == b'\t').ok_or_else(bad)?;
-        let (meta, path) = (&rec[..tab], &rec[tab + 1..]);
-        let meta = std::str::from_utf8(meta).map_err(|_| bad())?;
-        // No allocation per entry: a worktree may have millions.
-        let mut f = meta.split(' ');
-        let (Some(tag), Some(mode), Some(oid), Some(stage), None) =
-            (f.next(), f.next(), f.next(), f.next(), f.next())
-        else {
-            return Err(bad());
-        };
-        let [t] = tag.as_bytes() else {
-            return Err(bad());
-        };
-        if stage != "0" {
+        })?;
+        if rec.stage != "0" {
             // A conflict: git status reports it.
             continue;
         }
-        if mode == GITLINK {
-            index.gitlinks.push(path.to_vec());
+        if rec.mode == GITLINK {
+            index.gitlinks.push(rec.path.to_vec());
         }
-        let skip_worktree = t.eq_ignore_ascii_case(&b'S');
-        let assume_unchanged = t.is_ascii_lowercase();
-        if (skip_worktree || assume_unchanged) && mode != GITLINK {
+        let skip_worktree = rec.tag.eq_ignore_ascii_case(&b'S');
+        let assume_unchanged = rec.tag.is_ascii_lowercase();
+        if (skip_worktree || assume_unchanged) && rec.mode != GITLINK {
             index.flagged.push(Flagged {
-                path: path.to_vec(),
-                mode: mode.to_owned(),
-                oid: oid.to_owned(),
+                path: rec.path.to_vec(),
+                mode: rec.mode.to_owned(),
+                oid: rec.oid.to_owned(),
                 assume_unchanged,
                 skip_worktree,
             });

@@ -32,9 +32,15 @@ use std::collections::HashMap;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum How {
+    /// The branch's tip is the target's.
     SameCommit,
+    /// The target contains the branch's tip.
     Ancestor,
+    /// Every commit of the branch has a patch-equivalent on the target
+    /// (cherry-picked, rebased).
     PatchEquivalent,
+    /// The branch's changes are already in the target (squash-merged, also
+    /// after later renames on the target).
     ChangesPresent,
 }
 
@@ -43,6 +49,7 @@ pub enum How {
 pub struct Integration {
     /// The target's short name (`main`, `origin/main`).
     pub target: String,
+    /// How.
     pub how: How,
 }
 

@@ -112,8 +112,7 @@ const MAX_POINTER: u64 = 4096;
 /// Bytes, not text: a worktree's name, and so its admin dir's, may be any
 /// bytes but `/` and NUL.
 fn read_pointer(dir: &Path, name: &str) -> io::Result<Vec<u8>> {
-    let fd = nix::fcntl::open(dir, crate::fd::dir_flags(), nix::sys::stat::Mode::empty())
-        .map_err(io::Error::from)?;
+    let fd = crate::fd::open_dir(dir).map_err(io::Error::from)?;
     match crate::fd::read_at(fd.as_fd(), std::ffi::OsStr::new(name), MAX_POINTER) {
         Ok(Some(bytes)) => Ok(bytes),
         Ok(None) => Err(io::ErrorKind::NotFound.into()),

@@ -10,7 +10,7 @@ use serde_json::Value;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use treeward::ledger::{Ledger, Record, State};
+use treeward::testing::ledger::{Ledger, Record, State};
 
 const OWNER: u32 = 4242;
 
@@ -417,7 +417,7 @@ fn restore_round_trip_through_the_sweep_as_the_owner() {
 /// Preserves `wt` with the library and removes it with git, as the sweep
 /// would; returns the set's `<name>/<stamp>`.
 fn preserve_and_remove(f: &Fixture, wt: &Path) -> String {
-    let p = treeward::preserve::preserve(wt).unwrap();
+    let p = treeward::testing::preserve::preserve(wt).unwrap();
     git(
         &f.repo,
         &["worktree", "remove", "--force", wt.to_str().unwrap()],
@@ -594,7 +594,7 @@ fn install_and_uninstall_without_a_previous_hook() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.json()[0]["action"], "write_shim");
     let shim = std::fs::read(hooks.join("post-checkout")).unwrap();
-    assert_eq!(shim, treeward::as_owner::hooks::SHIM);
+    assert_eq!(shim, treeward::testing::as_owner::hooks::SHIM);
     let mode = std::fs::metadata(hooks.join("post-checkout"))
         .unwrap()
         .permissions()
@@ -675,7 +675,7 @@ fn core_hooks_path_is_honoured() {
         run.json()[0]["before"]["hooks_dir"],
         hooks.to_str().unwrap()
     );
-    assert!(treeward::as_owner::hooks::is_shim(
+    assert!(treeward::testing::as_owner::hooks::is_shim(
         &std::fs::read(hooks.join("post-checkout")).unwrap()
     ));
     assert!(hooks.join("post-checkout.treeward-chained").is_file());
@@ -1193,7 +1193,7 @@ fn install_hook_as_root_never_follows_core_hooks_path_out_of_the_repository() {
         let run = h.treeward(&["install-hook", f.repo.to_str().unwrap()]);
         assert_eq!(run.code, 0, "{}", run.stderr);
         let shim = inside.join("post-checkout");
-        assert!(treeward::as_owner::hooks::is_shim(
+        assert!(treeward::testing::as_owner::hooks::is_shim(
             &std::fs::read(&shim).unwrap()
         ));
         assert_eq!(

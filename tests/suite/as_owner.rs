@@ -14,9 +14,9 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-use treeward::as_owner::{AsOwnerError, Owner, Request, Response, Worker, WORKER_FLAG};
-use treeward::claim::{self, Claimed, Expect};
-use treeward::risk::{Kind, Reason};
+use treeward::testing::as_owner::{AsOwnerError, Owner, Request, Response, Worker, WORKER_FLAG};
+use treeward::testing::claim::{self, Claimed, Expect};
+use treeward::testing::risk::{Kind, Reason};
 
 const BIN: &str = env!("CARGO_BIN_EXE_treeward-check");
 const OWNER: Owner = Owner {

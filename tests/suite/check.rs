@@ -312,7 +312,7 @@ fn a_flock_on_the_directory_is_in_use() {
     );
     // Wait until the lock is taken.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while treeward::in_use::flock_held(&wt).ok() != Some(true) {
+    while treeward::testing::in_use::flock_held(&wt).ok() != Some(true) {
         assert!(
             std::time::Instant::now() < deadline,
             "flock(1) never took the lock"

@@ -136,7 +136,7 @@ struct State {
 
 impl Host {
     fn state(&self) -> State {
-        let doc = treeward::ledger::Ledger::new(&self.ledger)
+        let doc = treeward::testing::ledger::Ledger::new(&self.ledger)
             .read()
             .expect("the ledger and its journal parse");
         State {
@@ -317,7 +317,8 @@ fn count_points(setup: Setup, run: Run) -> (usize, State) {
     let log = h.f.tmp.path().join("points.log");
     let out = run(&h, &log, None);
     assert!(out.status.code().is_some(), "{out:?}");
-    let n = std::fs::metadata(&log).map_or(0, |m| m.len() as usize / treeward::fault::LINE);
+    let n =
+        std::fs::metadata(&log).map_or(0, |m| m.len() as usize / treeward::testing::fault::LINE);
     // Converged: once more changes nothing.
     let _ = run(&h, &h.f.tmp.path().join("again.log"), None);
     (n, h.state())
@@ -357,7 +358,7 @@ fn campaign(what: &str, setup: Setup, run: Run) -> (usize, usize) {
             attempts += 1;
             let h = setup();
             let log = h.f.tmp.path().join("points.log");
-            let ids_before: Vec<String> = treeward::ledger::Ledger::new(&h.ledger)
+            let ids_before: Vec<String> = treeward::testing::ledger::Ledger::new(&h.ledger)
                 .read()
                 .unwrap()
                 .records
@@ -365,8 +366,8 @@ fn campaign(what: &str, setup: Setup, run: Run) -> (usize, usize) {
                 .map(|r| r.id.clone())
                 .collect();
             run(&h, &log, Some(at));
-            let reached =
-                std::fs::metadata(&log).map_or(0, |m| m.len() as usize) / treeward::fault::LINE;
+            let reached = std::fs::metadata(&log).map_or(0, |m| m.len() as usize)
+                / treeward::testing::fault::LINE;
             if reached >= at || attempts == 3 {
                 break (h, ids_before);
             }
@@ -375,12 +376,12 @@ fn campaign(what: &str, setup: Setup, run: Run) -> (usize, usize) {
         // A SIGKILLed treeward (or a git whose hook was killed) ends by
         // signal or reports it; either way the point was reached.
         let log_len = std::fs::metadata(&log).map_or(0, |m| m.len() as usize);
-        if log_len / treeward::fault::LINE >= at {
+        if log_len / treeward::testing::fault::LINE >= at {
             kills += 1;
         } else {
             eprintln!(
                 "{what}: point {at} of {n} not reached (this run reached {}): {}",
-                log_len / treeward::fault::LINE,
+                log_len / treeward::testing::fault::LINE,
                 std::fs::read_to_string(&log)
                     .unwrap_or_default()
                     .lines()
@@ -400,7 +401,7 @@ fn campaign(what: &str, setup: Setup, run: Run) -> (usize, usize) {
                     .trim()
             )
         };
-        let after = treeward::ledger::Ledger::new(&h.ledger)
+        let after = treeward::testing::ledger::Ledger::new(&h.ledger)
             .read()
             .unwrap_or_else(|e| fail(format!("the ledger does not parse: {e}")));
         for id in &ids_before {

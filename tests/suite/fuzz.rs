@@ -237,11 +237,14 @@ const TOML_TOKENS: &[&[u8]] = &[
 /// a configuration that validates never names a system directory as a root.
 #[test]
 fn configuration_parser() {
-    let users = treeward::config::SystemUsers;
+    let users = treeward::testing::config::SystemUsers;
     fuzz("config", 3000, TOML_TOKENS, |bytes| {
         let text = String::from_utf8_lossy(bytes);
-        match treeward::config::Config::from_toml(&text, treeward::config::Source::Embedded, &users)
-        {
+        match treeward::testing::config::Config::from_toml(
+            &text,
+            treeward::testing::config::Source::Embedded,
+            &users,
+        ) {
             Ok(config) => {
                 for root in config.roots() {
                     let p = root.path().to_string_lossy();
@@ -270,12 +273,12 @@ fn configuration_parser() {
 fn configuration_files_exit_78_or_run() {
     let dir = common::strict_tempdir();
     let cfg = dir.path().join("treeward.toml");
-    let users = treeward::config::SystemUsers;
+    let users = treeward::testing::config::SystemUsers;
     for (name, bytes) in corpus("config") {
         std::fs::write(&cfg, &bytes).unwrap();
-        let valid = treeward::config::Config::from_toml(
+        let valid = treeward::testing::config::Config::from_toml(
             &String::from_utf8_lossy(&bytes),
-            treeward::config::Source::Embedded,
+            treeward::testing::config::Source::Embedded,
             &users,
         )
         .is_ok();
@@ -339,7 +342,7 @@ fn ledger_reader() {
             std::fs::remove_file(entry.unwrap().path()).unwrap();
         }
         std::fs::write(&path, bytes).unwrap();
-        let ledger = treeward::ledger::Ledger::new(&path);
+        let ledger = treeward::testing::ledger::Ledger::new(&path);
         let read = ledger.read();
         if let Err(e) = &read {
             if e.to_string().trim().is_empty() {
@@ -379,7 +382,7 @@ fn journal_reader() {
         .1;
     fuzz("journal", 1500, JSON_TOKENS, |bytes| {
         std::fs::write(&path, &good).unwrap();
-        let ledger = treeward::ledger::Ledger::new(&path);
+        let ledger = treeward::testing::ledger::Ledger::new(&path);
         std::fs::write(ledger.journal_path(), bytes).unwrap();
         let doc = match ledger.read() {
             Ok(doc) => doc,
@@ -446,7 +449,7 @@ fn hook_arguments_and_environment() {
         "hook_args",
         3000,
         HOOK_TOKENS,
-        |bytes| match treeward::hook::parse_args(&args_of(bytes)) {
+        |bytes| match treeward::testing::hook::parse_args(&args_of(bytes)) {
             Err(e) if !e.contains("usage") => Err(format!("no usage in {e:?}")),
             _ => Ok(()),
         },
@@ -510,7 +513,7 @@ fn worker_wire_messages() {
     let seeds_dir = common::strict_tempdir();
     fuzz("worker_request", 300, WIRE_TOKENS, |bytes| {
         let mut child = Command::new(env!("CARGO_BIN_EXE_treeward-check"))
-            .arg(treeward::as_owner::WORKER_FLAG)
+            .arg(treeward::testing::as_owner::WORKER_FLAG)
             .uid(UID)
             .gid(UID)
             .env_clear()

@@ -321,7 +321,7 @@ use clap_mangen::Man;
 fn generated() -> BTreeMap<PathBuf, Vec<u8>> {
     let mut files = BTreeMap::new();
     let date = release_date();
-    for (bin, cmd) in treeward::args::commands() {
+    for (bin, cmd) in treeward::testing::args::commands() {
         files.insert(
             PathBuf::from(format!("man/{bin}.1")),
             man_page(bin, cmd.clone(), &date),
@@ -408,7 +408,7 @@ fn every_binary_has_its_page_and_completions() {
         })
         .collect();
     bins.sort();
-    let mut commands: Vec<String> = treeward::args::commands()
+    let mut commands: Vec<String> = treeward::testing::args::commands()
         .into_iter()
         .map(|(bin, _)| bin.to_owned())
         .collect();
@@ -445,9 +445,9 @@ fn the_configuration_page_documents_every_key() {
         );
     }
     for default in [
-        treeward::config::DEFAULT_LEDGER.to_owned(),
-        treeward::config::DEFAULT_BACKLOG_WARN.to_string(),
-        treeward::config::DEFAULT_PATH.to_owned(),
+        treeward::testing::config::DEFAULT_LEDGER.to_owned(),
+        treeward::testing::config::DEFAULT_BACKLOG_WARN.to_string(),
+        treeward::testing::config::DEFAULT_PATH.to_owned(),
         "1h".to_owned(),
         "78".to_owned(),
     ] {

@@ -8,7 +8,7 @@ use common::{config_file, git, git_command, worktree_add_args, write, Fixture};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use treeward::ledger::{Ledger, State};
+use treeward::testing::ledger::{Ledger, State};
 
 const SHIM: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/hooks/post-checkout");
 const HOOK: &str = env!("CARGO_BIN_EXE_treeward-hook");
@@ -112,7 +112,7 @@ fn worktree_add_records_an_active_record_with_the_right_fields() {
     assert_eq!(r.base_commit, Some(git(&h.fx.repo, &["rev-parse", "main"])));
     assert_eq!(r.uid, nix::unistd::getuid().as_raw());
     assert_eq!(r.state, State::Active);
-    let created = treeward::ledger::parse_timestamp(&r.created_at).unwrap();
+    let created = treeward::testing::ledger::parse_timestamp(&r.created_at).unwrap();
     assert!(created >= before && created <= std::time::SystemTime::now());
     assert!(
         !h.ledger.path().exists(),

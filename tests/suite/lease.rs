@@ -72,7 +72,7 @@ fn stderr(out: &Output) -> String {
 }
 
 fn held(dir: &Path) -> bool {
-    treeward::in_use::flock_held(dir).unwrap()
+    treeward::testing::in_use::flock_held(dir).unwrap()
 }
 
 fn eventually(what: &str, mut f: impl FnMut() -> bool) {
@@ -186,7 +186,9 @@ fn the_holder_is_recorded_while_it_runs_and_a_second_lease_fails_at_once() {
     assert!(held(&s.wt));
     let r = &s.records()[0];
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let start = treeward::in_use::parse_stat(&stat).unwrap().start_time;
+    let start = treeward::testing::in_use::parse_stat(&stat)
+        .unwrap()
+        .start_time;
     assert_eq!(r["lease"]["start_time"], start, "{r}");
 
     let marker = s.f.tmp.path().join("second-ran");
@@ -255,8 +257,8 @@ fn lease_requires_a_command_after_the_double_dash() {
 #[test]
 fn register_records_a_worktree_once_and_refuses_what_is_not_one() {
     let s = setup();
-    let config = treeward::config::Config::load(Some(&s.cfg)).unwrap();
-    let first = treeward::register::register(&config, &s.wt).unwrap();
+    let config = treeward::Config::load(Some(&s.cfg)).unwrap();
+    let first = treeward::register(&config, &s.wt).unwrap();
     assert!(first.created);
     assert_eq!(first.path, s.wt);
     let records = s.records();
@@ -270,7 +272,7 @@ fn register_records_a_worktree_once_and_refuses_what_is_not_one() {
         s.f.repo.join(".git").to_str().unwrap()
     );
 
-    let again = treeward::register::register(&config, &s.wt).unwrap();
+    let again = treeward::register(&config, &s.wt).unwrap();
     assert_eq!(
         (again.id.as_str(), again.created),
         (first.id.as_str(), false)
@@ -286,7 +288,7 @@ fn register_records_a_worktree_once_and_refuses_what_is_not_one() {
         (&outside, "not an entry of any configured root"),
         (&s.f.repo, "not an entry of any configured root"),
     ] {
-        let err = treeward::register::register(&config, path).unwrap_err();
+        let err = treeward::register(&config, path).unwrap_err();
         assert!(err.to_string().contains(why), "{path:?}: {err}");
         assert!(err.to_string().contains("nothing was recorded"), "{err}");
     }
@@ -298,7 +300,7 @@ fn register_records_a_worktree_once_and_refuses_what_is_not_one() {
     );
     std::fs::write(&s.ledger, doctored).unwrap();
     let before = s.records();
-    let err = treeward::register::register(&config, &s.wt).unwrap_err();
+    let err = treeward::register(&config, &s.wt).unwrap_err();
     assert!(err.to_string().contains("is not trusted"), "{err}");
     assert_eq!(s.records(), before, "nothing written");
 }

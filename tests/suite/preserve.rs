@@ -12,9 +12,8 @@ use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
-use treeward::preserve::{
-    delete_branch_if_integrated, preserve, preserve_at, BranchFate, PreserveError,
-};
+use treeward::testing::git::branch::{delete_branch_if_integrated, BranchFate};
+use treeward::testing::preserve::{preserve, preserve_at, PreserveError};
 
 /// Every file and symlink under `dir` except `.git` and the `skip` names:
 /// its relative path, permission and type bits, and bytes (symlink targets

@@ -63,7 +63,7 @@ fn make_host(user: u32) -> Host {
 }
 
 fn ago(seconds: u64) -> String {
-    treeward::ledger::format_timestamp(SystemTime::now() - Duration::from_secs(seconds))
+    treeward::testing::ledger::format_timestamp(SystemTime::now() - Duration::from_secs(seconds))
 }
 
 impl Host {
@@ -243,7 +243,7 @@ fn not_reported(doc: &Value, path: &Path) -> bool {
 
 fn wait_for_flock(dir: &Path) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while treeward::in_use::flock_held(dir).ok() != Some(true) {
+    while treeward::testing::in_use::flock_held(dir).ok() != Some(true) {
         assert!(Instant::now() < deadline, "the flock was never taken");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -251,7 +251,7 @@ fn wait_for_flock(dir: &Path) {
 
 fn wait_for_no_flock(dir: &Path) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while treeward::in_use::flock_held(dir).ok() != Some(false) {
+    while treeward::testing::in_use::flock_held(dir).ok() != Some(false) {
         assert!(Instant::now() < deadline, "the flock was never let go");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -296,7 +296,7 @@ fn released_and_old_orphans_go_young_orphans_and_active_ones_stay() {
     assert!(!released.exists() && !orphan.exists() && !just_released.exists());
     assert!(young.join("README").is_file());
     assert!(active.join("README").is_file());
-    for key in treeward::pass::report::CONTRACT_FIELDS {
+    for key in treeward::testing::pass::report::CONTRACT_FIELDS {
         assert!(doc.get(key).is_some(), "{key} missing");
     }
     assert_eq!(
@@ -974,7 +974,9 @@ fn a_lease_holder_is_a_pid_and_a_start_time_not_a_reused_pid() {
     );
     let pid = other.0.id();
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let start = treeward::in_use::parse_stat(&stat).unwrap().start_time;
+    let start = treeward::testing::in_use::parse_stat(&stat)
+        .unwrap()
+        .start_time;
     h.write_ledger(vec![
         h.rec(
             "reused",
@@ -1006,7 +1008,7 @@ fn a_lease_holder_is_a_pid_and_a_start_time_not_a_reused_pid() {
         "{e}"
     );
     // The pid lived throughout: by pid alone, both were in use.
-    assert!(treeward::in_use::pid_alive(pid));
+    assert!(treeward::testing::in_use::pid_alive(pid));
     assert!(!reused.exists() && matching.join("README").is_file());
     assert_eq!(h.record("reused")["state"], "removed");
     assert_eq!(h.record("matching")["state"], "active");
@@ -1026,7 +1028,7 @@ fn a_lease_whose_holder_is_killed_stays_in_use_while_its_command_holds_the_flock
     let me = nix::unistd::Pid::from_raw(pid as i32);
     nix::sys::signal::kill(me, nix::sys::signal::Signal::SIGKILL).unwrap();
     lease.0.wait().unwrap();
-    assert!(treeward::in_use::flock_held(&wt).unwrap());
+    assert!(treeward::testing::in_use::flock_held(&wt).unwrap());
 
     let doc = h.reap_ok(&[]);
     let e = entry(&doc, &wt);
@@ -1097,7 +1099,7 @@ fn a_fifo_ref_the_owner_planted_fails_only_its_worktree() {
     let started = std::time::Instant::now();
     let out = common::output_within(
         &mut h.reaper(&["--json"]),
-        treeward::as_owner::DEFAULT_TIMEOUT + Duration::from_secs(30),
+        treeward::testing::as_owner::DEFAULT_TIMEOUT + Duration::from_secs(30),
     );
     let took = started.elapsed();
     let (code, doc, stderr) = common::json_report(&out);

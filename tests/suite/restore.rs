@@ -17,8 +17,8 @@ use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
-use treeward::as_owner::rebuild::rebuild;
-use treeward::preserve::preserve;
+use treeward::testing::as_owner::rebuild::rebuild;
+use treeward::testing::preserve::preserve;
 
 /// Everything the round trip must keep.
 #[derive(Debug, PartialEq, Eq)]

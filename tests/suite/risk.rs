@@ -6,7 +6,7 @@ use crate::common;
 
 use common::{git, write, Fixture};
 use std::fs;
-use treeward::risk::{assess, Kind, Reason};
+use treeward::testing::risk::{assess, Kind, Reason};
 
 fn reasons_of(path: &std::path::Path) -> Vec<Reason> {
     let a = assess(path);
@@ -779,9 +779,9 @@ fn squash_merged_into_local_main_only_is_integrated() {
     );
     assert_eq!(
         a.integration,
-        Some(treeward::risk::Integration {
+        Some(treeward::testing::risk::Integration {
             target: "main".to_owned(),
-            how: treeward::risk::How::ChangesPresent
+            how: treeward::testing::risk::How::ChangesPresent
         })
     );
     assert!(!a.at_risk, "{a:?}");
@@ -823,7 +823,7 @@ fn diverged_main_and_origin_main_are_both_targets() {
         a.integration.map(|i| (i.target, i.how)),
         Some((
             "origin/main".to_owned(),
-            treeward::risk::How::PatchEquivalent
+            treeward::testing::risk::How::PatchEquivalent
         ))
     );
 }

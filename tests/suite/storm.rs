@@ -95,7 +95,9 @@ impl Storm {
     }
 
     fn records(&self) -> Vec<Value> {
-        let doc = treeward::ledger::Ledger::new(&self.ledger).read().unwrap();
+        let doc = treeward::testing::ledger::Ledger::new(&self.ledger)
+            .read()
+            .unwrap();
         serde_json::to_value(&doc.records)
             .unwrap()
             .as_array()

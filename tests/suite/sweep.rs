@@ -276,7 +276,7 @@ fn locked_in_use_and_flocked_entries_are_left() {
             .unwrap(),
     );
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while treeward::in_use::flock_held(&flocked).ok() != Some(true) {
+    while treeward::testing::in_use::flock_held(&flocked).ok() != Some(true) {
         assert!(std::time::Instant::now() < deadline);
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
@@ -1084,11 +1084,14 @@ fn a_worktree_whose_repository_moved_is_preserved_whole_into_it() {
     std::fs::rename(&h.f.repo, &moved).unwrap();
     let common_dir = moved.join(".git");
     // The ledger knows the repository where it is now (another record).
-    treeward::ledger::Ledger::new(&h.f.tmp.path().join("ledger.json"))
+    treeward::testing::ledger::Ledger::new(&h.f.tmp.path().join("ledger.json"))
         .update(|doc| {
             let other = h.root.join("elsewhere");
-            doc.records
-                .push(treeward::ledger::Record::new(&other, &common_dir, OWNER));
+            doc.records.push(treeward::testing::ledger::Record::new(
+                &other,
+                &common_dir,
+                OWNER,
+            ));
         })
         .unwrap();
 

@@ -12,9 +12,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use treeward::as_owner::Worker;
-use treeward::config::{Config, Source, SystemUsers};
-use treeward::sweep::{self, Options};
+use treeward::testing::as_owner::Worker;
+use treeward::testing::config::{Config, Source, SystemUsers};
+use treeward::testing::sweep::{self, Options};
 
 const ITERATIONS: usize = 1000;
 

@@ -34,6 +34,10 @@
 //!   block treeward, nor leave a git behind.
 //! - A failure is a value holding the command and git's stderr; the exit
 //!   status is never ignored unless the caller asks for it ([`Git::run`]).
+//!
+//! Git operations on a repository's branches live in [`branch`].
+
+pub mod branch;
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
@@ -196,7 +200,9 @@ impl Git {
         })
     }
 
-    /// Gives the command `budget` instead of [`DEFAULT_DEADLINE`].
+    /// Gives the command `budget` instead of [`DEFAULT_DEADLINE`] (for the
+    /// tests of the deadline itself).
+    #[cfg(test)]
     pub fn deadline(mut self, budget: Duration) -> Git {
         self.deadline = budget;
         self
@@ -358,6 +364,53 @@ fn inherited_log_variables() -> Vec<(OsString, OsString)> {
         .iter()
         .filter_map(|k| std::env::var_os(k).map(|v| (OsString::from(k), v)))
         .collect()
+}
+
+/// One record of `git ls-files -s -v -z`: `<tag> <mode> <oid>
+/// <stage>\t<path>`, borrowed from git's output (no allocation per entry:
+/// an index may hold millions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexRecord<'a> {
+    /// The `-v` tag: `H`, `S` (skip-worktree), lowercase when
+    /// assume-unchanged, and so on.
+    pub tag: u8,
+    /// Octal, as git prints it (`100644`, `160000`).
+    pub mode: &'a str,
+    pub oid: &'a str,
+    /// `0`, or the conflict stage.
+    pub stage: &'a str,
+    pub path: &'a [u8],
+}
+
+/// Pure: the one parser of `git ls-files -s -v -z`, one item per record;
+/// `Err` with the raw record when it is not one (exactly four fields, a
+/// one-byte tag, a tab before the path).
+pub fn ls_files(out: &[u8]) -> impl Iterator<Item = Result<IndexRecord<'_>, &[u8]>> {
+    out.split(|b| *b == 0)
+        .filter(|r| !r.is_empty())
+        .map(|rec| ls_files_record(rec).ok_or(rec))
+}
+
+fn ls_files_record(rec: &[u8]) -> Option<IndexRecord<'_>> {
+    let tab = rec.iter().position(|b| *b == b'\t')?;
+    let (meta, path) = (&rec[..tab], &rec[tab + 1..]);
+    let meta = std::str::from_utf8(meta).ok()?;
+    let mut f = meta.split(' ');
+    let (Some(tag), Some(mode), Some(oid), Some(stage), None) =
+        (f.next(), f.next(), f.next(), f.next(), f.next())
+    else {
+        return None;
+    };
+    let [tag] = tag.as_bytes() else {
+        return None;
+    };
+    Some(IndexRecord {
+        tag: *tag,
+        mode,
+        oid,
+        stage,
+        path,
+    })
 }
 
 #[cfg(test)]
