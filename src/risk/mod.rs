@@ -277,11 +277,13 @@ impl Repo {
 
 /// Assesses the worktree (or whatever else) at `path`. Never fails: every
 /// problem becomes part of the verdict.
+#[cfg(any(test, feature = "internals"))]
 pub fn assess(path: &Path) -> Assessment {
     assess_listing_refs(path).0
 }
 
-/// [`assess`], with the refs git listed for it (none when it holds no
+/// Assesses the worktree (or whatever else) at `path`, as `assess` does,
+/// and returns the refs git listed for it too (none when it holds no
 /// repository, or git failed before listing them): what its reclaim asks
 /// next of the same refs needs no second listing.
 pub fn assess_listing_refs(path: &Path) -> (Assessment, refs::Refs) {
@@ -302,7 +304,7 @@ pub fn unassessed(path: &Path, kind: Kind, why: String) -> Assessment {
     a
 }
 
-/// [`assess`] of a path already located: git runs only when `location`
+/// The assessment of a path already located: git runs only when `location`
 /// [holds a repository](Location::holds_repository).
 pub fn assess_located(path: &Path, location: Location) -> Assessment {
     located(path, location).0
