@@ -853,27 +853,28 @@ fn drop_refs(repo: &Repo<'_>, prefix: &str) {
 /// earlier reclaim of this worktree, cut short after its refs were written.
 /// That set is why the detached commits no longer count as at risk; a rerun
 /// reports them preserved there rather than removed unrecorded. Empty when
-/// there is none (the newest set is taken when there are several). Runs as
-/// the repository's owner.
+/// there is none (the newest set is taken when there are several). `listed`
+/// are the refs the worktree's assessment listed just before (a set's
+/// `head` ref names the commit itself): git lists a set's refs only when
+/// one keeps the HEAD. Runs as the repository's owner.
 pub fn set_keeping_head(
     common: &Path,
     name: &str,
     head: &str,
+    listed: &risk::refs::Refs,
 ) -> Result<Vec<String>, PreserveError> {
-    let repo = Repo::new(common, owner_uid(common)?);
     let base = format!("{NAMESPACE}/{}", ref_component(name));
-    let heads = repo.text(
-        &[
-            "for-each-ref",
-            "--format=%(refname)",
-            &format!("--points-at={head}"),
-            &format!("{base}/"),
-        ],
-        "looking for a set keeping the detached HEAD",
-    )?;
+    let within = format!("{base}/");
+    let heads: String = listed
+        .0
+        .iter()
+        .filter(|r| r.oid == head && r.name.starts_with(&within))
+        .map(|r| format!("{}\n", r.name))
+        .collect();
     let Some(stamp) = newest_stamp_with_head(&base, &heads) else {
         return Ok(Vec::new());
     };
+    let repo = Repo::new(common, owner_uid(common)?);
     let refs = repo.text(
         &[
             "for-each-ref",
@@ -1022,6 +1023,27 @@ mod tests {
             None
         );
         assert_eq!(newest_stamp_with_head(base, ""), None);
+    }
+
+    #[test]
+    fn without_a_set_at_the_head_git_is_not_asked() {
+        let base = "refs/treeward/preserved/wt";
+        let listed = risk::refs::parse(
+            format!(
+                "refs/heads/main aaa  \n{base}/20260101T000000Z/head bbb  \n\
+                 refs/treeward/preserved/other/20260101T000000Z/head aaa  \n"
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        // No repository is there: a git call would fail.
+        let none = Path::new("/nonexistent/treeward-test");
+        assert_eq!(
+            set_keeping_head(none, "wt", "aaa", &listed).unwrap(),
+            Vec::<String>::new()
+        );
+        // Control: a set of this worktree at the head is looked up in git.
+        assert!(set_keeping_head(none, "wt", "bbb", &listed).is_err());
     }
 
     #[test]

@@ -89,7 +89,7 @@ pub fn reclaim(claim: &Claim, policy: Policy, dry_run: bool) -> Reclaimed {
             return out;
         }
     }
-    let a = risk::assess(path);
+    let (a, listed) = risk::assess_listing_refs(path);
     out.reasons.clone_from(&a.reasons);
     out.branch.clone_from(&a.branch);
     if a.kind != Kind::LinkedWorktree {
@@ -109,7 +109,8 @@ pub fn reclaim(claim: &Claim, policy: Policy, dry_run: bool) -> Reclaimed {
     if let (Drain::Remove, Policy::Preserve, None, Some(head)) =
         (out.decision, policy, &a.branch, &a.head)
     {
-        match preserve::set_keeping_head(claim.common(), &claim.name().to_string_lossy(), head) {
+        let name = claim.name().to_string_lossy();
+        match preserve::set_keeping_head(claim.common(), &name, head, &listed) {
             Ok(refs) if !refs.is_empty() => {
                 out.decision = Drain::PreserveThenRemove;
                 out.preserved_refs = refs;

@@ -275,8 +275,17 @@ impl Repo {
 
 /// Assesses the worktree (or whatever else) at `path`. Never fails: every
 /// problem becomes part of the verdict.
+#[cfg(any(test, feature = "internals"))]
 pub fn assess(path: &Path) -> Assessment {
-    assess_located(path, locate(path))
+    assess_listing_refs(path).0
+}
+
+/// Assesses the worktree (or whatever else) at `path`, as `assess` does,
+/// and returns the refs git listed for it too (none when it holds no
+/// repository, or git failed before listing them): what its reclaim asks
+/// next of the same refs needs no second listing.
+pub fn assess_listing_refs(path: &Path) -> (Assessment, refs::Refs) {
+    located(path, locate(path))
 }
 
 /// The verdict on a worktree that holds a repository but was not assessed
@@ -293,23 +302,31 @@ pub fn unassessed(path: &Path, kind: Kind, why: String) -> Assessment {
     a
 }
 
-/// [`assess`] of a path already located: git runs only when `location`
+/// The assessment of a path already located: git runs only when `location`
 /// [holds a repository](Location::holds_repository).
 pub fn assess_located(path: &Path, location: Location) -> Assessment {
+    located(path, location).0
+}
+
+/// [`assess_located`], with the refs git listed.
+fn located(path: &Path, location: Location) -> (Assessment, refs::Refs) {
+    let alone = |a: Assessment| (a, refs::Refs::default());
     match location {
         Location::Missing => {
             let mut a = Assessment::new(path, Kind::Missing);
             a.error = Some(format!("{}: no such file or directory", path.display()));
-            a
+            alone(a)
         }
-        Location::Symlink => Assessment::new(path, Kind::Symlink),
-        Location::NotADirectory => flagged(path, Kind::NotAWorktree, Reason::NotAWorktree),
-        Location::Plain { empty: true } => Assessment::new(path, Kind::NotAWorktree),
-        Location::Plain { empty: false } => flagged(path, Kind::NotAWorktree, Reason::NotAWorktree),
+        Location::Symlink => alone(Assessment::new(path, Kind::Symlink)),
+        Location::NotADirectory => alone(flagged(path, Kind::NotAWorktree, Reason::NotAWorktree)),
+        Location::Plain { empty: true } => alone(Assessment::new(path, Kind::NotAWorktree)),
+        Location::Plain { empty: false } => {
+            alone(flagged(path, Kind::NotAWorktree, Reason::NotAWorktree))
+        }
         Location::Broken { why } => {
             let mut a = flagged(path, Kind::Broken, Reason::Broken);
             a.error = Some(why);
-            a
+            alone(a)
         }
         Location::Main { common } => {
             assess_repository(path, Kind::MainWorktree, &common, &common, None)
@@ -334,17 +351,21 @@ fn assess_repository(
     gitdir: &Path,
     common: &Path,
     name: Option<String>,
-) -> Assessment {
+) -> (Assessment, refs::Refs) {
     let mut a = Assessment::new(path, kind);
     a.repository = Some(common.to_path_buf());
     a.worktree_name = name;
+    let mut listed = refs::Refs::default();
     match std::fs::metadata(common) {
         Ok(m) => {
             a.repository_owner = Some(m.uid());
             let repo = Repo::worktree(path, gitdir, m.uid());
-            if let Err(e) = inspect(&mut a, &repo, gitdir, common) {
-                a.error = Some(e.to_string());
-                a.flag(Reason::Error);
+            match inspect(&mut a, &repo, gitdir, common) {
+                Ok(refs) => listed = refs,
+                Err(e) => {
+                    a.error = Some(e.to_string());
+                    a.flag(Reason::Error);
+                }
             }
         }
         Err(e) => {
@@ -357,7 +378,7 @@ fn assess_repository(
     }
     a.reasons.sort();
     a.reasons.dedup();
-    a
+    (a, listed)
 }
 
 /// `git status` as the checker runs it.
@@ -370,8 +391,14 @@ const STATUS: [&str; 6] = [
     "--ignore-submodules=none",
 ];
 
-/// Gathers the facts from git and turns them into the verdict.
-fn inspect(a: &mut Assessment, repo: &Repo, gitdir: &Path, common: &Path) -> Result<(), RiskError> {
+/// Gathers the facts from git and turns them into the verdict; returns the
+/// refs it listed.
+fn inspect(
+    a: &mut Assessment,
+    repo: &Repo,
+    gitdir: &Path,
+    common: &Path,
+) -> Result<refs::Refs, RiskError> {
     let admin = crate::fd::open_path_trusted(gitdir).map_err(|source| RiskError::Open {
         path: gitdir.to_path_buf(),
         source,
@@ -426,6 +453,9 @@ fn inspect(a: &mut Assessment, repo: &Repo, gitdir: &Path, common: &Path) -> Res
     facts.submodules = a.submodules.len();
 
     match (&status.head, &status.branch) {
+        // A ref that outlives the worktree at HEAD itself reaches all of
+        // it (the common case: detached at a branch's tip): no walk.
+        (Some(head), None) if refs.survivor_at(head) => {}
         (Some(_), None) => {
             facts.detached_unreachable =
                 unreachable_from_head(repo, common, a.worktree_name.as_deref())?;
@@ -456,7 +486,7 @@ fn inspect(a: &mut Assessment, repo: &Repo, gitdir: &Path, common: &Path) -> Res
     for reason in reasons(&facts) {
         a.flag(reason);
     }
-    Ok(())
+    Ok(refs)
 }
 
 /// Stash entries (noted, not at risk: they live in the common dir). The

@@ -100,6 +100,14 @@ impl Refs {
         names
     }
 
+    /// Whether a ref that outlives the worktree (any but a per-worktree
+    /// one) points at `oid` itself: everything `oid` reaches, it reaches.
+    pub fn survivor_at(&self, oid: &str) -> bool {
+        self.0
+            .iter()
+            .any(|r| r.oid == oid && !is_per_worktree(&r.name))
+    }
+
     /// The default branch: the one `origin/HEAD` names (locally, with its
     /// configured upstream, else `origin/HEAD`'s target as the upstream),
     /// else the first local `main` or `master` with its upstream, else
@@ -174,6 +182,20 @@ mod tests {
             r.per_worktree(),
             vec!["refs/bisect/bad", "refs/rewritten/x"]
         );
+    }
+
+    #[test]
+    fn a_survivor_is_a_shared_ref_at_that_very_commit() {
+        let r = refs(&[
+            ("refs/heads/main", "a", "", ""),
+            ("refs/worktree/wip", "b", "", ""),
+            ("refs/treeward/preserved/w/1/head", "c", "", ""),
+        ]);
+        assert!(r.survivor_at("a"));
+        assert!(r.survivor_at("c"));
+        // Dies with the worktree: keeps nothing alive.
+        assert!(!r.survivor_at("b"));
+        assert!(!r.survivor_at("d"));
     }
 
     #[test]

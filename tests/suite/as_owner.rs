@@ -314,6 +314,53 @@ fn a_failed_request_does_not_fail_the_batch() {
     assert_eq!(root_owned(f.tmp.path()), Vec::<String>::new());
 }
 
+/// Locks are served several at once (each waits for its own fsync): a
+/// batch longer than one round is answered in order, each lock written
+/// whole, an owner's lock met on the way left as it is.
+#[test]
+fn a_long_batch_of_locks_is_answered_in_order() {
+    if !need_root("a_long_batch_of_locks_is_answered_in_order") {
+        return;
+    }
+    let f = Fixture::new();
+    let worktrees: Vec<PathBuf> = (0..20)
+        .map(|i| f.detached_worktree(&format!("review-{i}")))
+        .collect();
+    let admin = |i: usize| f.repo.join(format!(".git/worktrees/review-{i}"));
+    write(&admin(17).join("locked"), "the owner's");
+    chown_to_owner(f.tmp.path());
+    let requests: Vec<Request> = worktrees
+        .iter()
+        .map(|wt| Request::LockWorktree {
+            claimed: ticket(wt),
+            reason: Some("treeward".to_owned()),
+        })
+        .collect();
+    let responses = worker().call_batch(OWNER, &requests).unwrap();
+    assert_eq!(responses.len(), worktrees.len());
+    for (i, response) in responses.iter().enumerate() {
+        let (newly_locked, reason) = if i == 17 {
+            (false, "the owner's")
+        } else {
+            (true, "treeward")
+        };
+        assert_eq!(
+            response,
+            &Response::Locked {
+                newly_locked,
+                reason: Some(reason.to_owned()),
+            },
+            "review-{i}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(admin(i).join("locked")).unwrap(),
+            reason,
+            "review-{i}"
+        );
+    }
+    assert_eq!(root_owned(f.tmp.path()), Vec::<String>::new());
+}
+
 #[test]
 fn a_hanging_worker_is_killed_at_the_timeout() {
     if !need_root("a_hanging_worker_is_killed_at_the_timeout") {
