@@ -25,44 +25,13 @@ use std::time::{Duration, Instant};
 /// after the start.
 pub(super) fn serve_until(requests: &[Request], stop_after: Option<Duration>) -> Vec<Response> {
     let stop = stop_after.map(|d| Instant::now() + d);
-    let serve = |r: &Request| match stop {
-        Some(stop) if Instant::now() >= stop => Response::NotStarted,
-        _ => serve_request(r),
-    };
-    if !requests.iter().all(edits_admin_dir) {
-        return requests.iter().map(serve).collect();
-    }
-    // Each edit waits for its own fsync; the filesystem commits concurrent
-    // ones together (a sweep of 200 worktrees waited on 400 fsyncs in a
-    // row, most of its blocking phase). Every edit is still durable before
-    // its response is sent.
-    let mut responses = Vec::with_capacity(requests.len());
-    for group in requests.chunks(CONCURRENT_EDITS) {
-        std::thread::scope(|s| {
-            let running: Vec<_> = group.iter().map(|r| s.spawn(move || serve(r))).collect();
-            responses.extend(running.into_iter().map(|h| {
-                h.join().unwrap_or_else(|_| Response::Failed {
-                    message: "serving the request panicked".to_owned(),
-                })
-            }));
-        });
-    }
-    responses
-}
-
-/// How many admin-dir edits ([`edits_admin_dir`]) one worker serves at
-/// once.
-const CONCURRENT_EDITS: usize = 16;
-
-/// Whether `request` only edits one small file of its claim's admin dir
-/// (lock, unlock, relocate): the requests of one batch name distinct
-/// worktrees, each with its own admin dir, and these run no git, so they
-/// may be served concurrently.
-fn edits_admin_dir(request: &Request) -> bool {
-    matches!(
-        request,
-        Request::LockWorktree { .. } | Request::UnlockWorktree { .. } | Request::Relocate { .. }
-    )
+    requests
+        .iter()
+        .map(|r| match stop {
+            Some(stop) if Instant::now() >= stop => Response::NotStarted,
+            _ => serve_request(r),
+        })
+        .collect()
 }
 
 /// Serves one request in this process: the one dispatch of every operation.
