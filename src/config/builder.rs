@@ -12,7 +12,7 @@
 
 use super::{Config, ConfigError, Policy, Source, SystemUsers};
 use serde::Serialize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Builds a [`Config`] in code; see [`Config::builder`].
@@ -20,12 +20,19 @@ use std::time::Duration;
 #[must_use]
 pub struct ConfigBuilder {
     doc: Doc,
+    /// The paths as given, written into `doc` by [`ConfigBuilder::build`]
+    /// (a path that is not UTF-8 cannot be written in TOML: it is refused
+    /// there, not mangled here).
+    ledger: Option<PathBuf>,
+    metrics: Option<PathBuf>,
+    roots: Vec<RootBuilder>,
 }
 
 /// One root of a [`ConfigBuilder`]: the keys of a `[[root]]` table.
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct RootBuilder {
+    path: PathBuf,
     table: Table,
 }
 
@@ -60,16 +67,21 @@ struct Table {
     owner: Option<String>,
 }
 
-/// A path as TOML text; a path that is not UTF-8 cannot be written in the
-/// file either, and validation refuses the replacement characters.
-fn text(path: impl Into<PathBuf>) -> String {
-    path.into().to_string_lossy().into_owned()
+/// A path as TOML text, or the error naming `key` when it is not UTF-8 (a
+/// file could not hold it either).
+fn text(path: &Path, key: &str) -> Result<String, ConfigError> {
+    path.to_str().map(str::to_owned).ok_or_else(|| ConfigError {
+        file: Source::Built,
+        line: None,
+        key: Some(key.to_owned()),
+        message: format!("{path:?} is not UTF-8; a path must be written as text"),
+    })
 }
 
 impl ConfigBuilder {
     /// The ledger file (default `/var/lib/treeward/ledger.json`).
     pub fn ledger(mut self, path: impl Into<PathBuf>) -> ConfigBuilder {
-        self.doc.ledger = Some(text(path));
+        self.ledger = Some(path.into());
         self
     }
 
@@ -87,19 +99,30 @@ impl ConfigBuilder {
 
     /// The directory each pass writes its Prometheus textfile into.
     pub fn metrics(mut self, dir: impl Into<PathBuf>) -> ConfigBuilder {
-        self.doc.metrics = Some(text(dir));
+        self.metrics = Some(dir.into());
         self
     }
 
     /// Adds a root.
     pub fn root(mut self, root: RootBuilder) -> ConfigBuilder {
-        self.doc.root.push(root.table);
+        self.roots.push(root);
         self
     }
 
     /// Validates the configuration as [`Config::from_toml`] validates a file
     /// (owners are looked up in the system's user database).
-    pub fn build(self) -> Result<Config, ConfigError> {
+    pub fn build(mut self) -> Result<Config, ConfigError> {
+        if let Some(path) = &self.ledger {
+            self.doc.ledger = Some(text(path, "ledger")?);
+        }
+        if let Some(dir) = &self.metrics {
+            self.doc.metrics = Some(text(dir, "metrics")?);
+        }
+        for (i, root) in self.roots.into_iter().enumerate() {
+            let mut table = root.table;
+            table.path = text(&root.path, &format!("root[{i}].path"))?;
+            self.doc.root.push(table);
+        }
         let toml = toml::to_string(&self.doc).map_err(|e| ConfigError {
             file: Source::Built,
             line: None,
@@ -116,8 +139,9 @@ impl RootBuilder {
     /// and reaped with the defaults: grace 1h, policy `preserve`.
     pub fn new(path: impl Into<PathBuf>) -> RootBuilder {
         RootBuilder {
+            path: path.into(),
             table: Table {
-                path: text(path),
+                path: String::new(),
                 patterns: vec!["*".to_owned()],
                 sweep: None,
                 reap: None,
@@ -187,6 +211,14 @@ mod tests {
         assert!(relative.to_string().contains("is relative"), "{relative}");
         let none = Config::builder().build().unwrap_err();
         assert_eq!(none.key.as_deref(), Some("root"), "{none}");
+        use std::os::unix::ffi::OsStrExt;
+        let mangled = std::ffi::OsStr::from_bytes(b"/var/lib/a\xffb");
+        let err = Config::builder()
+            .root(RootBuilder::new(mangled))
+            .build()
+            .unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("root[0].path"), "{err}");
+        assert!(err.to_string().contains("is not UTF-8"), "{err}");
     }
 
     #[test]
