@@ -11,8 +11,7 @@ use nix::errno::Errno;
 use nix::unistd::{unlinkat, UnlinkatFlags};
 use std::ffi::OsStr;
 use std::fmt;
-use std::io::{self, Write};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 
 /// Why the admin dir's `locked` or `gitdir` file could not be written.
@@ -21,13 +20,6 @@ use std::path::PathBuf;
 pub enum AdminDirError {
     /// The admin dir no longer verifies as the claim's.
     Unclaimed(Unclaimed),
-    /// The lock's reason could not be written (the lock was taken back).
-    WriteLock {
-        /// The admin dir.
-        admin: PathBuf,
-        /// Why.
-        source: io::Error,
-    },
     /// Someone else's lock could not be read.
     ReadLock {
         /// The admin dir.
@@ -49,15 +41,20 @@ pub enum AdminDirError {
         /// Why.
         source: nix::Error,
     },
+    /// A batch's writes could not be made durable (`syncfs`): a lock may be
+    /// in place, but nobody was told it holds.
+    Sync {
+        /// An admin dir on the filesystem that failed.
+        admin: PathBuf,
+        /// Why.
+        source: nix::Error,
+    },
 }
 
 impl fmt::Display for AdminDirError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             AdminDirError::Unclaimed(e) => write!(f, "{e}"),
-            AdminDirError::WriteLock { admin, source } => {
-                write!(f, "{}/locked: {source}", admin.display())
-            }
             AdminDirError::ReadLock { admin, source } => {
                 write!(f, "{}/locked {source}", admin.display())
             }
@@ -67,6 +64,9 @@ impl fmt::Display for AdminDirError {
             AdminDirError::Relocate { admin, source } => {
                 write!(f, "rewriting {}/gitdir: {source}", admin.display())
             }
+            AdminDirError::Sync { admin, source } => {
+                write!(f, "syncing the filesystem of {}: {source}", admin.display())
+            }
         }
     }
 }
@@ -75,11 +75,10 @@ impl std::error::Error for AdminDirError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             AdminDirError::Unclaimed(e) => Some(e),
-            AdminDirError::WriteLock { source, .. } => Some(source),
             AdminDirError::ReadLock { source, .. } => Some(source),
-            AdminDirError::Lock { source, .. } | AdminDirError::Relocate { source, .. } => {
-                Some(source)
-            }
+            AdminDirError::Lock { source, .. }
+            | AdminDirError::Relocate { source, .. }
+            | AdminDirError::Sync { source, .. } => Some(source),
         }
     }
 }
@@ -102,47 +101,136 @@ pub enum Lock {
     Held(String),
 }
 
-/// `git worktree lock --reason <reason>`, as git does it: the `locked` file
-/// is the lock, and it is created only if it does not exist.
-pub fn lock(claim: &Claim, reason: &str) -> Result<Lock, AdminDirError> {
-    let admin = claim.open_admin()?;
-    crate::fault::point("admin dir: before a lock");
-    match fd::create_new_at(admin.as_fd(), OsStr::new("locked")) {
-        Ok(mut file) => {
-            let written = file
-                .write_all(reason.as_bytes())
-                .and_then(|()| file.sync_all());
-            if let Err(source) = written {
-                // A lock whose reason could not be written (a full disk)
-                // must not stay behind: an empty `locked` file is an
-                // owner's lock to every later pass, so the worktree would
-                // be skipped forever.
-                drop(file);
-                let _ = unlinkat(admin.as_fd(), "locked", UnlinkatFlags::NoRemoveDir);
-                return Err(AdminDirError::WriteLock {
-                    admin: claim.admin().to_path_buf(),
-                    source,
-                });
+/// `git worktree lock --reason <reason>` for each `(claim, reason)`, in
+/// order, as git does it: the `locked` file is the lock, and it is created
+/// only if it does not exist. The writes of the whole batch are made
+/// durable together (see [`Pending`]).
+pub fn lock_all(claims: &[(&Claim, &str)]) -> Vec<Result<Lock, AdminDirError>> {
+    let staged = claims
+        .iter()
+        .map(|(claim, reason)| {
+            let admin = claim.open_admin()?;
+            crate::fault::point("admin dir: before a lock");
+            // Someone's lock already: theirs, untouched (an empty one is a
+            // lock without a reason, as `git worktree lock` writes it).
+            let held =
+                fd::read_at(admin.as_fd(), OsStr::new("locked"), MAX_REASON).map_err(|source| {
+                    AdminDirError::ReadLock {
+                        admin: claim.admin().to_path_buf(),
+                        source,
+                    }
+                })?;
+            if let Some(held) = held {
+                return Ok(Err(Lock::Held(reason_of(&held))));
             }
-            crate::fault::point("admin dir: after a lock");
-            Ok(Lock::Taken)
-        }
-        Err(Errno::EEXIST) => {
-            let held = fd::read_at(admin.as_fd(), OsStr::new("locked"), MAX_REASON)
+            let staged = fd::stage_at(
+                admin.as_fd(),
+                OsStr::new("locked"),
+                reason.as_bytes(),
+                fd::Durable::WithTheBatch,
+            )
+            .map_err(|source| AdminDirError::Lock {
+                admin: claim.admin().to_path_buf(),
+                source,
+            })?;
+            Ok(Ok(Pending {
+                admin,
+                path: claim.admin().to_path_buf(),
+                staged,
+            }))
+        })
+        .collect();
+    durably(staged, |p| {
+        match p.staged.place(p.admin.as_fd(), fd::Place::IfAbsent) {
+            Ok(()) => {
+                crate::fault::point("admin dir: after a lock");
+                Ok(Lock::Taken)
+            }
+            // Locked by someone else between the look and the rename.
+            Err(Errno::EEXIST) => fd::read_at(p.admin.as_fd(), OsStr::new("locked"), MAX_REASON)
+                .map(|held| Lock::Held(reason_of(&held.unwrap_or_default())))
                 .map_err(|source| AdminDirError::ReadLock {
-                    admin: claim.admin().to_path_buf(),
+                    admin: p.path.clone(),
                     source,
-                })?
-                .unwrap_or_default();
-            Ok(Lock::Held(
-                String::from_utf8_lossy(&held).trim_end().to_owned(),
-            ))
+                }),
+            Err(source) => Err(AdminDirError::Lock {
+                admin: p.path.clone(),
+                source,
+            }),
         }
-        Err(source) => Err(AdminDirError::Lock {
-            admin: claim.admin().to_path_buf(),
-            source,
-        }),
+    })
+}
+
+/// A lock's reason as read back.
+fn reason_of(held: &[u8]) -> String {
+    String::from_utf8_lossy(held).trim_end().to_owned()
+}
+
+/// A `locked` or `gitdir` file written in full beside its place in an admin
+/// dir, not yet in place. A batch stages all of its writes, makes them
+/// durable with one `syncfs` a filesystem, places each by a rename, and
+/// syncs again ([`durably`]): one journal commit a batch instead of one a
+/// worktree (the sweep holds up the service's start while it locks and
+/// relocates), and a file is never seen, nor left by a crash, empty or half
+/// written. A crash between staging and placing leaves an unused
+/// `<name>.treeward.<pid>.<n>` in the admin dir, which nothing reads.
+struct Pending {
+    admin: OwnedFd,
+    path: PathBuf,
+    staged: fd::Staged,
+}
+
+/// Carries out a batch: `staged` holds, in order, an error, an answer
+/// known without writing (`Err` of the inner result), or a [`Pending`]
+/// write, which is made durable, placed with `place`, and made durable
+/// again before its answer is given.
+fn durably<T>(
+    staged: Vec<Result<Result<Pending, T>, AdminDirError>>,
+    place: impl Fn(&Pending) -> Result<T, AdminDirError>,
+) -> Vec<Result<T, AdminDirError>> {
+    let before = {
+        let pending: Vec<&Pending> = staged
+            .iter()
+            .filter_map(|s| s.as_ref().ok()?.as_ref().ok())
+            .collect();
+        fd::sync_filesystems(pending.iter().map(|p| p.staged.file()))
+            .map_err(|(i, source)| (pending[i].path.clone(), source))
+    };
+    let mut answers = Vec::with_capacity(staged.len());
+    let mut placed: Vec<(usize, Pending)> = Vec::new();
+    for s in staged {
+        let answer = match s {
+            Err(e) => Err(e),
+            Ok(Err(known)) => Ok(known),
+            Ok(Ok(p)) => match &before {
+                Err((admin, source)) => {
+                    p.staged.discard(p.admin.as_fd());
+                    Err(AdminDirError::Sync {
+                        admin: admin.clone(),
+                        source: *source,
+                    })
+                }
+                Ok(()) => {
+                    let answer = place(&p);
+                    if answer.is_ok() {
+                        placed.push((answers.len(), p));
+                    }
+                    answer
+                }
+            },
+        };
+        answers.push(answer);
     }
+    // Placed: durable before the caller is told so.
+    if let Err((i, source)) = fd::sync_filesystems(placed.iter().map(|(_, p)| p.staged.file())) {
+        for (j, _) in &placed {
+            answers[*j] = Err(AdminDirError::Sync {
+                admin: placed[i].1.path.clone(),
+                source,
+            });
+        }
+    }
+    answers
 }
 
 /// `git worktree unlock`: removes the `locked` file; whether there was one.
@@ -160,19 +248,45 @@ pub fn unlock(claim: &Claim) -> Result<bool, AdminDirError> {
 
 /// Points the admin entry's `gitdir` at where the worktree is now (after
 /// the sweep renamed it into the trash, or back), so that it stays a valid
-/// worktree of its repository. Atomic: a new file renamed into place.
+/// worktree of its repository. Atomic: a new file renamed into place. One
+/// worktree: [`relocate_all`] of one.
 pub fn relocate(claim: &Claim) -> Result<(), AdminDirError> {
-    let admin = claim.open_admin()?;
-    crate::fault::point("admin dir: before a relocation");
-    let mut line = claim.entry().join(".git").into_os_string();
-    line.push("\n");
-    fd::replace_at(
-        admin.as_fd(),
-        OsStr::new("gitdir"),
-        std::os::unix::ffi::OsStrExt::as_bytes(line.as_os_str()),
-    )
-    .map_err(|source| AdminDirError::Relocate {
-        admin: claim.admin().to_path_buf(),
-        source,
+    relocate_all(&[claim]).pop().expect("one answer a claim")
+}
+
+/// [`relocate`] for each claim, in order, with the writes of the whole
+/// batch made durable together (see [`Pending`]).
+pub fn relocate_all(claims: &[&Claim]) -> Vec<Result<(), AdminDirError>> {
+    let staged = claims
+        .iter()
+        .map(|claim| {
+            let admin = claim.open_admin()?;
+            crate::fault::point("admin dir: before a relocation");
+            let mut line = claim.entry().join(".git").into_os_string();
+            line.push("\n");
+            let staged = fd::stage_at(
+                admin.as_fd(),
+                OsStr::new("gitdir"),
+                std::os::unix::ffi::OsStrExt::as_bytes(line.as_os_str()),
+                fd::Durable::WithTheBatch,
+            )
+            .map_err(|source| AdminDirError::Relocate {
+                admin: claim.admin().to_path_buf(),
+                source,
+            })?;
+            Ok(Ok(Pending {
+                admin,
+                path: claim.admin().to_path_buf(),
+                staged,
+            }))
+        })
+        .collect();
+    durably(staged, |p| {
+        p.staged
+            .place(p.admin.as_fd(), fd::Place::Replace)
+            .map_err(|source| AdminDirError::Relocate {
+                admin: p.path.clone(),
+                source,
+            })
     })
 }

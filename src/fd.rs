@@ -334,22 +334,133 @@ pub fn create_new_with_mode_at(dir: BorrowedFd<'_>, name: &OsStr, perm: u32) -> 
 /// renamed over `name`. A temporary name that is taken (a planted symlink,
 /// say) is never written through: the write fails instead.
 pub fn replace_at(dir: BorrowedFd<'_>, name: &OsStr, bytes: &[u8]) -> nix::Result<()> {
+    let staged = stage_at(dir, name, bytes, Durable::Now)?;
+    staged.place(dir, Place::Replace)
+}
+
+/// Whether [`stage_at`] syncs the file it writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durable {
+    /// `fsync` the file before returning.
+    Now,
+    /// The caller makes a whole batch durable at once ([`sync_filesystem`])
+    /// before placing any of it: one journal commit instead of one a file.
+    WithTheBatch,
+}
+
+/// How [`Staged::place`] puts a staged file at its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    /// Over whatever is there (`rename(2)`: the name itself, never what a
+    /// symlink there points to).
+    Replace,
+    /// Only if the name is free (`RENAME_NOREPLACE`; `EEXIST` otherwise):
+    /// create-if-absent with its content already written, so no reader, and
+    /// no crash, ever sees the file empty or half written.
+    IfAbsent,
+}
+
+/// A file written in full under a temporary name beside its final one
+/// ([`stage_at`]), not yet in place. Dropped without being placed
+/// ([`Staged::place`]) or discarded ([`Staged::discard`]), the temporary
+/// name stays behind: an unused file nobody reads, which is what a crash
+/// leaves too.
+#[derive(Debug)]
+pub struct Staged {
+    tmp: std::ffi::OsString,
+    name: std::ffi::OsString,
+    /// The file, open: a descriptor on its filesystem for
+    /// [`sync_filesystems`] (a directory reached by `O_PATH` cannot be
+    /// synced).
+    file: File,
+}
+
+/// Writes `bytes` to a new temporary file beside `name` in `dir`
+/// (`<name>.treeward.<pid>.<n>`, `O_CREAT | O_EXCL | O_NOFOLLOW`, mode 0644
+/// less the umask); synced when `durable` says so.
+pub fn stage_at(
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    bytes: &[u8],
+    durable: Durable,
+) -> nix::Result<Staged> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut tmp = name.to_os_string();
-    tmp.push(format!(".treeward.{}", std::process::id()));
+    tmp.push(format!(".treeward.{}.{n}", std::process::id()));
     let mut file = create_new_at(dir, &tmp)?;
-    let written = file.write_all(bytes).and_then(|()| file.sync_all());
-    drop(file);
-    // SAFETY (of the names): both relative to `dir`; rename(2) replaces the
-    // name `name` itself, never what a symlink there points to, and the
-    // unlink removes only our own temporary name.
-    let renamed = match written {
-        Ok(()) => renameat(dir, tmp.as_os_str(), dir, name),
-        Err(e) => Err(Errno::from_raw(e.raw_os_error().unwrap_or(0))),
+    let written = file.write_all(bytes).and_then(|()| match durable {
+        Durable::Now => file.sync_all(),
+        Durable::WithTheBatch => Ok(()),
+    });
+    let staged = Staged {
+        tmp,
+        name: name.to_os_string(),
+        file,
     };
-    if renamed.is_err() {
-        let _ = unlinkat(dir, tmp.as_os_str(), UnlinkatFlags::NoRemoveDir);
+    match written {
+        Ok(()) => Ok(staged),
+        Err(e) => {
+            staged.discard(dir);
+            Err(Errno::from_raw(e.raw_os_error().unwrap_or(0)))
+        }
     }
-    renamed
+}
+
+impl Staged {
+    /// Renames the staged file to its name in `dir` (the directory it was
+    /// staged in); on failure the temporary file is removed.
+    pub fn place(&self, dir: BorrowedFd<'_>, how: Place) -> nix::Result<()> {
+        // SAFETY (of the names): both relative to `dir`; neither rename
+        // follows a symlink at either name, and the unlink removes only our
+        // own temporary name.
+        let placed = match how {
+            Place::Replace => renameat(dir, self.tmp.as_os_str(), dir, self.name.as_os_str()),
+            Place::IfAbsent => nix::fcntl::renameat2(
+                dir,
+                self.tmp.as_os_str(),
+                dir,
+                self.name.as_os_str(),
+                nix::fcntl::RenameFlags::RENAME_NOREPLACE,
+            ),
+        };
+        if placed.is_err() {
+            self.discard(dir);
+        }
+        placed
+    }
+
+    /// The staged file, open (also once placed).
+    pub fn file(&self) -> BorrowedFd<'_> {
+        self.file.as_fd()
+    }
+
+    /// Removes the staged file, unplaced.
+    pub fn discard(&self, dir: BorrowedFd<'_>) {
+        let _ = unlinkat(dir, self.tmp.as_os_str(), UnlinkatFlags::NoRemoveDir);
+    }
+}
+
+/// Makes everything written on the filesystems holding `fds` durable,
+/// with one `syncfs(2)` a filesystem (`st_dev` tells them apart): the
+/// barrier of a batch of [`Durable::WithTheBatch`] writes, before anything
+/// that depends on them and again after they are placed. On failure, the
+/// position in `fds` of the one that failed, and why.
+pub fn sync_filesystems<'a>(
+    fds: impl IntoIterator<Item = BorrowedFd<'a>>,
+) -> Result<(), (usize, Errno)> {
+    let mut synced = Vec::new();
+    for (i, fd) in fds.into_iter().enumerate() {
+        let dev = fstat(fd).map_err(|e| (i, e))?.st_dev;
+        if synced.contains(&dev) {
+            continue;
+        }
+        // SAFETY: syncfs(2) only flushes the filesystem `fd` is on; `fd` is
+        // not changed.
+        nix::unistd::syncfs(fd).map_err(|e| (i, e))?;
+        synced.push(dev);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -432,14 +543,57 @@ mod tests {
             std::fs::read(tmp.path().join("gitdir")).unwrap(),
             b"/x/.git\n"
         );
-        let planted = tmp
-            .path()
-            .join(format!("gitdir.treeward.{}", std::process::id()));
-        symlink(&victim, &planted).unwrap();
+        // Every temporary name this process could use next.
+        for n in 0..10_000 {
+            let planted = tmp
+                .path()
+                .join(format!("gitdir.treeward.{}.{n}", std::process::id()));
+            let _ = symlink(&victim, &planted);
+        }
         assert_eq!(
             replace_at(fd.as_fd(), OsStr::new("gitdir"), b"evil\n"),
             Err(Errno::EEXIST)
         );
         assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    }
+
+    #[test]
+    fn a_staged_file_appears_whole_and_only_where_the_name_is_free() {
+        let tmp = tempfile::tempdir().unwrap();
+        // As an admin dir is reached: by O_PATH, which syncfs(2) refuses.
+        let fd = nix::fcntl::open(
+            tmp.path(),
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .unwrap();
+        let names = || {
+            let mut n: Vec<_> = std::fs::read_dir(tmp.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            n.sort();
+            n
+        };
+        let staged = stage_at(
+            fd.as_fd(),
+            OsStr::new("locked"),
+            b"ours",
+            Durable::WithTheBatch,
+        )
+        .unwrap();
+        assert!(!tmp.path().join("locked").exists(), "not in place yet");
+        sync_filesystems([staged.file(), staged.file()]).unwrap();
+        staged.place(fd.as_fd(), Place::IfAbsent).unwrap();
+        assert_eq!(std::fs::read(tmp.path().join("locked")).unwrap(), b"ours");
+        assert_eq!(names(), ["locked"]);
+        // Taken meanwhile: refused, theirs untouched, nothing left behind.
+        let second = stage_at(fd.as_fd(), OsStr::new("locked"), b"mine", Durable::Now).unwrap();
+        assert_eq!(
+            second.place(fd.as_fd(), Place::IfAbsent),
+            Err(Errno::EEXIST)
+        );
+        assert_eq!(std::fs::read(tmp.path().join("locked")).unwrap(), b"ours");
+        assert_eq!(names(), ["locked"]);
     }
 }

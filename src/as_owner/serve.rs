@@ -22,15 +22,127 @@ use std::time::{Duration, Instant};
 
 /// Serves `requests` in order in this process, answering
 /// [`Response::NotStarted`] to those whose turn comes `stop_after` or more
-/// after the start.
+/// after the start. A run of consecutive locks, or of consecutive
+/// relocations, is served as one batch whose writes are made durable
+/// together ([`admin_dir::lock_all`], [`admin_dir::relocate_all`]): the
+/// sweep sends one such run for all its entries while the service waits.
 pub(super) fn serve_until(requests: &[Request], stop_after: Option<Duration>) -> Vec<Response> {
     let stop = stop_after.map(|d| Instant::now() + d);
-    requests
-        .iter()
-        .map(|r| match stop {
-            Some(stop) if Instant::now() >= stop => Response::NotStarted,
-            _ => serve_request(r),
-        })
+    let started = || stop.is_none_or(|stop| Instant::now() < stop);
+    let mut out = Vec::with_capacity(requests.len());
+    let mut rest = requests;
+    while let Some(first) = rest.first() {
+        let Some(kind) = AdminWrite::of(first).map(|w| w.kind()) else {
+            out.push(if started() {
+                serve_request(first)
+            } else {
+                Response::NotStarted
+            });
+            rest = &rest[1..];
+            continue;
+        };
+        let run: Vec<AdminWrite> = rest
+            .iter()
+            .map_while(|r| AdminWrite::of(r).filter(|w| w.kind() == kind))
+            .collect();
+        rest = &rest[run.len()..];
+        out.extend(serve_admin_writes(&run, &started));
+    }
+    out
+}
+
+/// A request that writes into an admin dir, served in batches.
+enum AdminWrite<'a> {
+    Lock(&'a Claimed, &'a Option<String>),
+    Relocate(&'a Claimed),
+}
+
+impl<'a> AdminWrite<'a> {
+    fn of(request: &'a Request) -> Option<AdminWrite<'a>> {
+        match request {
+            Request::LockWorktree { claimed, reason } => Some(AdminWrite::Lock(claimed, reason)),
+            Request::Relocate { claimed } => Some(AdminWrite::Relocate(claimed)),
+            _ => None,
+        }
+    }
+
+    /// Writes of one kind go in one batch.
+    fn kind(&self) -> std::mem::Discriminant<AdminWrite<'a>> {
+        std::mem::discriminant(self)
+    }
+
+    fn claimed(&self) -> &'a Claimed {
+        match self {
+            AdminWrite::Lock(claimed, _) | AdminWrite::Relocate(claimed) => claimed,
+        }
+    }
+}
+
+/// Serves a run of writes of one kind as one batch, each claim verified
+/// again first; those whose turn comes after the stop are not started.
+fn serve_admin_writes(run: &[AdminWrite], started: &dyn Fn() -> bool) -> Vec<Response> {
+    let mut answers: Vec<Option<Response>> = Vec::with_capacity(run.len());
+    let mut verified: Vec<(usize, Claim, &AdminWrite)> = Vec::new();
+    for write in run {
+        if !started() {
+            answers.push(Some(Response::NotStarted));
+            continue;
+        }
+        match write.claimed().verify() {
+            Ok(claim) => {
+                verified.push((answers.len(), claim, write));
+                answers.push(None);
+            }
+            Err(e) => answers.push(Some(refused(write.claimed(), e))),
+        }
+    }
+    let failed = |e: admin_dir::AdminDirError| Response::Failed {
+        message: e.to_string(),
+    };
+    let served: Vec<Response> = match run.first() {
+        Some(AdminWrite::Lock(..)) => {
+            let locks: Vec<(&Claim, &Option<String>)> = verified
+                .iter()
+                .filter_map(|(_, c, w)| match w {
+                    AdminWrite::Lock(_, reason) => Some((c, *reason)),
+                    AdminWrite::Relocate(_) => None,
+                })
+                .collect();
+            let asked: Vec<(&Claim, &str)> = locks
+                .iter()
+                .map(|(c, reason)| (*c, reason.as_deref().unwrap_or_default()))
+                .collect();
+            admin_dir::lock_all(&asked)
+                .into_iter()
+                .zip(locks)
+                .map(|(answer, (_, reason))| match answer {
+                    Ok(admin_dir::Lock::Taken) => Response::Locked {
+                        newly_locked: true,
+                        reason: reason.clone(),
+                    },
+                    Ok(admin_dir::Lock::Held(held)) => Response::Locked {
+                        newly_locked: false,
+                        reason: Some(held).filter(|r| !r.is_empty()),
+                    },
+                    Err(e) => failed(e),
+                })
+                .collect()
+        }
+        Some(AdminWrite::Relocate(_)) => {
+            let moved: Vec<&Claim> = verified.iter().map(|(_, c, _)| c).collect();
+            admin_dir::relocate_all(&moved)
+                .into_iter()
+                .map(|answer| answer.map_or_else(failed, |()| Response::Relocated))
+                .collect()
+        }
+        None => Vec::new(),
+    };
+    for ((i, _, _), response) in verified.iter().zip(served) {
+        answers[*i] = Some(response);
+    }
+    answers
+        .into_iter()
+        .map(|a| a.unwrap_or(Response::NotStarted))
         .collect()
 }
 
@@ -41,29 +153,14 @@ pub fn serve_request(request: &Request) -> Response {
         Request::Assess { path } => Response::Assessed {
             assessment: Box::new(check::assess_verified(path, Uid::effective().as_raw())),
         },
-        Request::LockWorktree { claimed, reason } => on_claim(claimed, |c| {
-            match admin_dir::lock(c, reason.as_deref().unwrap_or_default()) {
-                Ok(admin_dir::Lock::Taken) => Response::Locked {
-                    newly_locked: true,
-                    reason: reason.clone(),
-                },
-                Ok(admin_dir::Lock::Held(held)) => Response::Locked {
-                    newly_locked: false,
-                    reason: Some(held).filter(|r| !r.is_empty()),
-                },
-                Err(e) => Response::Failed {
-                    message: e.to_string(),
-                },
-            }
-        }),
+        Request::LockWorktree { .. } | Request::Relocate { .. } => {
+            let write = AdminWrite::of(request).into_iter().collect::<Vec<_>>();
+            serve_admin_writes(&write, &|| true)
+                .pop()
+                .unwrap_or(Response::NotStarted)
+        }
         Request::UnlockWorktree { claimed } => on_claim(claimed, |c| match admin_dir::unlock(c) {
             Ok(was_locked) => Response::Unlocked { was_locked },
-            Err(e) => Response::Failed {
-                message: e.to_string(),
-            },
-        }),
-        Request::Relocate { claimed } => on_claim(claimed, |c| match admin_dir::relocate(c) {
-            Ok(()) => Response::Relocated,
             Err(e) => Response::Failed {
                 message: e.to_string(),
             },
@@ -164,14 +261,19 @@ fn on_repository(common: &Path, act: impl FnOnce(&Repository) -> Response) -> Re
 fn on_claim(claimed: &Claimed, act: impl FnOnce(&Claim) -> Response) -> Response {
     match claimed.verify() {
         Ok(claim) => act(&claim),
-        Err(Unclaimed::NotLinked) => Response::Failed {
-            message: format!(
+        Err(e) => refused(claimed, e),
+    }
+}
+
+/// The answer to a request whose claim no longer verifies.
+fn refused(claimed: &Claimed, e: Unclaimed) -> Response {
+    Response::Failed {
+        message: match e {
+            Unclaimed::NotLinked => format!(
                 "{}: not acted on: not a linked worktree",
                 claimed.entry().display()
             ),
-        },
-        Err(e) => Response::Failed {
-            message: format!("not acted on: {e}"),
+            e => format!("not acted on: {e}"),
         },
     }
 }
