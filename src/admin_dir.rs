@@ -41,7 +41,7 @@ pub enum AdminDirError {
         /// Why.
         source: nix::Error,
     },
-    /// A batch's writes could not be made durable (`syncfs`): a lock may be
+    /// A batch's writes could not be made durable (`fsync`): a lock may be
     /// in place, but nobody was told it holds.
     Sync {
         /// An admin dir on the filesystem that failed.
@@ -168,10 +168,10 @@ fn reason_of(held: &[u8]) -> String {
 
 /// A `locked` or `gitdir` file written in full beside its place in an admin
 /// dir, not yet in place. A batch stages all of its writes, makes them
-/// durable with one `syncfs` a filesystem, places each by a rename, and
-/// syncs again ([`durably`]): one journal commit a batch instead of one a
-/// worktree (the sweep holds up the service's start while it locks and
-/// relocates), and a file is never seen, nor left by a crash, empty or half
+/// durable together ([`fd::sync_files`]), places each by a rename, and
+/// syncs again ([`durably`]): about one journal commit a batch instead of
+/// one a worktree (the sweep holds up the service's start while it locks
+/// and relocates), and a file is never seen, nor left by a crash, empty or half
 /// written. A crash between staging and placing leaves an unused
 /// `<name>.treeward.<pid>.<n>` in the admin dir, which nothing reads.
 struct Pending {
@@ -193,7 +193,7 @@ fn durably<T>(
             .iter()
             .filter_map(|s| s.as_ref().ok()?.as_ref().ok())
             .collect();
-        fd::sync_filesystems(pending.iter().map(|p| p.staged.file()))
+        fd::sync_files(pending.iter().map(|p| p.staged.file()))
             .map_err(|(i, source)| (pending[i].path.clone(), source))
     };
     let mut answers = Vec::with_capacity(staged.len());
@@ -222,7 +222,7 @@ fn durably<T>(
         answers.push(answer);
     }
     // Placed: durable before the caller is told so.
-    if let Err((i, source)) = fd::sync_filesystems(placed.iter().map(|(_, p)| p.staged.file())) {
+    if let Err((i, source)) = fd::sync_files(placed.iter().map(|(_, p)| p.staged.file())) {
         for (j, _) in &placed {
             answers[*j] = Err(AdminDirError::Sync {
                 admin: placed[i].1.path.clone(),
