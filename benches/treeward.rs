@@ -342,7 +342,7 @@ fn bench_sweep(tmp: &Path) {
         &Comparison {
             name: "sweep: blocking, 200 worktrees x 2k files",
             theirs: "git worktree remove --force, in a loop",
-            max_ratio: 0.05,
+            max_ratio: 0.06,
         },
         ROUNDS_SWEEP,
         || sweep("0s"),
@@ -409,7 +409,7 @@ fn bench_reap(tmp: &Path) {
         &Comparison {
             name: "reap: 1k records, 1k entries, 100 orphans",
             theirs: "git status + git worktree remove --force",
-            max_ratio: 0.33,
+            max_ratio: 0.1,
         },
         ROUNDS,
         || {
@@ -536,7 +536,7 @@ fn bench_hook(tmp: &Path) {
         &Budget {
             name: "hook: shim + treeward-hook alone",
             theirs: "nothing",
-            max_p50_ms: 3.0,
+            max_p50_ms: 2.2,
         },
         200,
         || {
@@ -551,6 +551,22 @@ fn bench_hook(tmp: &Path) {
             time(&mut || assert!(cmd.status().expect("shim runs").success()))
         },
         || Duration::ZERO,
+    );
+    // What no program can beat on this machine: two processes started and
+    // waited for (the shim's sh and treeward-hook are two), doing nothing.
+    let mut floor: Vec<Duration> = (0..200)
+        .map(|_| {
+            time(&mut || {
+                for _ in 0..2 {
+                    let status = Command::new("/bin/true").status().expect("true runs");
+                    assert!(status.success());
+                }
+            })
+        })
+        .collect();
+    println!(
+        "hook: the floor, /bin/true started twice: p50 {:.2} ms (the goal above is absolute; this is this machine's cost of two processes)",
+        ms(median(&mut floor))
     );
     let t = Instant::now();
     let records = ledger.read().unwrap().records.len();
