@@ -123,21 +123,14 @@ pub fn lock_all(claims: &[(&Claim, &str)]) -> Vec<Result<Lock, AdminDirError>> {
             if let Some(held) = held {
                 return Ok(Err(Lock::Held(reason_of(&held))));
             }
-            let staged = fd::stage_at(
-                admin.as_fd(),
-                OsStr::new("locked"),
-                reason.as_bytes(),
-                fd::Durable::WithTheBatch,
-            )
-            .map_err(|source| AdminDirError::Lock {
-                admin: claim.admin().to_path_buf(),
-                source,
-            })?;
-            Ok(Ok(Pending {
+            Pending::stage(
+                claim,
                 admin,
-                path: claim.admin().to_path_buf(),
-                staged,
-            }))
+                "locked",
+                reason.as_bytes(),
+                |admin, source| AdminDirError::Lock { admin, source },
+            )
+            .map(Ok)
         })
         .collect();
     durably(staged, |p| {
@@ -178,6 +171,33 @@ struct Pending {
     admin: OwnedFd,
     path: PathBuf,
     staged: fd::Staged,
+}
+
+impl Pending {
+    /// Stages `bytes` as `name` of the claim's admin dir (`admin`, open),
+    /// to be made durable with its batch; `failed` names what failed.
+    fn stage(
+        claim: &Claim,
+        admin: OwnedFd,
+        name: &str,
+        bytes: &[u8],
+        failed: fn(PathBuf, nix::Error) -> AdminDirError,
+    ) -> Result<Pending, AdminDirError> {
+        let path = claim.admin().to_path_buf();
+        match fd::stage_at(
+            admin.as_fd(),
+            OsStr::new(name),
+            bytes,
+            fd::Durable::WithTheBatch,
+        ) {
+            Ok(staged) => Ok(Pending {
+                admin,
+                path,
+                staged,
+            }),
+            Err(source) => Err(failed(path, source)),
+        }
+    }
 }
 
 /// Carries out a batch: `staged` holds, in order, an error, an answer
@@ -264,21 +284,11 @@ pub fn relocate_all(claims: &[&Claim]) -> Vec<Result<(), AdminDirError>> {
             crate::fault::point("admin dir: before a relocation");
             let mut line = claim.entry().join(".git").into_os_string();
             line.push("\n");
-            let staged = fd::stage_at(
-                admin.as_fd(),
-                OsStr::new("gitdir"),
-                std::os::unix::ffi::OsStrExt::as_bytes(line.as_os_str()),
-                fd::Durable::WithTheBatch,
-            )
-            .map_err(|source| AdminDirError::Relocate {
-                admin: claim.admin().to_path_buf(),
-                source,
-            })?;
-            Ok(Ok(Pending {
-                admin,
-                path: claim.admin().to_path_buf(),
-                staged,
-            }))
+            let bytes = std::os::unix::ffi::OsStrExt::as_bytes(line.as_os_str());
+            Pending::stage(claim, admin, "gitdir", bytes, |admin, source| {
+                AdminDirError::Relocate { admin, source }
+            })
+            .map(Ok)
         })
         .collect();
     durably(staged, |p| {
