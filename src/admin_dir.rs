@@ -65,7 +65,11 @@ impl fmt::Display for AdminDirError {
                 write!(f, "rewriting {}/gitdir: {source}", admin.display())
             }
             AdminDirError::Sync { admin, source } => {
-                write!(f, "syncing the filesystem of {}: {source}", admin.display())
+                write!(
+                    f,
+                    "making the writes in {} durable: {source}",
+                    admin.display()
+                )
             }
         }
     }
