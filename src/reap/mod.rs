@@ -576,9 +576,36 @@ impl<'a> Pass<'a> {
         if self.opts.dry_run {
             self.plan(open, candidates);
         } else {
+            // A pipeline on two cores, as the drain's: the files of one
+            // chunk are deleted on another thread (mostly waiting on the
+            // disk) while the next chunk is guarded, locked and reclaimed
+            // (its gits). An entry is still deleted only after its own
+            // reclaim finished and its intent is in the ledger.
+            let mut deleting = Vec::new();
             for chunk in chunks(candidates) {
-                self.act(open, root.policy, chunk);
+                let batch = std::mem::take(&mut deleting);
+                let deleted = std::thread::scope(|s| {
+                    let deleted = s.spawn(|| delete_all(open, batch));
+                    deleting = self.act(open, root.policy, chunk);
+                    deleted.join()
+                });
+                self.deleted(deleted);
             }
+            self.deleted(Ok(delete_all(open, deleting)));
+        }
+    }
+
+    fn deleted(&mut self, deleted: std::thread::Result<Vec<Tracked>>) {
+        match deleted {
+            Ok(tracked) => {
+                for t in tracked {
+                    self.push(t.outcome, t.record);
+                }
+            }
+            Err(_) => log::error!(
+                "a deletion thread panicked; its entries, forgotten by their \
+                 repositories, are taken as broken worktrees by the next pass"
+            ),
         }
     }
 
@@ -857,8 +884,9 @@ impl<'a> Pass<'a> {
         }
     }
 
-    /// Guards, re-checks, reclaims and deletes one chunk of candidates.
-    fn act(&mut self, open: &OpenRoot, policy: Policy, chunk: Vec<Candidate<'a>>) {
+    /// Guards, re-checks and reclaims one chunk of candidates; returns those
+    /// whose files are to be deleted next ([`delete_all`]).
+    fn act(&mut self, open: &OpenRoot, policy: Policy, chunk: Vec<Candidate<'a>>) -> Vec<Deletion> {
         // Entries that are not linked worktrees are assessed here, in place.
         let mut going = Vec::new();
         for mut c in chunk {
@@ -900,6 +928,7 @@ impl<'a> Pass<'a> {
         // 3 and 4. Reclaim (linked worktrees, as their owners), then delete.
         let mut linked: BTreeMap<Owner, Vec<(Candidate, Guard, Claimed)>> = BTreeMap::new();
         let mut broken: BTreeMap<Owner, Vec<(Candidate, Guard, Request)>> = BTreeMap::new();
+        let mut deletions = Vec::new();
         for (c, g) in ready {
             if let (None, Some(f)) = (c.claimed(), &c.found) {
                 let request = Request::ReclaimBroken {
@@ -915,15 +944,11 @@ impl<'a> Pass<'a> {
             }
             match c.claimed() {
                 Some((owner, ticket)) => linked.entry(owner).or_default().push((c, g, ticket)),
-                None => {
-                    let o = remove_into(
-                        Outcome::new(c.path.clone(), Action::Removed),
-                        open.fd.as_fd(),
-                        &c.name,
-                        None,
-                    );
-                    self.push(o, c.record_id());
-                }
+                None => deletions.push(Deletion::of(
+                    &c,
+                    Outcome::new(c.path.clone(), Action::Removed),
+                    g,
+                )),
             }
         }
         for (owner, items) in linked {
@@ -942,21 +967,18 @@ impl<'a> Pass<'a> {
                     Ok(r) if r.error.is_none() && r.decision != Drain::Keep => {
                         let decision = r.decision;
                         let o = reclaimed_outcome(c.path.clone(), decision, Some(r));
-                        remove_into(o, open.fd.as_fd(), &c.name, None)
+                        deletions.push(Deletion::of(&c, o, g));
+                        continue;
                     }
                     // Kept, or nothing changed but its work may be preserved:
                     // the worktree stays, unlocked, as it was found.
-                    other => {
-                        to_unlock.push((owner, ticket));
-                        match other {
-                            Ok(r) if r.decision == Drain::Keep => {
-                                reclaimed_outcome(c.path.clone(), Drain::Keep, Some(r))
-                            }
-                            Ok(r) => failed_reclaim(c.path.clone(), r),
-                            Err(e) => Outcome::new(c.path.clone(), Action::Failed).with_error(e),
-                        }
+                    Ok(r) if r.decision == Drain::Keep => {
+                        reclaimed_outcome(c.path.clone(), Drain::Keep, Some(r))
                     }
+                    Ok(r) => failed_reclaim(c.path.clone(), r),
+                    Err(e) => Outcome::new(c.path.clone(), Action::Failed).with_error(e),
                 };
+                to_unlock.push((owner, ticket));
                 drop(g);
                 self.push(o, c.record_id());
             }
@@ -972,6 +994,7 @@ impl<'a> Pass<'a> {
             }
         }
         self.unlock_all(to_unlock);
+        deletions
     }
 
     /// `git worktree lock`s each linked worktree of `guarded` with
@@ -1103,6 +1126,42 @@ impl<'a> Pass<'a> {
 /// A candidate's flock on its directory, held until it is deleted (`None`
 /// for a link or a file, which cannot be entered).
 type Guard = Option<Flock<File>>;
+
+/// A reclaimed (or unlinked) candidate whose files are to be deleted, with
+/// this pass's flock on it until they are.
+struct Deletion {
+    outcome: Outcome,
+    name: OsString,
+    guard: Guard,
+    record: Option<String>,
+}
+
+impl Deletion {
+    fn of(c: &Candidate, outcome: Outcome, guard: Guard) -> Deletion {
+        Deletion {
+            outcome,
+            name: c.name.clone(),
+            guard,
+            record: c.record_id(),
+        }
+    }
+}
+
+/// Deletes the files of each entry of `deletions`, in the root's directory;
+/// one report line each.
+fn delete_all(open: &OpenRoot, deletions: Vec<Deletion>) -> Vec<Tracked> {
+    deletions
+        .into_iter()
+        .map(|d| {
+            let outcome = remove_into(d.outcome, open.fd.as_fd(), &d.name, None);
+            drop(d.guard);
+            Tracked {
+                outcome,
+                record: d.record,
+            }
+        })
+        .collect()
+}
 
 /// Takes this pass's exclusive `flock` on a candidate directory without
 /// waiting. `Err(Some)`: someone holds one (in use) or it cannot be opened;
