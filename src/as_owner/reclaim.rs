@@ -27,6 +27,7 @@ use crate::git::branch::{self, BranchFate};
 use crate::pass::policy::{drain, Drain};
 use crate::preserve::{self, PreserveError};
 use crate::remove::RemoveError;
+use crate::risk::refs::SharedRefs;
 use crate::risk::{self, Assessment, Kind, Reason};
 use serde::{Deserialize, Serialize};
 use std::ffi::OsStr;
@@ -77,8 +78,10 @@ pub fn at_risk_for_removal(a: &Assessment) -> bool {
 }
 
 /// Reclaims the claimed worktree under `policy`; with `dry_run`, only
-/// assesses and decides. Runs as the claim's owner.
-pub fn reclaim(claim: &Claim, policy: Policy, dry_run: bool) -> Reclaimed {
+/// assesses and decides. Runs as the claim's owner. `shared`: the
+/// repository's shared refs as listed for the run this reclaim is part of;
+/// dropped before this reclaim changes any.
+pub fn reclaim(claim: &Claim, policy: Policy, dry_run: bool, shared: &SharedRefs) -> Reclaimed {
     let path = claim.entry();
     let mut out = Reclaimed::new(claim.common());
     // A quarantine whose relocation did not happen (its worker was killed):
@@ -89,7 +92,7 @@ pub fn reclaim(claim: &Claim, policy: Policy, dry_run: bool) -> Reclaimed {
             return out;
         }
     }
-    let (a, listed) = risk::assess_listing_refs(path);
+    let (a, listed) = risk::assess_listing_refs(path, shared);
     out.reasons.clone_from(&a.reasons);
     out.branch.clone_from(&a.branch);
     if a.kind != Kind::LinkedWorktree {
@@ -103,6 +106,11 @@ pub fn reclaim(claim: &Claim, policy: Policy, dry_run: bool) -> Reclaimed {
     out.decision = drain(at_risk_for_removal(&a), true, policy);
     if dry_run || out.decision == Drain::Keep {
         return out;
+    }
+    // Preserving writes refs, and an integrated branch is deleted: the next
+    // reclaim of the run lists this repository's refs again.
+    if out.decision != Drain::Remove || a.branch.is_some() {
+        shared.changed(claim.common());
     }
     // A detached HEAD kept only by the set of an earlier reclaim of this
     // worktree, cut short after its refs were written: preserved there.

@@ -16,6 +16,7 @@ use super::reclaim;
 use crate::admin_dir;
 use crate::check;
 use crate::claim::{self, Claim, Claimed, Repository, Unclaimed};
+use crate::risk::refs::SharedRefs;
 use nix::unistd::{Gid, Uid};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -26,15 +27,21 @@ use std::time::{Duration, Instant};
 /// relocations, is served as one batch whose writes are made durable
 /// together ([`admin_dir::lock_all`], [`admin_dir::relocate_all`]): the
 /// sweep sends one such run for all its entries while the service waits.
+/// A run of consecutive reclaims lists each repository's shared refs once
+/// ([`SharedRefs`]); any other request starts a new listing.
 pub(super) fn serve_until(requests: &[Request], stop_after: Option<Duration>) -> Vec<Response> {
     let stop = stop_after.map(|d| Instant::now() + d);
     let started = || stop.is_none_or(|stop| Instant::now() < stop);
     let mut out = Vec::with_capacity(requests.len());
     let mut rest = requests;
+    let mut shared = SharedRefs::default();
     while let Some(first) = rest.first() {
+        if !matches!(first, Request::Reclaim { .. }) {
+            shared = SharedRefs::default();
+        }
         let Some(kind) = AdminWrite::of(first).map(|w| w.kind()) else {
             out.push(if started() {
-                serve_request(first)
+                serve_request(first, &shared)
             } else {
                 Response::NotStarted
             });
@@ -146,8 +153,9 @@ fn serve_admin_writes(run: &[AdminWrite], started: &dyn Fn() -> bool) -> Vec<Res
         .collect()
 }
 
-/// Serves one request in this process: the one dispatch of every operation.
-pub fn serve_request(request: &Request) -> Response {
+/// Serves one request in this process: the one dispatch of every
+/// operation. A reclaim takes its repository's shared refs from `shared`.
+fn serve_request(request: &Request, shared: &SharedRefs) -> Response {
     match request {
         Request::Probe => probe(),
         Request::Assess { path } => Response::Assessed {
@@ -170,7 +178,7 @@ pub fn serve_request(request: &Request) -> Response {
             policy,
             dry_run,
         } => on_claim(claimed, |c| Response::Reclaimed {
-            reclaimed: reclaim::reclaim(c, *policy, *dry_run),
+            reclaimed: reclaim::reclaim(c, *policy, *dry_run, shared),
         }),
         Request::ReclaimBroken {
             entry,

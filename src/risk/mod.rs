@@ -277,15 +277,17 @@ impl Repo {
 /// problem becomes part of the verdict.
 #[cfg(any(test, feature = "internals"))]
 pub fn assess(path: &Path) -> Assessment {
-    assess_listing_refs(path).0
+    located(path, locate(path), None).0
 }
 
 /// Assesses the worktree (or whatever else) at `path`, as `assess` does,
 /// and returns the refs git listed for it too (none when it holds no
 /// repository, or git failed before listing them): what its reclaim asks
-/// next of the same refs needs no second listing.
-pub fn assess_listing_refs(path: &Path) -> (Assessment, refs::Refs) {
-    located(path, locate(path))
+/// next of the same refs needs no second listing. The repository's shared
+/// refs come from `shared` when the worktree has no ref of its own (see
+/// [`worktree_refs`]).
+pub fn assess_listing_refs(path: &Path, shared: &refs::SharedRefs) -> (Assessment, refs::Refs) {
+    located(path, locate(path), Some(shared))
 }
 
 /// The verdict on a worktree that holds a repository but was not assessed
@@ -305,11 +307,15 @@ pub fn unassessed(path: &Path, kind: Kind, why: String) -> Assessment {
 /// The assessment of a path already located: git runs only when `location`
 /// [holds a repository](Location::holds_repository).
 pub fn assess_located(path: &Path, location: Location) -> Assessment {
-    located(path, location).0
+    located(path, location, None).0
 }
 
 /// [`assess_located`], with the refs git listed.
-fn located(path: &Path, location: Location) -> (Assessment, refs::Refs) {
+fn located(
+    path: &Path,
+    location: Location,
+    shared: Option<&refs::SharedRefs>,
+) -> (Assessment, refs::Refs) {
     let alone = |a: Assessment| (a, refs::Refs::default());
     match location {
         Location::Missing => {
@@ -329,13 +335,19 @@ fn located(path: &Path, location: Location) -> (Assessment, refs::Refs) {
             alone(a)
         }
         Location::Main { common } => {
-            assess_repository(path, Kind::MainWorktree, &common, &common, None)
+            assess_repository(path, Kind::MainWorktree, (&common, &common), None, shared)
         }
         Location::Linked {
             gitdir,
             common,
             name,
-        } => assess_repository(path, Kind::LinkedWorktree, &gitdir, &common, Some(name)),
+        } => assess_repository(
+            path,
+            Kind::LinkedWorktree,
+            (&gitdir, &common),
+            Some(name),
+            shared,
+        ),
     }
 }
 
@@ -345,12 +357,13 @@ fn flagged(path: &Path, kind: Kind, reason: Reason) -> Assessment {
     a
 }
 
+/// `dirs`: the worktree's git dir and the repository's common dir.
 fn assess_repository(
     path: &Path,
     kind: Kind,
-    gitdir: &Path,
-    common: &Path,
+    (gitdir, common): (&Path, &Path),
     name: Option<String>,
+    shared: Option<&refs::SharedRefs>,
 ) -> (Assessment, refs::Refs) {
     let mut a = Assessment::new(path, kind);
     a.repository = Some(common.to_path_buf());
@@ -360,7 +373,7 @@ fn assess_repository(
         Ok(m) => {
             a.repository_owner = Some(m.uid());
             let repo = Repo::worktree(path, gitdir, m.uid());
-            match inspect(&mut a, &repo, gitdir, common) {
+            match inspect(&mut a, &repo, (gitdir, common), shared) {
                 Ok(refs) => listed = refs,
                 Err(e) => {
                     a.error = Some(e.to_string());
@@ -396,8 +409,8 @@ const STATUS: [&str; 6] = [
 fn inspect(
     a: &mut Assessment,
     repo: &Repo,
-    gitdir: &Path,
-    common: &Path,
+    (gitdir, common): (&Path, &Path),
+    shared: Option<&refs::SharedRefs>,
 ) -> Result<refs::Refs, RiskError> {
     let admin = crate::fd::open_path_trusted(gitdir).map_err(|source| RiskError::Open {
         path: gitdir.to_path_buf(),
@@ -412,7 +425,8 @@ fn inspect(
     a.in_progress = state::in_progress(admin.as_fd())?;
     // With reftable, CHERRY_PICK_HEAD and REVERT_HEAD are refs in the
     // table, not files: only git can say whether they exist.
-    if state::refs_in_a_table(admin.as_fd()) {
+    let in_a_table = state::refs_in_a_table(admin.as_fd());
+    if in_a_table {
         for (name, op) in state::ROOT_REF_OPERATIONS {
             let found = repo
                 .git()?
@@ -424,6 +438,8 @@ fn inspect(
         }
     }
 
+    // A worktree with refs of its own lists all it sees itself.
+    let shared = shared.filter(|_| !in_a_table && state::no_own_refs(admin.as_fd()));
     // The three listings at once, each parsed as soon as it is read: the
     // machine's cores share the work, and the whole costs about what `git
     // status` alone does.
@@ -432,8 +448,7 @@ fn inspect(
         let index = s.spawn(|| {
             index::parse(&repo.output(repo.git()?.args(["ls-files", "-v", "-s", "-z"]))?)
         });
-        let refs = s
-            .spawn(|| refs::parse(&repo.output(repo.git()?.args(["for-each-ref", refs::FORMAT]))?));
+        let refs = s.spawn(|| worktree_refs(repo, common, shared));
         (join(status), join(index), join(refs))
     });
     let (status, index, refs) = (status?, index?, refs?);
@@ -487,6 +502,21 @@ fn inspect(
         a.flag(reason);
     }
     Ok(refs)
+}
+
+/// The refs the worktree sees, listed there; or, given `shared` (its admin
+/// dir holds no ref of its own, see [`state::no_own_refs`]), the
+/// repository's shared refs, listed once for a run of reclaims.
+fn worktree_refs(
+    repo: &Repo,
+    common: &Path,
+    shared: Option<&refs::SharedRefs>,
+) -> Result<refs::Refs, RiskError> {
+    let list = |r: &Repo| refs::parse(&r.output(r.git()?.args(["for-each-ref", refs::FORMAT]))?);
+    match shared {
+        Some(shared) => shared.of(common, || list(&Repo::common(common, repo.owner))),
+        None => list(repo),
+    }
 }
 
 /// Stash entries (noted, not at risk: they live in the common dir). The

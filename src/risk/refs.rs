@@ -56,6 +56,48 @@ pub fn parse(out: &[u8]) -> Result<Refs, RiskError> {
     Ok(Refs(refs))
 }
 
+/// The shared refs of repositories (every ref but the per-worktree ones),
+/// each listed once for a run of reclaims rather than once per worktree:
+/// one `git for-each-ref` per repository instead of one per entry.
+///
+/// A listing is as old as the run (the reaper's chunk: some 100 ms). It is
+/// dropped by whoever changes refs through treeward (a reclaim that
+/// preserves or has a branch it may delete: [`SharedRefs::changed`]); a
+/// branch someone else deletes meanwhile is a race of the same kind as
+/// one between the listing and the removal, which a listing per worktree
+/// has too.
+#[derive(Debug, Default)]
+pub struct SharedRefs(std::sync::Mutex<std::collections::BTreeMap<std::path::PathBuf, Refs>>);
+
+impl SharedRefs {
+    /// The shared refs of the repository whose common dir is `common`,
+    /// listed by `list` (whose per-worktree refs, the main worktree's, are
+    /// left out) unless already listed.
+    pub fn of(
+        &self,
+        common: &std::path::Path,
+        list: impl FnOnce() -> Result<Refs, RiskError>,
+    ) -> Result<Refs, RiskError> {
+        let mut listed = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(refs) = listed.get(common) {
+            return Ok(refs.clone());
+        }
+        let mut refs = list()?;
+        refs.0.retain(|r| !is_per_worktree(&r.name));
+        listed.insert(common.to_path_buf(), refs.clone());
+        Ok(refs)
+    }
+
+    /// The refs of the repository whose common dir is `common` may have
+    /// changed: the next question lists them again.
+    pub fn changed(&self, common: &std::path::Path) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(common);
+    }
+}
+
 /// The repository's default branch: the local branch and its upstream,
 /// each when it exists.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -251,6 +293,40 @@ mod tests {
             refs(&[("refs/heads/topic", "a", "", "")]).default_branch(),
             None
         );
+    }
+
+    #[test]
+    fn shared_refs_are_listed_once_without_per_worktree_ones_until_changed() {
+        let shared = SharedRefs::default();
+        let common = std::path::Path::new("/r/.git");
+        let listings = std::cell::Cell::new(0);
+        let list = || {
+            listings.set(listings.get() + 1);
+            Ok(refs(&[
+                ("refs/bisect/bad", "b", "", ""),
+                ("refs/heads/main", "a", "", ""),
+            ]))
+        };
+        let names = |r: Refs| r.0.into_iter().map(|r| r.name).collect::<Vec<_>>();
+        assert_eq!(names(shared.of(common, list).unwrap()), ["refs/heads/main"]);
+        assert_eq!(names(shared.of(common, list).unwrap()), ["refs/heads/main"]);
+        assert_eq!(
+            listings.get(),
+            1,
+            "the second question is answered from the listing"
+        );
+        let other = std::path::Path::new("/s/.git");
+        shared.of(other, list).unwrap();
+        assert_eq!(listings.get(), 2, "another repository is listed for itself");
+        shared.changed(common);
+        shared.of(common, list).unwrap();
+        assert_eq!(listings.get(), 3, "listed again once changed");
+        let failed = shared.of(std::path::Path::new("/t/.git"), || {
+            Err(RiskError::ReaderPanicked)
+        });
+        assert!(failed.is_err());
+        shared.of(std::path::Path::new("/t/.git"), list).unwrap();
+        assert_eq!(listings.get(), 4, "a failed listing is not kept");
     }
 
     #[test]

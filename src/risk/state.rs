@@ -40,6 +40,21 @@ pub fn in_progress(admin: BorrowedFd<'_>) -> Result<Vec<String>, RiskError> {
     Ok(ops)
 }
 
+/// Whether the git dir `admin`, whose refs are files, has no per-worktree
+/// ref: its `refs` is missing or an empty directory. git keeps a worktree's
+/// own refs there as loose files only (never packed: `packed-refs` is
+/// shared), so an empty `refs` holds none. Anything else there (a file, a
+/// subdirectory, even an empty one left by a deleted ref, or something
+/// that is not a directory) answers `false`, and git is asked.
+pub fn no_own_refs(admin: BorrowedFd<'_>) -> bool {
+    match fd::open_dir_at(admin, OsStr::new("refs")) {
+        Err(nix::errno::Errno::ENOENT) => true,
+        Err(_) => false,
+        Ok(refs) => crate::remove::list_names(std::os::fd::AsFd::as_fd(&refs))
+            .is_ok_and(|names| names.is_empty()),
+    }
+}
+
 /// Operations whose state is a root ref that a reftable keeps in the
 /// table (no file in the admin dir).
 pub const ROOT_REF_OPERATIONS: [(&str, &str); 2] = [
@@ -66,5 +81,31 @@ pub fn locked(admin: BorrowedFd<'_>) -> Result<Option<Option<String>>, RiskError
             Ok(Some((!reason.is_empty()).then_some(reason)))
         }
         Err(e) => Err(RiskError::Locked(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn only_a_missing_or_empty_refs_dir_holds_no_ref_of_its_own() {
+        let admin = tempfile::tempdir().unwrap();
+        let fd = std::fs::File::open(admin.path()).unwrap();
+        let refs = admin.path().join("refs");
+        assert!(no_own_refs(fd.as_fd()), "no refs dir");
+        std::fs::create_dir(&refs).unwrap();
+        assert!(no_own_refs(fd.as_fd()), "as `git worktree add` leaves it");
+        std::fs::create_dir(refs.join("bisect")).unwrap();
+        assert!(!no_own_refs(fd.as_fd()), "an empty namespace: git is asked");
+        std::fs::write(refs.join("bisect/bad"), "0\n").unwrap();
+        assert!(!no_own_refs(fd.as_fd()), "a loose ref");
+        std::fs::remove_dir_all(&refs).unwrap();
+        std::os::unix::fs::symlink("/", &refs).unwrap();
+        assert!(!no_own_refs(fd.as_fd()), "a symlink is not followed");
+        std::fs::remove_file(&refs).unwrap();
+        std::fs::write(&refs, "").unwrap();
+        assert!(!no_own_refs(fd.as_fd()), "not a directory");
     }
 }

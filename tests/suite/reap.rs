@@ -1205,3 +1205,50 @@ fn a_broken_worktree_whose_repository_exists_is_preserved_then_removed() {
     );
     assert!(h.refs("refs/treeward/tmp/").is_empty());
 }
+
+/// A run of reclaims lists the repository's shared refs once, and again
+/// after a reclaim changed them: the squash-integrated branch of
+/// `a-squashed`, deleted with its worktree, no longer keeps the commit that
+/// `b-detached` (reclaimed next, in the same run) is detached at. That
+/// commit is preserved, not taken as kept by a branch that is gone.
+#[test]
+fn a_branch_the_pass_deletes_keeps_nothing_for_the_rest_of_its_run() {
+    let Some(h) = host("0s", "preserve") else {
+        return;
+    };
+    let squashed = h.f.worktree("a-squashed", "t-squashed");
+    let tip = h.f.commit(&squashed, "feature.txt", "f\n", "feature");
+    common::git(&h.f.repo, &["merge", "-q", "--squash", "t-squashed"]);
+    common::git(&h.f.repo, &["commit", "-q", "-m", "squash"]);
+    let detached = h.root.join("b-detached");
+    common::git(
+        &h.f.repo,
+        &[
+            "worktree",
+            "add",
+            "-q",
+            "--detach",
+            detached.to_str().unwrap(),
+            &tip,
+        ],
+    );
+    h.hand_over();
+    h.write_ledger(vec![
+        h.rec("a", &squashed, "released", 7200, json!({})),
+        h.rec("b", &detached, "released", 7200, json!({})),
+    ]);
+
+    let doc = h.reap_ok(&[]);
+    assert_eq!(entry(&doc, &squashed)["action"], "removed", "{doc:#}");
+    assert!(
+        h.refs("refs/heads/t-squashed").is_empty(),
+        "the integrated branch went with its worktree"
+    );
+    assert_eq!(entry(&doc, &detached)["action"], "preserved", "{doc:#}");
+    let head = h
+        .refs("refs/treeward/preserved/b-detached/")
+        .into_iter()
+        .find(|r| r.ends_with("/head"))
+        .expect("the detached commit is kept under a head ref");
+    assert_eq!(h.git(&["rev-parse", &head]), tip);
+}
