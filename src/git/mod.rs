@@ -51,9 +51,6 @@ use std::time::Duration;
 /// budget ([`Git::deadline`]).
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(60);
 
-/// How much lower a [`Git::yielding`] command's CPU priority is.
-const YIELD: nix::libc::c_int = 5;
-
 /// The `PATH` git runs with (and the owner worker).
 pub const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 /// The `HOME` of a uid without an account.
@@ -215,23 +212,6 @@ impl Git {
     /// the index otherwise).
     pub fn read_only(mut self) -> Git {
         self.cmd.env("GIT_OPTIONAL_LOCKS", "0");
-        self
-    }
-
-    /// Runs git at a lower CPU priority (`nice` +5): for a listing that
-    /// runs beside the one the caller waits for most (`git status` in a
-    /// large worktree), so that it fills the cores the other leaves idle
-    /// rather than slowing it down. Best effort: if the priority cannot be
-    /// changed, git runs as it would have.
-    pub fn yielding(mut self) -> Git {
-        // SAFETY: nice(2) is a plain syscall, async-signal-safe between fork
-        // and exec; its result is ignored on purpose (see above).
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut self.cmd, || {
-                nix::libc::nice(YIELD);
-                Ok(())
-            });
-        }
         self
     }
 
@@ -460,30 +440,6 @@ mod tests {
         assert!(envs
             .iter()
             .any(|(k, v)| *k == "LC_ALL" && *v == Some(OsStr::new("C"))));
-    }
-
-    #[test]
-    fn a_yielding_git_runs_at_a_lower_priority() {
-        let euid = nix::unistd::geteuid().as_raw();
-        let dir = tempfile::tempdir().unwrap();
-        // The alias runs as git's child, at git's priority: field 19 of its
-        // /proc/self/stat.
-        let nice = |git: Git| -> i32 {
-            let out = git
-                .args(["-c", "alias.nice=!cut -d' ' -f19 /proc/self/stat", "nice"])
-                .output()
-                .unwrap();
-            String::from_utf8_lossy(&out).trim().parse().unwrap()
-        };
-        let plain = nice(Git::new(dir.path(), euid).unwrap());
-        if plain + YIELD > 19 {
-            eprintln!("skipped: this test already runs at nice {plain}, no lower to go");
-            return;
-        }
-        assert_eq!(
-            nice(Git::new(dir.path(), euid).unwrap().yielding()),
-            plain + YIELD
-        );
     }
 
     /// The processes whose command line mentions `needle`.

@@ -446,7 +446,7 @@ fn inspect(
     let (status, index, refs) = std::thread::scope(|s| {
         let status = s.spawn(|| status::parse(&repo.output(repo.git()?.args(STATUS))?));
         let index = s.spawn(|| {
-            index::parse(&repo.output(repo.git()?.yielding().args(["ls-files", "-v", "-s", "-z"]))?)
+            index::parse(&repo.output(repo.git()?.args(["ls-files", "-v", "-s", "-z"]))?)
         });
         let refs = s.spawn(|| worktree_refs(repo, common, shared));
         (join(status), join(index), join(refs))
