@@ -236,9 +236,16 @@ fn a_storm_loses_no_record_tears_no_write_and_takes_nothing_in_use() {
             log = started_log.display(),
             script = agent_script(&s.lost, &token, 20)
         );
+        // git itself fails some of 64 concurrent adds ("cannot lock
+        // references" under reftable, a sibling's half-written admin dir
+        // under files: 29 and 11 of 64 with git 2.47 and no treeward), so an
+        // agent tries again as an orchestrator would; `-B` because a failed
+        // try may have made the branch already.
         let add = format!(
-            "git worktree add -q -b task-{i:02} '{}' main || exit 0; ",
-            path.display()
+            "n=0; until git worktree add -q -B task-{i:02} '{path}' main 2>/dev/null; do \
+               [ -e '{path}/.git' ] && break; n=$((n+1)); [ $n -ge 40 ] && exit 0; sleep 0.05; \
+             done; ",
+            path = path.display()
         );
         let body = if i % 3 == 1 {
             format!(
