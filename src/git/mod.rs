@@ -147,6 +147,18 @@ pub struct Git {
     shown: Vec<String>,
     stdin: Option<Vec<u8>>,
     deadline: Duration,
+    region: Option<Region>,
+}
+
+/// The descriptor git writes its trace2 events to when a [`Region`] is
+/// watched (`GIT_TRACE2_EVENT` takes 2 to 9 for a descriptor).
+const TRACE_FD: i32 = 9;
+
+/// A trace2 region of a git command to be told about ([`Git::on_region`]).
+struct Region {
+    /// The event line's `"category":"…","label":"…"`, as git writes it.
+    needle: String,
+    reached: mpsc::SyncSender<()>,
 }
 
 impl Git {
@@ -197,7 +209,22 @@ impl Git {
             shown: vec!["git".to_owned(), "-C".to_owned(), dir.display().to_string()],
             stdin: None,
             deadline: DEFAULT_DEADLINE,
+            region: None,
         })
+    }
+
+    /// Sends on `reached` when git enters the trace2 region `label` of
+    /// `category` (read from git's event stream, `GIT_TRACE2_EVENT`, as it
+    /// is written) and when git ends: a receiver never waits past the
+    /// command, nor past a failure to start it. A moment to start other
+    /// work, never a fact about the repository: a git that names its
+    /// regions otherwise only signals at its end.
+    pub fn on_region(mut self, category: &str, label: &str, reached: mpsc::SyncSender<()>) -> Git {
+        self.region = Some(Region {
+            needle: format!("\"category\":\"{category}\",\"label\":\"{label}\""),
+            reached,
+        });
+        self
     }
 
     /// Gives the command `budget` instead of [`DEFAULT_DEADLINE`] (for the
@@ -286,8 +313,22 @@ impl Git {
         if self.stdin.is_some() {
             self.cmd.stdin(Stdio::piped());
         }
+        let events = match self.region.take() {
+            Some(region) => Some((region, self.trace_to_pipe().map_err(spawn_error)?)),
+            None => None,
+        };
         crate::fault::point("git: before a command");
-        let mut child = self.cmd.spawn().map_err(spawn_error)?;
+        let spawned = self.cmd.spawn();
+        // The write end is git's now (or nobody's). The watcher is not
+        // waited for: something git started may hold the stream open past
+        // git's end, so the end of git is signalled here too.
+        let git_ended = events.map(|(region, (read, write))| {
+            drop(write);
+            let ended = region.reached.clone();
+            watch(read, region);
+            ended
+        });
+        let mut child = spawned.map_err(spawn_error)?;
         // Writing stdin while git fills its stdout pipe would deadlock on a
         // large input: the writer gets its own thread.
         let writer = match (self.stdin.take(), child.stdin.take()) {
@@ -303,6 +344,10 @@ impl Git {
         let waiter = std::thread::spawn(move || {
             let status = child.wait();
             let _ = done.send(());
+            if let Some(ended) = git_ended {
+                // Full: the region's signal is still waiting to be taken.
+                let _ = ended.try_send(());
+            }
             status
         });
         if waited.recv_timeout(self.deadline) == Err(mpsc::RecvTimeoutError::Timeout) {
@@ -338,6 +383,50 @@ impl Git {
             stderr,
         })
     }
+}
+
+impl Git {
+    /// A pipe for git's trace2 events: git writes them to [`TRACE_FD`].
+    fn trace_to_pipe(&mut self) -> io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+        let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+        let raw = std::os::fd::AsRawFd::as_raw_fd(&write);
+        self.cmd
+            .env("GIT_TRACE2_EVENT", TRACE_FD.to_string())
+            .env("GIT_TRACE2_EVENT_NESTING", "2");
+        // SAFETY: dup2 is async-signal-safe; it gives git the write end at
+        // TRACE_FD without close-on-exec (whatever the child held there
+        // was close-on-exec: every descriptor this process opens is).
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut self.cmd, move || {
+                if nix::libc::dup2(raw, TRACE_FD) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        Ok((read, write))
+    }
+}
+
+/// Reads git's trace2 events to their end on a thread of its own, and
+/// signals `region` at its first entry.
+fn watch(read: std::os::fd::OwnedFd, region: Region) {
+    std::thread::spawn(move || {
+        let mut reached = Some(region.reached);
+        let lines = io::BufRead::split(io::BufReader::new(std::fs::File::from(read)), b'\n');
+        for line in lines {
+            let Ok(line) = line else { break };
+            let entered = line.starts_with(b"{\"event\":\"region_enter\"")
+                && line
+                    .windows(region.needle.len())
+                    .any(|w| w == region.needle.as_bytes());
+            if entered {
+                if let Some(r) = reached.take() {
+                    let _ = r.try_send(());
+                }
+            }
+        }
+    });
 }
 
 /// Reads a pipe to its end on a thread of its own (best effort: what was
@@ -481,6 +570,58 @@ mod tests {
         let file = dir.path().join("file");
         std::fs::write(&file, "x\n").unwrap();
         assert!(hash(&file).is_ok());
+    }
+
+    /// `git status` in a repository whose `sub/.gitignore` is a FIFO:
+    /// git blocks opening it, inside its "untracked" region, until its
+    /// deadline. Returns what `reached` got within a second, while git was
+    /// blocked, and what it got once git was killed.
+    fn region_signals(label: &str) -> (bool, bool) {
+        let euid = nix::unistd::geteuid().as_raw();
+        let dir = tempfile::tempdir().unwrap();
+        let git = |args: &[&str]| Git::new(dir.path(), euid).unwrap().args(args).output();
+        git(&["init", "-q"]).unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("sub/new"), "x\n").unwrap();
+        let fifo = dir.path().join("sub/.gitignore");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let (reached, signal) = mpsc::sync_channel(1);
+        let status = Git::new(dir.path(), euid)
+            .unwrap()
+            .args(["status", "--porcelain", "-uall"])
+            .on_region("status", label, reached)
+            .deadline(Duration::from_secs(3));
+        let running = std::thread::spawn(move || status.output());
+        let during = signal.recv_timeout(Duration::from_secs(1)).is_ok();
+        assert!(matches!(
+            running.join().unwrap(),
+            Err(GitError::TimedOut { .. })
+        ));
+        (
+            during,
+            during || signal.recv_timeout(Duration::from_secs(1)).is_ok(),
+        )
+    }
+
+    #[test]
+    fn a_region_is_signalled_while_git_is_in_it_and_any_region_at_the_end() {
+        assert_eq!(region_signals("untracked"), (true, true));
+        // Control: a region git never enters is signalled at git's end only.
+        assert_eq!(region_signals("treeward-no-such-region"), (false, true));
+    }
+
+    #[test]
+    fn a_git_that_cannot_start_still_signals() {
+        let euid = nix::unistd::geteuid().as_raw();
+        let (reached, signal) = mpsc::sync_channel(1);
+        let mut git =
+            Git::new(Path::new("/"), euid)
+                .unwrap()
+                .on_region("status", "untracked", reached);
+        git.cmd.env("PATH", "/nonexistent");
+        assert!(matches!(git.output(), Err(GitError::Spawn { .. })));
+        // Every sender is gone: a receiver returns at once.
+        assert!(signal.recv_timeout(Duration::from_secs(5)).is_err());
     }
 
     #[test]

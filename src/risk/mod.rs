@@ -442,10 +442,21 @@ fn inspect(
     let shared = shared.filter(|_| !in_a_table && state::no_own_refs(admin.as_fd()));
     // The three listings at once, each parsed as soon as it is read: the
     // machine's cores share the work, and the whole costs about what `git
-    // status` alone does.
+    // status` alone does. `git ls-files` starts when `git status` looks for
+    // untracked files: that walk keeps one core busy, while the stat of
+    // every entry before it keeps all of them busy (on 2 cores and 100k
+    // files, check took 8 ms less, 199 against 207 ms, status alone 194).
+    let (untracked, listing) = std::sync::mpsc::sync_channel(1);
     let (status, index, refs) = std::thread::scope(|s| {
-        let status = s.spawn(|| status::parse(&repo.output(repo.git()?.args(STATUS))?));
-        let index = s.spawn(|| {
+        let status = s.spawn(|| {
+            let git = repo
+                .git()?
+                .args(STATUS)
+                .on_region("status", "untracked", untracked);
+            status::parse(&repo.output(git)?)
+        });
+        let index = s.spawn(move || {
+            let _ = listing.recv();
             index::parse(&repo.output(repo.git()?.args(["ls-files", "-v", "-s", "-z"]))?)
         });
         let refs = s.spawn(|| worktree_refs(repo, common, shared));
