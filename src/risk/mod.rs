@@ -455,12 +455,20 @@ fn inspect(
                 .on_region("status", "untracked", untracked);
             status::parse(&repo.output(git)?)
         });
-        let index = s.spawn(move || {
+        let later = s.spawn(move || {
             let _ = listing.recv();
-            index::parse(&repo.output(repo.git()?.args(["ls-files", "-v", "-s", "-z"]))?)
+            let refs = s.spawn(move || worktree_refs(repo, common, shared));
+            let index = repo
+                .git()
+                .and_then(|git| repo.output(git.args(["ls-files", "-v", "-s", "-z"])))
+                .and_then(|listed| index::parse(&listed));
+            (index, join(refs))
         });
-        let refs = s.spawn(|| worktree_refs(repo, common, shared));
-        (join(status), join(index), join(refs))
+        let status = join(status);
+        let (index, refs) = later
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (status, index, refs)
     });
     let (status, index, refs) = (status?, index?, refs?);
 
