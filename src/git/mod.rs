@@ -227,6 +227,27 @@ impl Git {
         self
     }
 
+    /// A pipe for git's trace2 events: git writes them to [`TRACE_FD`].
+    fn trace_to_pipe(&mut self) -> io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+        let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+        let raw = std::os::fd::AsRawFd::as_raw_fd(&write);
+        self.cmd
+            .env("GIT_TRACE2_EVENT", TRACE_FD.to_string())
+            .env("GIT_TRACE2_EVENT_NESTING", "2");
+        // SAFETY: dup2 is async-signal-safe; it gives git the write end at
+        // TRACE_FD without close-on-exec (whatever the child held there
+        // was close-on-exec: every descriptor this process opens is).
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut self.cmd, move || {
+                if nix::libc::dup2(raw, TRACE_FD) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        Ok((read, write))
+    }
+
     /// Gives the command `budget` instead of [`DEFAULT_DEADLINE`] (for the
     /// tests of the deadline itself).
     #[cfg(test)]
@@ -385,29 +406,6 @@ impl Git {
     }
 }
 
-impl Git {
-    /// A pipe for git's trace2 events: git writes them to [`TRACE_FD`].
-    fn trace_to_pipe(&mut self) -> io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
-        let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-        let raw = std::os::fd::AsRawFd::as_raw_fd(&write);
-        self.cmd
-            .env("GIT_TRACE2_EVENT", TRACE_FD.to_string())
-            .env("GIT_TRACE2_EVENT_NESTING", "2");
-        // SAFETY: dup2 is async-signal-safe; it gives git the write end at
-        // TRACE_FD without close-on-exec (whatever the child held there
-        // was close-on-exec: every descriptor this process opens is).
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut self.cmd, move || {
-                if nix::libc::dup2(raw, TRACE_FD) < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        Ok((read, write))
-    }
-}
-
 /// Reads git's trace2 events to their end on a thread of its own, and
 /// signals `region` at its first entry.
 fn watch(read: std::os::fd::OwnedFd, region: Region) {
@@ -417,9 +415,7 @@ fn watch(read: std::os::fd::OwnedFd, region: Region) {
         for line in lines {
             let Ok(line) = line else { break };
             let entered = line.starts_with(b"{\"event\":\"region_enter\"")
-                && line
-                    .windows(region.needle.len())
-                    .any(|w| w == region.needle.as_bytes());
+                && memchr::memmem::find(&line, region.needle.as_bytes()).is_some();
             if entered {
                 if let Some(r) = reached.take() {
                     let _ = r.try_send(());
