@@ -1206,6 +1206,52 @@ fn a_broken_worktree_whose_repository_exists_is_preserved_then_removed() {
     assert!(h.refs("refs/treeward/tmp/").is_empty());
 }
 
+/// Two worktrees detached at the one commit no ref reaches, reclaimed in
+/// one run: the first goes (the second's HEAD keeps the commit); the
+/// second is assessed without the first, forgotten by then, and its
+/// commit is preserved, not lost with both (as it would be if the second
+/// were assessed before the first was forgotten).
+#[test]
+fn a_commit_two_detached_worktrees_share_outlives_their_run() {
+    let Some(h) = host("0s", "preserve") else {
+        return;
+    };
+    let first = h.f.detached_worktree("a-first");
+    let only = h.f.commit(&first, "wip.txt", "w\n", "only here");
+    let second = h.root.join("b-second");
+    common::git(
+        &h.f.repo,
+        &[
+            "worktree",
+            "add",
+            "-q",
+            "--detach",
+            second.to_str().unwrap(),
+            &only,
+        ],
+    );
+    h.hand_over();
+    h.write_ledger(vec![
+        h.rec("a", &first, "released", 7200, json!({})),
+        h.rec("b", &second, "released", 7200, json!({})),
+    ]);
+
+    let doc = h.reap_ok(&[]);
+    assert_eq!(
+        entry(&doc, &first)["action"],
+        "removed",
+        "the second's HEAD kept its commit: {doc:#}"
+    );
+    assert_eq!(entry(&doc, &second)["action"], "preserved", "{doc:#}");
+    let head = h
+        .refs("refs/treeward/preserved/b-second/")
+        .into_iter()
+        .find(|r| r.ends_with("/head"))
+        .expect("the commit is kept under a head ref");
+    assert_eq!(h.git(&["rev-parse", &head]), only);
+    assert!(!first.exists() && !second.exists());
+}
+
 /// A run of reclaims lists the repository's shared refs once, and again
 /// after a reclaim changed them: the squash-integrated branch of
 /// `a-squashed`, deleted with its worktree, no longer keeps the commit that
