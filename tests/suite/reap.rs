@@ -749,12 +749,7 @@ fn detached_and_unmerged_work_and_a_planted_symlink() {
 
     let doc = h.reap_ok(&[]);
     assert_eq!(entry(&doc, &detached)["action"], "preserved", "{doc:#}");
-    let head = h
-        .refs("refs/treeward/preserved/detached/")
-        .into_iter()
-        .find(|r| r.ends_with("/head"))
-        .expect("the detached commit is kept under a head ref");
-    assert_eq!(h.git(&["rev-parse", &head]), lost);
+    assert_eq!(preserved_head(&h, "detached"), lost);
     assert_eq!(
         entry(&doc, &unmerged)["action"],
         "removed",
@@ -1218,18 +1213,7 @@ fn a_commit_two_detached_worktrees_share_outlives_their_run() {
     };
     let first = h.f.detached_worktree("a-first");
     let only = h.f.commit(&first, "wip.txt", "w\n", "only here");
-    let second = h.root.join("b-second");
-    common::git(
-        &h.f.repo,
-        &[
-            "worktree",
-            "add",
-            "-q",
-            "--detach",
-            second.to_str().unwrap(),
-            &only,
-        ],
-    );
+    let second = detached_at(&h, "b-second", &only);
     h.hand_over();
     h.write_ledger(vec![
         h.rec("a", &first, "released", 7200, json!({})),
@@ -1243,12 +1227,7 @@ fn a_commit_two_detached_worktrees_share_outlives_their_run() {
         "the second's HEAD kept its commit: {doc:#}"
     );
     assert_eq!(entry(&doc, &second)["action"], "preserved", "{doc:#}");
-    let head = h
-        .refs("refs/treeward/preserved/b-second/")
-        .into_iter()
-        .find(|r| r.ends_with("/head"))
-        .expect("the commit is kept under a head ref");
-    assert_eq!(h.git(&["rev-parse", &head]), only);
+    assert_eq!(preserved_head(&h, "b-second"), only);
     assert!(!first.exists() && !second.exists());
 }
 
@@ -1266,18 +1245,7 @@ fn a_branch_the_pass_deletes_keeps_nothing_for_the_rest_of_its_run() {
     let tip = h.f.commit(&squashed, "feature.txt", "f\n", "feature");
     common::git(&h.f.repo, &["merge", "-q", "--squash", "t-squashed"]);
     common::git(&h.f.repo, &["commit", "-q", "-m", "squash"]);
-    let detached = h.root.join("b-detached");
-    common::git(
-        &h.f.repo,
-        &[
-            "worktree",
-            "add",
-            "-q",
-            "--detach",
-            detached.to_str().unwrap(),
-            &tip,
-        ],
-    );
+    let detached = detached_at(&h, "b-detached", &tip);
     h.hand_over();
     h.write_ledger(vec![
         h.rec("a", &squashed, "released", 7200, json!({})),
@@ -1291,10 +1259,32 @@ fn a_branch_the_pass_deletes_keeps_nothing_for_the_rest_of_its_run() {
         "the integrated branch went with its worktree"
     );
     assert_eq!(entry(&doc, &detached)["action"], "preserved", "{doc:#}");
+    assert_eq!(preserved_head(&h, "b-detached"), tip);
+}
+
+/// `git worktree add --detach <root>/<name> <commit>`.
+fn detached_at(h: &Host, name: &str, commit: &str) -> PathBuf {
+    let path = h.root.join(name);
+    common::git(
+        &h.f.repo,
+        &[
+            "worktree",
+            "add",
+            "-q",
+            "--detach",
+            path.to_str().unwrap(),
+            commit,
+        ],
+    );
+    path
+}
+
+/// The commit the preserved set of the worktree `name` keeps its HEAD at.
+fn preserved_head(h: &Host, name: &str) -> String {
     let head = h
-        .refs("refs/treeward/preserved/b-detached/")
+        .refs(&format!("refs/treeward/preserved/{name}/"))
         .into_iter()
         .find(|r| r.ends_with("/head"))
         .expect("the detached commit is kept under a head ref");
-    assert_eq!(h.git(&["rev-parse", &head]), tip);
+    h.git(&["rev-parse", &head])
 }
