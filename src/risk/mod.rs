@@ -454,9 +454,10 @@ fn inspect(
     // ([`SMALL_INDEX`]), `git ls-files` and the refs start when `git
     // status` enters its walk for untracked files, which keeps one core
     // busy, not beside its stat of every entry, which keeps all of them
-    // busy (only the timing depends on the size read here): on 2 cores and 100k files, check took 197.1
-    // ms this way and 209.9 ms with all three started at once (paired
-    // medians of 100; `git status` plus `git rev-list` took 186.2).
+    // busy: on 2 cores and 100k files, check took 197.1 ms this way and
+    // 209.9 ms with all three started at once (paired medians of 100; `git
+    // status` plus `git rev-list` took 186.2). Only the timing depends on
+    // the size read here (a split index's shared part is not counted).
     let walk_first = crate::fd::stat_at(admin.as_fd(), OsStr::new("index"))
         .ok()
         .flatten()
