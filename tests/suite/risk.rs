@@ -402,6 +402,51 @@ fn edits_hidden_by_skip_worktree_and_assume_unchanged_are_at_risk() {
     assert_eq!(reasons_of(&wt), vec![Reason::Deleted]);
 }
 
+/// The same verdicts on an index large enough (over 256 KiB) that `git
+/// ls-files` and the refs wait for `git status` to reach its walk for
+/// untracked files (a smaller one starts all three at once): what only
+/// `ls-files` shows (a hidden edit) and what only the walk shows (an
+/// untracked file) are both counted.
+#[test]
+fn a_large_index_is_read_as_a_small_one() {
+    let f = Fixture::new();
+    let wt = f.worktree("large", "b-large");
+    for i in 0..4000 {
+        write(&wt.join(format!("many/d{:02}/f{i:04}.txt", i / 100)), "x\n");
+    }
+    git(&wt, &["add", "-A"]);
+    git(&wt, &["commit", "-q", "-m", "many files"]);
+    git(&wt, &["update-index", "--skip-worktree", "README"]);
+    let index = f.repo.join(".git/worktrees/large/index");
+    assert!(
+        fs::metadata(&index).unwrap().len() >= 256 * 1024,
+        "the index must be over risk::SMALL_INDEX for this test to mean anything"
+    );
+    assert_eq!(
+        reasons_of(&wt),
+        vec![Reason::Unpushed, Reason::Unmerged],
+        "control: only its commit"
+    );
+
+    write(&wt.join("README"), "edited behind git's back\n");
+    write(&wt.join("many/d07/new.txt"), "untracked\n");
+    let a = assess(&wt);
+    assert_eq!(
+        a.reasons,
+        vec![
+            Reason::Modified,
+            Reason::Untracked,
+            Reason::Unpushed,
+            Reason::Unmerged
+        ],
+        "{a:?}"
+    );
+    assert_eq!(
+        (a.changes.modified, a.changes.hidden, a.changes.untracked),
+        (1, 1, 1)
+    );
+}
+
 #[test]
 fn files_present_outside_the_sparse_patterns_are_at_risk() {
     let f = Fixture::new();
