@@ -34,16 +34,20 @@
 //!   block treeward, nor leave a git behind.
 //! - A failure is a value holding the command and git's stderr; the exit
 //!   status is never ignored unless the caller asks for it ([`Git::run`]).
+//! - git holds no descriptor of treeward's but its stdin, stdout and
+//!   stderr (and the trace2 pipe of [`Git::on_region`]), nor one treeward
+//!   inherited; nothing of git's start copies treeward's memory, and a
+//!   command costs no thread (see `process`).
 //!
 //! Git operations on a repository's branches live in [`branch`].
 
 pub mod branch;
+mod process;
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -143,7 +147,10 @@ pub struct Finished {
 
 /// One git command being built.
 pub struct Git {
-    cmd: Command,
+    /// After `git`.
+    args: Vec<OsString>,
+    /// The whole environment; a key set again replaces its value.
+    env: Vec<(OsString, OsString)>,
     shown: Vec<String>,
     stdin: Option<Vec<u8>>,
     deadline: Duration,
@@ -169,43 +176,27 @@ impl Git {
         if euid != owner {
             return Err(GitError::ForeignOwner { owner, euid });
         }
-        let mut cmd = Command::new("git");
-        cmd.env_clear()
-            .env("PATH", PATH)
-            .env("HOME", home(euid))
-            .env("LC_ALL", "C")
-            .env("GIT_TERMINAL_PROMPT", "0")
-            .env("GIT_NO_LAZY_FETCH", "1")
-            .env("GIT_NO_REPLACE_OBJECTS", "1")
-            .env("GIT_PROTOCOL_FROM_USER", "0")
-            .current_dir("/")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (key, value) in inherited_log_variables() {
-            cmd.env(key, value);
-        }
-        let parent = nix::unistd::getpid();
-        // SAFETY: only async-signal-safe calls (prctl, setpgid, getppid) between
-        // fork and exec.
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
-                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
-                // A group of its own: the deadline kills all of it.
-                nix::unistd::setpgid(nix::unistd::Pid::from_raw(0), nix::unistd::Pid::from_raw(0))?;
-                // The parent died before the line above: nobody waits.
-                if nix::unistd::getppid() != parent {
-                    return Err(io::Error::from_raw_os_error(nix::libc::ESRCH));
-                }
-                Ok(())
-            });
-        }
-        cmd.arg("-C").arg(dir);
+        // Nothing of the caller's environment: only what is set here.
+        let mut env: Vec<(OsString, OsString)> = [
+            ("PATH", OsString::from(PATH)),
+            ("HOME", home(euid).into_os_string()),
+            ("LC_ALL", "C".into()),
+            ("GIT_TERMINAL_PROMPT", "0".into()),
+            ("GIT_NO_LAZY_FETCH", "1".into()),
+            ("GIT_NO_REPLACE_OBJECTS", "1".into()),
+            ("GIT_PROTOCOL_FROM_USER", "0".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (OsString::from(k), v))
+        .collect();
+        env.extend(inherited_log_variables());
+        let mut args = vec![OsString::from("-C"), dir.as_os_str().to_owned()];
         for c in FIXED_CONFIG {
-            cmd.args(["-c", c]);
+            args.extend([OsString::from("-c"), OsString::from(c)]);
         }
         Ok(Git {
-            cmd,
+            args,
+            env,
             shown: vec!["git".to_owned(), "-C".to_owned(), dir.display().to_string()],
             stdin: None,
             deadline: DEFAULT_DEADLINE,
@@ -227,27 +218,6 @@ impl Git {
         self
     }
 
-    /// A pipe for git's trace2 events: git writes them to [`TRACE_FD`].
-    fn trace_to_pipe(&mut self) -> io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
-        let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-        let raw = std::os::fd::AsRawFd::as_raw_fd(&write);
-        self.cmd
-            .env("GIT_TRACE2_EVENT", TRACE_FD.to_string())
-            .env("GIT_TRACE2_EVENT_NESTING", "2");
-        // SAFETY: dup2 is async-signal-safe; it gives git the write end at
-        // TRACE_FD without close-on-exec (whatever the child held there
-        // was close-on-exec: every descriptor this process opens is).
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut self.cmd, move || {
-                if nix::libc::dup2(raw, TRACE_FD) < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        Ok((read, write))
-    }
-
     /// Gives the command `budget` instead of [`DEFAULT_DEADLINE`] (for the
     /// tests of the deadline itself).
     #[cfg(test)]
@@ -258,32 +228,31 @@ impl Git {
 
     /// Asks git to take no optional lock (`git status` refreshes and writes
     /// the index otherwise).
-    pub fn read_only(mut self) -> Git {
-        self.cmd.env("GIT_OPTIONAL_LOCKS", "0");
-        self
+    pub fn read_only(self) -> Git {
+        self.env("GIT_OPTIONAL_LOCKS", "0")
     }
 
     /// Names the git dir and work tree explicitly (`GIT_DIR`,
     /// `GIT_WORK_TREE`): no discovery.
-    pub fn git_dir(mut self, git_dir: &Path, work_tree: Option<&Path>) -> Git {
-        self.cmd.env("GIT_DIR", git_dir);
-        if let Some(w) = work_tree {
-            self.cmd.env("GIT_WORK_TREE", w);
+    pub fn git_dir(self, git_dir: &Path, work_tree: Option<&Path>) -> Git {
+        let git = self.env("GIT_DIR", git_dir);
+        match work_tree {
+            Some(w) => git.env("GIT_WORK_TREE", w),
+            None => git,
         }
-        self
     }
 
     /// Sets one environment variable (`GIT_INDEX_FILE`,
     /// `GIT_OBJECT_DIRECTORY`, …).
     pub fn env(mut self, key: &str, value: impl AsRef<OsStr>) -> Git {
-        self.cmd.env(key, value);
+        set_env(&mut self.env, key, value);
         self
     }
 
     /// Appends one argument.
     pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Git {
         self.shown.push(arg.as_ref().to_string_lossy().into_owned());
-        self.cmd.arg(arg);
+        self.args.push(arg.as_ref().to_owned());
         self
     }
 
@@ -325,84 +294,68 @@ impl Git {
     /// Runs git and returns how it ended, whatever the exit code (for the
     /// commands whose status is the answer, like `merge-base
     /// --is-ancestor`).
-    pub fn run(mut self) -> Result<Finished, GitError> {
+    pub fn run(self) -> Result<Finished, GitError> {
         let command = self.shown();
         let spawn_error = |source| GitError::Spawn {
             command: command.clone(),
             source,
         };
-        if self.stdin.is_some() {
-            self.cmd.stdin(Stdio::piped());
+        let Git {
+            args,
+            mut env,
+            stdin,
+            deadline,
+            region,
+            ..
+        } = self;
+        let (mut watched, mut extra) = (None, None);
+        if let Some(region) = region {
+            let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+                .map_err(|e| spawn_error(e.into()))?;
+            set_env(&mut env, "GIT_TRACE2_EVENT", TRACE_FD.to_string());
+            set_env(&mut env, "GIT_TRACE2_EVENT_NESTING", "2");
+            watched = Some((region, read));
+            extra = Some((write, TRACE_FD));
         }
-        let events = match self.region.take() {
-            Some(region) => Some((region, self.trace_to_pipe().map_err(spawn_error)?)),
-            None => None,
-        };
         crate::fault::point("git: before a command");
-        let spawned = self.cmd.spawn();
+        let spawned = process::spawn(process::Spec {
+            program: OsStr::new("git"),
+            args: &args,
+            env: &env,
+            cwd: OsStr::new("/"),
+            stdin: stdin.is_some(),
+            extra,
+        });
         // The write end is git's now (or nobody's). The watcher is not
         // waited for: something git started may hold the stream open past
         // git's end, so the end of git is signalled here too.
-        let git_ended = events.map(|(region, (read, write))| {
-            drop(write);
+        let git_ended = watched.map(|(region, read)| {
             let ended = region.reached.clone();
             watch(read, region);
             ended
         });
-        let mut child = spawned.map_err(spawn_error)?;
-        // Writing stdin while git fills its stdout pipe would deadlock on a
-        // large input: the writer gets its own thread.
-        let writer = match (self.stdin.take(), child.stdin.take()) {
-            (Some(input), Some(mut pipe)) => {
-                Some(std::thread::spawn(move || pipe.write_all(&input)))
-            }
-            _ => None,
-        };
-        let stderr = child.stderr.take().map(read_all);
-        let stdout = child.stdout.take().map(read_all);
-        let group = nix::unistd::Pid::from_raw(child.id() as i32);
-        let (done, waited) = mpsc::channel();
-        let waiter = std::thread::spawn(move || {
-            let status = child.wait();
-            let _ = done.send(());
-            if let Some(ended) = git_ended {
-                // Full: the region's signal is still waiting to be taken.
-                let _ = ended.try_send(());
-            }
-            status
-        });
-        if waited.recv_timeout(self.deadline) == Err(mpsc::RecvTimeoutError::Timeout) {
-            // Its group is git's own (made before exec); git is not reaped
-            // until the waiter returns, so the group id is still its.
-            let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
-            let _ = waiter.join();
-            crate::fault::point("git: after a command");
-            return Err(GitError::TimedOut {
-                command,
-                after: self.deadline,
-            });
+        let ended = spawned
+            .map_err(spawn_error)?
+            .finish(stdin.unwrap_or_default(), deadline);
+        if let Some(ended) = git_ended {
+            // Full: the region's signal is still waiting to be taken.
+            let _ = ended.try_send(());
         }
-        let status = waiter
-            .join()
-            .unwrap_or_else(|_| Err(io::Error::other("the waiting thread panicked")))
-            .map_err(spawn_error)?;
         crate::fault::point("git: after a command");
-        let stdout = stdout
-            .map(|r| r.join().unwrap_or_default())
-            .unwrap_or_default();
-        let stderr = stderr
-            .map(|r| r.join().unwrap_or_default())
-            .unwrap_or_default();
-        if let Some(w) = writer {
-            // git may exit before reading all of its input (an error): its
-            // status says what happened, so a broken pipe here is not news.
-            let _ = w.join();
-        }
-        Ok(Finished {
-            code: status.code(),
-            stdout,
-            stderr,
+        let ended = ended.map_err(spawn_error);
+        ended?.ok_or(GitError::TimedOut {
+            command,
+            after: deadline,
         })
+    }
+}
+
+/// Sets `key` in `env`, in place of its value if it has one.
+fn set_env(env: &mut Vec<(OsString, OsString)>, key: &str, value: impl AsRef<OsStr>) {
+    let value = value.as_ref().to_owned();
+    match env.iter_mut().find(|(k, _)| k == key) {
+        Some((_, v)) => *v = value,
+        None => env.push((key.into(), value)),
     }
 }
 
@@ -423,16 +376,6 @@ fn watch(read: std::os::fd::OwnedFd, region: Region) {
             }
         }
     });
-}
-
-/// Reads a pipe to its end on a thread of its own (best effort: what was
-/// read before an error).
-fn read_all(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
-    std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = pipe.read_to_end(&mut buf);
-        buf
-    })
 }
 
 /// `HOME` for `uid`: its account's home, or [`NO_HOME`].
@@ -528,13 +471,11 @@ mod tests {
     fn the_callers_environment_does_not_reach_git() {
         let euid = nix::unistd::geteuid().as_raw();
         let git = Git::new(Path::new("/"), euid).unwrap();
-        let envs: Vec<_> = git.cmd.get_envs().collect();
-        assert!(envs
+        assert!(git
+            .env
             .iter()
             .all(|(k, _)| !k.to_string_lossy().starts_with("GIT_DIR")));
-        assert!(envs
-            .iter()
-            .any(|(k, v)| *k == "LC_ALL" && *v == Some(OsStr::new("C"))));
+        assert!(git.env.iter().any(|(k, v)| *k == "LC_ALL" && *v == "C"));
     }
 
     /// The processes whose command line mentions `needle`.
@@ -620,11 +561,10 @@ mod tests {
     fn a_git_that_cannot_start_still_signals() {
         let euid = nix::unistd::geteuid().as_raw();
         let (reached, signal) = mpsc::sync_channel(1);
-        let mut git =
-            Git::new(Path::new("/"), euid)
-                .unwrap()
-                .on_region("status", "untracked", reached);
-        git.cmd.env("PATH", "/nonexistent");
+        let git = Git::new(Path::new("/"), euid)
+            .unwrap()
+            .on_region("status", "untracked", reached)
+            .env("PATH", "/nonexistent");
         assert!(matches!(git.output(), Err(GitError::Spawn { .. })));
         // Every sender is gone: a receiver returns at once.
         assert!(signal.recv_timeout(Duration::from_secs(5)).is_err());
