@@ -576,17 +576,28 @@ impl<'a> Pass<'a> {
         if self.opts.dry_run {
             self.plan(open, candidates);
         } else {
-            // A pipeline on two cores, as the drain's: the files of one
-            // chunk are deleted on another thread (mostly waiting on the
-            // disk) while the next chunk is guarded, locked and reclaimed
-            // (its gits). An entry is still deleted only after its own
-            // reclaim finished and its intent is in the ledger.
+            // A pipeline, as the drain's: while one chunk is re-checked and
+            // reclaimed (its gits, on both cores), the files of the chunk
+            // before are deleted and the chunk after is guarded and locked,
+            // each on a thread of its own and mostly waiting on the disk
+            // (the locks are made durable). An entry is still deleted only
+            // after its own reclaim finished and its intent is in the
+            // ledger, and reclaimed only after its lock and re-check.
+            let worker = &self.opts.worker;
             let mut deleting = Vec::new();
-            for chunk in chunks(candidates) {
+            let mut chunks = chunks(candidates).into_iter();
+            let mut locked = chunks.next().map(|c| lock(worker, open, c));
+            while let Some(current) = locked.take() {
                 let batch = std::mem::take(&mut deleting);
+                let next = chunks.next();
                 let deleted = std::thread::scope(|s| {
                     let deleted = s.spawn(|| delete_all(open, batch));
-                    deleting = self.act(open, root.policy, chunk);
+                    let next = next.map(|c| s.spawn(|| lock(worker, open, c)));
+                    deleting = self.act(open, root.policy, current);
+                    locked = next.map(|n| {
+                        n.join()
+                            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                    });
                     deleted.join()
                 });
                 self.deleted(deleted);
@@ -884,32 +895,14 @@ impl<'a> Pass<'a> {
         }
     }
 
-    /// Guards, re-checks and reclaims one chunk of candidates; returns those
-    /// whose files are to be deleted next ([`delete_all`]).
-    fn act(&mut self, open: &OpenRoot, policy: Policy, chunk: Vec<Candidate<'a>>) -> Vec<Deletion> {
-        // Entries that are not linked worktrees are assessed here, in place.
-        let mut going = Vec::new();
-        for mut c in chunk {
-            c.verdict = settle(open, &c);
-            if c.verdict == Verdict::Act(Drain::Keep) {
-                let o = Outcome::new(c.path.clone(), Action::Kept)
-                    .with_error(unrecordable(c.facts.kind));
-                self.push(o, c.record_id());
-            } else {
-                going.push(c);
-            }
+    /// Re-checks and reclaims one chunk of candidates, guarded and locked
+    /// ([`lock`]); returns those whose files are to be deleted next
+    /// ([`delete_all`]).
+    fn act(&mut self, open: &OpenRoot, policy: Policy, locked: Locked<'a>) -> Vec<Deletion> {
+        for (o, record) in locked.outcomes {
+            self.push(o, record);
         }
-        // 1. Guard: this pass's flock on each directory, its lock on each
-        //    linked worktree.
-        let mut guarded = Vec::new();
-        for c in going {
-            match guard(open, &c) {
-                Ok(g) => guarded.push((c, g)),
-                Err(Some(o)) => self.push(*o, c.record_id()),
-                Err(None) => {} // gone meanwhile: the next pass sees why
-            }
-        }
-        let guarded = self.lock_all(guarded);
+        let guarded = locked.guarded;
         // 2. Re-check, right before anything changes: who uses it now.
         let now = ProcessTable::scan();
         let mut ready = Vec::new();
@@ -997,57 +990,6 @@ impl<'a> Pass<'a> {
         deletions
     }
 
-    /// `git worktree lock`s each linked worktree of `guarded` with
-    /// [`REAP_LOCK`], as its owner; returns those that are now locked by
-    /// this pass (and the others, which need no lock), reporting the rest.
-    fn lock_all(&mut self, guarded: Vec<(Candidate<'a>, Guard)>) -> Vec<(Candidate<'a>, Guard)> {
-        let mut out = Vec::new();
-        let mut by_owner: BTreeMap<Owner, Vec<(Candidate<'a>, Guard)>> = BTreeMap::new();
-        let mut tickets: BTreeMap<Owner, Vec<Claimed>> = BTreeMap::new();
-        for (c, g) in guarded {
-            match c.claimed() {
-                Some((owner, ticket)) => {
-                    by_owner.entry(owner).or_default().push((c, g));
-                    tickets.entry(owner).or_default().push(ticket);
-                }
-                None => out.push((c, g)),
-            }
-        }
-        for (owner, items) in by_owner {
-            let requests: Vec<Request> = tickets
-                .remove(&owner)
-                .unwrap_or_default()
-                .into_iter()
-                .map(|claimed| Request::LockWorktree {
-                    claimed,
-                    reason: Some(REAP_LOCK.to_owned()),
-                })
-                .collect();
-            let answers = call_simple(&self.opts.worker, owner, &requests, |r| match r {
-                Response::Locked {
-                    newly_locked: true, ..
-                } => true,
-                Response::Locked { reason, .. } => reason.as_deref() == Some(REAP_LOCK),
-                _ => false,
-            });
-            for ((c, g), answer) in items.into_iter().zip(answers) {
-                match answer {
-                    Ok(()) => out.push((c, g)),
-                    Err(e) => {
-                        let action = if matches!(e, AnswerError::LockedMeanwhile(_)) {
-                            Action::SkippedLocked
-                        } else {
-                            Action::Failed
-                        };
-                        let o = Outcome::new(c.path.clone(), action).with_error(e);
-                        self.push(o, c.record_id());
-                    }
-                }
-            }
-        }
-        out
-    }
-
     /// Lifts this pass's lock from worktrees it leaves in place.
     fn unlock_all(&self, worktrees: Vec<(Owner, Claimed)>) {
         let mut by_owner: BTreeMap<Owner, Vec<Claimed>> = BTreeMap::new();
@@ -1121,6 +1063,99 @@ impl<'a> Pass<'a> {
         }
         paths
     }
+}
+
+/// A chunk of candidates guarded and locked ([`lock`]), and the outcomes
+/// of those that went no further.
+struct Locked<'a> {
+    guarded: Vec<(Candidate<'a>, Guard)>,
+    outcomes: Vec<(Outcome, Option<String>)>,
+}
+
+/// The first half of reclaiming a chunk of candidates: settles those that
+/// are not linked worktrees (assessed in place), then takes this pass's
+/// flock on each directory and its lock on each linked worktree. Needs
+/// nothing of the pass but its worker, so that it runs while the chunk
+/// before is reclaimed ([`Pass::act`]).
+fn lock<'a>(worker: &Worker, open: &OpenRoot, chunk: Vec<Candidate<'a>>) -> Locked<'a> {
+    let mut outcomes = Vec::new();
+    let mut going = Vec::new();
+    for mut c in chunk {
+        c.verdict = settle(open, &c);
+        if c.verdict == Verdict::Act(Drain::Keep) {
+            let o =
+                Outcome::new(c.path.clone(), Action::Kept).with_error(unrecordable(c.facts.kind));
+            outcomes.push((o, c.record_id()));
+        } else {
+            going.push(c);
+        }
+    }
+    let mut guarded = Vec::new();
+    for c in going {
+        match guard(open, &c) {
+            Ok(g) => guarded.push((c, g)),
+            Err(Some(o)) => outcomes.push((*o, c.record_id())),
+            Err(None) => {} // gone meanwhile: the next pass sees why
+        }
+    }
+    let guarded = lock_all(worker, guarded, &mut outcomes);
+    Locked { guarded, outcomes }
+}
+
+/// `git worktree lock`s each linked worktree of `guarded` with
+/// [`REAP_LOCK`], as its owner; returns those that are now locked by this
+/// pass (and the others, which need no lock), adding the rest to
+/// `outcomes`.
+fn lock_all<'a>(
+    worker: &Worker,
+    guarded: Vec<(Candidate<'a>, Guard)>,
+    outcomes: &mut Vec<(Outcome, Option<String>)>,
+) -> Vec<(Candidate<'a>, Guard)> {
+    let mut out = Vec::new();
+    let mut by_owner: BTreeMap<Owner, Vec<(Candidate<'a>, Guard)>> = BTreeMap::new();
+    let mut tickets: BTreeMap<Owner, Vec<Claimed>> = BTreeMap::new();
+    for (c, g) in guarded {
+        match c.claimed() {
+            Some((owner, ticket)) => {
+                by_owner.entry(owner).or_default().push((c, g));
+                tickets.entry(owner).or_default().push(ticket);
+            }
+            None => out.push((c, g)),
+        }
+    }
+    for (owner, items) in by_owner {
+        let requests: Vec<Request> = tickets
+            .remove(&owner)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|claimed| Request::LockWorktree {
+                claimed,
+                reason: Some(REAP_LOCK.to_owned()),
+            })
+            .collect();
+        let answers = call_simple(worker, owner, &requests, |r| match r {
+            Response::Locked {
+                newly_locked: true, ..
+            } => true,
+            Response::Locked { reason, .. } => reason.as_deref() == Some(REAP_LOCK),
+            _ => false,
+        });
+        for ((c, g), answer) in items.into_iter().zip(answers) {
+            match answer {
+                Ok(()) => out.push((c, g)),
+                Err(e) => {
+                    let action = if matches!(e, AnswerError::LockedMeanwhile(_)) {
+                        Action::SkippedLocked
+                    } else {
+                        Action::Failed
+                    };
+                    let o = Outcome::new(c.path.clone(), action).with_error(e);
+                    outcomes.push((o, c.record_id()));
+                }
+            }
+        }
+    }
+    out
 }
 
 /// A candidate's flock on its directory, held until it is deleted (`None`
