@@ -1262,6 +1262,76 @@ fn a_branch_the_pass_deletes_keeps_nothing_for_the_rest_of_its_run() {
     assert_eq!(preserved_head(&h, "b-detached"), tip);
 }
 
+/// Forty worktrees in one pass: three chunks of reclaims (16, 16 and 8),
+/// each chunk locked while the one before is reclaimed. Each gets the
+/// verdict it gets alone: the clean ones removed; a modified file, an
+/// untracked file and both preserved, one in each chunk; of two detached
+/// worktrees in different chunks at the one commit no ref reaches, the
+/// first removed and the second preserved with that commit; one a person
+/// locked left as it was. No lock of the reaper's is left behind.
+#[test]
+fn forty_worktrees_in_three_chunks_each_get_their_own_verdict() {
+    let Some(h) = host("0s", "preserve") else {
+        return;
+    };
+    let (shared_first, shared_second, modified, untracked, both, pinned) = (3, 19, 5, 20, 35, 36);
+    let mut only = String::new();
+    let mut paths = Vec::new();
+    for i in 0..40 {
+        let name = format!("n{i:02}");
+        let wt = if i == shared_second {
+            detached_at(&h, &name, &only)
+        } else {
+            h.f.detached_worktree(&name)
+        };
+        if i == shared_first {
+            only = h.f.commit(&wt, "wip.txt", "w\n", "only here");
+        }
+        if i == modified || i == both {
+            write(&wt.join("README"), "edited, never committed\n");
+        }
+        if i == untracked || i == both {
+            write(&wt.join("notes.md"), "only copy\n");
+        }
+        if i == pinned {
+            common::git(
+                &h.f.repo,
+                &[
+                    "worktree",
+                    "lock",
+                    "--reason",
+                    "agent 7",
+                    wt.to_str().unwrap(),
+                ],
+            );
+        }
+        paths.push(wt);
+    }
+    h.hand_over();
+    h.write_ledger(vec![]);
+
+    let doc = h.reap_ok(&[]);
+    for (i, wt) in paths.iter().enumerate() {
+        let e = entry(&doc, wt);
+        let expected = match i {
+            i if i == pinned => "skipped_locked",
+            i if [shared_second, modified, untracked, both].contains(&i) => "preserved",
+            _ => "removed",
+        };
+        assert_eq!(e["action"], expected, "{}: {e}", wt.display());
+        assert_eq!(wt.exists(), i == pinned, "{}", wt.display());
+    }
+    assert_eq!(preserved_head(&h, "n19"), only);
+    for name in ["n05", "n20", "n35"] {
+        let refs = h.refs(&format!("refs/treeward/preserved/{name}/"));
+        assert!(!refs.is_empty(), "{name}: its work is preserved");
+    }
+    let locked = std::fs::read_to_string(h.f.repo.join(".git/worktrees/n36/locked")).unwrap();
+    assert_eq!(locked.trim(), "agent 7");
+    let listed = h.git(&["worktree", "list", "--porcelain"]);
+    assert_eq!(listed.matches("\nworktree ").count(), 1, "{listed}");
+}
+
 /// `git worktree add --detach <root>/<name> <commit>`.
 fn detached_at(h: &Host, name: &str, commit: &str) -> PathBuf {
     let path = h.root.join(name);
