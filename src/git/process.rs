@@ -56,9 +56,9 @@ pub struct Spec<'a> {
     /// Whether stdin is a pipe (to [`Child::finish`]'s input) rather than
     /// `/dev/null`.
     pub stdin: bool,
-    /// One more descriptor for the child: `(ours, at)`, open at `at` in it
-    /// across `exec` (git's trace2 stream); ours is closed once the child
-    /// has it.
+    /// One more descriptor for the child: `(ours, at)`, open at `at` (3 to
+    /// 9) in it across `exec` (git's trace2 stream); ours is closed once
+    /// the child has it.
     pub extra: Option<(OwnedFd, RawFd)>,
 }
 
@@ -147,6 +147,16 @@ fn above_targets(fd: OwnedFd) -> io::Result<OwnedFd> {
 
 /// Starts `spec`.
 pub fn spawn(spec: Spec) -> io::Result<Child> {
+    if spec
+        .extra
+        .as_ref()
+        .is_some_and(|(_, at)| !(3..=9).contains(at))
+    {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the extra descriptor goes at 3 to 9",
+        ));
+    }
     let paths = candidates(spec.program, spec.env)?;
     if paths.is_empty() {
         return Err(io::Error::from_raw_os_error(libc::ENOENT));
@@ -736,6 +746,12 @@ mod tests {
         assert_eq!(run(spec("true", &[], &env), Vec::new()).code, Some(0));
         let nul = [OsString::from_vec(b"a\0b".to_vec())];
         let e = spawn(spec("true", &nul, &env)).err().unwrap();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        // An extra descriptor where stdout goes is refused, not dup2ed.
+        let (_read, write) = pipe().unwrap();
+        let mut over_stdout = spec("true", &[], &env);
+        over_stdout.extra = Some((write, 1));
+        let e = spawn(over_stdout).err().unwrap();
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
     }
 
