@@ -82,8 +82,8 @@ struct Setup {
     /// `(from, to)`: `dup2`ed in this order; every `from` is above every
     /// `to` ([`above_targets`]).
     dups: Vec<(RawFd, RawFd)>,
-    /// The targets of `dups` above 2, ascending.
-    kept_above_2: Vec<RawFd>,
+    /// Where the extra descriptor goes, if there is one (3 to 9).
+    extra_at: Option<RawFd>,
     /// The highest signal number (glibc's `SIGRTMAX`, a function call).
     last_signal: c_int,
     parent: libc::pid_t,
@@ -213,15 +213,13 @@ pub fn spawn(spec: Spec) -> io::Result<Child> {
         p.push(std::ptr::null());
         p
     };
-    let mut kept_above_2: Vec<RawFd> = dups.iter().map(|d| d.1).filter(|at| *at > 2).collect();
-    kept_above_2.sort_unstable();
     let setup = Setup {
         paths: paths.iter().map(|c| c.as_ptr()).collect(),
         argv: nul(&argv),
         envp: nul(&envp),
         cwd: cwd.as_ptr(),
         dups,
-        kept_above_2,
+        extra_at: extra.as_ref().map(|(_, at)| *at),
         parent: nix::unistd::getpid().as_raw(),
         last_signal: libc::SIGRTMAX(),
         failed: AtomicI32::new(0),
@@ -367,14 +365,16 @@ unsafe fn prepare_and_exec(s: &Setup) -> c_int {
     // already), nor what treeward inherited without the flag. The table
     // is the child's own (no CLONE_FILES). A kernel without close_range
     // (before 5.9) leaves only the latter.
-    let mut first = 3;
-    for &at in &s.kept_above_2 {
-        if at > first {
-            libc::close_range(first as libc::c_uint, (at - 1) as libc::c_uint, 0);
+    let above = match s.extra_at {
+        Some(at) => {
+            if at > 3 {
+                libc::close_range(3, (at - 1) as libc::c_uint, 0);
+            }
+            at + 1
         }
-        first = first.max(at + 1);
-    }
-    libc::close_range(first as libc::c_uint, libc::c_uint::MAX, 0);
+        None => 3,
+    };
+    libc::close_range(above as libc::c_uint, libc::c_uint::MAX, 0);
     if libc::chdir(s.cwd) != 0 {
         return errno();
     }
