@@ -12,6 +12,21 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
     stdout_of(git_command(dir, args), args, dir)
 }
 
+/// `git worktree lock --reason <reason> <worktree>`, in `repo`: a lock a
+/// person or an agent took.
+pub fn lock_worktree(repo: &Path, worktree: &Path, reason: &str) {
+    git(
+        repo,
+        &[
+            "worktree",
+            "lock",
+            "--reason",
+            reason,
+            worktree.to_str().unwrap(),
+        ],
+    );
+}
+
 pub fn git_output(dir: &Path, args: &[&str]) -> Output {
     git_command(dir, args).output().expect("git runs")
 }

@@ -128,16 +128,7 @@ fn list_joins_records_with_disk_and_shows_unrecorded_entries() {
     let id = h.record(&recorded);
     let gone_id = h.record(&gone);
     let locked = h.f.worktree("locked", "t-locked");
-    git(
-        &h.f.repo,
-        &[
-            "worktree",
-            "lock",
-            "--reason",
-            "agent 7",
-            locked.to_str().unwrap(),
-        ],
-    );
+    common::lock_worktree(&h.f.repo, &locked, "agent 7");
     let busy = h.f.worktree("busy", "t-busy");
     let _sleeper = ChildGuard(
         Command::new("sleep")
@@ -1219,16 +1210,7 @@ fn list_as_root_is_never_blocked_by_a_planted_fifo() {
     }
     let h = owned_host();
     let calm = h.f.worktree("calm", "t-calm");
-    git(
-        &h.f.repo,
-        &[
-            "worktree",
-            "lock",
-            "--reason",
-            "agent 7",
-            calm.to_str().unwrap(),
-        ],
-    );
+    common::lock_worktree(&h.f.repo, &calm, "agent 7");
     let planted = ["locked", "HEAD", "gitdir", "commondir"];
     let paths: Vec<PathBuf> = planted
         .iter()

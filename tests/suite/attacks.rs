@@ -340,16 +340,7 @@ impl Victim {
         let f = Fixture::new_in(base);
         set_mode(f.tmp.path(), 0o755);
         let wt = f.worktree(name, &format!("t-{name}"));
-        common::git(
-            &f.repo,
-            &[
-                "worktree",
-                "lock",
-                "--reason",
-                "agent 7 at work",
-                wt.to_str().unwrap(),
-            ],
-        );
+        common::lock_worktree(&f.repo, &wt, "agent 7 at work");
         write(&wt.join("staged.txt"), "staged\n");
         common::git(&wt, &["add", "staged.txt"]);
         write(&wt.join("README"), "edited, uncommitted\n");

@@ -322,16 +322,7 @@ fn entries_in_use_are_never_taken() {
     let owned = h.f.worktree("owned", "t-owned");
     let pinned = h.f.worktree("pinned", "t-pinned");
     let free = h.f.worktree("free", "t-free");
-    common::git(
-        &h.f.repo,
-        &[
-            "worktree",
-            "lock",
-            "--reason",
-            "agent 7",
-            pinned.to_str().unwrap(),
-        ],
-    );
+    common::lock_worktree(&h.f.repo, &pinned, "agent 7");
     h.hand_over();
     let _sleeper = h.spawn_as_user(Command::new("sleep").arg("60").current_dir(&cwd));
     let _holder = ChildGuard(
@@ -1294,16 +1285,7 @@ fn forty_worktrees_in_three_chunks_each_get_their_own_verdict() {
             write(&wt.join("notes.md"), "only copy\n");
         }
         if i == pinned {
-            common::git(
-                &h.f.repo,
-                &[
-                    "worktree",
-                    "lock",
-                    "--reason",
-                    "agent 7",
-                    wt.to_str().unwrap(),
-                ],
-            );
+            common::lock_worktree(&h.f.repo, &wt, "agent 7");
         }
         paths.push(wt);
     }

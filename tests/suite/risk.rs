@@ -242,16 +242,7 @@ fn per_worktree_refs_are_at_risk() {
 fn locked_and_stash_are_reported_not_at_risk() {
     let f = Fixture::new();
     let wt = f.worktree("locked", "b-locked");
-    git(
-        &f.repo,
-        &[
-            "worktree",
-            "lock",
-            "--reason",
-            "agent 7 is working",
-            wt.to_str().unwrap(),
-        ],
-    );
+    common::lock_worktree(&f.repo, &wt, "agent 7 is working");
     write(&wt.join("README"), "stash me\n");
     git(&wt, &["stash", "-q"]);
     let a = assess(&wt);
