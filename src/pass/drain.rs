@@ -42,7 +42,7 @@ use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The report's word for a drain decision.
@@ -321,10 +321,13 @@ pub fn drain_trash(
                     (r, started.elapsed())
                 })
             });
-            let done: Vec<Outcome> = reclaimed
-                .drain(..)
-                .map(|r| finish(open, &trash, worker, r, deadline))
-                .collect();
+            let done = finish_all(
+                open,
+                &trash,
+                worker,
+                std::mem::take(&mut reclaimed),
+                deadline,
+            );
             (done, next.map(|n| n.join()))
         });
         for o in done {
@@ -779,6 +782,54 @@ fn intents(ready: &[Reclaiming]) -> Vec<Outcome> {
         .filter(|r| r.left.is_none() && r.decision != Drain::Keep)
         .map(|r| reclaimed_outcome(r.waiting.original.clone(), r.decision, r.reclaimed.clone()))
         .collect()
+}
+
+/// How many reclaimed entries are deleted at once. An unlink mostly waits
+/// on the filesystem's journal and metadata blocks, and unlinks in
+/// different directories wait side by side: on this project's test host
+/// (ext4, two cores), two `rm -rf` over halves of 200 trees of 2,000 files
+/// took 28.8 s where one over all of them took 47.5 s, for the same system
+/// time.
+const DELETERS: usize = 2;
+
+/// [`finish`] for each entry of a chunk, [`DELETERS`] at a time (the
+/// calling thread is one of them), the outcomes in the chunk's order. An
+/// entry whose deletion panicked gets no outcome: it waits in the trash, or
+/// its remains, for the next pass, as after a crash.
+fn finish_all(
+    open: &OpenRoot,
+    trash: &Trash,
+    worker: &Worker,
+    reclaimed: Vec<Reclaiming>,
+    deadline: Option<Instant>,
+) -> Vec<Outcome> {
+    let queue = Mutex::new(reclaimed.into_iter().enumerate());
+    let deleter = || {
+        let mut done = Vec::new();
+        loop {
+            // The lock is released before `finish` runs: a panic there
+            // poisons nothing.
+            let Some((i, r)) = queue.lock().map_or(None, |mut q| q.next()) else {
+                return done;
+            };
+            done.push((i, finish(open, trash, worker, r, deadline)));
+        }
+    };
+    let mut done: Vec<(usize, Outcome)> = std::thread::scope(|s| {
+        let others: Vec<_> = (1..DELETERS).map(|_| s.spawn(deleter)).collect();
+        let mut done = deleter();
+        for other in others {
+            match other.join() {
+                Ok(d) => done.extend(d),
+                Err(_) => log::error!(
+                    "a deletion thread panicked; its entry waits in the trash for the next pass"
+                ),
+            }
+        }
+        done
+    });
+    done.sort_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, o)| o).collect()
 }
 
 /// Carries out the drain decision for one entry: delete it (in the
