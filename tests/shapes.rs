@@ -190,9 +190,9 @@ fn ten_thousand_entries_and_thousand_deep_trees_in_bounded_memory_and_descriptor
         std::fs::write(p.join("bottom.txt"), "x").unwrap();
     }
     let cfg = common::config_file(dir.path(), &root, "policy = \"discard\"");
-    // 128 descriptors in all: the removal engine's 64 directory
-    // descriptors and the pass's own, far too few for one per entry or one
-    // per level.
+    // 128 descriptors in all: the 64 directory descriptors of the drain's
+    // two removals at once (32 each) and the pass's own, far too few for
+    // one per entry or one per level.
     let (out, peak_kib) = run_bounded(
         Command::new(env!("CARGO_BIN_EXE_treeward-sweep"))
             .args(["--json", "--budget", "120s", "--config"])
