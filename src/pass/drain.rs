@@ -296,9 +296,9 @@ pub fn drain_trash(
         }
     }
     // A pipeline on two cores: while the files of one chunk are deleted
-    // here, the next chunk is assessed and preserved (by its owners'
-    // workers) on another thread. An entry is still deleted only after its
-    // own reclaim finished.
+    // here ([`finish_all`]), the next chunk is assessed and preserved (by
+    // its owners' workers) on another thread. An entry is still deleted
+    // only after its own reclaim finished.
     let mut queue = waiting.into_iter().peekable();
     let mut reclaimed: Vec<Reclaiming> = Vec::new();
     let mut speed = Speed::default();
@@ -794,8 +794,9 @@ const DELETERS: usize = 2;
 
 /// [`finish`] for each entry of a chunk, [`DELETERS`] at a time (the
 /// calling thread is one of them), the outcomes in the chunk's order. An
-/// entry whose deletion panicked gets no outcome: it waits in the trash, or
-/// its remains, for the next pass, as after a crash.
+/// entry whose deletion panicked on another thread gets no outcome (the
+/// others keep theirs): it waits in the trash, or its remains, for the
+/// next pass, as after a crash.
 fn finish_all(
     open: &OpenRoot,
     trash: &Trash,
@@ -804,30 +805,29 @@ fn finish_all(
     deadline: Option<Instant>,
 ) -> Vec<Outcome> {
     let queue = Mutex::new(reclaimed.into_iter().enumerate());
+    let done = Mutex::new(Vec::new());
+    // Neither lock is held while `finish` runs: a panic there poisons
+    // nothing.
     let deleter = || {
-        let mut done = Vec::new();
-        loop {
-            // The lock is released before `finish` runs: a panic there
-            // poisons nothing.
-            let Some((i, r)) = queue.lock().map_or(None, |mut q| q.next()) else {
-                return done;
-            };
-            done.push((i, finish(open, trash, worker, r, deadline)));
-        }
-    };
-    let mut done: Vec<(usize, Outcome)> = std::thread::scope(|s| {
-        let others: Vec<_> = (1..DELETERS).map(|_| s.spawn(deleter)).collect();
-        let mut done = deleter();
-        for other in others {
-            match other.join() {
-                Ok(d) => done.extend(d),
-                Err(_) => log::error!(
-                    "a deletion thread panicked; its entry waits in the trash for the next pass"
-                ),
+        while let Some((i, r)) = queue.lock().map_or(None, |mut q| q.next()) {
+            let o = finish(open, trash, worker, r, deadline);
+            if let Ok(mut list) = done.lock() {
+                list.push((i, o));
             }
         }
-        done
+    };
+    std::thread::scope(|s| {
+        let others: Vec<_> = (1..DELETERS).map(|_| s.spawn(deleter)).collect();
+        deleter();
+        for other in others {
+            if other.join().is_err() {
+                log::error!(
+                    "a deletion thread panicked; the entry it was deleting waits in the trash for the next pass"
+                );
+            }
+        }
     });
+    let mut done = done.into_inner().unwrap_or_default();
     done.sort_by_key(|(i, _)| *i);
     done.into_iter().map(|(_, o)| o).collect()
 }
