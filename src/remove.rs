@@ -96,9 +96,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 /// The most directory descriptors one removal holds open at a time. The
-/// drain runs two removals at once, which together hold at most 64 (only
-/// a tree deeper than this many directories reopens parents through
-/// `..`).
+/// drain runs two removals at once, which together hold at most 64 (a
+/// compile-time check there keeps it so); only a tree deeper than this
+/// many directories reopens parents through `..`.
 pub const MAX_OPEN_DIR_FDS: usize = 32;
 
 /// Reports keep at most this many failures; the rest are only counted.

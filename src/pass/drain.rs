@@ -792,6 +792,11 @@ fn intents(ready: &[Reclaiming]) -> Vec<Outcome> {
 /// time.
 const DELETERS: usize = 2;
 
+// Together the deleters hold at most 64 directory descriptors, the budget
+// a whole pass is tested under (`tests/shapes.rs`: 128 descriptors in all):
+// more deleters need a lower cap per removal.
+const _: () = assert!(DELETERS * crate::remove::MAX_OPEN_DIR_FDS <= 64);
+
 /// [`finish`] for each entry of a chunk, [`DELETERS`] at a time (the
 /// calling thread is one of them), the outcomes in the chunk's order. An
 /// entry whose deletion panicked on another thread gets no outcome (the
